@@ -1,0 +1,87 @@
+# Builds the C library, the C tests and the examples; no Python needed
+# unless BLAS=scipy (the default), which asks Python where the
+# scipy-openblas64 package keeps its header and library.
+#
+#   make                  build/libclstm.a, build/libclstm.so, examples
+#   make test             build and run the C tests (exit non-zero on failure)
+#   make test-sanitize    the C tests under ASan + UBSan (naive and BLAS paths)
+#   make BLAS=openblas    link Debian's libopenblas-dev (plain LP64 names)
+#   make BLAS=none        no BLAS at all: the naive gemm everywhere
+#
+# Outputs go to $(BUILD) (default build/, or build-<variant> for sanitizers).
+
+BLAS ?= scipy
+BUILD ?= build
+PYTHON ?= python3
+CC ?= cc
+
+CFLAGS ?= -O2 -g
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+BASE_CFLAGS = -std=c11 -fPIC -fopenmp -fvisibility=hidden -Iinclude -Isrc $(WARN)
+LDLIBS_BASE = -lm -fopenmp
+
+ifeq ($(BLAS),scipy)
+  SCIPY_OPENBLAS_INC := $(shell $(PYTHON) -c "import scipy_openblas64 as s; print(s.get_include_dir())" 2>/dev/null)
+  SCIPY_OPENBLAS_LIB := $(shell $(PYTHON) -c "import scipy_openblas64 as s; print(s.get_lib_dir())" 2>/dev/null)
+  ifeq ($(SCIPY_OPENBLAS_INC),)
+    $(error BLAS=scipy needs 'pip install scipy-openblas64' (or use BLAS=openblas or BLAS=none))
+  endif
+  BLAS_CFLAGS = -DCLSTM_USE_CBLAS -DCLSTM_OPENBLAS -DBLAS_SYMBOL_PREFIX=scipy_ \
+                -DBLAS_SYMBOL_SUFFIX=64_ -DHAVE_BLAS_ILP64 -I$(SCIPY_OPENBLAS_INC)
+  BLAS_LIBS = -L$(SCIPY_OPENBLAS_LIB) -lscipy_openblas64_ -Wl,-rpath,$(SCIPY_OPENBLAS_LIB)
+else ifeq ($(BLAS),openblas)
+  BLAS_CFLAGS = -DCLSTM_USE_CBLAS -DCLSTM_OPENBLAS $(shell pkg-config --cflags openblas 2>/dev/null)
+  BLAS_LIBS = $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+else ifeq ($(BLAS),none)
+  BLAS_CFLAGS =
+  BLAS_LIBS =
+else
+  $(error BLAS must be scipy, openblas or none)
+endif
+
+ALL_CFLAGS = $(BASE_CFLAGS) $(BLAS_CFLAGS) $(CFLAGS)
+LIBS = $(BLAS_LIBS) $(LDLIBS_BASE)
+
+SRC = $(wildcard src/*.c)
+OBJ = $(SRC:src/%.c=$(BUILD)/obj/%.o)
+HDR = include/clstm.h $(wildcard src/*.h) $(wildcard src/*.inc)
+TESTS = $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
+EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+.PHONY: all lib test test-sanitize examples clean
+
+all: lib examples
+lib: $(BUILD)/libclstm.a $(BUILD)/libclstm.so
+examples: $(EXAMPLES)
+
+$(BUILD)/obj/%.o: src/%.c $(HDR)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libclstm.a: $(OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libclstm.so: $(OBJ)
+	$(CC) -shared -Wl,-soname,libclstm.so.$(shell sed -n 's/^#define CLSTM_VERSION_MAJOR //p' include/clstm.h) \
+	  -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/c/%.c tests/c/ctest.h $(BUILD)/libclstm.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Itests/c $< $(BUILD)/libclstm.a $(LIBS) -o $@
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/libclstm.a
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $< $(BUILD)/libclstm.a $(LIBS) -o $@
+
+test: $(TESTS) $(EXAMPLES)
+	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
+	@for e in $(EXAMPLES); do echo "== $$e"; $$e > /dev/null || exit 1; done
+	@echo "C tests: all passed"
+
+SAN = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+test-sanitize:
+	$(MAKE) BUILD=build-san CFLAGS="-O1 -g $(SAN)" LDLIBS_BASE="-lm -fopenmp $(SAN)" test
+
+clean:
+	rm -rf build build-san

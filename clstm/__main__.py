@@ -1,0 +1,3 @@
+from clstm.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+# Declarations of the C API (include/clstm.h) for the Cython binding.
+from libc.stdint cimport int64_t, uint64_t
+
+cdef extern from "clstm.h" nogil:
+    ctypedef enum clstm_status:
+        CLSTM_OK
+        CLSTM_ERR_NULL
+        CLSTM_ERR_SIZE
+        CLSTM_ERR_OVERFLOW
+        CLSTM_ERR_NOMEM
+        CLSTM_ERR_WORKSPACE
+        CLSTM_ERR_DTYPE
+        CLSTM_ERR_STATE
+        CLSTM_ERR_UNSUPPORTED
+        CLSTM_ERR_ARG
+
+    ctypedef enum clstm_dtype:
+        CLSTM_FLOAT32
+        CLSTM_FLOAT64
+
+    ctypedef enum clstm_backend:
+        CLSTM_BACKEND_DEFAULT
+        CLSTM_BACKEND_BLAS
+        CLSTM_BACKEND_NAIVE
+
+    ctypedef struct clstm_config:
+        size_t struct_size
+        int64_t input_size
+        int64_t hidden_size
+        int64_t num_layers
+        clstm_dtype dtype
+        clstm_backend backend
+
+    ctypedef struct clstm_model:
+        pass
+
+    ctypedef struct clstm_tensor_info:
+        char name[32]
+        size_t offset
+        int ndim
+        int64_t shape[2]
+
+    unsigned CLSTM_VERSION_NUMBER
+    unsigned clstm_version_number()
+    const char *clstm_version_string()
+    const char *clstm_status_string(clstm_status s)
+    clstm_config clstm_config_default()
+    clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **out)
+    void clstm_free(clstm_model *m)
+    clstm_status clstm_init_params(clstm_model *m, uint64_t seed)
+    clstm_status clstm_params(clstm_model *m, void **data, size_t *n)
+    clstm_status clstm_grads(clstm_model *m, void **data, size_t *n)
+    clstm_status clstm_zero_grad(clstm_model *m)
+    clstm_status clstm_num_tensors(const clstm_model *m, int64_t *n)
+    clstm_status clstm_tensor_info_get(const clstm_model *m, int64_t index,
+                                       clstm_tensor_info *out)
+    clstm_status clstm_workspace_size(const clstm_model *m, int64_t T, int64_t B,
+                                      int train, size_t *bytes)
+    clstm_status clstm_forward(const clstm_model *m, int64_t T, int64_t B,
+                               const void *x, const void *h0, const void *c0,
+                               void *y, void *hT, void *cT, int train,
+                               void *ws, size_t ws_bytes)
+    clstm_status clstm_backward(clstm_model *m, int64_t T, int64_t B,
+                                const void *dy, const void *dhT, const void *dcT,
+                                void *dx, void *dh0, void *dc0,
+                                void *ws, size_t ws_bytes)
+    clstm_status clstm_set_num_threads(int n)
+    int clstm_get_num_threads()
+    int clstm_has_blas()

@@ -1,0 +1,200 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Thin binding over the C library: arrays in, C call without the GIL,
+status to exception. Argument checking and reshaping live in clstm/lstm.py;
+this module trusts its caller to pass C-contiguous arrays of the right
+shapes (it still checks sizes, so a mistake raises instead of corrupting)."""
+from libc.stdint cimport int64_t, uint64_t
+from cpython.buffer cimport PyBUF_FORMAT
+from clstm._clstm cimport *
+
+ctypedef fused real:
+    float
+    double
+
+_BACKENDS = {"default": CLSTM_BACKEND_DEFAULT, "blas": CLSTM_BACKEND_BLAS,
+             "naive": CLSTM_BACKEND_NAIVE}
+
+if clstm_version_number() != CLSTM_VERSION_NUMBER:
+    raise ImportError("clstm: C library version %s does not match the binding's header"
+                      % clstm_version_string().decode())
+
+__version__ = clstm_version_string().decode()
+
+
+cdef int check(clstm_status st, str what) except -1:
+    if st == CLSTM_OK:
+        return 0
+    msg = "%s: %s" % (what, clstm_status_string(st).decode())
+    if st == CLSTM_ERR_NOMEM:
+        raise MemoryError(msg)
+    if st == CLSTM_ERR_DTYPE:
+        raise TypeError(msg)
+    raise ValueError(msg)
+
+
+def has_blas():
+    """True when the library was built with a BLAS backend."""
+    return bool(clstm_has_blas())
+
+
+def set_num_threads(int n):
+    check(clstm_set_num_threads(n), "set_num_threads")
+
+
+def get_num_threads():
+    return clstm_get_num_threads()
+
+
+cdef class _Block:
+    """Exposes one of a model's blocks through the buffer protocol, keeping
+    the model alive for as long as any NumPy view of it exists."""
+    cdef Model owner
+    cdef void *data
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
+    cdef bint f64
+
+    def __getbuffer__(self, Py_buffer *buf, int flags):
+        cdef Py_ssize_t item = 8 if self.f64 else 4
+        buf.buf = self.data
+        buf.obj = self
+        buf.len = self.shape[0] * item
+        buf.readonly = 0
+        buf.itemsize = item
+        buf.format = NULL
+        if flags & PyBUF_FORMAT:
+            buf.format = <char *>(b"d" if self.f64 else b"f")
+        buf.ndim = 1
+        buf.shape = self.shape
+        buf.strides = self.strides
+        buf.suboffsets = NULL
+        buf.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *buf):
+        pass
+
+
+cdef class Model:
+    """Owns one clstm_model."""
+    cdef clstm_model *m
+    cdef readonly bint float64
+    cdef readonly int64_t D, H, L
+
+    def __cinit__(self, int64_t input_size, int64_t hidden_size, int64_t num_layers,
+                  bint float64, uint64_t seed, str backend):
+        cdef clstm_config cfg = clstm_config_default()
+        cfg.input_size = input_size
+        cfg.hidden_size = hidden_size
+        cfg.num_layers = num_layers
+        cfg.dtype = CLSTM_FLOAT64 if float64 else CLSTM_FLOAT32
+        cfg.backend = _BACKENDS[backend]
+        self.float64 = float64
+        self.D, self.H, self.L = input_size, hidden_size, num_layers
+        cdef clstm_status st
+        with nogil:
+            st = clstm_create(&cfg, seed, &self.m)
+        check(st, "LSTM")
+
+    def __dealloc__(self):
+        clstm_free(self.m)
+
+    cdef _Block _block(self, bint grads):
+        cdef void *data
+        cdef size_t n
+        if grads:
+            check(clstm_grads(self.m, &data, &n), "grads")
+        else:
+            check(clstm_params(self.m, &data, &n), "params")
+        cdef _Block b = _Block.__new__(_Block)
+        b.owner = self
+        b.data = data
+        b.f64 = self.float64
+        b.shape[0] = <Py_ssize_t>n
+        b.strides[0] = 8 if self.float64 else 4
+        return b
+
+    def params_block(self):
+        return self._block(False)
+
+    def grads_block(self):
+        return self._block(True)
+
+    def tensors(self):
+        """[(name, offset, shape)] in block order."""
+        cdef int64_t n, i
+        cdef clstm_tensor_info info
+        check(clstm_num_tensors(self.m, &n), "tensors")
+        out = []
+        for i in range(n):
+            check(clstm_tensor_info_get(self.m, i, &info), "tensors")
+            shape = (info.shape[0], info.shape[1])[:info.ndim]
+            out.append((info.name.decode(), info.offset, shape))
+        return out
+
+    def init_params(self, uint64_t seed):
+        check(clstm_init_params(self.m, seed), "init_params")
+
+    def zero_grad(self):
+        check(clstm_zero_grad(self.m), "zero_grad")
+
+    def workspace_size(self, int64_t T, int64_t B, bint train):
+        cdef size_t n
+        check(clstm_workspace_size(self.m, T, B, train, &n), "workspace")
+        return n
+
+    def forward(self, int64_t T, int64_t B, const real[::1] x, const real[::1] h0,
+                const real[::1] c0, real[::1] y, real[::1] hT, real[::1] cT,
+                bint train, unsigned char[::1] ws):
+        """All arrays flat and C-contiguous; h0, c0 may be None."""
+        cdef clstm_status st
+        cdef const void *ph0 = NULL if h0 is None else <const void *>&h0[0]
+        cdef const void *pc0 = NULL if c0 is None else <const void *>&c0[0]
+        _check_dtype(self.float64, sizeof(real))
+        nx, ny, ns = T * B * self.D, T * B * self.H, self.L * B * self.H
+        _check_len(x, nx, "x")
+        _check_len(y, ny, "y")
+        _check_len(hT, ns, "hT")
+        _check_len(cT, ns, "cT")
+        if h0 is not None:
+            _check_len(h0, ns, "h0")
+        if c0 is not None:
+            _check_len(c0, ns, "c0")
+        with nogil:
+            st = clstm_forward(self.m, T, B, &x[0], ph0, pc0, &y[0], &hT[0], &cT[0],
+                               train, &ws[0], ws.shape[0])
+        check(st, "forward")
+
+    def backward(self, int64_t T, int64_t B, const real[::1] dy, const real[::1] dhT,
+                 const real[::1] dcT, real[::1] dx, real[::1] dh0, real[::1] dc0,
+                 unsigned char[::1] ws):
+        """All arrays flat and C-contiguous; dy, dhT, dcT may be None."""
+        cdef clstm_status st
+        cdef const void *pdy = NULL if dy is None else <const void *>&dy[0]
+        cdef const void *pdh = NULL if dhT is None else <const void *>&dhT[0]
+        cdef const void *pdc = NULL if dcT is None else <const void *>&dcT[0]
+        _check_dtype(self.float64, sizeof(real))
+        nx, ny, ns = T * B * self.D, T * B * self.H, self.L * B * self.H
+        _check_len(dx, nx, "dx")
+        _check_len(dh0, ns, "dh0")
+        _check_len(dc0, ns, "dc0")
+        if dy is not None:
+            _check_len(dy, ny, "dy")
+        if dhT is not None:
+            _check_len(dhT, ns, "dhT")
+        if dcT is not None:
+            _check_len(dcT, ns, "dcT")
+        with nogil:
+            st = clstm_backward(self.m, T, B, pdy, pdh, pdc, &dx[0], &dh0[0], &dc0[0],
+                                &ws[0], ws.shape[0])
+        check(st, "backward")
+
+
+cdef int _check_dtype(bint float64, size_t item) except -1:
+    if item != (8 if float64 else 4):
+        raise TypeError("array dtype does not match the model's dtype")
+    return 0
+
+
+def _check_len(a, n, str name):
+    if a.shape[0] != n:
+        raise ValueError("%s: expected %d elements, got %d" % (name, n, a.shape[0]))

@@ -1,0 +1,318 @@
+"""clstm.LSTM: the user-facing class over the C core.
+
+All argument checking and layout handling (batch_first, unbatched input) is
+here; the math is in C (src/), reached through clstm._core.
+"""
+import operator
+import secrets
+import threading
+
+import numpy as np
+
+from clstm import _core
+
+__all__ = ["LSTM", "set_num_threads", "get_num_threads", "has_blas"]
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_MAX_THREADS = 1024
+
+
+def set_num_threads(n):
+    """Set the number of threads clstm uses (process-wide, 1..1024).
+
+    clstm runs its own OpenMP team and keeps BLAS single-threaded inside it,
+    so this one number controls all of its compute."""
+    n = _positive_int(n, "n")
+    if n > _MAX_THREADS:
+        raise ValueError("n: expected at most %d threads, got %d" % (_MAX_THREADS, n))
+    _core.set_num_threads(n)
+
+
+def get_num_threads():
+    """The number of threads clstm uses."""
+    return _core.get_num_threads()
+
+
+def has_blas():
+    """True when the C core was built with BLAS (it always is for the wheel)."""
+    return _core.has_blas()
+
+
+def _positive_int(v, name):
+    if isinstance(v, (bool, np.bool_)):
+        raise TypeError("%s: expected an int, got bool" % name)
+    try:
+        v = operator.index(v)
+    except TypeError:
+        raise TypeError("%s: expected an int, got %s" % (name, type(v).__name__)) from None
+    if v < 1:
+        raise ValueError("%s: expected an int >= 1, got %d" % (name, v))
+    return v
+
+
+def _to_numpy(v):
+    """A NumPy array from an array-like or a torch tensor (without importing torch)."""
+    if hasattr(v, "detach") and hasattr(v, "cpu"):
+        v = v.detach().cpu().numpy()
+    return np.asarray(v)
+
+
+class LSTM:
+    """A multi-layer LSTM with torch.nn.LSTM's equations and parameter layout.
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers : int >= 1
+        D, H and L.
+    dtype : numpy.float32 (default) or numpy.float64
+    seed : int in [0, 2**64) or None
+        Seeds the initialisation U(-1/sqrt(H), 1/sqrt(H)); None draws a fresh
+        seed from the OS (kept in ``self.seed``).
+    batch_first : bool
+        Input and output are (B, T, .) instead of (T, B, .). States stay
+        (L, B, H), as in PyTorch.
+    backend : "default", "blas" or "naive"
+        "naive" runs plain C loops (slow; the tests' oracle).
+
+    Shapes: x (T, B, D) -> y (T, B, H), h and c (L, B, H). An unbatched x of
+    shape (T, D) gives y (T, H) and states (L, H).
+
+    Threads: forward(train=False) may run from many Python threads on one
+    model at once (the GIL is released). A training forward and backward hold
+    a per-model lock; parameters must not be changed while another thread
+    computes with them.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, dtype=np.float32,
+                 seed=None, batch_first=False, backend="default"):
+        self.input_size = _positive_int(input_size, "input_size")
+        self.hidden_size = _positive_int(hidden_size, "hidden_size")
+        self.num_layers = _positive_int(num_layers, "num_layers")
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise TypeError("dtype: expected numpy.float32 or numpy.float64, got %r"
+                            % (dtype,)) from None
+        if dt not in _DTYPES:
+            raise TypeError("dtype: expected numpy.float32 or numpy.float64, got %s" % dt)
+        if backend not in ("default", "blas", "naive"):
+            raise ValueError("backend: expected 'default', 'blas' or 'naive', got %r"
+                             % (backend,))
+        if backend == "blas" and not _core.has_blas():
+            raise ValueError("backend: 'blas' requested but this build has no BLAS")
+        if seed is None:
+            seed = secrets.randbits(64)
+        elif isinstance(seed, (bool, np.bool_)):
+            raise TypeError("seed: expected an int or None, got bool")
+        else:
+            try:
+                seed = operator.index(seed)
+            except TypeError:
+                raise TypeError("seed: expected an int or None, got %s"
+                                % type(seed).__name__) from None
+            if not 0 <= seed < 2**64:
+                raise ValueError("seed: expected 0 <= seed < 2**64, got %d" % seed)
+        self.dtype = dt
+        self.seed = seed
+        self.batch_first = bool(batch_first)
+        self.backend = backend
+        self._m = _core.Model(self.input_size, self.hidden_size, self.num_layers,
+                              dt == np.float64, seed, backend)
+        self._params = np.asarray(self._m.params_block())
+        self._grads = np.asarray(self._m.grads_block())
+        self._tensors = self._m.tensors()
+        self._lock = threading.Lock()
+        self._pending = None  # (ws, T, B, layout) of the last training forward
+
+    def __repr__(self):
+        return ("LSTM(input_size=%d, hidden_size=%d, num_layers=%d, dtype=%s, "
+                "batch_first=%s)" % (self.input_size, self.hidden_size, self.num_layers,
+                                      self.dtype.name, self.batch_first))
+
+    # ------------------------------------------------------------ parameters
+    @property
+    def flat_parameters(self):
+        """1-D writable view of the whole parameter block (torch's order)."""
+        return self._params
+
+    @property
+    def flat_grads(self):
+        """1-D writable view of the whole gradient block."""
+        return self._grads
+
+    def _views(self, block):
+        return {name: block[off:off + int(np.prod(shape))].reshape(shape)
+                for name, off, shape in self._tensors}
+
+    def named_parameters(self):
+        """{name: writable view} with torch.nn.LSTM's names and shapes."""
+        return self._views(self._params)
+
+    def named_grads(self):
+        """{name: writable view} of the gradients, same names as the parameters."""
+        return self._views(self._grads)
+
+    def state_dict(self):
+        """{name: copy} of every parameter, loadable by torch.nn.LSTM."""
+        return {k: v.copy() for k, v in self.named_parameters().items()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy parameters in from a dict of arrays or torch tensors.
+
+        Every value is checked before anything is written: on error the model
+        is unchanged. strict=True requires exactly this model's names."""
+        if not hasattr(state_dict, "items"):
+            raise TypeError("state_dict: expected a mapping of name -> array, got %s"
+                            % type(state_dict).__name__)
+        views = self.named_parameters()
+        missing = sorted(set(views) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(views))
+        if strict and (missing or unexpected):
+            raise KeyError("state_dict: missing keys %s, unexpected keys %s"
+                           % (missing, unexpected))
+        staged = {}
+        for name, view in views.items():
+            if name not in state_dict:
+                continue
+            arr = _to_numpy(state_dict[name])
+            if arr.dtype.kind not in "fiu":
+                raise TypeError("state_dict[%r]: expected real numbers, got dtype %s"
+                                % (name, arr.dtype))
+            if arr.shape != view.shape:
+                raise ValueError("state_dict[%r]: expected shape %s, got %s"
+                                 % (name, view.shape, arr.shape))
+            staged[name] = arr
+        for name, arr in staged.items():
+            views[name][...] = arr
+
+    def zero_grad(self):
+        """Set every gradient to zero."""
+        with self._lock:
+            self._m.zero_grad()
+
+    # --------------------------------------------------------------- compute
+    def _array(self, v, name):
+        a = _to_numpy(v)
+        if a.dtype.kind != "f":
+            raise TypeError("%s: expected a floating-point array, got dtype %s"
+                            % (name, a.dtype))
+        return a
+
+    def _input(self, x):
+        """x as a C-contiguous (T, B, D) array of the model's dtype, and its layout."""
+        x = self._array(x, "x")
+        D = self.input_size
+        if x.ndim == 2:
+            layout, x3 = "unbatched", x[:, None, :]
+        elif x.ndim == 3:
+            layout = "batch_first" if self.batch_first else "time_first"
+            x3 = x.transpose(1, 0, 2) if self.batch_first else x
+        else:
+            raise ValueError("x: expected shape %s or (T, D), got %s"
+                             % ("(B, T, D)" if self.batch_first else "(T, B, D)", x.shape))
+        T, B = x3.shape[0], x3.shape[1]
+        if x3.shape[2] != D or T < 1 or B < 1:
+            want = {"unbatched": "(T, %d)", "batch_first": "(B, T, %d)",
+                    "time_first": "(T, B, %d)"}[layout] % D
+            raise ValueError("x: expected shape %s with T, B >= 1, got %s" % (want, x.shape))
+        return np.ascontiguousarray(x3, dtype=self.dtype), layout
+
+    def _state(self, v, name, B, layout):
+        """An (L, B, H) state from (L, B, H), or (L, H) for unbatched input; None stays."""
+        if v is None:
+            return None
+        a = self._array(v, name)
+        L, H = self.num_layers, self.hidden_size
+        want = (L, H) if layout == "unbatched" else (L, B, H)
+        if a.shape != want:
+            raise ValueError("%s: expected shape %s, got %s" % (name, want, a.shape))
+        return np.ascontiguousarray(a.reshape(L, B, H), dtype=self.dtype)
+
+    def _pair(self, v, name, B, layout):
+        if v is None:
+            return None, None
+        if not isinstance(v, (tuple, list)) or len(v) != 2:
+            raise TypeError("%s: expected None or a pair (h, c), got %s"
+                            % (name, type(v).__name__))
+        return (self._state(v[0], name + "[0]", B, layout),
+                self._state(v[1], name + "[1]", B, layout))
+
+    @staticmethod
+    def _out_seq(a, layout):
+        """(T, B, .) -> the caller's layout."""
+        if layout == "unbatched":
+            return a[:, 0, :]
+        if layout == "batch_first":
+            return np.ascontiguousarray(a.transpose(1, 0, 2))
+        return a
+
+    @staticmethod
+    def _out_state(a, layout):
+        return a[:, 0, :] if layout == "unbatched" else a
+
+    @staticmethod
+    def _flat(a):
+        return None if a is None else a.reshape(-1)
+
+    def forward(self, x, state=None, *, train=True):
+        """Run the LSTM over x; returns y, (h, c).
+
+        x: (T, B, D), (B, T, D) with batch_first, or (T, D) unbatched. Floating
+        arrays of another precision are converted; any strides are accepted.
+        state: None (zeros) or (h0, c0), each (L, B, H) ((L, H) unbatched) or
+        None. train=True keeps what backward() needs (memory grows with T);
+        train=False uses memory independent of T."""
+        x3, layout = self._input(x)
+        T, B, _ = x3.shape
+        h0, c0 = self._pair(state, "state", B, layout)
+        L, H = self.num_layers, self.hidden_size
+        y = np.empty((T, B, H), self.dtype)
+        hT = np.empty((L, B, H), self.dtype)
+        cT = np.empty((L, B, H), self.dtype)
+        ws = np.empty(self._m.workspace_size(T, B, bool(train)), np.uint8)
+        self._m.forward(T, B, x3.reshape(-1), self._flat(h0), self._flat(c0), y.reshape(-1),
+                        hT.reshape(-1), cT.reshape(-1), bool(train), ws)
+        if train:
+            with self._lock:
+                self._pending = (ws, T, B, layout)
+        return (self._out_seq(y, layout),
+                (self._out_state(hT, layout), self._out_state(cT, layout)))
+
+    __call__ = forward
+
+    def backward(self, dy, dstate=None):
+        """Backpropagate through the last forward(train=True).
+
+        dy: gradient w.r.t. y, y's shape (or None for zeros); dstate: None or
+        (dh, dc) w.r.t. the final states (either may be None). Returns
+        dx, (dh0, dc0) in the forward's layout and ADDS the parameter
+        gradients into flat_grads (see zero_grad). Each training forward
+        allows one backward."""
+        with self._lock:
+            if self._pending is None:
+                raise ValueError("backward() needs a preceding forward(x, train=True) "
+                                 "not yet used by a backward()")
+            ws, T, B, layout = self._pending
+            L, H, D = self.num_layers, self.hidden_size, self.input_size
+            dy3 = None
+            if dy is not None:
+                dy = self._array(dy, "dy")
+                want = {"unbatched": (T, H), "batch_first": (B, T, H),
+                        "time_first": (T, B, H)}[layout]
+                if dy.shape != want:
+                    raise ValueError("dy: expected shape %s (the shape of y), got %s"
+                                     % (want, dy.shape))
+                if layout == "unbatched":
+                    dy = dy[:, None, :]
+                elif layout == "batch_first":
+                    dy = dy.transpose(1, 0, 2)
+                dy3 = np.ascontiguousarray(dy, dtype=self.dtype)
+            dhT, dcT = self._pair(dstate, "dstate", B, layout)
+            dx = np.empty((T, B, D), self.dtype)
+            dh0 = np.empty((L, B, H), self.dtype)
+            dc0 = np.empty((L, B, H), self.dtype)
+            self._m.backward(T, B, self._flat(dy3), self._flat(dhT), self._flat(dcT),
+                             dx.reshape(-1), dh0.reshape(-1), dc0.reshape(-1), ws)
+            self._pending = None
+        return (self._out_seq(dx, layout),
+                (self._out_state(dh0, layout), self._out_state(dc0, layout)))

@@ -1,0 +1,242 @@
+/*
+ * clstm.h -- the public C API of clstm, a plain-C LSTM (forward and BPTT).
+ *
+ * This header is the C user's manual. Everything a C program needs is here.
+ *
+ * Conventions used throughout
+ * ---------------------------
+ * Dimension letters: T time steps, B batch, D input size, H hidden size,
+ * L layers, G = 4H gate rows. Every array is dense and row-major (C order);
+ * a shape comment such as  x: (T, B, D)  means element x[t][b][d] lives at
+ * x + (t*B + b)*D + d. Element type is the model's dtype: `float` for
+ * CLSTM_FLOAT32, `double` for CLSTM_FLOAT64; pointers are `void *` so that one
+ * API serves both.
+ *
+ * The model, per layer k and per time step t, gates in PyTorch's order i,f,g,o:
+ *     a  = W_ih_k x_t + b_ih_k + W_hh_k h_{t-1} + b_hh_k          (4H)
+ *     i  = sigmoid(a[0:H])     f = sigmoid(a[H:2H])
+ *     g  = tanh(a[2H:3H])      o = sigmoid(a[3H:4H])
+ *     c_t = f * c_{t-1} + i * g
+ *     h_t = o * tanh(c_t)
+ * Layer 0 reads x; layer k > 0 reads h of layer k-1. Output y is h of the top
+ * layer. This is exactly torch.nn.LSTM, and the parameters are stored exactly
+ * as torch.nn.LSTM names and shapes them (see clstm_tensor_info below), so a
+ * state_dict copies across unchanged.
+ *
+ * Status codes
+ * ------------
+ * Every function that can fail returns a clstm_status; CLSTM_OK is 0.
+ * On failure no output argument is written, except where noted. The library
+ * never prints, never exits, never aborts. clstm_status_string() turns a
+ * status into a static English sentence.
+ *
+ * Ownership
+ * ---------
+ * A clstm_model owns its parameter block and its gradient block; both are
+ * freed by clstm_free(). Everything else (inputs, outputs, the workspace) is
+ * owned by the caller; clstm never keeps a pointer to caller memory after a
+ * call returns.
+ *
+ * Threads
+ * -------
+ * - clstm_forward() in inference mode only reads the model: any number of
+ *   threads may run it on one model at once, each with its own workspace.
+ * - clstm_forward() in training mode also only reads the model and writes the
+ *   caller's workspace: concurrent calls are safe with distinct workspaces.
+ * - clstm_backward(), clstm_zero_grad() and clstm_init_params() write the
+ *   gradient or parameter block: do not run them concurrently with each other
+ *   or with a forward on the same model.
+ * - clstm_set_num_threads() is process-wide; do not call it while another
+ *   thread is inside clstm.
+ * Inside one call, clstm runs its own OpenMP team. BLAS calls are made from
+ * that team with BLAS itself single-threaded (clstm sets OpenBLAS's thread
+ * count to 1), so OpenMP and OpenBLAS never spin against each other.
+ */
+#ifndef CLSTM_H
+#define CLSTM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(CLSTM_BUILDING_DLL)
+#define CLSTM_API __declspec(dllexport)
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define CLSTM_API __attribute__((visibility("default")))
+#else
+#define CLSTM_API
+#endif
+
+/* ---------------------------------------------------------------- version */
+#define CLSTM_VERSION_MAJOR 0
+#define CLSTM_VERSION_MINOR 1
+#define CLSTM_VERSION_PATCH 0
+#define CLSTM_VERSION_NUMBER \
+    (CLSTM_VERSION_MAJOR * 10000 + CLSTM_VERSION_MINOR * 100 + CLSTM_VERSION_PATCH)
+#define CLSTM_VERSION_STRING "0.1.0"
+
+/* The version of the library actually linked: compare with
+ * CLSTM_VERSION_NUMBER to detect a header/library mismatch. */
+CLSTM_API unsigned clstm_version_number(void);
+CLSTM_API const char *clstm_version_string(void);
+
+/* ----------------------------------------------------------------- status */
+typedef enum {
+    CLSTM_OK = 0,
+    CLSTM_ERR_NULL = 1,        /* a required pointer argument is NULL */
+    CLSTM_ERR_SIZE = 2,        /* a size is zero, negative or inconsistent */
+    CLSTM_ERR_OVERFLOW = 3,    /* sizes whose product overflows */
+    CLSTM_ERR_NOMEM = 4,       /* an allocation failed */
+    CLSTM_ERR_WORKSPACE = 5,   /* workspace NULL or smaller than required */
+    CLSTM_ERR_DTYPE = 6,       /* unknown dtype */
+    CLSTM_ERR_STATE = 7,       /* backward without a matching training forward */
+    CLSTM_ERR_UNSUPPORTED = 8, /* option not compiled in (e.g. BLAS backend) */
+    CLSTM_ERR_ARG = 9,         /* any other invalid argument (index, config) */
+    CLSTM_STATUS_COUNT_ = 10   /* not a status: one past the last */
+} clstm_status;
+
+/* A static, never-NULL English description; unknown codes give
+ * "unknown status". Thread-safe. */
+CLSTM_API const char *clstm_status_string(clstm_status s);
+
+/* ----------------------------------------------------------------- config */
+typedef enum { CLSTM_FLOAT32 = 0, CLSTM_FLOAT64 = 1 } clstm_dtype;
+
+typedef enum {
+    CLSTM_BACKEND_DEFAULT = 0, /* BLAS when compiled in, otherwise naive */
+    CLSTM_BACKEND_BLAS = 1,    /* CBLAS gemm (OpenBLAS) */
+    CLSTM_BACKEND_NAIVE = 2    /* plain C loops: slow, the tests' oracle */
+} clstm_backend;
+
+/* Model configuration. Always start from clstm_config_default(): new fields
+ * are only ever added at the end, and struct_size tells the library which
+ * fields the caller knows about. */
+typedef struct {
+    size_t struct_size;    /* = sizeof(clstm_config), set by the default */
+    int64_t input_size;    /* D >= 1 */
+    int64_t hidden_size;   /* H >= 1 */
+    int64_t num_layers;    /* L >= 1 */
+    clstm_dtype dtype;     /* CLSTM_FLOAT32 (default) or CLSTM_FLOAT64 */
+    clstm_backend backend; /* CLSTM_BACKEND_DEFAULT */
+} clstm_config;
+
+/* D = H = L = 1, float32, default backend. */
+CLSTM_API clstm_config clstm_config_default(void);
+
+/* ------------------------------------------------------------------ model */
+typedef struct clstm_model clstm_model;
+
+/* Create a model; on success *out owns it (free with clstm_free). Parameters
+ * are initialised from `seed` as by clstm_init_params; gradients are zero.
+ * Errors: NULL (cfg or out), SIZE, OVERFLOW (parameter count), DTYPE,
+ * UNSUPPORTED (backend), ARG (struct_size too small), NOMEM. *out is NULL on
+ * failure. */
+CLSTM_API clstm_status clstm_create(const clstm_config *cfg, uint64_t seed,
+                                    clstm_model **out);
+
+/* Free a model and its blocks. NULL is accepted and does nothing. */
+CLSTM_API void clstm_free(clstm_model *m);
+
+/* The configuration the model was created with (struct_size is the
+ * library's). */
+CLSTM_API clstm_status clstm_get_config(const clstm_model *m, clstm_config *out);
+
+/* Re-initialise every parameter as torch.nn.LSTM does by default: each
+ * element drawn from U(-1/sqrt(H), 1/sqrt(H)), in block order, from a
+ * generator seeded with `seed`. Values are drawn in double and rounded to the
+ * dtype, so the same seed gives the same model on every machine, and float32
+ * and float64 models of one seed agree to float32 rounding. */
+CLSTM_API clstm_status clstm_init_params(clstm_model *m, uint64_t seed);
+
+/* ------------------------------------------------------------- parameters */
+/* The parameter block and the gradient block: `*n` elements of the model's
+ * dtype each, contiguous, owned by the model, valid until clstm_free. The
+ * caller may read and write them (e.g. to load weights or apply an update).
+ * Layout, for k = 0..L-1 in order (D_0 = D, D_k = H for k > 0):
+ *     weight_ih_l{k} (4H, D_k), weight_hh_l{k} (4H, H),
+ *     bias_ih_l{k} (4H),        bias_hh_l{k} (4H)
+ * Rows of each (4H, .) tensor are gates i, f, g, o, H rows each. */
+CLSTM_API clstm_status clstm_params(clstm_model *m, void **data, size_t *n);
+CLSTM_API clstm_status clstm_grads(clstm_model *m, void **data, size_t *n);
+
+/* Set every gradient to zero. */
+CLSTM_API clstm_status clstm_zero_grad(clstm_model *m);
+
+#define CLSTM_NAME_MAX 32
+typedef struct {
+    char name[CLSTM_NAME_MAX]; /* e.g. "weight_ih_l0", NUL-terminated */
+    size_t offset;             /* in elements from the block's start */
+    int ndim;                  /* 1 or 2 */
+    int64_t shape[2];          /* shape[1] is 1 when ndim == 1 */
+} clstm_tensor_info;
+
+/* Number of named tensors (4 per layer). */
+CLSTM_API clstm_status clstm_num_tensors(const clstm_model *m, int64_t *n);
+/* Describe tensor `index` (0 <= index < n); ARG if out of range. The same
+ * offsets index the gradient block. */
+CLSTM_API clstm_status clstm_tensor_info_get(const clstm_model *m, int64_t index,
+                                             clstm_tensor_info *out);
+
+/* -------------------------------------------------------------- workspace */
+/* Bytes of workspace clstm_forward needs for a batch of T steps and B
+ * sequences. train = 1: what forward must keep for backward (grows with T);
+ * the same workspace is then passed to clstm_backward. train = 0: inference,
+ * independent of T. Errors: NULL, SIZE, OVERFLOW. */
+CLSTM_API clstm_status clstm_workspace_size(const clstm_model *m, int64_t T,
+                                            int64_t B, int train, size_t *bytes);
+
+/* ---------------------------------------------------------------- compute */
+/* Run the LSTM over a whole sequence.
+ *     x:  (T, B, D)   input, required
+ *     h0: (L, B, H)   initial hidden state, or NULL for zeros
+ *     c0: (L, B, H)   initial cell state, or NULL for zeros
+ *     y:  (T, B, H)   output: h of the top layer at every step, required
+ *     hT: (L, B, H)   final hidden state of every layer, or NULL
+ *     cT: (L, B, H)   final cell state of every layer, or NULL
+ *     ws: workspace of at least clstm_workspace_size(m, T, B, train) bytes
+ * Inputs may not overlap outputs. With train != 0 the workspace keeps the
+ * activations (and a copy of x) for clstm_backward; the model is not changed.
+ * Errors: NULL, SIZE, OVERFLOW, WORKSPACE. Outputs are unspecified on error
+ * after argument checks pass (which only NOMEM-free paths follow: forward
+ * does not allocate). */
+CLSTM_API clstm_status clstm_forward(const clstm_model *m, int64_t T, int64_t B,
+                                     const void *x, const void *h0, const void *c0,
+                                     void *y, void *hT, void *cT, int train,
+                                     void *ws, size_t ws_bytes);
+
+/* Backpropagation through time for the training forward whose workspace is
+ * `ws` (same T and B). Gradients of a loss with respect to:
+ *     dy:  (T, B, H)  the output y, or NULL for zeros
+ *     dhT: (L, B, H)  the final hidden state, or NULL for zeros
+ *     dcT: (L, B, H)  the final cell state, or NULL for zeros
+ * give
+ *     dx:  (T, B, D)  gradient w.r.t. x, or NULL if not needed
+ *     dh0: (L, B, H)  gradient w.r.t. h0, or NULL
+ *     dc0: (L, B, H)  gradient w.r.t. c0, or NULL
+ * and ADD the parameter gradients into the gradient block (clstm_zero_grad
+ * resets it). Backward consumes the workspace: a second backward needs a new
+ * training forward. Errors: NULL, SIZE, WORKSPACE, STATE (the workspace does
+ * not hold a training forward of this model with this T and B, or was
+ * already consumed). */
+CLSTM_API clstm_status clstm_backward(clstm_model *m, int64_t T, int64_t B,
+                                      const void *dy, const void *dhT,
+                                      const void *dcT, void *dx, void *dh0,
+                                      void *dc0, void *ws, size_t ws_bytes);
+
+/* ---------------------------------------------------------------- threads */
+/* Number of threads clstm uses for its compute (process-wide; default: the
+ * OpenMP default, normally the number of cores). n < 1 returns ARG. Small
+ * problems run on one thread regardless. */
+CLSTM_API clstm_status clstm_set_num_threads(int n);
+CLSTM_API int clstm_get_num_threads(void);
+
+/* 1 if the library was built with a BLAS backend, else 0. */
+CLSTM_API int clstm_has_blas(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CLSTM_H */

@@ -1,0 +1,32 @@
+"""Builds the clstm._core extension: the Cython binding compiled together
+with the C library's sources (src/*.c), linked to OpenBLAS from the
+scipy-openblas64 package. Everything else is in pyproject.toml.
+
+The extension finds libscipy_openblas64_.so at run time because
+clstm/__init__.py imports scipy_openblas64 first (which loads it), and, for
+normal installs, through an $ORIGIN-relative rpath into the installed
+scipy_openblas64 package. No LD_LIBRARY_PATH is needed."""
+import glob
+
+import scipy_openblas64
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+ext = Extension(
+    "clstm._core",
+    sources=["clstm/_core.pyx"] + sorted(glob.glob("src/*.c")),
+    include_dirs=["include", "src", scipy_openblas64.get_include_dir()],
+    define_macros=[
+        ("CLSTM_USE_CBLAS", None),
+        ("CLSTM_OPENBLAS", None),
+        ("BLAS_SYMBOL_PREFIX", "scipy_"),
+        ("BLAS_SYMBOL_SUFFIX", "64_"),
+        ("HAVE_BLAS_ILP64", None),
+    ],
+    library_dirs=[scipy_openblas64.get_lib_dir()],
+    libraries=[scipy_openblas64.get_library()],
+    extra_compile_args=["-O2", "-fopenmp", "-fvisibility=hidden"],
+    extra_link_args=["-fopenmp", "-Wl,-rpath,$ORIGIN/../scipy_openblas64/lib"],
+)
+
+setup(ext_modules=cythonize([ext], language_level=3))

@@ -1,0 +1,181 @@
+/* Model life cycle: config, create/free, the parameter layout, init. */
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+clstm_config clstm_config_default(void) {
+    clstm_config c;
+    memset(&c, 0, sizeof c);
+    c.struct_size = sizeof c;
+    c.input_size = 1;
+    c.hidden_size = 1;
+    c.num_layers = 1;
+    c.dtype = CLSTM_FLOAT32;
+    c.backend = CLSTM_BACKEND_DEFAULT;
+    return c;
+}
+
+/* Layer k: weight_ih (4H, D_k), weight_hh (4H, H), bias_ih (4H), bias_hh (4H). */
+static int64_t layer_input(const clstm_config *c, int64_t k) {
+    return k == 0 ? c->input_size : c->hidden_size;
+}
+
+size_t clstm_layer_elems(const clstm_config *c, int64_t k) {
+    size_t H4 = 4 * (size_t)c->hidden_size;
+    return H4 * ((size_t)layer_input(c, k) + (size_t)c->hidden_size + 2);
+}
+
+size_t clstm_layer_offset(const clstm_config *c, int64_t k) {
+    if (k == 0) return 0;
+    return clstm_layer_elems(c, 0) + (size_t)(k - 1) * clstm_layer_elems(c, 1);
+}
+
+/* Size of both blocks in elements, with every intermediate checked. Sizes
+ * are also capped so that every gemm dimension fits the BLAS integer. */
+static clstm_status param_count(const clstm_config *c, size_t *n) {
+    const int64_t lim = clstm_blas_dim_max() / 4;
+    if (c->input_size < 1 || c->hidden_size < 1 || c->num_layers < 1) return CLSTM_ERR_SIZE;
+    if (c->hidden_size > lim || c->input_size > lim) return CLSTM_ERR_OVERFLOW;
+    size_t H4 = 4 * (size_t)c->hidden_size, cols0, l0, l1, rest, total;
+    if (clstm_add((size_t)c->input_size, (size_t)c->hidden_size + 2, &cols0) ||
+        clstm_mul(H4, cols0, &l0) || clstm_mul(H4, 2 * (size_t)c->hidden_size + 2, &l1) ||
+        clstm_mul(l1, (size_t)(c->num_layers - 1), &rest) || clstm_add(l0, rest, &total))
+        return CLSTM_ERR_OVERFLOW;
+    size_t bytes;
+    if (clstm_mul(total, sizeof(double), &bytes) || bytes > (SIZE_MAX >> 2))
+        return CLSTM_ERR_OVERFLOW;
+    *n = total;
+    return CLSTM_OK;
+}
+
+static void *alloc_block(size_t bytes) {
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded);
+    if (p) memset(p, 0, rounded);
+    return p;
+}
+
+static atomic_uint_fast64_t g_next_id = 1; /* ties workspaces to models */
+
+clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **out) {
+    if (out) *out = NULL;
+    if (!cfg || !out) return CLSTM_ERR_NULL;
+    if (cfg->struct_size < sizeof(clstm_config)) return CLSTM_ERR_ARG;
+    if (cfg->dtype != CLSTM_FLOAT32 && cfg->dtype != CLSTM_FLOAT64) return CLSTM_ERR_DTYPE;
+    int use_blas;
+    switch (cfg->backend) {
+    case CLSTM_BACKEND_DEFAULT: use_blas = clstm_has_blas(); break;
+    case CLSTM_BACKEND_BLAS:
+        if (!clstm_has_blas()) return CLSTM_ERR_UNSUPPORTED;
+        use_blas = 1;
+        break;
+    case CLSTM_BACKEND_NAIVE: use_blas = 0; break;
+    default: return CLSTM_ERR_ARG;
+    }
+    size_t n;
+    clstm_status st = param_count(cfg, &n);
+    if (st != CLSTM_OK) return st;
+
+    clstm_model *m = calloc(1, sizeof *m);
+    if (!m) return CLSTM_ERR_NOMEM;
+    m->cfg = *cfg;
+    m->cfg.struct_size = sizeof(clstm_config);
+    m->use_blas = use_blas;
+    m->id = atomic_fetch_add(&g_next_id, 1);
+    m->n_params = n;
+    m->elem = cfg->dtype == CLSTM_FLOAT64 ? sizeof(double) : sizeof(float);
+    m->params = alloc_block(n * m->elem);
+    m->grads = alloc_block(n * m->elem);
+    if (!m->params || !m->grads) {
+        clstm_free(m);
+        return CLSTM_ERR_NOMEM;
+    }
+    clstm_init_params(m, seed);
+    *out = m;
+    return CLSTM_OK;
+}
+
+void clstm_free(clstm_model *m) {
+    if (!m) return;
+    free(m->params);
+    free(m->grads);
+    free(m);
+}
+
+clstm_status clstm_get_config(const clstm_model *m, clstm_config *out) {
+    if (!m || !out) return CLSTM_ERR_NULL;
+    *out = m->cfg;
+    return CLSTM_OK;
+}
+
+/* splitmix64: a small, well-mixed generator whose state is the caller's. */
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+clstm_status clstm_init_params(clstm_model *m, uint64_t seed) {
+    if (!m) return CLSTM_ERR_NULL;
+    double k = 1.0 / sqrt((double)m->cfg.hidden_size);
+    uint64_t s = seed;
+    for (size_t i = 0; i < m->n_params; i++) {
+        double u = (double)(splitmix64(&s) >> 11) * 0x1.0p-53; /* [0, 1) */
+        double v = (2.0 * u - 1.0) * k;
+        if (m->cfg.dtype == CLSTM_FLOAT64)
+            ((double *)m->params)[i] = v;
+        else
+            ((float *)m->params)[i] = (float)v;
+    }
+    return CLSTM_OK;
+}
+
+clstm_status clstm_params(clstm_model *m, void **data, size_t *n) {
+    if (!m || !data || !n) return CLSTM_ERR_NULL;
+    *data = m->params;
+    *n = m->n_params;
+    return CLSTM_OK;
+}
+
+clstm_status clstm_grads(clstm_model *m, void **data, size_t *n) {
+    if (!m || !data || !n) return CLSTM_ERR_NULL;
+    *data = m->grads;
+    *n = m->n_params;
+    return CLSTM_OK;
+}
+
+clstm_status clstm_zero_grad(clstm_model *m) {
+    if (!m) return CLSTM_ERR_NULL;
+    memset(m->grads, 0, m->n_params * m->elem);
+    return CLSTM_OK;
+}
+
+clstm_status clstm_num_tensors(const clstm_model *m, int64_t *n) {
+    if (!m || !n) return CLSTM_ERR_NULL;
+    *n = 4 * m->cfg.num_layers;
+    return CLSTM_OK;
+}
+
+clstm_status clstm_tensor_info_get(const clstm_model *m, int64_t index,
+                                   clstm_tensor_info *out) {
+    if (!m || !out) return CLSTM_ERR_NULL;
+    if (index < 0 || index >= 4 * m->cfg.num_layers) return CLSTM_ERR_ARG;
+    static const char *const kind[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+    int64_t k = index / 4, which = index % 4, H4 = 4 * m->cfg.hidden_size;
+    int64_t din = layer_input(&m->cfg, k), H = m->cfg.hidden_size;
+    size_t off = clstm_layer_offset(&m->cfg, k);
+    if (which >= 1) off += (size_t)(H4 * din);
+    if (which >= 2) off += (size_t)(H4 * H);
+    if (which >= 3) off += (size_t)H4;
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s_l%lld", kind[which], (long long)k);
+    out->offset = off;
+    out->ndim = which < 2 ? 2 : 1;
+    out->shape[0] = H4;
+    out->shape[1] = which == 0 ? din : which == 1 ? H : 1;
+    return CLSTM_OK;
+}

@@ -5,6 +5,8 @@
 #   make                  build/libclstm.a, build/libclstm.so, examples
 #   make test             build and run the C tests (exit non-zero on failure)
 #   make test-sanitize    the C tests under ASan + UBSan (naive and BLAS paths)
+#   make check            everything README's test command runs: the C tests
+#                         with BLAS and with BLAS=none, then pytest
 #   make BLAS=openblas    link Debian's libopenblas-dev (plain LP64 names)
 #   make BLAS=none        no BLAS at all: the naive gemm everywhere
 #
@@ -48,7 +50,7 @@ HDR = include/clstm.h $(wildcard src/*.h) $(wildcard src/*.inc)
 TESTS = $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 
-.PHONY: all lib test test-sanitize examples clean
+.PHONY: all lib test test-sanitize check examples clean
 
 all: lib examples
 lib: $(BUILD)/libclstm.a $(BUILD)/libclstm.so
@@ -83,5 +85,9 @@ SAN = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-poi
 test-sanitize:
 	$(MAKE) BUILD=build-san CFLAGS="-O1 -g $(SAN)" LDLIBS_BASE="-lm -fopenmp $(SAN)" test
 
+check: test
+	$(MAKE) BLAS=none BUILD=build-noblas test
+	$(PYTHON) -m pytest -q tests
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-noblas build-openblas

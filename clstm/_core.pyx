@@ -142,6 +142,14 @@ cdef class Model:
         check(clstm_workspace_size(self.m, T, B, train, &n), "workspace")
         return n
 
+    def _check_lens(self, T, B, arrays, names):
+        """arrays: (input-like (T,B,D), output-like (T,B,H), then four (L,B,H));
+        None entries are optional arguments left out."""
+        sizes = (T * B * self.D, T * B * self.H) + (self.L * B * self.H,) * 4
+        for a, n, name in zip(arrays, sizes, names):
+            if a is not None and a.shape[0] != n:
+                raise ValueError("%s: expected %d elements, got %d" % (name, n, a.shape[0]))
+
     def forward(self, int64_t T, int64_t B, const real[::1] x, const real[::1] h0,
                 const real[::1] c0, real[::1] y, real[::1] hT, real[::1] cT,
                 bint train, unsigned char[::1] ws):
@@ -150,15 +158,7 @@ cdef class Model:
         cdef const void *ph0 = NULL if h0 is None else <const void *>&h0[0]
         cdef const void *pc0 = NULL if c0 is None else <const void *>&c0[0]
         _check_dtype(self.float64, sizeof(real))
-        nx, ny, ns = T * B * self.D, T * B * self.H, self.L * B * self.H
-        _check_len(x, nx, "x")
-        _check_len(y, ny, "y")
-        _check_len(hT, ns, "hT")
-        _check_len(cT, ns, "cT")
-        if h0 is not None:
-            _check_len(h0, ns, "h0")
-        if c0 is not None:
-            _check_len(c0, ns, "c0")
+        self._check_lens(T, B, (x, y, h0, c0, hT, cT), ("x", "y", "h0", "c0", "hT", "cT"))
         with nogil:
             st = clstm_forward(self.m, T, B, &x[0], ph0, pc0, &y[0], &hT[0], &cT[0],
                                train, &ws[0], ws.shape[0])
@@ -173,16 +173,8 @@ cdef class Model:
         cdef const void *pdh = NULL if dhT is None else <const void *>&dhT[0]
         cdef const void *pdc = NULL if dcT is None else <const void *>&dcT[0]
         _check_dtype(self.float64, sizeof(real))
-        nx, ny, ns = T * B * self.D, T * B * self.H, self.L * B * self.H
-        _check_len(dx, nx, "dx")
-        _check_len(dh0, ns, "dh0")
-        _check_len(dc0, ns, "dc0")
-        if dy is not None:
-            _check_len(dy, ny, "dy")
-        if dhT is not None:
-            _check_len(dhT, ns, "dhT")
-        if dcT is not None:
-            _check_len(dcT, ns, "dcT")
+        self._check_lens(T, B, (dx, dy, dh0, dc0, dhT, dcT),
+                         ("dx", "dy", "dh0", "dc0", "dhT", "dcT"))
         with nogil:
             st = clstm_backward(self.m, T, B, pdy, pdh, pdc, &dx[0], &dh0[0], &dc0[0],
                                 &ws[0], ws.shape[0])
@@ -193,8 +185,3 @@ cdef int _check_dtype(bint float64, size_t item) except -1:
     if item != (8 if float64 else 4):
         raise TypeError("array dtype does not match the model's dtype")
     return 0
-
-
-def _check_len(a, n, str name):
-    if a.shape[0] != n:
-        raise ValueError("%s: expected %d elements, got %d" % (name, n, a.shape[0]))

@@ -10,10 +10,12 @@
 #   make BLAS=openblas    link Debian's libopenblas-dev (plain LP64 names)
 #   make BLAS=none        no BLAS at all: the naive gemm everywhere
 #
-# Outputs go to $(BUILD) (default build/, or build-<variant> for sanitizers).
+# Outputs go to $(BUILD): build/ for the default BLAS, build-<BLAS> otherwise,
+# build-san/ for the sanitizers.
 
 BLAS ?= scipy
-BUILD ?= build
+# one build folder per BLAS choice, so switching BLAS never reuses stale objects
+BUILD ?= $(if $(filter scipy,$(BLAS)),build,build-$(BLAS))
 PYTHON ?= python3
 CC ?= cc
 
@@ -86,8 +88,8 @@ test-sanitize:
 	$(MAKE) BUILD=build-san CFLAGS="-O1 -g $(SAN)" LDLIBS_BASE="-lm -fopenmp $(SAN)" test
 
 check: test
-	$(MAKE) BLAS=none BUILD=build-noblas test
+	$(MAKE) BLAS=none test
 	$(PYTHON) -m pytest -q tests
 
 clean:
-	rm -rf build build-san build-noblas build-openblas
+	rm -rf build build-san build-none build-openblas

@@ -184,7 +184,9 @@ CLSTM_API clstm_status clstm_tensor_info_get(const clstm_model *m, int64_t index
 /* Bytes of workspace clstm_forward needs for a batch of T steps and B
  * sequences. train = 1: what forward must keep for backward (grows with T);
  * the same workspace is then passed to clstm_backward. train = 0: inference,
- * independent of T. Errors: NULL, SIZE, OVERFLOW. */
+ * independent of T (sequences are processed in chunks). A training workspace
+ * is never smaller than the inference one for the same B. Errors: NULL, SIZE,
+ * OVERFLOW. */
 CLSTM_API clstm_status clstm_workspace_size(const clstm_model *m, int64_t T,
                                             int64_t B, int train, size_t *bytes);
 

@@ -81,7 +81,7 @@ static clstm_status layout(const clstm_model *m, int64_t T, int64_t B, int train
         ly->dh = carve(&c, prod3(L, B, H));
         ly->dc = carve(&c, prod3(L, B, H));
     } else {
-        ly->tc = T < CLSTM_INFER_CHUNK ? T : CLSTM_INFER_CHUNK;
+        ly->tc = CLSTM_INFER_CHUNK; /* even for shorter T: the size never depends on T */
         ly->g = carve(&c, prod3(ly->tc, B, 4 * H));
         ly->buf0 = carve(&c, L > 1 ? prod3(ly->tc, B, H) : 0);
         ly->buf1 = carve(&c, L > 2 ? prod3(ly->tc, B, H) : 0);
@@ -90,6 +90,12 @@ static clstm_status layout(const clstm_model *m, int64_t T, int64_t B, int train
     }
     /* slack so that any caller pointer can be aligned up to WS_ALIGN */
     if (c.overflow || clstm_add(c.off, WS_ALIGN, &ly->total)) return CLSTM_ERR_OVERFLOW;
+    if (train) { /* a training workspace also serves inference (short T) */
+        ws_layout inf;
+        clstm_status st = layout(m, T, B, 0, &inf);
+        if (st != CLSTM_OK) return st;
+        if (inf.total > ly->total) ly->total = inf.total;
+    }
     return CLSTM_OK;
 }
 

@@ -164,10 +164,12 @@ cdef class Model:
                                train, &ws[0], ws.shape[0])
         check(st, "forward")
 
-    def backward(self, int64_t T, int64_t B, const real[::1] dy, const real[::1] dhT,
-                 const real[::1] dcT, real[::1] dx, real[::1] dh0, real[::1] dc0,
+    def backward(self, int64_t T, int64_t B, real[::1] dx, real[::1] dh0, real[::1] dc0,
+                 const real[::1] dy, const real[::1] dhT, const real[::1] dcT,
                  unsigned char[::1] ws):
-        """All arrays flat and C-contiguous; dy, dhT, dcT may be None."""
+        """All arrays flat and C-contiguous; dy, dhT, dcT may be None. The
+        outputs come first: Cython picks the fused type from the first
+        argument, which must therefore never be None."""
         cdef clstm_status st
         cdef const void *pdy = NULL if dy is None else <const void *>&dy[0]
         cdef const void *pdh = NULL if dhT is None else <const void *>&dhT[0]

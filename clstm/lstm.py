@@ -45,8 +45,8 @@ def _positive_int(v, name):
         v = operator.index(v)
     except TypeError:
         raise TypeError("%s: expected an int, got %s" % (name, type(v).__name__)) from None
-    if v < 1:
-        raise ValueError("%s: expected an int >= 1, got %d" % (name, v))
+    if not 1 <= v < 2**63:
+        raise ValueError("%s: expected an int in [1, 2**63), got %d" % (name, v))
     return v
 
 
@@ -311,8 +311,8 @@ class LSTM:
             dx = np.empty((T, B, D), self.dtype)
             dh0 = np.empty((L, B, H), self.dtype)
             dc0 = np.empty((L, B, H), self.dtype)
-            self._m.backward(T, B, self._flat(dy3), self._flat(dhT), self._flat(dcT),
-                             dx.reshape(-1), dh0.reshape(-1), dc0.reshape(-1), ws)
+            self._m.backward(T, B, dx.reshape(-1), dh0.reshape(-1), dc0.reshape(-1),
+                             self._flat(dy3), self._flat(dhT), self._flat(dcT), ws)
             self._pending = None
         return (self._out_seq(dx, layout),
                 (self._out_state(dh0, layout), self._out_state(dc0, layout)))

@@ -1,0 +1,112 @@
+"""Central finite differences in float64, through the Python API, over every
+element of the parameters, x, h0 and c0, against backward's gradients.
+
+loss = sum(y*Wy) + sum(hT*Wh) + sum(cT*Wc) with fixed random W's, so the
+upstream gradients are exactly (Wy, (Wh, Wc)).
+
+The error of a central difference with step s is about A*s^2 (truncation)
++ R/s (rounding of the loss). Measured on the reference for these shapes:
+A <= 1.1 and R <= 1.1e-15 (a few ulps of the loss); the per-step bound
+below allows 10x on each, and the best step must reach 1e-9.
+"""
+
+import numpy as np
+import pytest
+import reference as ref
+from conftest import BACKENDS, Case, make_problem
+
+STEPS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
+BEST_ERR = 1e-9
+
+
+def step_bound(s):
+    return 10.0 * s * s + 1e-14 / s
+
+
+FD_CASES = (
+    Case(2, 2, 3, 2, 2),
+    Case(3, 2, 2, 3, 1, "btd"),
+    Case(2, 1, 2, 1, 3, "td"),
+)
+
+
+def fd_errors(loss_fn, arr, grad):
+    """|central difference - grad| for every element of `arr` (perturbed in
+    place through a flat view) and every step: shape (len(STEPS), arr.size)."""
+    flat = arr.reshape(-1)
+    assert np.shares_memory(flat, arr), "FD needs to write through a view"
+    g = np.asarray(grad, dtype=np.float64).reshape(-1)
+    assert g.size == flat.size
+    errs = np.empty((len(STEPS), flat.size))
+    for i in range(flat.size):
+        old = flat[i]
+        for j, s in enumerate(STEPS):
+            flat[i] = old + s
+            up = loss_fn()
+            flat[i] = old - s
+            down = loss_fn()
+            flat[i] = old
+            errs[j, i] = abs((up - down) / (2 * s) - g[i])
+    return errs
+
+
+def assert_fd(name, errs):
+    for j, s in enumerate(STEPS):
+        worst = int(np.argmax(errs[j]))
+        assert errs[j, worst] <= step_bound(s), (
+            f"{name}[{worst}]: FD error {errs[j, worst]:.3g} at step {s:g}"
+            f" exceeds {step_bound(s):.3g}"
+        )
+    best = errs.min(axis=0)
+    worst = int(np.argmax(best))
+    assert best[worst] <= BEST_ERR, (
+        f"{name}[{worst}]: best FD error {best[worst]:.3g} over steps {STEPS}"
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", FD_CASES, ids=str)
+def test_finite_differences(case, backend):
+    lstm = case.model(np.float64, backend, seed=21)
+    prob = make_problem(case, seed=22)
+    x = np.ascontiguousarray(prob.api(prob.x))
+    h0 = np.ascontiguousarray(prob.api(prob.h0, kind="state"))
+    c0 = np.ascontiguousarray(prob.api(prob.c0, kind="state"))
+    wy, wh, wc = prob.api(prob.wy), prob.api(prob.wh, kind="state"), prob.api(prob.wc, kind="state")
+
+    def loss_fn():
+        y, (h, c) = lstm.forward(x, (h0, c0), train=False)
+        return ref.loss(y, h, c, wy, wh, wc)
+
+    lstm.zero_grad()
+    lstm.forward(x, (h0, c0), train=True)
+    dx, (dh0, dc0) = lstm.backward(wy, (wh, wc))
+    analytic = {
+        "x": (x, dx),
+        "h0": (h0, dh0),
+        "c0": (c0, dc0),
+        "params": (lstm.flat_parameters, lstm.flat_grads.copy()),
+    }
+    start = lstm.flat_parameters.copy()
+    for name, (arr, grad) in analytic.items():
+        assert_fd(name, fd_errors(loss_fn, arr, grad))
+    np.testing.assert_array_equal(lstm.flat_parameters, start)
+
+
+def test_fd_check_catches_a_wrong_gradient():
+    """The checker itself fails on a gradient off by 1e-7 in one element."""
+    case = FD_CASES[0]
+    lstm = case.model(np.float64, seed=23)
+    prob = make_problem(case, seed=24)
+    x = np.ascontiguousarray(prob.x)
+
+    def loss_fn():
+        y, (h, c) = lstm.forward(x, train=False)
+        return ref.loss(y, h, c, prob.wy, prob.wh, prob.wc)
+
+    lstm.forward(x, train=True)
+    dx, _ = lstm.backward(prob.wy, (prob.wh, prob.wc))
+    dx = dx.copy()
+    dx.reshape(-1)[3] += 1e-7
+    with pytest.raises(AssertionError, match=r"x\[3\]"):
+        assert_fd("x", fd_errors(loss_fn, x, dx))

@@ -1,0 +1,178 @@
+"""Python threads sharing one model, clstm's own thread count, and the GIL."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import BACKENDS, DTYPES, Case, forward_backward, make_problem
+
+import clstm
+
+BIG = Case(T=4, B=48, D=24, H=40, L=2)
+N_PY_THREADS = 4
+CALLS_PER_THREAD = 5
+
+
+def run_in_threads(fn, n=N_PY_THREADS):
+    """Run fn(i) for i in range(n) in n threads started together; return
+    the results in order, re-raising any thread's exception."""
+    barrier = threading.Barrier(n)
+    results, errors = [None] * n, []
+
+    def body(i):
+        try:
+            barrier.wait()
+            results[i] = fn(i)
+        except BaseException as e:  # reported in the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def inference_jobs(case, dtype):
+    """Distinct inputs (x, state) for every (thread, call)."""
+    probs = [make_problem(case, seed=100 + k) for k in range(N_PY_THREADS * CALLS_PER_THREAD)]
+    return [(p.x.astype(dtype), (p.h0.astype(dtype), p.c0.astype(dtype))) for p in probs]
+
+
+def flatten(out):
+    y, (h, c) = out
+    return [y, h, c]
+
+
+@pytest.mark.parametrize("num_threads", [1, 2], indirect=True)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_shared_model_inference_from_python_threads(dtype, backend, num_threads):
+    lstm = BIG.model(dtype, backend)
+    jobs = inference_jobs(BIG, dtype)
+    serial = [flatten(lstm.forward(x, s, train=False)) for x, s in jobs]
+
+    def work(i):
+        mine = range(i, len(jobs), N_PY_THREADS)
+        return {k: flatten(lstm.forward(*jobs[k], train=False)) for k in mine}
+
+    for got in run_in_threads(work):
+        for k, arrays in got.items():
+            for a, b in zip(arrays, serial[k]):
+                np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_separate_models_train_in_python_threads(dtype):
+    """Training forward + backward on per-thread models: no shared state."""
+    models = [BIG.model(dtype, seed=s) for s in range(N_PY_THREADS)]
+    probs = [make_problem(BIG, seed=200 + s) for s in range(N_PY_THREADS)]
+
+    def train(i):
+        return forward_backward(models[i], probs[i])
+
+    serial = [train(i) for i in range(N_PY_THREADS)]
+    for got, want in zip(run_in_threads(train), serial):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_and_two_clstm_threads_agree(dtype, backend):
+    """Only the order of rounding may change with the thread count."""
+    lstm = BIG.model(dtype, backend)
+    prob = make_problem(BIG, seed=300)
+    results = {}
+    for n in (1, 2):
+        clstm.set_num_threads(n)
+        results[n] = forward_backward(lstm, prob)
+    rtol = 1e-13 if dtype == np.float64 else 2e-6
+    names = ("y", "hT", "cT", "dx", "dh0", "dc0", "grads")
+    for name, a, b in zip(names, results[1], results[2]):
+        np.testing.assert_allclose(
+            a, b, rtol=rtol, atol=rtol * max(1.0, np.abs(a).max()), err_msg=name
+        )
+
+
+# ------------------------------------------------------------ the GIL
+def gil_case(T):
+    return Case(T=T, B=8, D=64, H=64, L=1)
+
+
+def make_op(kind, lstm, x):
+    """(prepare, call): prepare runs before the timed call (a training
+    forward for backward)."""
+    if kind == "inference":
+        return (lambda: None), (lambda: lstm.forward(x, train=False))
+    if kind == "training":
+        return (lambda: None), (lambda: lstm.forward(x, train=True))
+    dy = np.ones(x.shape[:2] + (lstm.hidden_size,))
+    return (lambda: lstm.forward(x, train=True)), (lambda: lstm.backward(dy))
+
+
+def timed_op(kind, min_seconds=0.2):
+    """An op on the naive backend lasting at least min_seconds (T grows in
+    proportion to the shortfall until it does); returns prepare, call and
+    the measured duration."""
+    T = 16
+    while True:
+        case = gil_case(T)
+        lstm = case.model(np.float64, "naive")
+        prepare, call = make_op(kind, lstm, make_problem(case, seed=1).x)
+        prepare()
+        t0 = time.perf_counter()
+        call()
+        duration = time.perf_counter() - t0
+        if duration >= min_seconds or T >= 1 << 16:
+            return prepare, call, duration
+        T = min(1 << 16, max(2 * T, int(1.5 * T * min_seconds / max(duration, 1e-6))))
+
+
+def longest_stall(prepare, call):
+    """Run prepare() then call() in a worker thread while this thread spins
+    in Python. Returns (duration of call, the longest stretch of that call
+    during which this thread made no progress). If call held the GIL, the
+    stall would be the whole call. (Stalls are measured against the call's
+    own window, so one spent waiting before the loop starts still counts.)"""
+    window, gaps = [], []
+
+    def worker():
+        prepare()
+        window.append(time.perf_counter())
+        call()
+        window.append(time.perf_counter())
+
+    t = threading.Thread(target=worker)
+    last = time.perf_counter()
+    t.start()
+    while t.is_alive():
+        now = time.perf_counter()
+        if now - last > 1e-3:
+            gaps.append((last, now))
+        last = now
+    t.join()
+    start, end = window
+    return end - start, max((min(e, end) - max(s, start) for s, e in gaps), default=0.0)
+
+
+@pytest.mark.parametrize("kind", ["inference", "training", "backward"])
+def test_gil_released_during_compute(kind):
+    """While one thread computes, another keeps running Python: its longest
+    stall is far below the compute time."""
+    clstm.set_num_threads(1)
+    prepare, call, _ = timed_op(kind)
+    duration, stall = longest_stall(prepare, call)
+    assert stall < duration / 2, f"main thread stalled {stall:.3f}s in a {duration:.3f}s compute"
+
+
+def test_stall_measure_detects_a_held_gil():
+    """The measure itself: a C call that holds the GIL (sorting floats)
+    stalls the spinning thread for most of its duration."""
+    data = np.random.default_rng(0).random(1_000_000).tolist()
+    duration, stall = longest_stall(lambda: None, lambda: sorted(data))
+    assert stall > duration / 2

@@ -1,0 +1,116 @@
+"""Parity with torch.nn.LSTM: weights copied across in both directions,
+same inputs, same outputs and gradients."""
+
+import numpy as np
+import pytest
+from conftest import BACKENDS, CASES, DTYPES, Case, assert_close, forward_backward, make_problem
+
+import clstm
+
+torch = pytest.importorskip("torch")
+
+TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+def torch_module(case, dtype, seed=0):
+    torch.manual_seed(seed)
+    m = torch.nn.LSTM(case.D, case.H, case.L, batch_first=case.batch_first)
+    return m.to(TORCH_DTYPE[np.dtype(dtype)])
+
+
+def tensor(a, dtype, grad=False):
+    return torch.tensor(np.asarray(a), dtype=TORCH_DTYPE[np.dtype(dtype)], requires_grad=grad)
+
+
+def torch_run(module, prob, dtype, with_state):
+    """Forward and backward of the test loss in torch; returns numpy
+    (y, h, c, dx, dh0, dc0) and the parameter gradients by name."""
+    x = tensor(prob.api(prob.x), dtype, True)
+    h0 = tensor(prob.api(prob.h0, kind="state"), dtype, True)
+    c0 = tensor(prob.api(prob.c0, kind="state"), dtype, True)
+    y, (h, c) = module(x, (h0, c0)) if with_state else module(x)
+    w = [
+        tensor(prob.api(a, kind=k), dtype)
+        for a, k in ((prob.wy, "x"), (prob.wh, "state"), (prob.wc, "state"))
+    ]
+    ((y * w[0]).sum() + (h * w[1]).sum() + (c * w[2]).sum()).backward()
+    outs = [t.detach().numpy() for t in (y, h, c, x.grad)]
+    outs += [h0.grad.numpy(), c0.grad.numpy()] if with_state else [None, None]
+    return outs, {n: p.grad.numpy() for n, p in module.named_parameters()}
+
+
+TORCH_CASES = CASES + (Case(2, 5, 3, 8, 2, "btd"), Case(20, 4, 16, 32, 2))
+OUT_NAMES = ("y", "hT", "cT", "dx", "dh0", "dc0")
+
+
+@pytest.mark.parametrize("with_state", [True, False], ids=["state", "nostate"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", TORCH_CASES, ids=str)
+def test_matches_torch(case, dtype, backend, with_state):
+    module = torch_module(case, dtype)
+    lstm = case.model(dtype, backend, seed=99)
+    lstm.load_state_dict(module.state_dict())
+    prob = make_problem(case, seed=31)
+    t_outs, t_grads = torch_run(module, prob, dtype, with_state)
+    c_outs = forward_backward(lstm, prob, "given" if with_state else "none")[:6]
+    c_grads = lstm.named_grads()
+    for name, got, want in zip(OUT_NAMES, c_outs, t_outs):
+        if want is None:
+            continue
+        assert got.shape == want.shape, name
+        assert got.dtype == np.dtype(dtype), name
+        assert_close(got, want, dtype, name)
+    assert set(c_grads) == set(t_grads)
+    for name, want in t_grads.items():
+        assert c_grads[name].shape == want.shape, name
+        assert_close(c_grads[name], want, dtype, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", TORCH_CASES, ids=str)
+def test_state_dict_loads_into_torch(case, dtype):
+    lstm = case.model(dtype, seed=41)
+    module = torch_module(case, dtype, seed=5)
+    sd = lstm.state_dict()
+    assert list(sd) == list(module.state_dict())
+    module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in sd.items()})
+    for name, p in module.state_dict().items():
+        np.testing.assert_array_equal(p.numpy(), sd[name])
+    prob = make_problem(case, seed=32)
+    with torch.no_grad():
+        y, (h, c) = module(
+            tensor(prob.api(prob.x), dtype), tuple(tensor(s, dtype) for s in prob.state("given"))
+        )
+    y2, (h2, c2) = lstm.forward(prob.api(prob.x, dtype=dtype), prob.state("given", dtype=dtype))
+    for name, got, want in zip(OUT_NAMES, (y2, h2, c2), (y, h, c)):
+        assert_close(got, want.numpy(), dtype, name)
+
+
+def test_float32_torch_state_dict_into_float64_model():
+    """An unchanged (float32) torch state_dict loads into a float64 model,
+    converted like forward converts inputs."""
+    case = CASES[2]
+    module = torch_module(case, np.float32, seed=6)
+    lstm = case.model(np.float64)
+    lstm.load_state_dict(module.state_dict())
+    for name, p in module.state_dict().items():
+        np.testing.assert_array_equal(lstm.named_parameters()[name], p.numpy().astype(np.float64))
+
+
+def test_load_named_parameters_that_require_grad():
+    """Tensors that require grad (nn.Parameter) load like a state_dict."""
+    case = CASES[3]
+    module = torch_module(case, np.float64, seed=7)
+    lstm = case.model(np.float64)
+    lstm.load_state_dict(dict(module.named_parameters()))
+    for name, p in module.named_parameters():
+        np.testing.assert_array_equal(lstm.named_parameters()[name], p.detach().numpy())
+
+
+def test_torch_default_init_range_matches():
+    """clstm's init is torch's: U(-1/sqrt(H), 1/sqrt(H)) for every tensor."""
+    lstm = clstm.LSTM(3, 16, 2, seed=3)
+    bound = 1 / np.sqrt(16)
+    for name, p in lstm.named_parameters().items():
+        assert np.all(np.abs(p) <= bound), name

@@ -3,7 +3,17 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#include "fastmath.h"
 #include "internal.h"
+
+/* The element-wise kernels are compiled twice on x86-64 (AVX2+FMA and the
+ * baseline), and the loader picks one for the CPU: a portable wheel still
+ * gets 8-wide vectors. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CLSTM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define CLSTM_CLONES
+#endif
 
 /* Inference processes the sequence in chunks of this many steps: the input
  * projection is one gemm per chunk, and memory does not grow with T. */
@@ -115,25 +125,25 @@ static void slice_units(int64_t H, int tid, int nt, int64_t *j0, int64_t *j1) {
 #define real float
 #define SUF(name) name##_f32
 #define GEMM clstm_sgemm
-#define EXP expf
-#define TANH tanhf
+#define SIGM clstm_sigmoidf
+#define TANH clstm_tanhf
 #include "lstm_kernels.inc"
 #undef real
 #undef SUF
 #undef GEMM
-#undef EXP
+#undef SIGM
 #undef TANH
 
 #define real double
 #define SUF(name) name##_f64
 #define GEMM clstm_dgemm
-#define EXP exp
+#define SIGM(x) (1.0 / (1.0 + exp(-(x))))
 #define TANH tanh
 #include "lstm_kernels.inc"
 #undef real
 #undef SUF
 #undef GEMM
-#undef EXP
+#undef SIGM
 #undef TANH
 
 clstm_status clstm_workspace_size(const clstm_model *m, int64_t T, int64_t B, int train,

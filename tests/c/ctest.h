@@ -20,6 +20,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 /* One test program per translation unit, so file-static counters suffice. */
 static long ctest_passed_ = 0;
@@ -63,6 +64,18 @@ static inline int ctest_finish(void)
     printf("%ld passed, %ld failed\n", ctest_passed_, ctest_failed_);
     fflush(stdout);
     return (ctest_failed_ == 0 && ctest_passed_ > 0) ? 0 : 1;
+}
+
+/* calloc that never returns NULL (a test cannot go on without memory):
+ * exits with status 2, which is a failure, never a pass. */
+static inline void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory in a test\n");
+        exit(2);
+    }
+    return p;
 }
 
 #endif /* CLSTM_CTEST_H */

@@ -23,16 +23,6 @@ static int check_status_(clstm_status got, clstm_status want, const char *expr,
 
 #define CHECK_STATUS(expr, want) check_status_((expr), (want), #expr, __FILE__, __LINE__)
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) {
-        fprintf(stderr, "test_api: out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
 /* The small model most tests use: D=3, H=5, L=2, T=3, B=2, float64. */
 enum { D = 3, H = 5, L = 2, T = 3, B = 2 };
 

@@ -29,16 +29,6 @@
 
 /* ------------------------------------------------------------ utilities */
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) {
-        fprintf(stderr, "test_gradcheck: out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
 static double *dalloc(size_t n) { return xcalloc(n, sizeof(double)); }
 
 static double *ddup(const double *a, size_t n)

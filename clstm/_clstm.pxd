@@ -30,12 +30,21 @@ cdef extern from "clstm.h" nogil:
         int64_t num_layers
         clstm_dtype dtype
         clstm_backend backend
+        int64_t proj_size
+        int bidirectional
+        double dropout
+
+    ctypedef struct clstm_run_options:
+        size_t struct_size
+        int train
+        const int64_t *lengths
+        uint64_t dropout_seed
 
     ctypedef struct clstm_model:
         pass
 
     ctypedef struct clstm_tensor_info:
-        char name[32]
+        char name[48]
         size_t offset
         int ndim
         int64_t shape[2]
@@ -60,6 +69,11 @@ cdef extern from "clstm.h" nogil:
                                const void *x, const void *h0, const void *c0,
                                void *y, void *hT, void *cT, int train,
                                void *ws, size_t ws_bytes)
+    clstm_run_options clstm_run_options_default()
+    clstm_status clstm_forward_ex(const clstm_model *m, int64_t T, int64_t B,
+                                  const void *x, const void *h0, const void *c0,
+                                  void *y, void *hT, void *cT,
+                                  const clstm_run_options *opt, void *ws, size_t ws_bytes)
     clstm_status clstm_backward(clstm_model *m, int64_t T, int64_t B,
                                 const void *dy, const void *dhT, const void *dcT,
                                 void *dx, void *dh0, void *dc0,

@@ -78,18 +78,24 @@ cdef class Model:
     """Owns one clstm_model."""
     cdef clstm_model *m
     cdef readonly bint float64
-    cdef readonly int64_t D, H, L
+    cdef readonly int64_t D, H, L, R, N
 
     def __cinit__(self, int64_t input_size, int64_t hidden_size, int64_t num_layers,
-                  bint float64, uint64_t seed, str backend):
+                  bint float64, uint64_t seed, str backend, int64_t proj_size=0,
+                  bint bidirectional=False, double dropout=0.0):
         cdef clstm_config cfg = clstm_config_default()
         cfg.input_size = input_size
         cfg.hidden_size = hidden_size
         cfg.num_layers = num_layers
         cfg.dtype = CLSTM_FLOAT64 if float64 else CLSTM_FLOAT32
         cfg.backend = _BACKENDS[backend]
+        cfg.proj_size = proj_size
+        cfg.bidirectional = bidirectional
+        cfg.dropout = dropout
         self.float64 = float64
         self.D, self.H, self.L = input_size, hidden_size, num_layers
+        self.R = proj_size if proj_size > 0 else hidden_size
+        self.N = 2 if bidirectional else 1
         cdef clstm_status st
         with nogil:
             st = clstm_create(&cfg, seed, &self.m)
@@ -143,25 +149,35 @@ cdef class Model:
         return n
 
     def _check_lens(self, T, B, arrays, names):
-        """arrays: (input-like (T,B,D), output-like (T,B,H), then four (L,B,H));
-        None entries are optional arguments left out."""
-        sizes = (T * B * self.D, T * B * self.H) + (self.L * B * self.H,) * 4
+        """arrays: input-like (T,B,D), output-like (T,B,N*R), h-like (N*L,B,R)
+        twice, c-like (N*L,B,H) twice; None entries are optional arguments
+        left out."""
+        hs, cs = self.N * self.L * B * self.R, self.N * self.L * B * self.H
+        sizes = (T * B * self.D, T * B * self.N * self.R, hs, cs, hs, cs)
         for a, n, name in zip(arrays, sizes, names):
             if a is not None and a.shape[0] != n:
                 raise ValueError("%s: expected %d elements, got %d" % (name, n, a.shape[0]))
 
     def forward(self, int64_t T, int64_t B, const real[::1] x, const real[::1] h0,
                 const real[::1] c0, real[::1] y, real[::1] hT, real[::1] cT,
-                bint train, unsigned char[::1] ws):
-        """All arrays flat and C-contiguous; h0, c0 may be None."""
+                bint train, unsigned char[::1] ws, const int64_t[::1] lengths=None,
+                uint64_t dropout_seed=0):
+        """All arrays flat and C-contiguous; h0, c0, lengths may be None."""
         cdef clstm_status st
         cdef const void *ph0 = NULL if h0 is None else <const void *>&h0[0]
         cdef const void *pc0 = NULL if c0 is None else <const void *>&c0[0]
+        cdef clstm_run_options opt = clstm_run_options_default()
         _check_dtype(self.float64, sizeof(real))
         self._check_lens(T, B, (x, y, h0, c0, hT, cT), ("x", "y", "h0", "c0", "hT", "cT"))
+        if lengths is not None:
+            if lengths.shape[0] != B:
+                raise ValueError("lengths: expected %d elements, got %d" % (B, lengths.shape[0]))
+            opt.lengths = &lengths[0]
+        opt.train = train
+        opt.dropout_seed = dropout_seed
         with nogil:
-            st = clstm_forward(self.m, T, B, &x[0], ph0, pc0, &y[0], &hT[0], &cT[0],
-                               train, &ws[0], ws.shape[0])
+            st = clstm_forward_ex(self.m, T, B, &x[0], ph0, pc0, &y[0], &hT[0], &cT[0],
+                                  &opt, &ws[0], ws.shape[0])
         check(st, "forward")
 
     def backward(self, int64_t T, int64_t B, real[::1] dx, real[::1] dh0, real[::1] dc0,

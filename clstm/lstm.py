@@ -6,6 +6,7 @@ here; the math is in C (src/), reached through clstm._core.
 import operator
 import secrets
 import threading
+import warnings
 
 import numpy as np
 
@@ -50,6 +51,17 @@ def _positive_int(v, name):
     return v
 
 
+def _probability(v, name):
+    """A float in [0, 1)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                             np.floating)):
+        raise TypeError("%s: expected a float in [0, 1), got %s" % (name, type(v).__name__))
+    v = float(v)
+    if not 0.0 <= v < 1.0:
+        raise ValueError("%s: expected a float in [0, 1), got %r" % (name, v))
+    return v
+
+
 def _to_numpy(v):
     """A NumPy array from an array-like or a torch tensor (without importing torch)."""
     if hasattr(v, "detach") and hasattr(v, "cpu"):
@@ -64,6 +76,15 @@ class LSTM:
     ----------
     input_size, hidden_size, num_layers : int >= 1
         D, H and L.
+    bidirectional : bool
+        Run a reverse direction too; outputs are [forward, reverse] along the
+        last axis, states are indexed layer * 2 + direction.
+    proj_size : int
+        P: 0 (none) or 1 <= P < H. h = W_hr (o * tanh(c)), so h and y have P
+        features while c keeps H (torch.nn.LSTM's proj_size).
+    dropout : float in [0, 1)
+        Dropout on the inputs of layers 1..L-1 in training forwards, as
+        torch.nn.LSTM (no effect, and a warning, when num_layers == 1).
     dtype : numpy.float32 (default) or numpy.float64
     seed : int in [0, 2**64) or None
         Seeds the initialisation U(-1/sqrt(H), 1/sqrt(H)); None draws a fresh
@@ -74,8 +95,9 @@ class LSTM:
     backend : "default", "blas" or "naive"
         "naive" runs plain C loops (slow; the tests' oracle).
 
-    Shapes: x (T, B, D) -> y (T, B, H), h and c (L, B, H). An unbatched x of
-    shape (T, D) gives y (T, H) and states (L, H).
+    Shapes, with N = 2 if bidirectional else 1 and R = P or H: x (T, B, D)
+    -> y (T, B, N*R), h (N*L, B, R), c (N*L, B, H). An unbatched x of shape
+    (T, D) gives y (T, N*R) and states (N*L, R), (N*L, H).
 
     Threads: forward(train=False) may run from many Python threads on one
     model at once (the GIL is released). A training forward and backward hold
@@ -83,11 +105,27 @@ class LSTM:
     computes with them.
     """
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, dtype=np.float32,
-                 seed=None, batch_first=False, backend="default"):
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
+                 proj_size=0, dropout=0.0, dtype=np.float32, seed=None, batch_first=False,
+                 backend="default"):
         self.input_size = _positive_int(input_size, "input_size")
         self.hidden_size = _positive_int(hidden_size, "hidden_size")
         self.num_layers = _positive_int(num_layers, "num_layers")
+        if not isinstance(bidirectional, (bool, np.bool_)):
+            raise TypeError("bidirectional: expected a bool, got %s"
+                            % type(bidirectional).__name__)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if self.bidirectional else 1
+        if proj_size != 0:
+            proj_size = _positive_int(proj_size, "proj_size")
+            if proj_size >= self.hidden_size:
+                raise ValueError("proj_size: expected 0 or 1 <= proj_size < hidden_size (%d), "
+                                 "got %d" % (self.hidden_size, proj_size))
+        self.proj_size = int(proj_size)
+        self.dropout = _probability(dropout, "dropout")
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn("dropout=%g has no effect with num_layers=1: dropout applies "
+                          "between layers" % self.dropout, UserWarning, stacklevel=2)
         try:
             dt = np.dtype(dtype)
         except TypeError:
@@ -117,7 +155,10 @@ class LSTM:
         self.batch_first = bool(batch_first)
         self.backend = backend
         self._m = _core.Model(self.input_size, self.hidden_size, self.num_layers,
-                              dt == np.float64, seed, backend)
+                              dt == np.float64, seed, backend, self.proj_size,
+                              self.bidirectional, self.dropout)
+        # dropout masks: one 64-bit seed per training forward, from this stream
+        self._dropout_rng = np.random.default_rng([seed, 0xD0])
         self._params = np.asarray(self._m.params_block())
         self._grads = np.asarray(self._m.grads_block())
         self._tensors = self._m.tensors()
@@ -125,9 +166,15 @@ class LSTM:
         self._pending = None  # (ws, T, B, layout) of the last training forward
 
     def __repr__(self):
-        return ("LSTM(input_size=%d, hidden_size=%d, num_layers=%d, dtype=%s, "
-                "batch_first=%s)" % (self.input_size, self.hidden_size, self.num_layers,
-                                      self.dtype.name, self.batch_first))
+        return ("LSTM(input_size=%d, hidden_size=%d, num_layers=%d, bidirectional=%s, "
+                "proj_size=%d, dropout=%g, dtype=%s, batch_first=%s)"
+                % (self.input_size, self.hidden_size, self.num_layers, self.bidirectional,
+                   self.proj_size, self.dropout, self.dtype.name, self.batch_first))
+
+    @property
+    def _R(self):
+        """The width of h: proj_size, or hidden_size without projection."""
+        return self.proj_size or self.hidden_size
 
     # ------------------------------------------------------------ parameters
     @property
@@ -217,25 +264,58 @@ class LSTM:
             raise ValueError("x: expected shape %s with T, B >= 1, got %s" % (want, x.shape))
         return np.ascontiguousarray(x3, dtype=self.dtype), layout
 
-    def _state(self, v, name, B, layout):
-        """An (L, B, H) state from (L, B, H), or (L, H) for unbatched input; None stays."""
+    def _state(self, v, name, B, width, layout):
+        """An (N*L, B, width) state from (N*L, B, width), or (N*L, width) for
+        unbatched input; None stays."""
         if v is None:
             return None
         a = self._array(v, name)
-        L, H = self.num_layers, self.hidden_size
-        want = (L, H) if layout == "unbatched" else (L, B, H)
+        NL = self.num_directions * self.num_layers
+        want = (NL, width) if layout == "unbatched" else (NL, B, width)
         if a.shape != want:
             raise ValueError("%s: expected shape %s, got %s" % (name, want, a.shape))
-        return np.ascontiguousarray(a.reshape(L, B, H), dtype=self.dtype)
+        return np.ascontiguousarray(a.reshape(NL, B, width), dtype=self.dtype)
 
     def _pair(self, v, name, B, layout):
+        """(h, c) states: h is R wide, c is H wide."""
         if v is None:
             return None, None
         if not isinstance(v, (tuple, list)) or len(v) != 2:
             raise TypeError("%s: expected None or a pair (h, c), got %s"
                             % (name, type(v).__name__))
-        return (self._state(v[0], name + "[0]", B, layout),
-                self._state(v[1], name + "[1]", B, layout))
+        return (self._state(v[0], name + "[0]", B, self._R, layout),
+                self._state(v[1], name + "[1]", B, self.hidden_size, layout))
+
+    def _lengths(self, lengths, T, B):
+        """lengths as a C-contiguous int64 (B,) array with 0 <= len <= T, or None."""
+        if lengths is None:
+            return None
+        a = _to_numpy(lengths)
+        if a.dtype.kind not in "iu":
+            raise TypeError("lengths: expected integers, got dtype %s" % a.dtype)
+        if a.shape != (B,):
+            raise ValueError("lengths: expected shape (%d,) (one per sequence), got %s"
+                             % (B, a.shape))
+        if B and (a.min() < 0 or a.max() > T):
+            raise ValueError("lengths: expected 0 <= length <= T (%d), got values in [%d, %d]"
+                             % (T, a.min(), a.max()))
+        return np.ascontiguousarray(a, dtype=np.int64)
+
+    def _dropout_seed(self, dropout_seed, train):
+        if dropout_seed is None:
+            if not (train and self.dropout > 0):
+                return 0
+            return int(self._dropout_rng.integers(0, 2**64, dtype=np.uint64))
+        if isinstance(dropout_seed, (bool, np.bool_)):
+            raise TypeError("dropout_seed: expected an int or None, got bool")
+        try:
+            v = operator.index(dropout_seed)
+        except TypeError:
+            raise TypeError("dropout_seed: expected an int or None, got %s"
+                            % type(dropout_seed).__name__) from None
+        if not 0 <= v < 2**64:
+            raise ValueError("dropout_seed: expected 0 <= dropout_seed < 2**64, got %d" % v)
+        return v
 
     @staticmethod
     def _out_seq(a, layout):
@@ -254,24 +334,32 @@ class LSTM:
     def _flat(a):
         return None if a is None else a.reshape(-1)
 
-    def forward(self, x, state=None, *, train=True):
+    def forward(self, x, state=None, *, lengths=None, train=True, dropout_seed=None):
         """Run the LSTM over x; returns y, (h, c).
 
         x: (T, B, D), (B, T, D) with batch_first, or (T, D) unbatched. Floating
         arrays of another precision are converted; any strides are accepted.
-        state: None (zeros) or (h0, c0), each (L, B, H) ((L, H) unbatched) or
-        None. train=True keeps what backward() needs (memory grows with T);
-        train=False uses memory independent of T."""
+        state: None (zeros) or (h0, c0), (N*L, B, R) and (N*L, B, H) ((N*L, R)
+        and (N*L, H) unbatched), either None. lengths: None or (B,) integers,
+        0 <= length <= T, any order, for right-padded batches: inputs past a
+        length are ignored, outputs there are 0, final states are taken at each
+        sequence's last valid step (the initial state for length 0), and the
+        reverse direction starts there. train=True keeps what backward() needs
+        (memory grows with T); train=False needs memory independent of T
+        (unidirectional models). dropout_seed: the masks of this training
+        forward (None: the next seed of a stream seeded by the model's seed)."""
         x3, layout = self._input(x)
         T, B, _ = x3.shape
         h0, c0 = self._pair(state, "state", B, layout)
-        L, H = self.num_layers, self.hidden_size
-        y = np.empty((T, B, H), self.dtype)
-        hT = np.empty((L, B, H), self.dtype)
-        cT = np.empty((L, B, H), self.dtype)
+        lens = self._lengths(lengths, T, B)
+        dseed = self._dropout_seed(dropout_seed, train)
+        NL, H, R = self.num_directions * self.num_layers, self.hidden_size, self._R
+        y = np.empty((T, B, self.num_directions * R), self.dtype)
+        hT = np.empty((NL, B, R), self.dtype)
+        cT = np.empty((NL, B, H), self.dtype)
         ws = np.empty(self._m.workspace_size(T, B, bool(train)), np.uint8)
         self._m.forward(T, B, x3.reshape(-1), self._flat(h0), self._flat(c0), y.reshape(-1),
-                        hT.reshape(-1), cT.reshape(-1), bool(train), ws)
+                        hT.reshape(-1), cT.reshape(-1), bool(train), ws, lens, dseed)
         if train:
             with self._lock:
                 self._pending = (ws, T, B, layout)
@@ -293,12 +381,14 @@ class LSTM:
                 raise ValueError("backward() needs a preceding forward(x, train=True) "
                                  "not yet used by a backward()")
             ws, T, B, layout = self._pending
-            L, H, D = self.num_layers, self.hidden_size, self.input_size
+            NL, H, D, R = (self.num_directions * self.num_layers, self.hidden_size,
+                           self.input_size, self._R)
+            NR = self.num_directions * R
             dy3 = None
             if dy is not None:
                 dy = self._array(dy, "dy")
-                want = {"unbatched": (T, H), "batch_first": (B, T, H),
-                        "time_first": (T, B, H)}[layout]
+                want = {"unbatched": (T, NR), "batch_first": (B, T, NR),
+                        "time_first": (T, B, NR)}[layout]
                 if dy.shape != want:
                     raise ValueError("dy: expected shape %s (the shape of y), got %s"
                                      % (want, dy.shape))
@@ -309,8 +399,8 @@ class LSTM:
                 dy3 = np.ascontiguousarray(dy, dtype=self.dtype)
             dhT, dcT = self._pair(dstate, "dstate", B, layout)
             dx = np.empty((T, B, D), self.dtype)
-            dh0 = np.empty((L, B, H), self.dtype)
-            dc0 = np.empty((L, B, H), self.dtype)
+            dh0 = np.empty((NL, B, R), self.dtype)
+            dc0 = np.empty((NL, B, H), self.dtype)
             self._m.backward(T, B, dx.reshape(-1), dh0.reshape(-1), dc0.reshape(-1),
                              self._flat(dy3), self._flat(dhT), self._flat(dcT), ws)
             self._pending = None

@@ -6,7 +6,8 @@
  * Conventions used throughout
  * ---------------------------
  * Dimension letters: T time steps, B batch, D input size, H hidden size,
- * L layers, G = 4H gate rows. Every array is dense and row-major (C order);
+ * L layers, G = 4H gate rows, P projection size, R = P if P > 0 else H (the
+ * size of h), N = 2 for a bidirectional model else 1 (directions). Every array is dense and row-major (C order);
  * a shape comment such as  x: (T, B, D)  means element x[t][b][d] lives at
  * x + (t*B + b)*D + d. Element type is the model's dtype: `float` for
  * CLSTM_FLOAT32, `double` for CLSTM_FLOAT64; pointers are `void *` so that one
@@ -18,10 +19,14 @@
  *     g  = tanh(a[2H:3H])      o = sigmoid(a[3H:4H])
  *     c_t = f * c_{t-1} + i * g
  *     h_t = o * tanh(c_t)
- * Layer 0 reads x; layer k > 0 reads h of layer k-1. Output y is h of the top
- * layer. This is exactly torch.nn.LSTM, and the parameters are stored exactly
- * as torch.nn.LSTM names and shapes them (see clstm_tensor_info below), so a
- * state_dict copies across unchanged.
+ *     with a projection (P > 0): h_t = W_hr_k (o * tanh(c_t)), of size P
+ * Layer 0 reads x; layer k > 0 reads h of layer k-1 (both directions'
+ * concatenated, [forward, reverse], and with dropout applied in training when
+ * configured). The reverse direction runs each sequence from its last valid
+ * step back to its first. Output y is h of the top layer. This is exactly
+ * torch.nn.LSTM, and the parameters are stored exactly as torch.nn.LSTM names
+ * and shapes them (see clstm_tensor_info below), so a state_dict copies
+ * across unchanged.
  *
  * Status codes
  * ------------
@@ -121,9 +126,14 @@ typedef struct {
     int64_t num_layers;    /* L >= 1 */
     clstm_dtype dtype;     /* CLSTM_FLOAT32 (default) or CLSTM_FLOAT64 */
     clstm_backend backend; /* CLSTM_BACKEND_DEFAULT */
+    int64_t proj_size;     /* P: 0 (no projection) or 1 <= P < H */
+    int bidirectional;     /* 0 or 1 */
+    double dropout;        /* 0 <= p < 1: dropout on the inputs of layers 1..L-1
+                              in training forwards (as torch.nn.LSTM) */
 } clstm_config;
 
-/* D = H = L = 1, float32, default backend. */
+/* D = H = L = 1, float32, default backend, no projection, unidirectional,
+ * no dropout. */
 CLSTM_API clstm_config clstm_config_default(void);
 
 /* ------------------------------------------------------------------ model */
@@ -155,25 +165,28 @@ CLSTM_API clstm_status clstm_init_params(clstm_model *m, uint64_t seed);
 /* The parameter block and the gradient block: `*n` elements of the model's
  * dtype each, contiguous, owned by the model, valid until clstm_free. The
  * caller may read and write them (e.g. to load weights or apply an update).
- * Layout, for k = 0..L-1 in order (D_0 = D, D_k = H for k > 0):
- *     weight_ih_l{k} (4H, D_k), weight_hh_l{k} (4H, H),
- *     bias_ih_l{k} (4H),        bias_hh_l{k} (4H)
- * Rows of each (4H, .) tensor are gates i, f, g, o, H rows each. */
+ * Layout, for k = 0..L-1, then for each direction (suffix "" and, when
+ * bidirectional, "_reverse"), in order (D_0 = D, D_k = N*R for k > 0):
+ *     weight_ih_l{k} (4H, D_k), weight_hh_l{k} (4H, R),
+ *     bias_ih_l{k} (4H),        bias_hh_l{k} (4H),
+ *     weight_hr_l{k} (P, H)     only when P > 0
+ * Rows of each (4H, .) tensor are gates i, f, g, o, H rows each. This is
+ * torch.nn.LSTM's parameter order. */
 CLSTM_API clstm_status clstm_params(clstm_model *m, void **data, size_t *n);
 CLSTM_API clstm_status clstm_grads(clstm_model *m, void **data, size_t *n);
 
 /* Set every gradient to zero. */
 CLSTM_API clstm_status clstm_zero_grad(clstm_model *m);
 
-#define CLSTM_NAME_MAX 32
+#define CLSTM_NAME_MAX 48
 typedef struct {
-    char name[CLSTM_NAME_MAX]; /* e.g. "weight_ih_l0", NUL-terminated */
+    char name[CLSTM_NAME_MAX]; /* e.g. "weight_ih_l0_reverse", NUL-terminated */
     size_t offset;             /* in elements from the block's start */
     int ndim;                  /* 1 or 2 */
     int64_t shape[2];          /* shape[1] is 1 when ndim == 1 */
 } clstm_tensor_info;
 
-/* Number of named tensors (4 per layer). */
+/* Number of named tensors (4 per layer and direction, 5 with projection). */
 CLSTM_API clstm_status clstm_num_tensors(const clstm_model *m, int64_t *n);
 /* Describe tensor `index` (0 <= index < n); ARG if out of range. The same
  * offsets index the gradient block. */
@@ -184,40 +197,73 @@ CLSTM_API clstm_status clstm_tensor_info_get(const clstm_model *m, int64_t index
 /* Bytes of workspace clstm_forward needs for a batch of T steps and B
  * sequences. train = 1: what forward must keep for backward (grows with T);
  * the same workspace is then passed to clstm_backward. train = 0: inference,
- * independent of T (sequences are processed in chunks). A training workspace
+ * independent of T for unidirectional models (sequences are processed in
+ * chunks); a bidirectional model needs whole sequences, so its inference
+ * workspace grows with T. A training workspace
  * is never smaller than the inference one for the same B. Errors: NULL, SIZE,
  * OVERFLOW. */
 CLSTM_API clstm_status clstm_workspace_size(const clstm_model *m, int64_t T,
                                             int64_t B, int train, size_t *bytes);
 
 /* ---------------------------------------------------------------- compute */
+/* Options of one forward call; start from clstm_run_options_default().
+ * Fields are only ever added at the end. */
+typedef struct {
+    size_t struct_size;     /* = sizeof(clstm_run_options), set by the default */
+    int train;              /* 0: inference; else keep what backward needs */
+    const int64_t *lengths; /* (B) valid steps of each sequence, 0 <= len <= T,
+                               any order; or NULL: all T. Inputs past a
+                               sequence's length are ignored (may be NaN),
+                               outputs there are 0, and its final state is
+                               taken at its own last valid step (the initial
+                               state when len = 0). Copied: the caller's array
+                               need not outlive the call. */
+    uint64_t dropout_seed;  /* training with dropout: the masks are a pure
+                               function of (seed, layer, position), so equal
+                               seeds give equal masks */
+} clstm_run_options;
+
+/* train = 0, lengths = NULL, dropout_seed = 0. */
+CLSTM_API clstm_run_options clstm_run_options_default(void);
+
 /* Run the LSTM over a whole sequence.
- *     x:  (T, B, D)   input, required
- *     h0: (L, B, H)   initial hidden state, or NULL for zeros
- *     c0: (L, B, H)   initial cell state, or NULL for zeros
- *     y:  (T, B, H)   output: h of the top layer at every step, required
- *     hT: (L, B, H)   final hidden state of every layer, or NULL
- *     cT: (L, B, H)   final cell state of every layer, or NULL
- *     ws: workspace of at least clstm_workspace_size(m, T, B, train) bytes
- * Inputs may not overlap outputs. With train != 0 the workspace keeps the
- * activations (and a copy of x) for clstm_backward; the model is not changed.
- * Errors: NULL, SIZE, OVERFLOW, WORKSPACE. Outputs are unspecified on error
- * after argument checks pass (which only NOMEM-free paths follow: forward
- * does not allocate). */
+ *     x:  (T, B, D)      input, required
+ *     h0: (N*L, B, R)    initial hidden state (index layer*N + direction),
+ *                        or NULL for zeros
+ *     c0: (N*L, B, H)    initial cell state, or NULL for zeros
+ *     y:  (T, B, N*R)    output: h of the top layer at every step, required;
+ *                        with N = 2, [forward, reverse] along the last axis
+ *     hT: (N*L, B, R)    final hidden state of every layer, or NULL
+ *     cT: (N*L, B, H)    final cell state of every layer, or NULL
+ *     ws: workspace of at least clstm_workspace_size(m, T, B, opt->train)
+ * Inputs may not overlap outputs. With train the workspace keeps the
+ * activations (and a copy of x and of the lengths) for clstm_backward; the
+ * model is not changed. forward does not allocate.
+ * Errors: NULL (m, x, y, opt), SIZE, OVERFLOW, WORKSPACE, ARG (a length
+ * outside 0..T, or opt->struct_size too small). On error the outputs are
+ * not written. */
+CLSTM_API clstm_status clstm_forward_ex(const clstm_model *m, int64_t T, int64_t B,
+                                        const void *x, const void *h0, const void *c0,
+                                        void *y, void *hT, void *cT,
+                                        const clstm_run_options *opt, void *ws,
+                                        size_t ws_bytes);
+
+/* clstm_forward_ex with options {train, lengths = NULL, dropout_seed = 0}. */
 CLSTM_API clstm_status clstm_forward(const clstm_model *m, int64_t T, int64_t B,
                                      const void *x, const void *h0, const void *c0,
                                      void *y, void *hT, void *cT, int train,
                                      void *ws, size_t ws_bytes);
 
 /* Backpropagation through time for the training forward whose workspace is
- * `ws` (same T and B). Gradients of a loss with respect to:
- *     dy:  (T, B, H)  the output y, or NULL for zeros
- *     dhT: (L, B, H)  the final hidden state, or NULL for zeros
- *     dcT: (L, B, H)  the final cell state, or NULL for zeros
+ * `ws` (same T and B; its lengths and dropout masks are used). Gradients of a
+ * loss with respect to:
+ *     dy:  (T, B, N*R)  the output y, or NULL for zeros
+ *     dhT: (N*L, B, R)  the final hidden state, or NULL for zeros
+ *     dcT: (N*L, B, H)  the final cell state, or NULL for zeros
  * give
- *     dx:  (T, B, D)  gradient w.r.t. x, or NULL if not needed
- *     dh0: (L, B, H)  gradient w.r.t. h0, or NULL
- *     dc0: (L, B, H)  gradient w.r.t. c0, or NULL
+ *     dx:  (T, B, D)    gradient w.r.t. x (0 past each length), or NULL
+ *     dh0: (N*L, B, R)  gradient w.r.t. h0, or NULL
+ *     dc0: (N*L, B, H)  gradient w.r.t. c0, or NULL
  * and ADD the parameter gradients into the gradient block (clstm_zero_grad
  * resets it). Backward consumes the workspace: a second backward needs a new
  * training forward. Errors: NULL, SIZE, WORKSPACE, STATE (the workspace does

@@ -16,9 +16,13 @@ struct clstm_model {
     void *grads;        /* owned, 64-byte aligned */
 };
 
-/* Elements of layer k's four tensors, and the offset of layer k's first. */
-size_t clstm_layer_elems(const clstm_config *c, int64_t k);
-size_t clstm_layer_offset(const clstm_config *c, int64_t k);
+/* A "unit" is one direction of one layer: index u = k*N + d. Its tensors
+ * (weight_ih, weight_hh, bias_ih, bias_hh[, weight_hr]) are contiguous. */
+int64_t clstm_dirs(const clstm_config *c);          /* N: 1 or 2 */
+int64_t clstm_rsize(const clstm_config *c);         /* R: P if P > 0 else H */
+int64_t clstm_unit_input(const clstm_config *c, int64_t k); /* D_k */
+size_t clstm_unit_elems(const clstm_config *c, int64_t k);
+size_t clstm_unit_offset(const clstm_config *c, int64_t k, int64_t d);
 
 /* Checked size arithmetic: return 0 on success, 1 on overflow. */
 static inline int clstm_mul(size_t a, size_t b, size_t *out) {

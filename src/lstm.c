@@ -19,16 +19,27 @@
  * projection is one gemm per chunk, and memory does not grow with T. */
 #define CLSTM_INFER_CHUNK 32
 
-/* Byte offsets into the (64-byte aligned) workspace. Training: the input
- * copy, then per layer a block of G (T,B,4H), C (T+1,B,H), H (T+1,B,H) --
- * g, c, h name layer 0's, layer l's are layer_stride further -- then the
- * backward scratch dY (T,B,H), dh (L,B,H), dc (L,B,H). Inference: G
- * (tc,B,4H), two ping-pong buffers (tc,B,H) and the states (L,B,H). */
+/* Byte offsets into the (64-byte aligned) workspace.
+ * Always: the lengths (B int64) and the step buffers.
+ * Training: the zero-padded copy of x (T,B,D), then per layer a block of
+ *   l_y (T,B,N*R) output (layers below the top), l_xd (T,B,N*R) input after
+ *   dropout (layers >= 1 with dropout), and per direction a unit block of
+ *   k_g (T,B,4H), k_ct, k_cp (T,B,H), k_hp (T,B,R), k_m (T,B,H), k_dh
+ *   (T,B,P) (the last two with projection); layer l's block is layer0 +
+ *   l*layer_stride, its unit d's is d*unit_stride further (all offsets of
+ *   l_* and k_* are relative to those). Then the backward buffers.
+ * Inference, unidirectional (chunked): G (tc,B,4H), two (tc,B,R) buffers
+ *   between layers, and per layer its state (2*B*R + B*H).
+ * Inference, bidirectional: G (T,B,4H) and two (T,B,N*R) layer buffers. */
 typedef struct {
     size_t total;
+    int chunked;
     int64_t tc;
-    size_t x, layers, layer_stride, g, c, h, dy, dh, dc; /* training */
-    size_t buf0, buf1, hst, cst;                         /* inference (and g) */
+    size_t lens, x0, layer0, layer_stride, unit_stride;
+    size_t l_y, l_xd, k_g, k_ct, k_cp, k_hp, k_m, k_dh;
+    size_t g, ybuf0, ybuf1, states;
+    size_t hb0, hb1, c, rs, ms, junk;                 /* step buffers */
+    size_t da0, da1, dhrec, dh, dc, dybuf;            /* backward */
 } ws_layout;
 
 typedef struct {
@@ -36,9 +47,10 @@ typedef struct {
     uint64_t model_id;
     int64_t T, B;
     uint64_t state;
+    uint64_t dropout_seed;
 } ws_header;
 
-#define WS_MAGIC 0x636c73746d777331ull /* "clstmws1" */
+#define WS_MAGIC 0x636c73746d777332ull /* "clstmws2" */
 enum { WS_EMPTY = 0, WS_TRAINED = 1, WS_CONSUMED = 2 };
 #define WS_ALIGN 64
 #define WS_HEADER 64 /* bytes reserved for ws_header, keeps arrays aligned */
@@ -60,43 +72,74 @@ static size_t carve(carver *c, size_t n) {
     return start;
 }
 
-/* n1 * n2 * n3 elements, or SIZE_MAX (which then overflows in carve). */
+/* a * b * c elements, or SIZE_MAX (which then overflows in carve). */
 static size_t prod3(int64_t a, int64_t b, int64_t c) {
     size_t ab, abc;
     if (clstm_mul((size_t)a, (size_t)b, &ab) || clstm_mul(ab, (size_t)c, &abc)) return SIZE_MAX;
     return abc;
 }
 
+/* Reserve `count` consecutive blocks laid out by one carver: returns the
+ * stride; the offsets inside a block are relative to its start. */
+static size_t repeat(carver *c, size_t start, int64_t count) {
+    size_t stride = c->off - start, rest;
+    if (clstm_mul(stride, (size_t)(count - 1), &rest) || clstm_add(c->off, rest, &c->off))
+        c->overflow = 1;
+    return stride;
+}
+
 static clstm_status layout(const clstm_model *m, int64_t T, int64_t B, int train,
                            ws_layout *ly) {
     if (T < 1 || B < 1) return CLSTM_ERR_SIZE;
-    const int64_t H = m->cfg.hidden_size, D = m->cfg.input_size, L = m->cfg.num_layers;
+    const clstm_config *cf = &m->cfg;
+    const int64_t H = cf->hidden_size, D = cf->input_size, L = cf->num_layers;
+    const int64_t P = cf->proj_size, R = clstm_rsize(cf), N = clstm_dirs(cf), NR = N * R;
     const int64_t lim = clstm_blas_dim_max();
     if (T > lim / B) return CLSTM_ERR_OVERFLOW; /* T*B rows in one gemm */
     memset(ly, 0, sizeof *ly);
-    carver c = {WS_HEADER, m->elem, 0};
+    carver c = {WS_HEADER, sizeof(int64_t), 0};
+    ly->lens = carve(&c, (size_t)B);
+    c.elem = m->elem;
+    ly->hb0 = carve(&c, prod3(1, B, R));
+    ly->hb1 = carve(&c, prod3(1, B, R));
+    ly->c = carve(&c, prod3(1, B, H));
+    ly->rs = carve(&c, prod3(1, B, 4 * H));
+    ly->ms = carve(&c, prod3(1, B, H));
+    ly->junk = carve(&c, prod3(1, 2, H));
     if (train) {
-        ly->tc = T;
-        ly->x = carve(&c, prod3(T, B, D));
-        ly->layers = c.off;
-        ly->g = carve(&c, prod3(T, B, 4 * H));
-        ly->c = carve(&c, prod3(T + 1, B, H));
-        ly->h = carve(&c, prod3(T + 1, B, H));
-        ly->layer_stride = c.off - ly->layers;
-        size_t rest;
-        if (c.overflow || clstm_mul(ly->layer_stride, (size_t)(L - 1), &rest) ||
-            clstm_add(c.off, rest, &c.off))
-            return CLSTM_ERR_OVERFLOW;
-        ly->dy = carve(&c, prod3(T, B, H));
-        ly->dh = carve(&c, prod3(L, B, H));
-        ly->dc = carve(&c, prod3(L, B, H));
-    } else {
+        ly->x0 = carve(&c, prod3(T, B, D));
+        ly->layer0 = c.off;
+        carver lc = {0, m->elem, 0}; /* one layer's block, relative offsets */
+        ly->l_y = carve(&lc, L > 1 ? prod3(T, B, NR) : 0);
+        ly->l_xd = carve(&lc, L > 1 && cf->dropout > 0 ? prod3(T, B, NR) : 0);
+        size_t u0 = lc.off;
+        ly->k_g = carve(&lc, prod3(T, B, 4 * H));
+        ly->k_ct = carve(&lc, prod3(T, B, H));
+        ly->k_cp = carve(&lc, prod3(T, B, H));
+        ly->k_hp = carve(&lc, prod3(T, B, R));
+        ly->k_m = carve(&lc, P ? prod3(T, B, H) : 0);
+        ly->k_dh = carve(&lc, P ? prod3(T, B, P) : 0);
+        ly->unit_stride = repeat(&lc, u0, N);
+        if (lc.overflow || clstm_add(c.off, lc.off, &c.off)) return CLSTM_ERR_OVERFLOW;
+        ly->layer_stride = repeat(&c, ly->layer0, L);
+        ly->da0 = carve(&c, prod3(1, B, 4 * H));
+        ly->da1 = carve(&c, prod3(1, B, 4 * H));
+        ly->dhrec = carve(&c, prod3(1, B, R));
+        ly->dh = carve(&c, prod3(1, B, R));
+        ly->dc = carve(&c, prod3(1, B, H));
+        ly->dybuf = carve(&c, L > 1 ? prod3(T, B, NR) : 0);
+    } else if (N == 1) {
+        ly->chunked = 1;
         ly->tc = CLSTM_INFER_CHUNK; /* even for shorter T: the size never depends on T */
         ly->g = carve(&c, prod3(ly->tc, B, 4 * H));
-        ly->buf0 = carve(&c, L > 1 ? prod3(ly->tc, B, H) : 0);
-        ly->buf1 = carve(&c, L > 2 ? prod3(ly->tc, B, H) : 0);
-        ly->hst = carve(&c, prod3(L, B, H));
-        ly->cst = carve(&c, prod3(L, B, H));
+        ly->ybuf0 = carve(&c, L > 1 ? prod3(ly->tc, B, R) : 0);
+        ly->ybuf1 = carve(&c, L > 2 ? prod3(ly->tc, B, R) : 0);
+        ly->states = carve(&c, prod3(L, B, 2 * R + H));
+    } else {
+        ly->tc = T;
+        ly->g = carve(&c, prod3(T, B, 4 * H));
+        ly->ybuf0 = carve(&c, L > 1 ? prod3(T, B, NR) : 0);
+        ly->ybuf1 = carve(&c, L > 2 ? prod3(T, B, NR) : 0);
     }
     /* slack so that any caller pointer can be aligned up to WS_ALIGN */
     if (c.overflow || clstm_add(c.off, WS_ALIGN, &ly->total)) return CLSTM_ERR_OVERFLOW;
@@ -114,12 +157,57 @@ static char *ws_base(void *ws) {
     return (char *)((p + WS_ALIGN - 1) & ~(uintptr_t)(WS_ALIGN - 1));
 }
 
-/* Hidden units [j0, j1) of thread tid: contiguous slices of a multiple of 8. */
-static void slice_units(int64_t H, int tid, int nt, int64_t *j0, int64_t *j1) {
-    int64_t per = (H + nt - 1) / nt;
+/* Sizes and settings of one call, shared by the team. */
+typedef struct {
+    int use_blas;
+    int64_t T, B, H, P, R, N, L;
+    const int64_t *lens; /* (B), in the workspace */
+    double dropout;      /* > 0 only in a training call of a model with dropout */
+    uint64_t seed;
+    uint32_t drop_thresh; /* dropped when 24 random bits < this */
+} dims;
+
+static dims make_dims(const clstm_model *m, int64_t T, int64_t B, const int64_t *lens,
+                      int train, uint64_t seed) {
+    const clstm_config *c = &m->cfg;
+    dims d = {m->use_blas, T, B, c->hidden_size, c->proj_size, clstm_rsize(c),
+              clstm_dirs(c), c->num_layers, lens, 0.0, seed, 0};
+    if (train && c->num_layers > 1 && c->dropout > 0) {
+        d.dropout = c->dropout;
+        d.drop_thresh = (uint32_t)(c->dropout * 16777216.0);
+    }
+    return d;
+}
+
+/* Whether element `idx` of layer l's input is dropped: a hash of (seed,
+ * layer, index), so forward and backward agree without storing masks. */
+static inline int clstm_dropped(uint64_t seed, int64_t l, uint64_t idx, uint32_t thresh) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (idx + 1) + 0xD1B54A32D192ED03ull * (uint64_t)l;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (uint32_t)(z >> 40) < thresh;
+}
+
+/* A thread's share: hidden units [j0, j1) and h columns [r0, r1). */
+typedef struct {
+    int64_t j0, j1, r0, r1;
+    int tid, nt;
+} slices;
+
+/* Contiguous slices of a multiple of 8 (the last may be shorter or empty). */
+static void slice_range(int64_t n, int tid, int nt, int64_t *a, int64_t *b) {
+    int64_t per = (n + nt - 1) / nt;
     per = (per + 7) & ~(int64_t)7;
-    *j0 = (int64_t)tid * per < H ? (int64_t)tid * per : H;
-    *j1 = *j0 + per < H ? *j0 + per : H;
+    *a = (int64_t)tid * per < n ? (int64_t)tid * per : n;
+    *b = *a + per < n ? *a + per : n;
+}
+
+static void make_slices(const dims *d, int tid, int nt, slices *s) {
+    s->tid = tid;
+    s->nt = nt;
+    slice_range(d->H, tid, nt, &s->j0, &s->j1);
+    slice_range(d->R, tid, nt, &s->r0, &s->r1);
 }
 
 #define real float
@@ -155,29 +243,54 @@ clstm_status clstm_workspace_size(const clstm_model *m, int64_t T, int64_t B, in
     return st;
 }
 
-clstm_status clstm_forward(const clstm_model *m, int64_t T, int64_t B, const void *x,
-                           const void *h0, const void *c0, void *y, void *hT, void *cT,
-                           int train, void *ws, size_t ws_bytes) {
-    if (!m || !x || !y) return CLSTM_ERR_NULL;
+clstm_run_options clstm_run_options_default(void) {
+    clstm_run_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    return o;
+}
+
+clstm_status clstm_forward_ex(const clstm_model *m, int64_t T, int64_t B, const void *x,
+                              const void *h0, const void *c0, void *y, void *hT, void *cT,
+                              const clstm_run_options *opt, void *ws, size_t ws_bytes) {
+    if (!m || !x || !y || !opt) return CLSTM_ERR_NULL;
+    if (opt->struct_size < sizeof(clstm_run_options)) return CLSTM_ERR_ARG;
+    const int train = opt->train != 0;
     ws_layout ly;
     clstm_status st = layout(m, T, B, train, &ly);
     if (st != CLSTM_OK) return st;
     if (!ws || ws_bytes < ly.total) return CLSTM_ERR_WORKSPACE;
+    if (opt->lengths)
+        for (int64_t b = 0; b < B; b++)
+            if (opt->lengths[b] < 0 || opt->lengths[b] > T) return CLSTM_ERR_ARG;
     char *base = ws_base(ws);
     ws_header *hd = (ws_header *)base;
     hd->magic = WS_MAGIC;
     hd->state = WS_EMPTY;
+    int64_t *lens = (int64_t *)(base + ly.lens);
+    for (int64_t b = 0; b < B; b++) lens[b] = opt->lengths ? opt->lengths[b] : T;
+    const dims dm = make_dims(m, T, B, lens, train, opt->dropout_seed);
+    clstm_blas_single_thread();
     if (m->cfg.dtype == CLSTM_FLOAT64)
-        forward_f64(m, T, B, x, h0, c0, y, hT, cT, train, base, &ly);
+        forward_f64(m, &dm, x, h0, c0, y, hT, cT, train, base, &ly);
     else
-        forward_f32(m, T, B, x, h0, c0, y, hT, cT, train, base, &ly);
+        forward_f32(m, &dm, x, h0, c0, y, hT, cT, train, base, &ly);
     if (train) {
         hd->model_id = m->id;
         hd->T = T;
         hd->B = B;
+        hd->dropout_seed = opt->dropout_seed;
         hd->state = WS_TRAINED;
     }
     return CLSTM_OK;
+}
+
+clstm_status clstm_forward(const clstm_model *m, int64_t T, int64_t B, const void *x,
+                           const void *h0, const void *c0, void *y, void *hT, void *cT,
+                           int train, void *ws, size_t ws_bytes) {
+    clstm_run_options opt = clstm_run_options_default();
+    opt.train = train;
+    return clstm_forward_ex(m, T, B, x, h0, c0, y, hT, cT, &opt, ws, ws_bytes);
 }
 
 clstm_status clstm_backward(clstm_model *m, int64_t T, int64_t B, const void *dy,
@@ -194,9 +307,11 @@ clstm_status clstm_backward(clstm_model *m, int64_t T, int64_t B, const void *dy
         hd->T != T || hd->B != B)
         return CLSTM_ERR_STATE;
     hd->state = WS_CONSUMED;
+    const dims dm = make_dims(m, T, B, (const int64_t *)(base + ly.lens), 1, hd->dropout_seed);
+    clstm_blas_single_thread();
     if (m->cfg.dtype == CLSTM_FLOAT64)
-        backward_f64(m, T, B, dy, dhT, dcT, dx, dh0, dc0, base, &ly);
+        backward_f64(m, &dm, dy, dhT, dcT, dx, dh0, dc0, base, &ly);
     else
-        backward_f32(m, T, B, dy, dhT, dcT, dx, dh0, dc0, base, &ly);
+        backward_f32(m, &dm, dy, dhT, dcT, dx, dh0, dc0, base, &ly);
     return CLSTM_OK;
 }

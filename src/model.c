@@ -18,19 +18,25 @@ clstm_config clstm_config_default(void) {
     return c;
 }
 
-/* Layer k: weight_ih (4H, D_k), weight_hh (4H, H), bias_ih (4H), bias_hh (4H). */
-static int64_t layer_input(const clstm_config *c, int64_t k) {
-    return k == 0 ? c->input_size : c->hidden_size;
+int64_t clstm_dirs(const clstm_config *c) { return c->bidirectional ? 2 : 1; }
+int64_t clstm_rsize(const clstm_config *c) {
+    return c->proj_size > 0 ? c->proj_size : c->hidden_size;
+}
+int64_t clstm_unit_input(const clstm_config *c, int64_t k) {
+    return k == 0 ? c->input_size : clstm_dirs(c) * clstm_rsize(c);
 }
 
-size_t clstm_layer_elems(const clstm_config *c, int64_t k) {
-    size_t H4 = 4 * (size_t)c->hidden_size;
-    return H4 * ((size_t)layer_input(c, k) + (size_t)c->hidden_size + 2);
+/* Unit of layer k: weight_ih (4H, D_k), weight_hh (4H, R), bias_ih (4H),
+ * bias_hh (4H), weight_hr (P, H) when P > 0. Sizes were checked at create. */
+size_t clstm_unit_elems(const clstm_config *c, int64_t k) {
+    size_t H = (size_t)c->hidden_size, P = (size_t)c->proj_size;
+    return 4 * H * ((size_t)clstm_unit_input(c, k) + (size_t)clstm_rsize(c) + 2) + P * H;
 }
 
-size_t clstm_layer_offset(const clstm_config *c, int64_t k) {
-    if (k == 0) return 0;
-    return clstm_layer_elems(c, 0) + (size_t)(k - 1) * clstm_layer_elems(c, 1);
+size_t clstm_unit_offset(const clstm_config *c, int64_t k, int64_t d) {
+    size_t N = (size_t)clstm_dirs(c), s0 = clstm_unit_elems(c, 0);
+    if (k == 0) return (size_t)d * s0;
+    return N * s0 + ((size_t)(k - 1) * N + (size_t)d) * clstm_unit_elems(c, 1);
 }
 
 /* Size of both blocks in elements, with every intermediate checked. Sizes
@@ -38,11 +44,19 @@ size_t clstm_layer_offset(const clstm_config *c, int64_t k) {
 static clstm_status param_count(const clstm_config *c, size_t *n) {
     const int64_t lim = clstm_blas_dim_max() / 4;
     if (c->input_size < 1 || c->hidden_size < 1 || c->num_layers < 1) return CLSTM_ERR_SIZE;
+    if (c->proj_size < 0 || (c->proj_size > 0 && c->proj_size >= c->hidden_size))
+        return CLSTM_ERR_SIZE;
     if (c->hidden_size > lim || c->input_size > lim) return CLSTM_ERR_OVERFLOW;
-    size_t H4 = 4 * (size_t)c->hidden_size, cols0, l0, l1, rest, total;
-    if (clstm_add((size_t)c->input_size, (size_t)c->hidden_size + 2, &cols0) ||
-        clstm_mul(H4, cols0, &l0) || clstm_mul(H4, 2 * (size_t)c->hidden_size + 2, &l1) ||
-        clstm_mul(l1, (size_t)(c->num_layers - 1), &rest) || clstm_add(l0, rest, &total))
+    /* unit_elems in checked arithmetic: 4H (D_k + R + 2) + P H */
+    size_t H4 = 4 * (size_t)c->hidden_size, N = (size_t)clstm_dirs(c);
+    size_t R = (size_t)clstm_rsize(c), PH;
+    size_t cols0, cols1, u0, u1, l0, l1, rest, total;
+    if (clstm_mul((size_t)c->proj_size, (size_t)c->hidden_size, &PH) ||
+        clstm_add((size_t)c->input_size, R + 2, &cols0) || clstm_mul(H4, cols0, &u0) ||
+        clstm_add(u0, PH, &u0) || clstm_mul(N, R, &cols1) || clstm_add(cols1, R + 2, &cols1) ||
+        clstm_mul(H4, cols1, &u1) || clstm_add(u1, PH, &u1) || clstm_mul(N, u0, &l0) ||
+        clstm_mul(N, u1, &l1) || clstm_mul(l1, (size_t)(c->num_layers - 1), &rest) ||
+        clstm_add(l0, rest, &total))
         return CLSTM_ERR_OVERFLOW;
     size_t bytes;
     if (clstm_mul(total, sizeof(double), &bytes) || bytes > (SIZE_MAX >> 2))
@@ -65,6 +79,8 @@ clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **
     if (!cfg || !out) return CLSTM_ERR_NULL;
     if (cfg->struct_size < sizeof(clstm_config)) return CLSTM_ERR_ARG;
     if (cfg->dtype != CLSTM_FLOAT32 && cfg->dtype != CLSTM_FLOAT64) return CLSTM_ERR_DTYPE;
+    if (cfg->bidirectional != 0 && cfg->bidirectional != 1) return CLSTM_ERR_ARG;
+    if (!(cfg->dropout >= 0.0 && cfg->dropout < 1.0)) return CLSTM_ERR_ARG; /* NaN too */
     int use_blas;
     switch (cfg->backend) {
     case CLSTM_BACKEND_DEFAULT: use_blas = clstm_has_blas(); break;
@@ -154,28 +170,37 @@ clstm_status clstm_zero_grad(clstm_model *m) {
     return CLSTM_OK;
 }
 
+/* Tensors per unit: 4, or 5 with the projection weight_hr. */
+static int64_t unit_tensors(const clstm_config *c) { return c->proj_size > 0 ? 5 : 4; }
+
 clstm_status clstm_num_tensors(const clstm_model *m, int64_t *n) {
     if (!m || !n) return CLSTM_ERR_NULL;
-    *n = 4 * m->cfg.num_layers;
+    *n = unit_tensors(&m->cfg) * clstm_dirs(&m->cfg) * m->cfg.num_layers;
     return CLSTM_OK;
 }
 
 clstm_status clstm_tensor_info_get(const clstm_model *m, int64_t index,
                                    clstm_tensor_info *out) {
     if (!m || !out) return CLSTM_ERR_NULL;
-    if (index < 0 || index >= 4 * m->cfg.num_layers) return CLSTM_ERR_ARG;
-    static const char *const kind[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
-    int64_t k = index / 4, which = index % 4, H4 = 4 * m->cfg.hidden_size;
-    int64_t din = layer_input(&m->cfg, k), H = m->cfg.hidden_size;
-    size_t off = clstm_layer_offset(&m->cfg, k);
-    if (which >= 1) off += (size_t)(H4 * din);
-    if (which >= 2) off += (size_t)(H4 * H);
-    if (which >= 3) off += (size_t)H4;
+    const clstm_config *c = &m->cfg;
+    const int64_t per = unit_tensors(c), N = clstm_dirs(c);
+    if (index < 0 || index / per >= N * c->num_layers) return CLSTM_ERR_ARG;
+    static const char *const kind[5] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh",
+                                        "weight_hr"};
+    const int64_t u = index / per, which = index % per, k = u / N, d = u % N;
+    const int64_t H = c->hidden_size, H4 = 4 * H, din = clstm_unit_input(c, k);
+    const int64_t R = clstm_rsize(c);
+    /* rows x cols of each tensor, in block order */
+    const int64_t rows[5] = {H4, H4, H4, H4, c->proj_size};
+    const int64_t cols[5] = {din, R, 1, 1, H};
+    size_t off = clstm_unit_offset(c, k, d);
+    for (int64_t i = 0; i < which; i++) off += (size_t)(rows[i] * cols[i]);
     memset(out, 0, sizeof *out);
-    snprintf(out->name, sizeof out->name, "%s_l%lld", kind[which], (long long)k);
+    snprintf(out->name, sizeof out->name, "%s_l%lld%s", kind[which], (long long)k,
+             d ? "_reverse" : "");
     out->offset = off;
-    out->ndim = which < 2 ? 2 : 1;
-    out->shape[0] = H4;
-    out->shape[1] = which == 0 ? din : which == 1 ? H : 1;
+    out->ndim = which == 2 || which == 3 ? 1 : 2;
+    out->shape[0] = rows[which];
+    out->shape[1] = cols[which];
     return CLSTM_OK;
 }

@@ -78,6 +78,8 @@ cdef extern from "clstm.h" nogil:
                                 const void *dy, const void *dhT, const void *dcT,
                                 void *dx, void *dh0, void *dc0,
                                 void *ws, size_t ws_bytes)
+    clstm_status clstm_state_reset(const clstm_model *m, int64_t B, void *h, void *c,
+                                   int64_t b)
     clstm_status clstm_set_num_threads(int n)
     int clstm_get_num_threads()
     int clstm_has_blas()

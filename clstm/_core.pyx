@@ -199,6 +199,14 @@ cdef class Model:
         check(st, "backward")
 
 
+    def state_reset(self, int64_t B, real[::1] h, real[::1] c, int64_t b):
+        """Zero stream b of the flat states h (L*B*R) and c (L*B*H)."""
+        _check_dtype(self.float64, sizeof(real))
+        self._check_lens(1, B, (None, None, h, c, None, None),
+                         ("", "", "h", "c", "", ""))
+        check(clstm_state_reset(self.m, B, &h[0], &c[0], b), "reset")
+
+
 cdef int _check_dtype(bint float64, size_t item) except -1:
     if item != (8 if float64 else 4):
         raise TypeError("array dtype does not match the model's dtype")

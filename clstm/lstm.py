@@ -12,7 +12,7 @@ import numpy as np
 
 from clstm import _core
 
-__all__ = ["LSTM", "set_num_threads", "get_num_threads", "has_blas"]
+__all__ = ["LSTM", "LSTMState", "set_num_threads", "get_num_threads", "has_blas"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _MAX_THREADS = 1024
@@ -60,6 +60,23 @@ def _probability(v, name):
     if not 0.0 <= v < 1.0:
         raise ValueError("%s: expected a float in [0, 1), got %r" % (name, v))
     return v
+
+
+def _config_from_state_dict(sd):
+    """LSTM sizes read off torch.nn.LSTM state_dict shapes."""
+    if "weight_ih_l0" not in sd or "weight_hh_l0" not in sd:
+        raise KeyError("state_dict: expected torch.nn.LSTM keys weight_ih_l0 and weight_hh_l0, "
+                       "got %s" % sorted(sd)[:8])
+    w_ih, w_hh = _to_numpy(sd["weight_ih_l0"]), _to_numpy(sd["weight_hh_l0"])
+    if w_ih.ndim != 2 or w_ih.shape[0] % 4:
+        raise ValueError("state_dict['weight_ih_l0']: expected shape (4H, D), got %s"
+                         % (w_ih.shape,))
+    layers = 1
+    while "weight_ih_l%d" % layers in sd:
+        layers += 1
+    proj = _to_numpy(sd["weight_hr_l0"]).shape[0] if "weight_hr_l0" in sd else 0
+    return dict(input_size=w_ih.shape[1], hidden_size=w_ih.shape[0] // 4, num_layers=layers,
+                bidirectional="weight_ih_l0_reverse" in sd, proj_size=proj)
 
 
 def _to_numpy(v):
@@ -232,6 +249,98 @@ class LSTM:
         for name, arr in staged.items():
             views[name][...] = arr
 
+    # ------------------------------------------------------------ interchange
+    @classmethod
+    def from_torch(cls, module_or_state_dict, *, dtype=None, batch_first=None, **kwargs):
+        """A model with the weights of a torch.nn.LSTM (a module, or its
+        state_dict). From a module, every setting is copied (sizes,
+        bidirectional, proj_size, dropout, batch_first; bias=False gives zero
+        biases); from a state_dict, the sizes are read off the tensor shapes.
+        dtype defaults to float64 for float64 weights, else float32."""
+        src = module_or_state_dict
+        if hasattr(src, "state_dict") and hasattr(src, "hidden_size"):
+            sd = dict(src.state_dict())
+            cfg = dict(input_size=src.input_size, hidden_size=src.hidden_size,
+                       num_layers=src.num_layers, bidirectional=bool(src.bidirectional),
+                       proj_size=int(getattr(src, "proj_size", 0)), dropout=float(src.dropout))
+            if batch_first is None:
+                batch_first = bool(src.batch_first)
+        elif hasattr(src, "items"):
+            sd = dict(src)
+            cfg = _config_from_state_dict(sd)
+        else:
+            raise TypeError("module_or_state_dict: expected a torch.nn.LSTM or a mapping of "
+                            "name -> tensor, got %s" % type(src).__name__)
+        arrays = {k: _to_numpy(v) for k, v in sd.items()}
+        if dtype is None:
+            w = arrays.get("weight_ih_l0")
+            dtype = np.float64 if w is not None and w.dtype == np.float64 else np.float32
+        cfg.update(kwargs)
+        if cfg.get("dropout", 0) and cfg.get("num_layers", 1) == 1:
+            cfg["dropout"] = 0.0  # torch keeps it, with its warning; it has no effect
+        lstm = cls(dtype=dtype, batch_first=bool(batch_first), **cfg)
+        for name, view in lstm.named_parameters().items():  # bias=False: zero biases
+            if name.startswith("bias_") and name not in arrays:
+                arrays[name] = np.zeros(view.shape)
+        lstm.load_state_dict(arrays)
+        return lstm
+
+    def to_torch_state_dict(self):
+        """{name: torch.Tensor} copies, for torch.nn.LSTM(...).load_state_dict."""
+        try:
+            import torch
+        except ImportError:
+            raise ImportError("to_torch_state_dict needs PyTorch: pip install torch "
+                              "(for the CPU: torch==2.13.0)") from None
+        return {k: torch.from_numpy(v) for k, v in self.state_dict().items()}
+
+    @classmethod
+    def from_keras(cls, kernel, recurrent_kernel, bias=None, *, activation="tanh",
+                   recurrent_activation="sigmoid", dtype=None, **kwargs):
+        """A one-layer model from the arrays of a Keras LSTM layer's
+        get_weights(): kernel (D, 4H), recurrent_kernel (H, 4H), bias (4H) or
+        None (use_bias=False). Keras orders gates i, f, c, o, which is
+        torch's i, f, g, o; its matrices are the transposes of torch's, and its
+        one bias becomes bias_ih (bias_hh = 0). Only activation="tanh" and
+        recurrent_activation="sigmoid" (Keras's defaults) are the LSTM clstm
+        computes: anything else (e.g. old Keras's "hard_sigmoid") is refused."""
+        if recurrent_activation != "sigmoid":
+            raise ValueError("recurrent_activation: clstm computes sigmoid gates; a Keras LSTM "
+                             "with recurrent_activation=%r gives different results and cannot "
+                             "be imported" % (recurrent_activation,))
+        if activation != "tanh":
+            raise ValueError("activation: clstm computes tanh; a Keras LSTM with "
+                             "activation=%r cannot be imported" % (activation,))
+        k = _to_numpy(kernel)
+        rk = _to_numpy(recurrent_kernel)
+        if k.ndim != 2 or k.shape[1] % 4 or k.shape[1] == 0:
+            raise ValueError("kernel: expected shape (D, 4H), got %s" % (k.shape,))
+        D, H = k.shape[0], k.shape[1] // 4
+        if rk.shape != (H, 4 * H):
+            raise ValueError("recurrent_kernel: expected shape (%d, %d), got %s"
+                             % (H, 4 * H, rk.shape))
+        b = np.zeros(4 * H) if bias is None else _to_numpy(bias)
+        if b.shape != (4 * H,):
+            raise ValueError("bias: expected shape (%d,), got %s" % (4 * H, b.shape))
+        if dtype is None:
+            dtype = np.float64 if k.dtype == np.float64 else np.float32
+        lstm = cls(D, H, dtype=dtype, **kwargs)
+        lstm.load_state_dict({"weight_ih_l0": k.T, "weight_hh_l0": rk.T, "bias_ih_l0": b,
+                              "bias_hh_l0": np.zeros(4 * H)})
+        return lstm
+
+    @classmethod
+    def from_onnx(cls, model_or_path, **kwargs):
+        """A model from the LSTM node(s) of an ONNX model (see clstm.onnx)."""
+        from clstm.onnx import lstm_from_onnx
+        return lstm_from_onnx(model_or_path, **kwargs)
+
+    def to_onnx(self, path=None, **kwargs):
+        """This model as an onnx.ModelProto, saved atomically to path if given
+        (see clstm.onnx)."""
+        from clstm.onnx import lstm_to_onnx
+        return lstm_to_onnx(self, path, **kwargs)
+
     def zero_grad(self):
         """Set every gradient to zero."""
         with self._lock:
@@ -340,31 +449,67 @@ class LSTM:
         x: (T, B, D), (B, T, D) with batch_first, or (T, D) unbatched. Floating
         arrays of another precision are converted; any strides are accepted.
         state: None (zeros) or (h0, c0), (N*L, B, R) and (N*L, B, H) ((N*L, R)
-        and (N*L, H) unbatched), either None. lengths: None or (B,) integers,
-        0 <= length <= T, any order, for right-padded batches: inputs past a
-        length are ignored, outputs there are 0, final states are taken at each
-        sequence's last valid step (the initial state for length 0), and the
-        reverse direction starts there. train=True keeps what backward() needs
-        (memory grows with T); train=False needs memory independent of T
-        (unidirectional models). dropout_seed: the masks of this training
-        forward (None: the next seed of a stream seeded by the model's seed)."""
+        and (N*L, H) unbatched), either None; or an LSTMState (see
+        initial_state), which is advanced in place and returned instead of
+        (h, c). lengths: None or (B,) integers, 0 <= length <= T, any order,
+        for right-padded batches: inputs past a length are ignored, outputs
+        there are 0, final states are taken at each sequence's last valid step
+        (the initial state for length 0), and the reverse direction starts
+        there. train=True keeps what backward() needs (memory grows with T);
+        train=False needs memory independent of T (unidirectional models).
+        dropout_seed: the masks of this training forward (None: the next seed
+        of a stream seeded by the model's seed)."""
         x3, layout = self._input(x)
         T, B, _ = x3.shape
-        h0, c0 = self._pair(state, "state", B, layout)
+        NL, H, R = self.num_directions * self.num_layers, self.hidden_size, self._R
+        stream = isinstance(state, LSTMState)
+        if stream:
+            state._check(self, B)
+            h0, c0, hT, cT = state.h, state.c, state.h, state.c
+        else:
+            h0, c0 = self._pair(state, "state", B, layout)
+            hT = np.empty((NL, B, R), self.dtype)
+            cT = np.empty((NL, B, H), self.dtype)
         lens = self._lengths(lengths, T, B)
         dseed = self._dropout_seed(dropout_seed, train)
-        NL, H, R = self.num_directions * self.num_layers, self.hidden_size, self._R
         y = np.empty((T, B, self.num_directions * R), self.dtype)
-        hT = np.empty((NL, B, R), self.dtype)
-        cT = np.empty((NL, B, H), self.dtype)
-        ws = np.empty(self._m.workspace_size(T, B, bool(train)), np.uint8)
+        if stream and not train:
+            ws = state._ws
+        else:
+            ws = np.empty(self._m.workspace_size(T, B, bool(train)), np.uint8)
         self._m.forward(T, B, x3.reshape(-1), self._flat(h0), self._flat(c0), y.reshape(-1),
                         hT.reshape(-1), cT.reshape(-1), bool(train), ws, lens, dseed)
         if train:
             with self._lock:
                 self._pending = (ws, T, B, layout)
+        if stream:
+            return self._out_seq(y, layout), state
         return (self._out_seq(y, layout),
                 (self._out_state(hT, layout), self._out_state(cT, layout)))
+
+    # ------------------------------------------------------------- streaming
+    def initial_state(self, batch_size):
+        """A zero LSTMState for batch_size independent streams (unidirectional
+        models only: the reverse direction needs the end of a sequence)."""
+        if self.bidirectional:
+            raise ValueError("initial_state: a bidirectional LSTM cannot stream; "
+                             "run whole sequences with forward()")
+        return LSTMState(self, _positive_int(batch_size, "batch_size"))
+
+    def step(self, x_t, state):
+        """One time step for every stream: x_t (B, D) -> y_t (B, R).
+
+        state is an LSTMState from initial_state(B); it is advanced in place
+        and returned: ``y_t, state = lstm.step(x_t, state)``. Inference only."""
+        if not isinstance(state, LSTMState):
+            raise TypeError("state: expected an LSTMState from initial_state(), got %s"
+                            % type(state).__name__)
+        x = self._array(x_t, "x_t")
+        if x.ndim != 2 or x.shape[1] != self.input_size:
+            raise ValueError("x_t: expected shape (B, %d), got %s" % (self.input_size, x.shape))
+        y, state = self.forward(x[None] if not self.batch_first else x[:, None], state,
+                                train=False)
+        return (y[0] if not self.batch_first else y[:, 0]), state
 
     __call__ = forward
 
@@ -406,3 +551,55 @@ class LSTM:
             self._pending = None
         return (self._out_seq(dx, layout),
                 (self._out_state(dh0, layout), self._out_state(dc0, layout)))
+
+
+class LSTMState:
+    """The carried (h, c) of B independent streams of one unidirectional LSTM,
+    with the workspace a step needs, allocated once.
+
+    ``h`` (L, B, R) and ``c`` (L, B, H) are plain arrays (read them, or write
+    them to set a state); ``reset(i)`` zeroes stream i, ``reset()`` all."""
+
+    def __init__(self, lstm, batch_size):
+        NL = lstm.num_directions * lstm.num_layers
+        self._model = lstm._m
+        self.h = np.zeros((NL, batch_size, lstm._R), lstm.dtype)
+        self.c = np.zeros((NL, batch_size, lstm.hidden_size), lstm.dtype)
+        self._ws = np.empty(lstm._m.workspace_size(1, batch_size, False), np.uint8)
+
+    @property
+    def batch_size(self):
+        return self.h.shape[1]
+
+    def reset(self, i=None):
+        """Zero stream i's state (every stream's when i is None)."""
+        if i is None:
+            self.h[...] = 0
+            self.c[...] = 0
+            return
+        if isinstance(i, (bool, np.bool_)):
+            raise TypeError("i: expected an int stream index, got bool")
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise TypeError("i: expected an int stream index, got %s"
+                            % type(i).__name__) from None
+        if not 0 <= i < self.batch_size:
+            raise IndexError("i: stream %d out of range for batch_size %d"
+                             % (i, self.batch_size))
+        self._model.state_reset(self.batch_size, self.h.reshape(-1), self.c.reshape(-1), i)
+
+    def _check(self, lstm, B):
+        """This state fits `lstm` and a batch of B."""
+        want = (lstm.num_directions * lstm.num_layers, B, lstm._R)
+        if (self.h.shape != want or self.c.shape != want[:2] + (lstm.hidden_size,)
+                or self.h.dtype != lstm.dtype or self.c.dtype != lstm.dtype
+                or not (self.h.flags.c_contiguous and self.c.flags.c_contiguous)):
+            raise ValueError("state: an LSTMState of batch_size %d for a model with h %s, c %s "
+                             "(%s); this one has h %s, c %s (%s)"
+                             % (B, want, want[:2] + (lstm.hidden_size,), lstm.dtype,
+                                self.h.shape, self.c.shape, self.h.dtype))
+
+    def __repr__(self):
+        return "LSTMState(batch_size=%d, h=%s, c=%s)" % (self.batch_size, self.h.shape,
+                                                          self.c.shape)

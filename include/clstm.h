@@ -236,9 +236,11 @@ CLSTM_API clstm_run_options clstm_run_options_default(void);
  *     hT: (N*L, B, R)    final hidden state of every layer, or NULL
  *     cT: (N*L, B, H)    final cell state of every layer, or NULL
  *     ws: workspace of at least clstm_workspace_size(m, T, B, opt->train)
- * Inputs may not overlap outputs. With train the workspace keeps the
- * activations (and a copy of x and of the lengths) for clstm_backward; the
- * model is not changed. forward does not allocate.
+ * Inputs may not overlap outputs, with one exception for streaming: h0 may
+ * be the very same pointer as hT, and c0 as cT, to advance a state in place.
+ * With train the workspace keeps the activations (and a copy of x and of the
+ * lengths) for clstm_backward; the model is not changed. forward does not
+ * allocate.
  * Errors: NULL (m, x, y, opt), SIZE, OVERFLOW, WORKSPACE, ARG (a length
  * outside 0..T, or opt->struct_size too small). On error the outputs are
  * not written. */
@@ -247,6 +249,20 @@ CLSTM_API clstm_status clstm_forward_ex(const clstm_model *m, int64_t T, int64_t
                                         void *y, void *hT, void *cT,
                                         const clstm_run_options *opt, void *ws,
                                         size_t ws_bytes);
+
+/* Streaming: keep h (N*L, B, R) and c (N*L, B, H) and one inference
+ * workspace (its size does not depend on T), and call clstm_forward_ex on
+ * each chunk (T >= 1 steps) with h0 = hT = h and c0 = cT = c. Nothing is
+ * allocated per chunk. A sequence fed in chunks gives the result of one
+ * call over the whole sequence up to float rounding (the chunks group the
+ * input projection into different gemms). Bidirectional models have no
+ * streaming semantics (the reverse direction needs the end of the
+ * sequence).
+ * clstm_state_reset zeroes stream b (0 <= b < B) of h and c, leaving the
+ * other streams untouched. Errors: NULL, SIZE (B < 1), ARG (b out of range,
+ * or a bidirectional model). */
+CLSTM_API clstm_status clstm_state_reset(const clstm_model *m, int64_t B, void *h, void *c,
+                                         int64_t b);
 
 /* clstm_forward_ex with options {train, lengths = NULL, dropout_seed = 0}. */
 CLSTM_API clstm_status clstm_forward(const clstm_model *m, int64_t T, int64_t B,

@@ -204,3 +204,16 @@ clstm_status clstm_tensor_info_get(const clstm_model *m, int64_t index,
     out->shape[1] = cols[which];
     return CLSTM_OK;
 }
+
+clstm_status clstm_state_reset(const clstm_model *m, int64_t B, void *h, void *c, int64_t b) {
+    if (!m || !h || !c) return CLSTM_ERR_NULL;
+    if (B < 1) return CLSTM_ERR_SIZE;
+    if (b < 0 || b >= B || m->cfg.bidirectional) return CLSTM_ERR_ARG;
+    const size_t R = (size_t)clstm_rsize(&m->cfg), H = (size_t)m->cfg.hidden_size;
+    for (int64_t l = 0; l < m->cfg.num_layers; l++) {
+        size_t row = (size_t)(l * B + b);
+        memset((char *)h + row * R * m->elem, 0, R * m->elem);
+        memset((char *)c + row * H * m->elem, 0, H * m->elem);
+    }
+    return CLSTM_OK;
+}

@@ -33,6 +33,9 @@ cdef extern from "clstm.h" nogil:
         int64_t proj_size
         int bidirectional
         double dropout
+        int peepholes
+        int input_forget
+        double clip
 
     ctypedef struct clstm_run_options:
         size_t struct_size

@@ -82,7 +82,8 @@ cdef class Model:
 
     def __cinit__(self, int64_t input_size, int64_t hidden_size, int64_t num_layers,
                   bint float64, uint64_t seed, str backend, int64_t proj_size=0,
-                  bint bidirectional=False, double dropout=0.0):
+                  bint bidirectional=False, double dropout=0.0, bint peepholes=False,
+                  bint input_forget=False, double clip=0.0):
         cdef clstm_config cfg = clstm_config_default()
         cfg.input_size = input_size
         cfg.hidden_size = hidden_size
@@ -92,6 +93,9 @@ cdef class Model:
         cfg.proj_size = proj_size
         cfg.bidirectional = bidirectional
         cfg.dropout = dropout
+        cfg.peepholes = peepholes
+        cfg.input_forget = input_forget
+        cfg.clip = clip
         self.float64 = float64
         self.D, self.H, self.L = input_size, hidden_size, num_layers
         self.R = proj_size if proj_size > 0 else hidden_size

@@ -102,6 +102,12 @@ class LSTM:
     dropout : float in [0, 1)
         Dropout on the inputs of layers 1..L-1 in training forwards, as
         torch.nn.LSTM (no effect, and a warning, when num_layers == 1).
+    peepholes, input_forget, clip :
+        ONNX's LSTM options, off by default (torch.nn.LSTM has none of them).
+        peepholes: i and f also see p_i*c_{t-1}, p_f*c_{t-1}, o sees p_o*c_t
+        (tensor ``peephole_l{k}``, (3H,) ordered i, f, o). input_forget: f =
+        1 - i. clip: every gate pre-activation is clipped to [-clip, clip]
+        (inference only: backward() raises NotImplementedError).
     dtype : numpy.float32 (default) or numpy.float64
     seed : int in [0, 2**64) or None
         Seeds the initialisation U(-1/sqrt(H), 1/sqrt(H)); None draws a fresh
@@ -124,7 +130,7 @@ class LSTM:
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
                  proj_size=0, dropout=0.0, dtype=np.float32, seed=None, batch_first=False,
-                 backend="default"):
+                 backend="default", peepholes=False, input_forget=False, clip=None):
         self.input_size = _positive_int(input_size, "input_size")
         self.hidden_size = _positive_int(hidden_size, "hidden_size")
         self.num_layers = _positive_int(num_layers, "num_layers")
@@ -140,6 +146,18 @@ class LSTM:
                                  "got %d" % (self.hidden_size, proj_size))
         self.proj_size = int(proj_size)
         self.dropout = _probability(dropout, "dropout")
+        for name, flag in (("peepholes", peepholes), ("input_forget", input_forget)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError("%s: expected a bool, got %s" % (name, type(flag).__name__))
+        self.peepholes, self.input_forget = bool(peepholes), bool(input_forget)
+        if clip is not None:
+            if isinstance(clip, (bool, np.bool_)) or not isinstance(
+                    clip, (int, float, np.integer, np.floating)):
+                raise TypeError("clip: expected None or a positive float, got %s"
+                                % type(clip).__name__)
+            if not float(clip) > 0:
+                raise ValueError("clip: expected None or a positive float, got %r" % (clip,))
+        self.clip = None if clip is None else float(clip)
         if self.dropout > 0 and self.num_layers == 1:
             warnings.warn("dropout=%g has no effect with num_layers=1: dropout applies "
                           "between layers" % self.dropout, UserWarning, stacklevel=2)
@@ -173,7 +191,8 @@ class LSTM:
         self.backend = backend
         self._m = _core.Model(self.input_size, self.hidden_size, self.num_layers,
                               dt == np.float64, seed, backend, self.proj_size,
-                              self.bidirectional, self.dropout)
+                              self.bidirectional, self.dropout, self.peepholes,
+                              self.input_forget, self.clip or 0.0)
         # dropout masks: one 64-bit seed per training forward, from this stream
         self._dropout_rng = np.random.default_rng([seed, 0xD0])
         self._params = np.asarray(self._m.params_block())
@@ -521,6 +540,9 @@ class LSTM:
         dx, (dh0, dc0) in the forward's layout and ADDS the parameter
         gradients into flat_grads (see zero_grad). Each training forward
         allows one backward."""
+        if self.clip is not None:
+            raise NotImplementedError("backward: not available for a model with clip (the "
+                                      "gradient of a clipped gate is not implemented)")
         with self._lock:
             if self._pending is None:
                 raise ValueError("backward() needs a preceding forward(x, train=True) "

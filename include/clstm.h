@@ -130,6 +130,13 @@ typedef struct {
     int bidirectional;     /* 0 or 1 */
     double dropout;        /* 0 <= p < 1: dropout on the inputs of layers 1..L-1
                               in training forwards (as torch.nn.LSTM) */
+    /* ONNX's LSTM options (not in torch.nn.LSTM); all off by default: */
+    int peepholes;         /* 0 or 1: i and f see p_i*c_{t-1}, p_f*c_{t-1}
+                              and o sees p_o*c_t (tensor peephole_l{k}) */
+    int input_forget;      /* 0 or 1: couple the gates, f = 1 - i */
+    double clip;           /* 0: none; > 0: every gate pre-activation is
+                              clipped to [-clip, clip] (forward only: backward
+                              returns CLSTM_ERR_UNSUPPORTED) */
 } clstm_config;
 
 /* D = H = L = 1, float32, default backend, no projection, unidirectional,
@@ -170,8 +177,9 @@ CLSTM_API clstm_status clstm_init_params(clstm_model *m, uint64_t seed);
  *     weight_ih_l{k} (4H, D_k), weight_hh_l{k} (4H, R),
  *     bias_ih_l{k} (4H),        bias_hh_l{k} (4H),
  *     weight_hr_l{k} (P, H)     only when P > 0
+ *     peephole_l{k} (3H)        only with peepholes: p_i, p_f, p_o
  * Rows of each (4H, .) tensor are gates i, f, g, o, H rows each. This is
- * torch.nn.LSTM's parameter order. */
+ * torch.nn.LSTM's parameter order (peepholes, which torch lacks, last). */
 CLSTM_API clstm_status clstm_params(clstm_model *m, void **data, size_t *n);
 CLSTM_API clstm_status clstm_grads(clstm_model *m, void **data, size_t *n);
 
@@ -186,7 +194,8 @@ typedef struct {
     int64_t shape[2];          /* shape[1] is 1 when ndim == 1 */
 } clstm_tensor_info;
 
-/* Number of named tensors (4 per layer and direction, 5 with projection). */
+/* Number of named tensors (4 per layer and direction, +1 with projection,
+ * +1 with peepholes). */
 CLSTM_API clstm_status clstm_num_tensors(const clstm_model *m, int64_t *n);
 /* Describe tensor `index` (0 <= index < n); ARG if out of range. The same
  * offsets index the gradient block. */
@@ -284,7 +293,7 @@ CLSTM_API clstm_status clstm_forward(const clstm_model *m, int64_t T, int64_t B,
  * resets it). Backward consumes the workspace: a second backward needs a new
  * training forward. Errors: NULL, SIZE, WORKSPACE, STATE (the workspace does
  * not hold a training forward of this model with this T and B, or was
- * already consumed). */
+ * already consumed), UNSUPPORTED (a model with clip). */
 CLSTM_API clstm_status clstm_backward(clstm_model *m, int64_t T, int64_t B,
                                       const void *dy, const void *dhT,
                                       const void *dcT, void *dx, void *dh0,

@@ -303,6 +303,7 @@ clstm_status clstm_backward(clstm_model *m, int64_t T, int64_t B, const void *dy
     if (!ws || ws_bytes < ly.total) return CLSTM_ERR_WORKSPACE;
     char *base = ws_base(ws);
     ws_header *hd = (ws_header *)base;
+    if (m->cfg.clip > 0) return CLSTM_ERR_UNSUPPORTED;
     if (hd->magic != WS_MAGIC || hd->state != WS_TRAINED || hd->model_id != m->id ||
         hd->T != T || hd->B != B)
         return CLSTM_ERR_STATE;

@@ -30,7 +30,8 @@ int64_t clstm_unit_input(const clstm_config *c, int64_t k) {
  * bias_hh (4H), weight_hr (P, H) when P > 0. Sizes were checked at create. */
 size_t clstm_unit_elems(const clstm_config *c, int64_t k) {
     size_t H = (size_t)c->hidden_size, P = (size_t)c->proj_size;
-    return 4 * H * ((size_t)clstm_unit_input(c, k) + (size_t)clstm_rsize(c) + 2) + P * H;
+    return 4 * H * ((size_t)clstm_unit_input(c, k) + (size_t)clstm_rsize(c) + 2) + P * H +
+           (c->peepholes ? 3 * H : 0);
 }
 
 size_t clstm_unit_offset(const clstm_config *c, int64_t k, int64_t d) {
@@ -52,6 +53,7 @@ static clstm_status param_count(const clstm_config *c, size_t *n) {
     size_t R = (size_t)clstm_rsize(c), PH;
     size_t cols0, cols1, u0, u1, l0, l1, rest, total;
     if (clstm_mul((size_t)c->proj_size, (size_t)c->hidden_size, &PH) ||
+        clstm_add(PH, c->peepholes ? 3 * (size_t)c->hidden_size : 0, &PH) ||
         clstm_add((size_t)c->input_size, R + 2, &cols0) || clstm_mul(H4, cols0, &u0) ||
         clstm_add(u0, PH, &u0) || clstm_mul(N, R, &cols1) || clstm_add(cols1, R + 2, &cols1) ||
         clstm_mul(H4, cols1, &u1) || clstm_add(u1, PH, &u1) || clstm_mul(N, u0, &l0) ||
@@ -81,6 +83,9 @@ clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **
     if (cfg->dtype != CLSTM_FLOAT32 && cfg->dtype != CLSTM_FLOAT64) return CLSTM_ERR_DTYPE;
     if (cfg->bidirectional != 0 && cfg->bidirectional != 1) return CLSTM_ERR_ARG;
     if (!(cfg->dropout >= 0.0 && cfg->dropout < 1.0)) return CLSTM_ERR_ARG; /* NaN too */
+    if ((cfg->peepholes != 0 && cfg->peepholes != 1) ||
+        (cfg->input_forget != 0 && cfg->input_forget != 1) || !(cfg->clip >= 0.0))
+        return CLSTM_ERR_ARG;
     int use_blas;
     switch (cfg->backend) {
     case CLSTM_BACKEND_DEFAULT: use_blas = clstm_has_blas(); break;
@@ -170,8 +175,10 @@ clstm_status clstm_zero_grad(clstm_model *m) {
     return CLSTM_OK;
 }
 
-/* Tensors per unit: 4, or 5 with the projection weight_hr. */
-static int64_t unit_tensors(const clstm_config *c) { return c->proj_size > 0 ? 5 : 4; }
+/* Tensors per unit: 4, +1 with the projection weight_hr, +1 with peepholes. */
+static int64_t unit_tensors(const clstm_config *c) {
+    return 4 + (c->proj_size > 0) + (c->peepholes != 0);
+}
 
 clstm_status clstm_num_tensors(const clstm_model *m, int64_t *n) {
     if (!m || !n) return CLSTM_ERR_NULL;
@@ -185,21 +192,23 @@ clstm_status clstm_tensor_info_get(const clstm_model *m, int64_t index,
     const clstm_config *c = &m->cfg;
     const int64_t per = unit_tensors(c), N = clstm_dirs(c);
     if (index < 0 || index / per >= N * c->num_layers) return CLSTM_ERR_ARG;
-    static const char *const kind[5] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh",
-                                        "weight_hr"};
-    const int64_t u = index / per, which = index % per, k = u / N, d = u % N;
+    static const char *const kind[6] = {"weight_ih", "weight_hh", "bias_ih",
+                                        "bias_hh",   "weight_hr", "peephole"};
+    const int64_t u = index / per, k = u / N, d = u % N;
+    int64_t which = index % per;
+    if (which == 4 && c->proj_size == 0) which = 5; /* peephole without weight_hr */
     const int64_t H = c->hidden_size, H4 = 4 * H, din = clstm_unit_input(c, k);
     const int64_t R = clstm_rsize(c);
     /* rows x cols of each tensor, in block order */
-    const int64_t rows[5] = {H4, H4, H4, H4, c->proj_size};
-    const int64_t cols[5] = {din, R, 1, 1, H};
+    const int64_t rows[6] = {H4, H4, H4, H4, c->proj_size, 3 * H};
+    const int64_t cols[6] = {din, R, 1, 1, H, 1};
     size_t off = clstm_unit_offset(c, k, d);
     for (int64_t i = 0; i < which; i++) off += (size_t)(rows[i] * cols[i]);
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s_l%lld%s", kind[which], (long long)k,
              d ? "_reverse" : "");
     out->offset = off;
-    out->ndim = which == 2 || which == 3 ? 1 : 2;
+    out->ndim = which == 2 || which == 3 || which == 5 ? 1 : 2;
     out->shape[0] = rows[which];
     out->shape[1] = cols[which];
     return CLSTM_OK;

@@ -202,10 +202,12 @@ class LSTM:
         self._pending = None  # (ws, T, B, layout) of the last training forward
 
     def __repr__(self):
+        extras = "".join(", %s=%r" % (k, getattr(self, k))
+                         for k in ("peepholes", "input_forget", "clip") if getattr(self, k))
         return ("LSTM(input_size=%d, hidden_size=%d, num_layers=%d, bidirectional=%s, "
-                "proj_size=%d, dropout=%g, dtype=%s, batch_first=%s)"
+                "proj_size=%d, dropout=%g, dtype=%s, batch_first=%s%s)"
                 % (self.input_size, self.hidden_size, self.num_layers, self.bidirectional,
-                   self.proj_size, self.dropout, self.dtype.name, self.batch_first))
+                   self.proj_size, self.dropout, self.dtype.name, self.batch_first, extras))
 
     @property
     def _R(self):

@@ -129,7 +129,8 @@ typedef struct {
     int64_t proj_size;     /* P: 0 (no projection) or 1 <= P < H */
     int bidirectional;     /* 0 or 1 */
     double dropout;        /* 0 <= p < 1: dropout on the inputs of layers 1..L-1
-                              in training forwards (as torch.nn.LSTM) */
+                              in training forwards (as torch.nn.LSTM); p is
+                              applied at a resolution of 2^-24 */
     /* ONNX's LSTM options (not in torch.nn.LSTM); all off by default: */
     int peepholes;         /* 0 or 1: i and f see p_i*c_{t-1}, p_f*c_{t-1}
                               and o sees p_o*c_t (tensor peephole_l{k}) */

@@ -174,19 +174,27 @@ static dims make_dims(const clstm_model *m, int64_t T, int64_t B, const int64_t 
               clstm_dirs(c), c->num_layers, lens, 0.0, seed, 0};
     if (train && c->num_layers > 1 && c->dropout > 0) {
         d.dropout = c->dropout;
-        d.drop_thresh = (uint32_t)(c->dropout * 16777216.0);
+        d.drop_thresh = (uint32_t)(c->dropout * 16777216.0 + 0.5); /* p to 2^-24 */
     }
     return d;
 }
 
-/* Whether element `idx` of layer l's input is dropped: a hash of (seed,
- * layer, index), so forward and backward agree without storing masks. */
-static inline int clstm_dropped(uint64_t seed, int64_t l, uint64_t idx, uint32_t thresh) {
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (idx + 1) + 0xD1B54A32D192ED03ull * (uint64_t)l;
+static inline uint64_t mix64(uint64_t z) { /* splitmix64's finaliser */
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (uint32_t)(z >> 40) < thresh;
+    return z ^ (z >> 31);
+}
+
+/* The dropout key of layer l: seed and layer both pass through the mixer,
+ * so no two (seed, layer) pairs give shifted copies of one mask stream. */
+static inline uint64_t dropout_key(uint64_t seed, int64_t l) {
+    return mix64(seed ^ mix64((uint64_t)l + 0x9E3779B97F4A7C15ull));
+}
+
+/* Whether element `idx` of a layer's input is dropped: a hash of (key,
+ * index), so forward and backward agree without storing masks. */
+static inline int clstm_dropped(uint64_t key, uint64_t idx, uint32_t thresh) {
+    return (uint32_t)(mix64(key + 0x9E3779B97F4A7C15ull * (idx + 1)) >> 40) < thresh;
 }
 
 /* A thread's share: hidden units [j0, j1) and h columns [r0, r1). */

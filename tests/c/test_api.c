@@ -4,6 +4,7 @@
  * and that failed calls leave the model and the workspace usable.
  */
 #include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +44,21 @@ static clstm_model *small_model(uint64_t seed)
     if (!CHECK_STATUS(clstm_create(&c, seed, &m), CLSTM_OK))
         return NULL;
     CHECK(m != NULL, "clstm_create returned OK and a NULL model");
+    return m;
+}
+
+/* The small model with a projection size, directions and dropout. */
+static clstm_model *option_model(int64_t P, int bidirectional, double dropout)
+{
+    clstm_config c = small_config();
+    clstm_model *m = NULL;
+    c.proj_size = P;
+    c.bidirectional = bidirectional;
+    c.dropout = dropout;
+    if (!CHECK(clstm_create(&c, 1, &m) == CLSTM_OK && m != NULL,
+               "clstm_create(P=%lld bidirectional=%d dropout=%g) failed", (long long)P,
+               bidirectional, dropout))
+        return NULL;
     return m;
 }
 
@@ -105,6 +121,9 @@ static void test_config_default(void)
     CHECK_EQ(c.num_layers, 1);
     CHECK_EQ(c.dtype, CLSTM_FLOAT32);
     CHECK_EQ(c.backend, CLSTM_BACKEND_DEFAULT);
+    CHECK_EQ(c.proj_size, 0);
+    CHECK_EQ(c.bidirectional, 0);
+    CHECK(c.dropout == 0.0, "default dropout %g", c.dropout);
 }
 
 /* clstm_create(cfg) must fail with `want` and set *out to NULL. */
@@ -193,6 +212,56 @@ static void test_create(void)
     c.backend = (clstm_backend)-1;
     expect_create_fails(c, CLSTM_ERR_ARG, "backend=-1");
 
+    /* projection, directions, dropout (H = 5): a projection size out of
+     * 1..H-1 is a size error, the others invalid values */
+    {
+        static const int64_t bad_proj[] = {-1, -1000, INT64_MIN, H, H + 1, INT64_MAX};
+        static const int bad_bidir[] = {2, -1, 100, INT_MIN};
+        static const double bad_dropout[] = {-0.1, -1e-300, 1.0, 1.5, INFINITY, -INFINITY, NAN};
+        char what[80];
+        for (size_t i = 0; i < sizeof bad_proj / sizeof bad_proj[0]; i++) {
+            c = good;
+            c.proj_size = bad_proj[i];
+            c.bidirectional = (int)(i % 2);
+            snprintf(what, sizeof what, "proj_size=%lld bidirectional=%d",
+                     (long long)bad_proj[i], c.bidirectional);
+            expect_create_fails(c, CLSTM_ERR_SIZE, what);
+        }
+        for (size_t i = 0; i < sizeof bad_bidir / sizeof bad_bidir[0]; i++) {
+            c = good;
+            c.bidirectional = bad_bidir[i];
+            snprintf(what, sizeof what, "bidirectional=%d", bad_bidir[i]);
+            expect_create_fails(c, CLSTM_ERR_ARG, what);
+        }
+        for (size_t i = 0; i < sizeof bad_dropout / sizeof bad_dropout[0]; i++) {
+            c = good;
+            c.dropout = bad_dropout[i];
+            snprintf(what, sizeof what, "dropout=%g", bad_dropout[i]);
+            expect_create_fails(c, CLSTM_ERR_ARG, what);
+        }
+    }
+    /* ...and their edges are valid (dropout with one layer too, as torch) */
+    {
+        clstm_config edge[5];
+        for (int i = 0; i < 5; i++)
+            edge[i] = good;
+        edge[0].proj_size = H - 1;
+        edge[1].proj_size = 1;
+        edge[1].bidirectional = 1;
+        edge[2].dropout = 0.999;
+        edge[3].dropout = 0.5;
+        edge[3].num_layers = 1;
+        edge[4].dropout = 0x1p-40;
+        for (int i = 0; i < 5; i++) {
+            m = NULL;
+            CHECK(clstm_create(&edge[i], 1, &m) == CLSTM_OK && m != NULL,
+                  "clstm_create with proj_size=%lld bidirectional=%d dropout=%g L=%lld failed",
+                  (long long)edge[i].proj_size, edge[i].bidirectional, edge[i].dropout,
+                  (long long)edge[i].num_layers);
+            clstm_free(m);
+        }
+    }
+
     /* struct_size too small */
     c = good;
     c.struct_size = 0;
@@ -228,6 +297,9 @@ static void test_create(void)
     c = good;
     c.dtype = CLSTM_FLOAT32;
     c.backend = CLSTM_BACKEND_NAIVE;
+    c.proj_size = 2;
+    c.bidirectional = 1;
+    c.dropout = 0.25;
     m = NULL;
     if (CHECK_STATUS(clstm_create(&c, 3, &m), CLSTM_OK) && CHECK(m != NULL, "model")) {
         clstm_config got;
@@ -239,6 +311,9 @@ static void test_create(void)
         CHECK_EQ(got.num_layers, L);
         CHECK_EQ(got.dtype, CLSTM_FLOAT32);
         CHECK_EQ(got.backend, CLSTM_BACKEND_NAIVE);
+        CHECK_EQ(got.proj_size, 2);
+        CHECK_EQ(got.bidirectional, 1);
+        CHECK(got.dropout == 0.25, "get_config: dropout %g, created with 0.25", got.dropout);
     }
     clstm_free(m);
     clstm_free(NULL); /* accepted, does nothing */
@@ -315,6 +390,84 @@ static void test_accessors(void)
     clstm_free(m);
 }
 
+/* ------------------------------------------------------------ tensor order */
+
+/* One named tensor as torch.nn.LSTM's state_dict has it; cols 0: 1-D. */
+typedef struct {
+    const char *name;
+    int64_t rows, cols;
+} tensor_row;
+
+/* The model's tensors must be exactly `want`, in order and back to back. */
+static void check_tensors(int64_t P, int bidirectional, const tensor_row *want, int64_t n)
+{
+    clstm_model *m = option_model(P, bidirectional, 0.0);
+    clstm_tensor_info ti;
+    int64_t nt = -1;
+    size_t next = 0, np = 0;
+    void *data;
+
+    if (!m)
+        return;
+    CHECK_STATUS(clstm_num_tensors(m, &nt), CLSTM_OK);
+    CHECK(nt == n, "P=%lld bidirectional=%d: %lld tensors, torch has %lld", (long long)P,
+          bidirectional, (long long)nt, (long long)n);
+    for (int64_t i = 0; i < n && i < nt; i++) {
+        const int64_t cols = want[i].cols ? want[i].cols : 1;
+        memset(&ti, 0x5A, sizeof ti);
+        if (!CHECK_STATUS(clstm_tensor_info_get(m, i, &ti), CLSTM_OK))
+            continue;
+        ti.name[CLSTM_NAME_MAX - 1] = '\0';
+        CHECK(strcmp(ti.name, want[i].name) == 0 && ti.offset == next &&
+                  ti.ndim == (want[i].cols ? 2 : 1) && ti.shape[0] == want[i].rows &&
+                  ti.shape[1] == cols,
+              "P=%lld bidirectional=%d tensor %lld: \"%s\" at %zu, ndim %d, (%lld, %lld); "
+              "torch: \"%s\" at %zu, (%lld, %lld)",
+              (long long)P, bidirectional, (long long)i, ti.name, ti.offset, ti.ndim,
+              (long long)ti.shape[0], (long long)ti.shape[1], want[i].name, next,
+              (long long)want[i].rows, (long long)cols);
+        next += (size_t)(want[i].rows * cols);
+    }
+    CHECK_STATUS(clstm_tensor_info_get(m, n, &ti), CLSTM_ERR_ARG);
+    CHECK_STATUS(clstm_params(m, &data, &np), CLSTM_OK);
+    CHECK(np == next, "P=%lld bidirectional=%d: block of %zu, torch's tensors hold %zu",
+          (long long)P, bidirectional, np, next);
+    clstm_free(m);
+}
+
+/* torch.nn.LSTM(3, 5, num_layers=2, ...).state_dict(), written out. */
+static void test_tensor_order(void)
+{
+    static const tensor_row proj[] = {
+        {"weight_ih_l0", 20, 3}, {"weight_hh_l0", 20, 2}, {"bias_ih_l0", 20, 0},
+        {"bias_hh_l0", 20, 0},   {"weight_hr_l0", 2, 5},  {"weight_ih_l1", 20, 2},
+        {"weight_hh_l1", 20, 2}, {"bias_ih_l1", 20, 0},   {"bias_hh_l1", 20, 0},
+        {"weight_hr_l1", 2, 5}};
+    static const tensor_row bidir[] = {
+        {"weight_ih_l0", 20, 3},          {"weight_hh_l0", 20, 5},
+        {"bias_ih_l0", 20, 0},            {"bias_hh_l0", 20, 0},
+        {"weight_ih_l0_reverse", 20, 3},  {"weight_hh_l0_reverse", 20, 5},
+        {"bias_ih_l0_reverse", 20, 0},    {"bias_hh_l0_reverse", 20, 0},
+        {"weight_ih_l1", 20, 10},         {"weight_hh_l1", 20, 5},
+        {"bias_ih_l1", 20, 0},            {"bias_hh_l1", 20, 0},
+        {"weight_ih_l1_reverse", 20, 10}, {"weight_hh_l1_reverse", 20, 5},
+        {"bias_ih_l1_reverse", 20, 0},    {"bias_hh_l1_reverse", 20, 0}};
+    static const tensor_row both[] = {
+        {"weight_ih_l0", 20, 3},         {"weight_hh_l0", 20, 2},
+        {"bias_ih_l0", 20, 0},           {"bias_hh_l0", 20, 0},
+        {"weight_hr_l0", 2, 5},          {"weight_ih_l0_reverse", 20, 3},
+        {"weight_hh_l0_reverse", 20, 2}, {"bias_ih_l0_reverse", 20, 0},
+        {"bias_hh_l0_reverse", 20, 0},   {"weight_hr_l0_reverse", 2, 5},
+        {"weight_ih_l1", 20, 4},         {"weight_hh_l1", 20, 2},
+        {"bias_ih_l1", 20, 0},           {"bias_hh_l1", 20, 0},
+        {"weight_hr_l1", 2, 5},          {"weight_ih_l1_reverse", 20, 4},
+        {"weight_hh_l1_reverse", 20, 2}, {"bias_ih_l1_reverse", 20, 0},
+        {"bias_hh_l1_reverse", 20, 0},   {"weight_hr_l1_reverse", 2, 5}};
+    check_tensors(2, 0, proj, (int64_t)(sizeof proj / sizeof proj[0]));
+    check_tensors(0, 1, bidir, (int64_t)(sizeof bidir / sizeof bidir[0]));
+    check_tensors(2, 1, both, (int64_t)(sizeof both / sizeof both[0]));
+}
+
 /* ------------------------------------------------------------ workspace */
 
 static void test_workspace_size(void)
@@ -370,6 +523,29 @@ static void test_workspace_size(void)
     clstm_free(m);
 }
 
+/* Unidirectional inference is chunked (independent of T), with a
+ * projection too; bidirectional inference keeps whole sequences. */
+static void test_workspace_options(void)
+{
+    clstm_model *proj = option_model(2, 0, 0.5), *bi = option_model(2, 1, 0.5);
+    size_t a = 0, b = 0, tr = 0;
+
+    if (proj) {
+        CHECK_STATUS(clstm_workspace_size(proj, 1, B, 0, &a), CLSTM_OK);
+        CHECK_STATUS(clstm_workspace_size(proj, 100000, B, 0, &b), CLSTM_OK);
+        CHECK(a == b, "projection: inference workspace %zu at T=1, %zu at T=1e5", a, b);
+    }
+    if (bi) {
+        CHECK_STATUS(clstm_workspace_size(bi, 10, B, 0, &a), CLSTM_OK);
+        CHECK_STATUS(clstm_workspace_size(bi, 1000, B, 0, &b), CLSTM_OK);
+        CHECK_STATUS(clstm_workspace_size(bi, 1000, B, 1, &tr), CLSTM_OK);
+        CHECK(b > a, "bidirectional: inference workspace %zu at T=10, %zu at T=1000", a, b);
+        CHECK(tr >= b, "bidirectional: training workspace %zu < inference %zu", tr, b);
+    }
+    clstm_free(proj);
+    clstm_free(bi);
+}
+
 /* ------------------------------------------------------------ forward */
 
 typedef struct {
@@ -405,13 +581,20 @@ static void poison_outputs(buffers *b)
     memset(b->dc0, 0x7B, sizeof b->dc0);
 }
 
+/* Every output of a and b bitwise equal. */
+static int outputs_equal(const buffers *a, const buffers *b)
+{
+    return memcmp(a->y, b->y, sizeof a->y) == 0 && memcmp(a->hT, b->hT, sizeof a->hT) == 0 &&
+           memcmp(a->cT, b->cT, sizeof a->cT) == 0 && memcmp(a->dx, b->dx, sizeof a->dx) == 0 &&
+           memcmp(a->dh0, b->dh0, sizeof a->dh0) == 0 &&
+           memcmp(a->dc0, b->dc0, sizeof a->dc0) == 0;
+}
+
 static int outputs_poisoned(const buffers *b)
 {
     buffers p;
     poison_outputs(&p);
-    return memcmp(b->y, p.y, sizeof p.y) == 0 && memcmp(b->hT, p.hT, sizeof p.hT) == 0 &&
-           memcmp(b->cT, p.cT, sizeof p.cT) == 0 && memcmp(b->dx, p.dx, sizeof p.dx) == 0 &&
-           memcmp(b->dh0, p.dh0, sizeof p.dh0) == 0 && memcmp(b->dc0, p.dc0, sizeof p.dc0) == 0;
+    return outputs_equal(b, &p);
 }
 
 static void test_forward_errors(void)
@@ -638,6 +821,138 @@ done:
     clstm_free(other);
 }
 
+/* ------------------------------------------------------------ forward_ex */
+
+#define FWD_EX(m, b, opt, ws, bytes)                                                       \
+    clstm_forward_ex((m), T, B, (b)->x, (b)->h0, (b)->c0, (b)->y, (b)->hT, (b)->cT, (opt), \
+                     (ws), (bytes))
+
+static void test_run_options_default(void)
+{
+    clstm_run_options o;
+    memset(&o, 0x5A, sizeof o);
+    o = clstm_run_options_default();
+    CHECK_EQ(o.struct_size, sizeof(clstm_run_options));
+    CHECK_EQ(o.train, 0);
+    CHECK(o.lengths == NULL, "default lengths %p", (const void *)o.lengths);
+    CHECK_EQ(o.dropout_seed, 0);
+}
+
+static void test_forward_ex_errors(void)
+{
+    static const int64_t bad_len[] = {-1, T + 1, INT64_MIN, INT64_MAX};
+    static const size_t bad_size[] = {0, sizeof(size_t),
+                                      offsetof(clstm_run_options, dropout_seed),
+                                      sizeof(clstm_run_options) - 1};
+    clstm_model *m = small_model(1);
+    buffers *b = xcalloc(1, sizeof *b);
+    clstm_run_options o;
+    int64_t len[B];
+    size_t need = 0;
+    void *ws = NULL;
+
+    if (!m)
+        goto done;
+    buffers_init(b);
+    CHECK_STATUS(clstm_workspace_size(m, T, B, 1, &need), CLSTM_OK);
+    ws = xcalloc(need, 1);
+    poison_outputs(b);
+    for (int train = 0; train <= 1; train++) {
+        o = clstm_run_options_default();
+        o.train = train;
+        CHECK_STATUS(FWD_EX(m, b, NULL, ws, need), CLSTM_ERR_NULL);
+        CHECK_STATUS(FWD_EX(NULL, b, &o, ws, need), CLSTM_ERR_NULL);
+        CHECK_STATUS(clstm_forward_ex(m, T, B, NULL, b->h0, b->c0, b->y, b->hT, b->cT, &o, ws,
+                                      need),
+                     CLSTM_ERR_NULL);
+        CHECK_STATUS(clstm_forward_ex(m, T, B, b->x, b->h0, b->c0, NULL, b->hT, b->cT, &o, ws,
+                                      need),
+                     CLSTM_ERR_NULL);
+        for (size_t k = 0; k < sizeof bad_size / sizeof bad_size[0]; k++) {
+            o.struct_size = bad_size[k];
+            CHECK(FWD_EX(m, b, &o, ws, need) == CLSTM_ERR_ARG,
+                  "clstm_forward_ex with struct_size %zu (train=%d) did not return ARG",
+                  bad_size[k], train);
+        }
+        o.struct_size = sizeof o;
+        /* one length out of 0..T, at each position in turn */
+        o.lengths = len;
+        for (size_t k = 0; k < sizeof bad_len / sizeof bad_len[0]; k++)
+            for (int pos = 0; pos < B; pos++) {
+                for (int i = 0; i < B; i++)
+                    len[i] = i % 2 ? 0 : T;
+                len[pos] = bad_len[k];
+                CHECK(FWD_EX(m, b, &o, ws, need) == CLSTM_ERR_ARG,
+                      "clstm_forward_ex with lengths[%d] = %lld (T = %d, train=%d) did not "
+                      "return ARG", pos, (long long)bad_len[k], T, train);
+            }
+    }
+    CHECK(outputs_poisoned(b), "a failed clstm_forward_ex wrote its outputs");
+    /* 0 and T are valid lengths, in either order */
+    for (int pos = 0; pos < B; pos++) {
+        for (int i = 0; i < B; i++)
+            len[i] = i == pos ? 0 : T;
+        CHECK_STATUS(FWD_EX(m, b, &o, ws, need), CLSTM_OK);
+        CHECK_STATUS(BWD(m, T, B, b, ws, need), CLSTM_OK);
+    }
+done:
+    free(ws);
+    free(b);
+    clstm_free(m);
+}
+
+/* clstm_forward(train) is clstm_forward_ex with default options and that
+ * train, bit for bit, forward and backward; any nonzero train trains; a
+ * model without dropout ignores dropout_seed. */
+static void test_forward_is_forward_ex(void)
+{
+    clstm_model *m = small_model(4);
+    buffers *a = xcalloc(1, sizeof *a), *b = xcalloc(1, sizeof *b);
+    clstm_run_options o = clstm_run_options_default();
+    size_t need = 0, snap_bytes = 0;
+    unsigned char *snap = NULL;
+    void *ws = NULL;
+
+    if (!m)
+        goto done;
+    buffers_init(a);
+    buffers_init(b);
+    CHECK_STATUS(clstm_workspace_size(m, T, B, 1, &need), CLSTM_OK);
+    ws = xcalloc(need, 1);
+    for (int k = 0; k < 2; k++) {
+        const int train = k ? 7 : 0;
+        o.train = train;
+        for (uint64_t seed = 0; seed <= 1; seed++) {
+            o.dropout_seed = seed * 12345u;
+            poison_outputs(a);
+            poison_outputs(b);
+            CHECK_STATUS(clstm_zero_grad(m), CLSTM_OK);
+            CHECK_STATUS(clstm_forward(m, T, B, a->x, a->h0, a->c0, a->y, a->hT, a->cT,
+                                       train != 0, ws, need),
+                         CLSTM_OK);
+            if (train)
+                CHECK_STATUS(BWD(m, T, B, a, ws, need), CLSTM_OK);
+            free(snap);
+            snap = grads_snapshot(m, &snap_bytes);
+            CHECK_STATUS(clstm_zero_grad(m), CLSTM_OK);
+            CHECK_STATUS(FWD_EX(m, b, &o, ws, need), CLSTM_OK);
+            if (train)
+                CHECK_STATUS(BWD(m, T, B, b, ws, need), CLSTM_OK);
+            CHECK(outputs_equal(a, b), "clstm_forward and clstm_forward_ex (train=%d, "
+                  "dropout_seed=%llu) differ", train, (unsigned long long)o.dropout_seed);
+            CHECK(grads_equal(m, snap, snap_bytes), "gradients after clstm_forward and "
+                  "clstm_forward_ex (train=%d, dropout_seed=%llu) differ", train,
+                  (unsigned long long)o.dropout_seed);
+        }
+    }
+done:
+    free(snap);
+    free(ws);
+    free(a);
+    free(b);
+    clstm_free(m);
+}
+
 /* ------------------------------------------------------------ threads */
 
 static void test_threads(void)
@@ -663,9 +978,14 @@ int main(void)
     test_config_default();
     test_create();
     test_accessors();
+    test_tensor_order();
     test_workspace_size();
+    test_workspace_options();
     test_forward_errors();
     test_backward_errors();
+    test_run_options_default();
+    test_forward_ex_errors();
+    test_forward_is_forward_ex();
     test_threads();
     return ctest_finish();
 }

@@ -9,6 +9,13 @@ machine noise hits both alike:
   train  forward + backward of sum(y * dy), including dx (gradients are
          zeroed before every repeat, outside the timed region)
 
+Configs: large, deep, small (unidirectional, full length); bidir
+(bidirectional, 2 layers); varlen (right-padded batch with lengths drawn
+uniformly from [T/2, T], fixed seed; dy is 0 past each length). For varlen,
+torch runs pack_padded_sequence(enforce_sorted=False) -> LSTM ->
+pad_packed_sequence(total_length=T), and its times include the pack/pad
+calls, as a user pays them; clstm takes the padded batch and `lengths`.
+
     python bench/bench_lstm.py                    # all configs, 2 threads
     python bench/bench_lstm.py --configs small --repeats 3
     python bench/bench_lstm.py --threads 1 --json out.json
@@ -25,20 +32,39 @@ from collections import namedtuple
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import clstm
 
-Config = namedtuple("Config", "name T B D H L")
+# bidir: bidirectional; varlen: per-sequence lengths uniform in [T/2, T]
+Config = namedtuple("Config", "name T B D H L bidir varlen", defaults=(False, False))
 CONFIGS = {c.name: c for c in (Config("large", 100, 64, 512, 512, 1),
                                Config("deep", 100, 32, 256, 256, 2),
-                               Config("small", 200, 16, 128, 128, 1))}
+                               Config("small", 200, 16, 128, 128, 1),
+                               Config("bidir", 100, 32, 256, 256, 2, bidir=True),
+                               Config("varlen", 200, 16, 128, 128, 1, varlen=True))}
 WORKLOADS = ("infer", "train")
 TRAIN_FLOP_FACTOR = 3  # forward + backward (dgates->dx/dh, dW) ~ 3x forward
 
 
-def forward_flops(cfg):
-    """Gate GEMM flops of one forward: 2*T*B*(D_k + H)*4H summed over layers."""
-    return sum(2 * cfg.T * cfg.B * ((cfg.D if k == 0 else cfg.H) + cfg.H) * 4 * cfg.H
+def draw_lengths(cfg, seed):
+    """(B,) int64 lengths uniform in [T/2, T] for varlen configs, else None."""
+    if not cfg.varlen:
+        return None
+    rng = np.random.default_rng([seed, 1])
+    return rng.integers(cfg.T // 2, cfg.T, size=cfg.B, endpoint=True, dtype=np.int64)
+
+
+def directions(cfg):
+    return 2 if cfg.bidir else 1
+
+
+def forward_flops(cfg, tokens):
+    """Gate GEMM flops of one forward: 2*tokens*(D_k + H)*4H per direction,
+    summed over layers (D_k = D for layer 0, N*H above); tokens = valid
+    (time, batch) positions, T*B without lengths."""
+    N = directions(cfg)
+    return sum(2 * tokens * N * ((cfg.D if k == 0 else N * cfg.H) + cfg.H) * 4 * cfg.H
                for k in range(cfg.L))
 
 
@@ -69,12 +95,22 @@ class Pair:
 
     def __init__(self, cfg, seed=0):
         torch.manual_seed(seed)
-        self.tm = torch.nn.LSTM(cfg.D, cfg.H, cfg.L)
-        self.cm = clstm.LSTM(cfg.D, cfg.H, cfg.L, dtype=np.float32, seed=seed)
+        self.tm = torch.nn.LSTM(cfg.D, cfg.H, cfg.L, bidirectional=cfg.bidir)
+        self.cm = clstm.LSTM(cfg.D, cfg.H, cfg.L, bidirectional=cfg.bidir,
+                             dtype=np.float32, seed=seed)
         self.cm.load_state_dict(self.tm.state_dict())
         rng = np.random.default_rng(seed)
+        self.T = cfg.T
         self.x = rng.standard_normal((cfg.T, cfg.B, cfg.D), dtype=np.float32)
-        self.dy = rng.standard_normal((cfg.T, cfg.B, cfg.H), dtype=np.float32)
+        self.dy = rng.standard_normal((cfg.T, cfg.B, directions(cfg) * cfg.H),
+                                      dtype=np.float32)
+        self.lengths = draw_lengths(cfg, seed)
+        if self.lengths is None:
+            self.tokens, self.tlengths = cfg.T * cfg.B, None
+        else:
+            self.tokens = int(self.lengths.sum())
+            self.tlengths = torch.from_numpy(self.lengths)
+            self.dy[np.arange(cfg.T)[:, None] >= self.lengths] = 0  # dy is 0 past lengths
         self.tx = torch.from_numpy(self.x).requires_grad_(True)
         self.tdy = torch.from_numpy(self.dy)
 
@@ -83,22 +119,30 @@ class Pair:
         self.tm.zero_grad()
         self.tx.grad = None
 
+    def torch_forward(self):
+        """torch.nn.LSTM on tx, through pack/pad when there are lengths."""
+        if self.tlengths is None:
+            return self.tm(self.tx)
+        packed = pack_padded_sequence(self.tx, self.tlengths, enforce_sorted=False)
+        y, state = self.tm(packed)
+        return pad_packed_sequence(y, total_length=self.T)[0], state
+
     def clstm_infer(self):
-        y, (h, c) = self.cm.forward(self.x, train=False)
+        y, (h, c) = self.cm.forward(self.x, lengths=self.lengths, train=False)
         return {"y": y, "hT": h, "cT": c}
 
     def torch_infer(self):
         with torch.no_grad():
-            y, (h, c) = self.tm(self.tx)
+            y, (h, c) = self.torch_forward()
         return {"y": y.numpy(), "hT": h.numpy(), "cT": c.numpy()}
 
     def clstm_train(self):
-        y, (h, c) = self.cm.forward(self.x, train=True)
+        y, (h, c) = self.cm.forward(self.x, lengths=self.lengths, train=True)
         dx, _ = self.cm.backward(self.dy)
         return {"y": y, "hT": h, "cT": c, "dx": dx, **self.cm.named_grads()}
 
     def torch_train(self):
-        y, (h, c) = self.tm(self.tx)
+        y, (h, c) = self.torch_forward()
         (y * self.tdy).sum().backward()
         out = {"y": y, "hT": h, "cT": c, "dx": self.tx.grad}
         out.update({n: p.grad for n, p in self.tm.named_parameters()})
@@ -150,8 +194,11 @@ def run_config(cfg, args):
     for workload in WORKLOADS:
         err = check(pair, workload, f"{cfg.name} {workload}", args.tol)
         ms = median_ms(pair.impls(workload), pair.reset, args.repeats, args.warmup)
-        flops = forward_flops(cfg) * (TRAIN_FLOP_FACTOR if workload == "train" else 1)
+        flops = forward_flops(cfg, pair.tokens)
+        flops *= TRAIN_FLOP_FACTOR if workload == "train" else 1
         rows.append({"config": cfg._asdict(), "workload": workload, "max_rel_err": err,
+                     "lengths": None if pair.lengths is None else pair.lengths.tolist(),
+                     "tokens": pair.tokens,
                      "clstm_ms": ms["clstm"], "torch_ms": ms["torch"],
                      "ratio": ms["torch"] / ms["clstm"],
                      "clstm_gflops": flops / (ms["clstm"] * 1e6),
@@ -192,6 +239,27 @@ def row_line(r):
                        f"{r['max_rel_err']:.1e}"))
 
 
+def notes(rows, args):
+    """Footnotes for the table: what t/c and GFLOP/s mean, what bidir and
+    varlen configs do (once per config that ran)."""
+    lines = ["t/c = torch ms / clstm ms (> 1: clstm faster). GFLOP/s counts gate GEMMs "
+             f"over valid positions; train = {TRAIN_FLOP_FACTOR}x forward."]
+    seen = {}
+    for r in rows:
+        seen.setdefault(r["config"]["name"], r)
+    for name, r in seen.items():
+        c = r["config"]
+        if c["bidir"]:
+            lines.append(f"{name}: bidirectional (2 directions per layer; y is 2H wide).")
+        if c["varlen"]:
+            lines.append(f"{name}: right-padded batch, lengths uniform in [{c['T'] // 2}, "
+                         f"{c['T']}] (seed {args.seed}; {r['tokens']} of {c['T'] * c['B']} "
+                         "positions valid). torch ms INCLUDE pack_padded_sequence"
+                         "(enforce_sorted=False) + pad_packed_sequence(total_length=T); "
+                         "clstm takes lengths=.")
+    return lines
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--configs", default="all",
@@ -226,12 +294,12 @@ def main(argv=None):
         for r in run_config(cfg, args):
             print(row_line(r), flush=True)
             rows.append(r)
-    print("\nt/c = torch ms / clstm ms (> 1: clstm faster). "
-          f"GFLOP/s counts gate GEMMs; train = {TRAIN_FLOP_FACTOR}x forward.")
+    foot = notes(rows, args)
+    print("\n" + "\n".join(foot))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"header": head, "threads": args.threads, "repeats": args.repeats,
-                       "results": rows}, f, indent=2)
+            json.dump({"header": head, "notes": foot, "threads": args.threads,
+                       "repeats": args.repeats, "results": rows}, f, indent=2)
     return 0
 
 

@@ -139,6 +139,9 @@ class LSTM:
                             % type(bidirectional).__name__)
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if self.bidirectional else 1
+        if isinstance(proj_size, (bool, np.bool_)) or not isinstance(proj_size,
+                                                                     (int, np.integer)):
+            raise TypeError("proj_size: expected an int, got %s" % type(proj_size).__name__)
         if proj_size != 0:
             proj_size = _positive_int(proj_size, "proj_size")
             if proj_size >= self.hidden_size:
@@ -421,11 +424,11 @@ class LSTM:
         if lengths is None:
             return None
         a = _to_numpy(lengths)
-        if a.dtype.kind not in "iu":
-            raise TypeError("lengths: expected integers, got dtype %s" % a.dtype)
         if a.shape != (B,):
             raise ValueError("lengths: expected shape (%d,) (one per sequence), got %s"
                              % (B, a.shape))
+        if a.dtype.kind not in "iu":
+            raise TypeError("lengths: expected integers, got dtype %s" % a.dtype)
         if B and (a.min() < 0 or a.max() > T):
             raise ValueError("lengths: expected 0 <= length <= T (%d), got values in [%d, %d]"
                              % (T, a.min(), a.max()))

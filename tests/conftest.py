@@ -43,32 +43,63 @@ class Case:
     H: int
     L: int
     layout: str = "tbd"
+    N: int = 1  # directions: 2 for bidirectional
+    P: int = 0  # proj_size
+    lengths: tuple = None  # per sequence, passed as forward(lengths=...)
+    dropout: float = 0.0
 
     def __str__(self):
-        return f"T{self.T}B{self.B}D{self.D}H{self.H}L{self.L}-{self.layout}"
+        s = f"T{self.T}B{self.B}D{self.D}H{self.H}L{self.L}-{self.layout}"
+        if self.N == 2:
+            s += "-bi"
+        if self.P:
+            s += f"-P{self.P}"
+        if self.lengths is not None and len(self.lengths) <= 6:
+            s += "-len" + "_".join(map(str, self.lengths))
+        elif self.lengths is not None:
+            s += f"-len{min(self.lengths)}to{max(self.lengths)}"
+        if self.dropout:
+            s += f"-p{self.dropout}"
+        return s
 
     @property
     def batch_first(self):
         return self.layout == "btd"
 
-    def model(self, dtype=np.float64, backend="default", seed=1234):
-        return clstm.LSTM(
-            self.D,
-            self.H,
-            self.L,
-            dtype=dtype,
-            seed=seed,
-            batch_first=self.batch_first,
-            backend=backend,
-        )
+    @property
+    def R(self):
+        """The size of h: P with a projection, else H."""
+        return self.P or self.H
 
-    def state_shape(self):
-        return (self.L, self.H) if self.layout == "td" else (self.L, self.B, self.H)
+    def options(self):
+        """The constructor's keywords for the bidirectional/projection/dropout
+        features, only where they differ from the defaults."""
+        opts = {"bidirectional": True} if self.N == 2 else {}
+        if self.P:
+            opts["proj_size"] = self.P
+        if self.dropout:
+            opts["dropout"] = self.dropout
+        return opts
+
+    def model(self, dtype=np.float64, backend="default", seed=1234, **overrides):
+        kwargs = {"dtype": dtype, "seed": seed, "batch_first": self.batch_first, "backend": backend}
+        return clstm.LSTM(self.D, self.H, self.L, **{**kwargs, **self.options(), **overrides})
+
+    def state_shape(self, which="h"):
+        """The API shape of state[0] ("h": width R) or state[1] ("c": H)."""
+        width = self.R if which == "h" else self.H
+        return (self.N * self.L, width) if self.layout == "td" else (self.N * self.L, self.B, width)
+
+    def run_kwargs(self):
+        """forward()'s lengths keyword for this case ({} without lengths)."""
+        return {} if self.lengths is None else {"lengths": np.array(self.lengths)}
 
 
-def _c(T, B, D, H, L, layout="tbd"):
+def _c(T, B, D, H, L, layout="tbd", **features):
     assert layout != "td" or B == 1
-    return Case(T, B, D, H, L, layout)
+    case = Case(T, B, D, H, L, layout, **features)
+    assert case.lengths is None or len(case.lengths) == B
+    return case
 
 
 # The awkward cases: T=1, B=1, odd H, D=1, L=3, batch_first, unbatched, and
@@ -83,6 +114,33 @@ CASES = (
     _c(1, 1, 2, 3, 1, "td"),
 )
 MEDIUM = _c(3, 32, 20, 65, 2)
+
+# Bidirectional, projection and lengths: each of L = 1, 2, 3 with and without
+# either feature, every layout; lengths unsorted, with 1 and T. Torch packs
+# only lengths >= 1, so these are also the torch parity cases.
+FEATURE_CASES = (
+    _c(4, 3, 3, 5, 1, N=2),
+    _c(3, 2, 4, 5, 1, P=2),
+    _c(5, 3, 2, 4, 1, N=2, P=3, lengths=(2, 5, 1)),
+    _c(4, 3, 3, 4, 2, N=2, lengths=(3, 1, 4)),
+    _c(3, 2, 3, 5, 2, "btd", P=3),
+    _c(5, 4, 3, 5, 2, "btd", N=2, P=2, lengths=(1, 5, 3, 2)),
+    _c(4, 3, 2, 3, 3, lengths=(4, 2, 3)),
+    _c(3, 2, 4, 3, 3, N=2, P=1),
+    _c(4, 2, 3, 4, 3, "btd", N=2, P=3, lengths=(4, 3)),
+    _c(5, 1, 3, 4, 2, "td", N=2, P=2, lengths=(3,)),
+    _c(2, 1, 2, 3, 1, "td", lengths=(1,)),
+    _c(3, 2, 2, 3, 2, "btd", lengths=(3, 3)),
+)
+# Zero lengths, which torch cannot pack: checked against the reference only.
+ZERO_LENGTH_CASES = (
+    _c(3, 4, 2, 3, 2, N=2, P=2, lengths=(0, 3, 1, 0)),
+    _c(2, 3, 3, 4, 1, "btd", lengths=(2, 0, 1)),
+    _c(4, 1, 2, 3, 2, "td", N=2, lengths=(0,)),
+    _c(1, 2, 2, 3, 2, N=2, P=1, lengths=(1, 0)),
+)
+# Big enough for clstm to use more than one thread.
+MEDIUM_FEATURES = _c(6, 32, 20, 33, 2, N=2, P=17, lengths=tuple(range(6, 0, -1)) * 5 + (0, 6))
 
 
 # ------------------------------------------------------------ tolerances
@@ -155,7 +213,8 @@ def params64(lstm):
 @dataclasses.dataclass
 class Problem:
     """Random inputs for one case, canonical layout, float64; and upstream
-    gradients (the loss weights Wy, Wh, Wc)."""
+    gradients (the loss weights Wy, Wh, Wc). With lengths, x holds NaN past
+    each sequence's length: padding must never be read."""
 
     case: Case
     x: np.ndarray
@@ -164,6 +223,10 @@ class Problem:
     wy: np.ndarray
     wh: np.ndarray
     wc: np.ndarray
+
+    @property
+    def lengths(self):
+        return None if self.case.lengths is None else np.array(self.case.lengths)
 
     def api(self, arr, variant="contig", dtype=np.float64, kind="x"):
         """`arr` (canonical) in the API layout and the requested form."""
@@ -181,33 +244,39 @@ class Problem:
         return (self.api(h0, variant, dtype, "state"), self.api(c0, variant, dtype, "state"))
 
 
-def make_problem(case, seed=0, scale=1.0):
+def make_problem(case, seed=0, scale=1.0, pad=np.nan):
+    """`pad` fills x past each sequence's length."""
     rng = np.random.default_rng(seed)
-    T, B, D, H, L = case.T, case.B, case.D, case.H, case.L
+    T, B, D, H, R, NL = case.T, case.B, case.D, case.H, case.R, case.N * case.L
 
     def n(*shape):
         return scale * rng.standard_normal(shape)
 
-    return Problem(
+    prob = Problem(
         case,
         n(T, B, D),
-        n(L, B, H),
-        n(L, B, H),
-        rng.standard_normal((T, B, H)),
-        rng.standard_normal((L, B, H)),
-        rng.standard_normal((L, B, H)),
+        n(NL, B, R),
+        n(NL, B, H),
+        rng.standard_normal((T, B, case.N * R)),
+        rng.standard_normal((NL, B, R)),
+        rng.standard_normal((NL, B, H)),
     )
+    if case.lengths is not None:
+        prob.x[~ref.active_steps(prob.lengths, T, B)] = pad
+    return prob
 
 
-def forward_backward(lstm, prob, state_mode="given", zero_grad=True):
+def forward_backward(lstm, prob, state_mode="given", zero_grad=True, **run):
     """A training forward and the backward of the test loss, with the
-    problem's arrays in the case's layout and the model's dtype.
+    problem's arrays in the case's layout and the model's dtype; `run`: more
+    forward keywords (the case's lengths are passed already).
     Returns [y, hT, cT, dx, dh0, dc0, a copy of flat_grads]."""
     dt = lstm.dtype
     if zero_grad:
         lstm.zero_grad()
     x = prob.api(prob.x, dtype=dt)
-    y, (h, c) = lstm.forward(x, prob.state(state_mode, dtype=dt), train=True)
+    run = {**prob.case.run_kwargs(), **run}
+    y, (h, c) = lstm.forward(x, prob.state(state_mode, dtype=dt), train=True, **run)
     dstate = (prob.api(prob.wh, dtype=dt, kind="state"), prob.api(prob.wc, dtype=dt, kind="state"))
     dx, (dh0, dc0) = lstm.backward(prob.api(prob.wy, dtype=dt), dstate)
     return [y, h, c, dx, dh0, dc0, lstm.flat_grads.copy()]
@@ -223,17 +292,19 @@ def _state_f64(state, layout, dtype):
     return tuple(as_model_f64(ref.state_from_api(s, layout), dtype) for s in state)
 
 
-def expected_forward(lstm, x, state, layout):
+def expected_forward(lstm, x, state, layout, lengths=None, masks=None):
     """The reference's y, hT, cT (canonical layout) and cache for the API
-    arguments x and state exactly as they were passed to `lstm`."""
+    arguments x, state and lengths exactly as they were passed to `lstm`;
+    masks: the dropout masks (canonical layout), see reference.forward."""
     x64 = as_model_f64(ref.x_from_api(np.asarray(x), layout), lstm.dtype)
     h0, c0 = _state_f64(state, layout, lstm.dtype)
-    return ref.forward(params64(lstm), x64, h0, c0)
+    return ref.forward(params64(lstm), x64, h0, c0, lengths, masks)
 
 
 def expected_backward(lstm, cache, dy, dstate, layout):
     """The reference's dx, dh0, dc0 (canonical) and parameter gradients for
-    the API arguments dy and dstate exactly as passed to `lstm.backward`."""
+    the API arguments dy and dstate exactly as passed to `lstm.backward`
+    (lengths and masks: those of the forward, kept in the cache)."""
     dy64 = None if dy is None else as_model_f64(ref.x_from_api(np.asarray(dy), layout), lstm.dtype)
     dh, dc = _state_f64(dstate, layout, lstm.dtype)
     return ref.backward(params64(lstm), cache, dy64, dh, dc)

@@ -6,8 +6,11 @@ from conftest import (
     BACKENDS,
     CASES,
     DTYPES,
+    FEATURE_CASES,
     MEDIUM,
+    MEDIUM_FEATURES,
     VARIANTS,
+    ZERO_LENGTH_CASES,
     assert_close,
     assert_outputs,
     expected_backward,
@@ -44,12 +47,14 @@ def check_backward(lstm, prob, state_mode, which, variant="contig", prior=None):
     state = prob.state(state_mode, variant, dtype)
     lstm.zero_grad()
     if prior is not None:
-        lstm.forward(prior.api(prior.x), prior.state("given"), train=True)
-    lstm.forward(x, state, train=True)
+        lstm.forward(
+            prior.api(prior.x), prior.state("given"), train=True, **prior.case.run_kwargs()
+        )
+    lstm.forward(x, state, train=True, **case.run_kwargs())
     dy, dstate = upstream(prob, which, variant, dtype)
     dx, (dh0, dc0) = lstm.backward(dy, dstate)
     assert dx.shape == x.shape
-    *_, cache = expected_forward(lstm, x, state, case.layout)
+    *_, cache = expected_forward(lstm, x, state, case.layout, prob.lengths)
     edx, edh0, edc0, egrads = expected_backward(lstm, cache, dy, dstate, case.layout)
     assert_outputs((dx, (dh0, dc0)), (edx, edh0, edc0), case.layout, dtype, ("dx", "dh0", "dc0"))
     grads = lstm.named_grads()
@@ -62,7 +67,9 @@ def check_backward(lstm, prob, state_mode, which, variant="contig", prior=None):
 @pytest.mark.parametrize("num_threads", [1, 2], indirect=True)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES + (MEDIUM,), ids=str)
+@pytest.mark.parametrize(
+    "case", CASES + (MEDIUM,) + ZERO_LENGTH_CASES + (MEDIUM_FEATURES,), ids=str
+)
 @pytest.mark.parametrize("state_mode", ("given", "none"))
 def test_backward_matches_reference(case, dtype, backend, num_threads, state_mode):
     check_backward(case.model(dtype, backend), make_problem(case, seed=10), state_mode, "all")
@@ -70,7 +77,7 @@ def test_backward_matches_reference(case, dtype, backend, num_threads, state_mod
 
 @pytest.mark.parametrize("which", sorted(UPSTREAM))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES[1:4], ids=str)
+@pytest.mark.parametrize("case", CASES[1:4] + FEATURE_CASES[5:6] + ZERO_LENGTH_CASES[:1], ids=str)
 def test_backward_partial_upstream(case, dtype, which):
     """dy and either element of dstate may be None (zeros)."""
     check_backward(case.model(dtype), make_problem(case, seed=11), "h0_only", which)
@@ -78,7 +85,7 @@ def test_backward_partial_upstream(case, dtype, which):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("case", CASES + FEATURE_CASES[8:10], ids=str)
 def test_backward_input_forms(case, dtype, variant):
     check_backward(case.model(dtype), make_problem(case, seed=12), "given", "all", variant)
 

@@ -451,3 +451,231 @@ def test_version_matches_header():
         pytest.skip("no source tree")
     m = re.search(r'#define CLSTM_VERSION_STRING "([^"]+)"', header.read_text())
     assert clstm.__version__ == m.group(1)
+
+
+# ------------------------------------------------------------ bidirectional, proj_size, dropout
+def make(**options):
+    return clstm.LSTM(CASE.D, CASE.H, CASE.L, **options)
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [(v, ValueError) for v in (-1, -(2**40), CASE.H, CASE.H + 1, 2**63)]
+    + [(v, TypeError) for v in (2.0, 0.0, True, False, "2", None, np.float64(2), [2])],
+    ids=repr,
+)
+def test_constructor_bad_proj_size(value, error):
+    """0 or 1 <= proj_size < hidden_size; an int, as the other sizes."""
+    with pytest.raises(error) as e:
+        make(proj_size=value)
+    assert_message(e, ["proj_size"])
+
+
+@pytest.mark.parametrize(
+    "value", ["yes", "", None, 2, 1.0, [True], np.array([True, False])], ids=repr
+)
+def test_constructor_bad_bidirectional(value):
+    with pytest.raises(TypeError) as e:
+        make(bidirectional=value)
+    assert_message(e, ["bidirectional"])
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [(v, ValueError) for v in (-0.1, -1e-300, 1.0, 1, 1.5, np.inf, -np.inf, np.nan)]
+    + [(v, TypeError) for v in ("0.5", None, True, [0.5], 0.5j, np.array([0.5]))],
+    ids=repr,
+)
+def test_constructor_bad_dropout(value, error):
+    with pytest.raises(error) as e:
+        make(dropout=value)
+    assert_message(e, ["dropout"])
+
+
+def test_constructor_feature_attributes():
+    d = clstm.LSTM(2, 3)
+    assert (d.bidirectional, d.num_directions, d.proj_size, d.dropout) == (False, 1, 0, 0.0)
+    for P in (1, CASE.H - 1, np.int64(2)):
+        assert make(proj_size=P).proj_size == P
+    m = make(bidirectional=np.bool_(True), proj_size=0, dropout=np.float32(0.25))
+    assert m.bidirectional is True and m.num_directions == 2
+    assert m.dropout == 0.25 and type(m.dropout) is float and m.proj_size == 0
+    assert make(dropout=0).dropout == 0.0 and make(dropout=-0.0).dropout == 0.0
+
+
+def test_constructor_feature_options_are_keyword_only():
+    with pytest.raises(TypeError):
+        clstm.LSTM(2, 3, 1, True)
+
+
+# ------------------------------------------------------------ lengths
+@pytest.mark.parametrize(
+    "lengths",
+    [[3.0] * 7, np.full(7, 2.0, np.float32), [True] * 7, np.ones(7, bool), ["3"] * 7],
+    ids=["floats", "float32", "bools", "bool_array", "strings"],
+)
+def test_forward_non_integer_lengths(lstm, prob, lengths):
+    with pytest.raises(TypeError) as e:
+        lstm.forward(prob.x, lengths=lengths)
+    assert_message(e, ["lengths"])
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [[3] * 6, [3] * 8, [[3] * 7], np.full((7, 1), 3), 3, np.array([], int), np.full((1, 7), 3)],
+    ids=["B-1", "B+1", "nested", "column", "scalar", "empty", "row"],
+)
+def test_forward_lengths_wrong_shape(lstm, prob, lengths):
+    with pytest.raises(ValueError) as e:
+        lstm.forward(prob.x, lengths=lengths)
+    assert_message(e, ["lengths"], [CASE.B])
+
+
+def test_forward_lengths_empty_list(lstm, prob):
+    """[] has no integer dtype either: either error, naming lengths."""
+    with pytest.raises((TypeError, ValueError)) as e:
+        lstm.forward(prob.x, lengths=[])
+    assert_message(e, ["lengths"])
+
+
+@pytest.mark.parametrize("bad", [-1, CASE.T + 1, 10**9, 2**63, -(2**62)], ids=repr)
+@pytest.mark.parametrize("train", [True, False])
+def test_forward_lengths_out_of_range(lstm, prob, bad, train):
+    lengths = np.array([1, 2, 3, 0, 3, 2, 1], dtype=np.uint64 if bad >= 2**63 else np.int64)
+    lengths[4] = bad
+    with pytest.raises(ValueError) as e:
+        lstm.forward(prob.x, lengths=lengths, train=train)
+    assert_message(e, ["lengths"])
+
+
+@pytest.mark.parametrize("lengths", [[2, 2], 2, np.int64(2), [4], [-1]], ids=repr)
+def test_forward_unbatched_lengths(lstm, prob, lengths):
+    """Unbatched x takes lengths of shape (1,)."""
+    with pytest.raises(ValueError) as e:
+        lstm.forward(prob.x[:, 0], lengths=lengths)
+    assert_message(e, ["lengths"])
+    lstm.forward(prob.x[:, 0], lengths=[2])
+
+
+def test_forward_batch_first_lengths_follow_the_batch():
+    """With batch_first, lengths still has one entry per sequence (B,)."""
+    lstm = clstm.LSTM(CASE.D, CASE.H, CASE.L, batch_first=True)
+    x = x_of((CASE.B, CASE.T, CASE.D))
+    with pytest.raises(ValueError) as e:
+        lstm.forward(x, lengths=[1] * CASE.T)
+    assert_message(e, ["lengths"], [CASE.B])
+    assert lstm.forward(x, lengths=[1] * CASE.B)[0].shape == (CASE.B, CASE.T, CASE.H)
+
+
+def test_bad_lengths_leave_pending_training_forward(lstm, prob):
+    lstm.forward(prob.x, train=True)
+    for bad in ([1.5] * CASE.B, [CASE.T + 1] * CASE.B, [1] * (CASE.B + 1)):
+        with pytest.raises((TypeError, ValueError)):
+            lstm.forward(prob.x, lengths=bad, train=True)
+    dx, _ = lstm.backward(prob.wy)
+    assert dx.shape == prob.x.shape and np.all(np.isfinite(dx)) and np.any(dx[-1])
+
+
+# ------------------------------------------------------------ dropout_seed
+@pytest.mark.parametrize(
+    "seed, error",
+    [(-1, ValueError), (2**64, ValueError), (-(2**70), ValueError)]
+    + [(v, TypeError) for v in (1.5, np.float64(2), "3", True, np.bool_(False), [1], b"1")],
+    ids=repr,
+)
+def test_forward_bad_dropout_seed(prob, seed, error):
+    lstm = CASE.model(np.float64, dropout=0.5)
+    with pytest.raises(error) as e:
+        lstm.forward(prob.x, train=True, dropout_seed=seed)
+    assert_message(e, ["dropout_seed"])
+
+
+# ------------------------------------------------------------ shapes with N = 2 and P > 0
+FEATURE_SHAPES = {
+    "bi": Case(3, 7, 4, 5, 2, N=2),
+    "proj": Case(3, 7, 4, 5, 2, P=3),
+    "bi-proj": Case(3, 7, 4, 5, 3, N=2, P=2),
+}
+
+
+def wrong_state_shapes(case, which):
+    """Shapes near the right one of state[0] ("h") or state[1] ("c"): L
+    rows instead of N*L, the other of H and R as width, and off by one."""
+    NL, B = case.N * case.L, case.B
+    width, other = (case.R, case.H) if which == "h" else (case.H, case.R)
+    shapes = {
+        (case.L, B, width),
+        (NL, B, other),
+        (NL + 1, B, width),
+        (NL, B - 1, width),
+        (NL, B, width + 1),
+        (NL, width),
+        (NL, B, width, 1),
+    }
+    return sorted(shapes - {(NL, B, width)})
+
+
+def feature_state_cases():
+    for name, case in FEATURE_SHAPES.items():
+        for i, which in enumerate("hc"):
+            for shape in wrong_state_shapes(case, which):
+                yield pytest.param(case, i, shape, id=f"{name}-{which}-{shape}")
+
+
+@pytest.mark.parametrize("case, which, shape", feature_state_cases())
+def test_forward_wrong_state_shape_features(case, which, shape):
+    lstm = case.model()
+    prob = make_problem(case, seed=62)
+    state = [prob.h0, prob.c0]
+    state[which] = x_of(shape)
+    with pytest.raises(ValueError) as e:
+        lstm.forward(prob.x, tuple(state))
+    assert_message(e, STATE_NAMES[which], case.state_shape("hc"[which]))
+    lstm.forward(prob.x, (prob.h0, prob.c0))
+
+
+@pytest.mark.parametrize("which", [0, 1])
+@pytest.mark.parametrize("name", FEATURE_SHAPES)
+def test_forward_unbatched_wrong_state_shape_features(name, which):
+    case = FEATURE_SHAPES[name]
+    lstm = case.model()
+    prob = make_problem(case, seed=63)
+    state = [prob.h0[:, 0], prob.c0[:, 0]]
+    right = state[which].shape
+    for shape in {(case.L, right[1]), (right[0], case.R if which else case.H)} - {right}:
+        bad = list(state)
+        bad[which] = x_of(shape)
+        with pytest.raises(ValueError) as e:
+            lstm.forward(prob.x[:, 0], tuple(bad))
+        assert_message(e, STATE_NAMES[which], right)
+    lstm.forward(prob.x[:, 0], tuple(state))
+
+
+@pytest.mark.parametrize("case, which, shape", feature_state_cases())
+def test_backward_wrong_dstate_shape_features(case, which, shape):
+    lstm = case.model()
+    prob = make_problem(case, seed=64)
+    lstm.forward(prob.x, train=True)
+    dstate = [prob.wh, prob.wc]
+    dstate[which] = x_of(shape)
+    with pytest.raises(ValueError) as e:
+        lstm.backward(prob.wy, tuple(dstate))
+    assert_message(e, DSTATE_NAMES[which], case.state_shape("hc"[which]))
+    assert not np.any(lstm.flat_grads)
+    lstm.backward(prob.wy, (prob.wh, prob.wc))
+
+
+@pytest.mark.parametrize("name", FEATURE_SHAPES)
+def test_backward_wrong_dy_shape_features(name):
+    case = FEATURE_SHAPES[name]
+    lstm = case.model()
+    prob = make_problem(case, seed=65)
+    lstm.forward(prob.x, train=True)
+    T, B, NR = case.T, case.B, case.N * case.R
+    for shape in {(T, B, case.R), (T, B, case.H), (T, B, case.N * case.H), (T, B, NR + 1)} - {
+        (T, B, NR)
+    }:
+        with pytest.raises(ValueError) as e:
+            lstm.backward(x_of(shape))
+        assert_message(e, ["dy"], (T, B, NR))
+    lstm.backward(prob.wy)

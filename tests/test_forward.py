@@ -6,8 +6,11 @@ from conftest import (
     BACKENDS,
     CASES,
     DTYPES,
+    FEATURE_CASES,
     MEDIUM,
+    MEDIUM_FEATURES,
     VARIANTS,
+    ZERO_LENGTH_CASES,
     assert_outputs,
     expected_forward,
     make_problem,
@@ -22,20 +25,23 @@ STATE_MODES = ("none", "given", "h0_only", "c0_only")
 @pytest.mark.parametrize("num_threads", [1, 2], indirect=True)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES + (MEDIUM,), ids=str)
+@pytest.mark.parametrize(
+    "case", CASES + (MEDIUM,) + ZERO_LENGTH_CASES + (MEDIUM_FEATURES,), ids=str
+)
 @pytest.mark.parametrize("state_mode", STATE_MODES)
 def test_forward_matches_reference(case, dtype, backend, num_threads, state_mode):
     lstm = case.model(dtype, backend)
     prob = make_problem(case)
     x = prob.api(prob.x, dtype=dtype)
     state = prob.state(state_mode, dtype=dtype)
-    y, hc = lstm.forward(x, state)
-    assert_outputs((y, hc), expected_forward(lstm, x, state, case.layout)[:3], case.layout, dtype)
+    y, hc = lstm.forward(x, state, **case.run_kwargs())
+    want = expected_forward(lstm, x, state, case.layout, prob.lengths)[:3]
+    assert_outputs((y, hc), want, case.layout, dtype)
 
 
 @pytest.mark.parametrize("variant", VARIANTS + ("float16", "longdouble"))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("case", CASES + FEATURE_CASES[8:10], ids=str)
 def test_forward_input_forms(case, dtype, variant):
     """Read-only, strided, Fortran-ordered and other-precision inputs give
     the reference result (for the values rounded to the model's dtype) and
@@ -45,24 +51,26 @@ def test_forward_input_forms(case, dtype, variant):
     x = prob.api(prob.x, variant, dtype)
     state = prob.state("given", variant, dtype)
     before = [a.copy() for a in (x, *state)]
-    out = lstm.forward(x, state)
-    assert_outputs(out, expected_forward(lstm, x, state, case.layout)[:3], case.layout, dtype)
+    out = lstm.forward(x, state, **case.run_kwargs())
+    want = expected_forward(lstm, x, state, case.layout, prob.lengths)[:3]
+    assert_outputs(out, want, case.layout, dtype)
     for a, b in zip((x, *state), before):
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES, ids=str)
+@pytest.mark.parametrize("case", CASES + FEATURE_CASES + ZERO_LENGTH_CASES, ids=str)
 def test_call_and_train_flag_agree(case, dtype):
     lstm = case.model(dtype)
     prob = make_problem(case, seed=2)
     x = prob.api(prob.x, dtype=dtype)
     state = prob.state("given", dtype=dtype)
-    y0, (h0, c0) = lstm.forward(x, state, train=False)
+    run = case.run_kwargs()
+    y0, (h0, c0) = lstm.forward(x, state, train=False, **run)
     for y, (h, c) in (
-        lstm(x, state),
-        lstm.forward(x, state, train=True),
-        lstm(x, state=state, train=False),
+        lstm(x, state, **run),
+        lstm.forward(x, state, train=True, **run),
+        lstm(x, state=state, train=False, **run),
     ):
         np.testing.assert_array_equal(y, y0)
         np.testing.assert_array_equal(h, h0)
@@ -87,14 +95,15 @@ def test_outputs_are_new_arrays(dtype):
     assert not np.array_equal(y1, y2)
 
 
-def test_zero_state_equals_no_state():
-    case = CASES[2]
+@pytest.mark.parametrize("case", [CASES[2], FEATURE_CASES[5]], ids=str)
+def test_zero_state_equals_no_state(case):
     lstm = case.model()
     prob = make_problem(case, seed=4)
-    zeros = np.zeros(case.state_shape())
-    ref_out = lstm.forward(prob.x)
-    for state in ((zeros, zeros), (None, None), (zeros, None), (None, zeros)):
-        y, (h, c) = lstm.forward(prob.x, state)
+    x, run = prob.api(prob.x), case.run_kwargs()
+    zeros_h, zeros_c = np.zeros(case.state_shape("h")), np.zeros(case.state_shape("c"))
+    ref_out = lstm.forward(x, **run)
+    for state in ((zeros_h, zeros_c), (None, None), (zeros_h, None), (None, zeros_c)):
+        y, (h, c) = lstm.forward(x, state, **run)
         np.testing.assert_array_equal(y, ref_out[0])
         np.testing.assert_array_equal(h, ref_out[1][0])
         np.testing.assert_array_equal(c, ref_out[1][1])

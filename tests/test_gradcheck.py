@@ -27,7 +27,24 @@ FD_CASES = (
     Case(2, 2, 3, 2, 2),
     Case(3, 2, 2, 3, 1, "btd"),
     Case(2, 1, 2, 1, 3, "td"),
+    # bidirectional + projection + lengths (NaN padding, a 0 length)
+    Case(4, 3, 2, 3, 2, N=2, P=2, lengths=(4, 1, 2)),
+    Case(3, 3, 2, 3, 2, "btd", N=2, P=1, lengths=(3, 0, 2)),
+    Case(3, 1, 2, 3, 2, "td", N=2, lengths=(2,)),
+    # dropout, with a fixed dropout_seed for every training forward
+    Case(3, 1, 2, 3, 2, "td", dropout=0.5),
+    Case(3, 3, 2, 3, 2, "btd", N=2, P=2, lengths=(3, 1, 2), dropout=0.3),
 )
+DROPOUT_SEED = 12345
+
+
+def run_kwargs(case):
+    """forward()'s keywords for the loss: training with a fixed dropout
+    seed when the case has dropout (the masks are then fixed), else
+    inference."""
+    if case.dropout:
+        return {**case.run_kwargs(), "train": True, "dropout_seed": DROPOUT_SEED}
+    return {**case.run_kwargs(), "train": False}
 
 
 def fd_errors(loss_fn, arr, grad):
@@ -74,12 +91,14 @@ def test_finite_differences(case, backend):
     c0 = np.ascontiguousarray(prob.api(prob.c0, kind="state"))
     wy, wh, wc = prob.api(prob.wy), prob.api(prob.wh, kind="state"), prob.api(prob.wc, kind="state")
 
+    run = run_kwargs(case)
+
     def loss_fn():
-        y, (h, c) = lstm.forward(x, (h0, c0), train=False)
+        y, (h, c) = lstm.forward(x, (h0, c0), **run)
         return ref.loss(y, h, c, wy, wh, wc)
 
     lstm.zero_grad()
-    lstm.forward(x, (h0, c0), train=True)
+    lstm.forward(x, (h0, c0), **{**run, "train": True})
     dx, (dh0, dc0) = lstm.backward(wy, (wh, wc))
     analytic = {
         "x": (x, dx),

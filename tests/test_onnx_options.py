@@ -3,6 +3,7 @@
 Forward is checked against onnxruntime running a one-node ONNX LSTM with
 the same weights (ONNX orders gates i, o, f, c and peepholes i, o, f);
 gradients against float64 central finite differences."""
+
 import numpy as np
 import pytest
 
@@ -23,24 +24,41 @@ def run_onnxruntime(W, R, Bias, P, x, h0, c0, **attrs):
     ort = pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper, numpy_helper
 
-    inits = [numpy_helper.from_array(a[None].astype(np.float32), n)
-             for a, n in [(W, "W"), (R, "R"), (Bias, "B"), (P, "P")]]
-    node = helper.make_node("LSTM", ["X", "W", "R", "B", "", "h0", "c0", "P"],
-                            ["Y", "Y_h", "Y_c"], hidden_size=H, **attrs)
-    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(a.shape))
-              for n, a in [("X", x), ("h0", h0), ("c0", c0)]]
-    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)
-               for n, shape in [("Y", [T, 1, B, H]), ("Y_h", [1, B, H]), ("Y_c", [1, B, H])]]
-    model = helper.make_model(helper.make_graph([node], "lstm", inputs, outputs, inits),
-                              opset_imports=[helper.make_opsetid("", 14)])
+    inits = [
+        numpy_helper.from_array(a[None].astype(np.float32), n)
+        for a, n in [(W, "W"), (R, "R"), (Bias, "B"), (P, "P")]
+    ]
+    node = helper.make_node(
+        "LSTM",
+        ["X", "W", "R", "B", "", "h0", "c0", "P"],
+        ["Y", "Y_h", "Y_c"],
+        hidden_size=H,
+        **attrs,
+    )
+    inputs = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, list(a.shape))
+        for n, a in [("X", x), ("h0", h0), ("c0", c0)]
+    ]
+    outputs = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)
+        for n, shape in [("Y", [T, 1, B, H]), ("Y_h", [1, B, H]), ("Y_c", [1, B, H])]
+    ]
+    model = helper.make_model(
+        helper.make_graph([node], "lstm", inputs, outputs, inits),
+        opset_imports=[helper.make_opsetid("", 14)],
+    )
     onnx.checker.check_model(model)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feed = {n: a.astype(np.float32) for n, a in [("X", x), ("h0", h0), ("c0", c0)]}
     return sess.run(None, feed)
 
 
-OPTIONS = [dict(peepholes=True), dict(input_forget=True), dict(clip=0.5),
-           dict(peepholes=True, input_forget=True, clip=0.7)]
+OPTIONS = [
+    dict(peepholes=True),
+    dict(input_forget=True),
+    dict(clip=0.5),
+    dict(peepholes=True, input_forget=True, clip=0.7),
+]
 
 
 @pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: "-".join(o))
@@ -57,9 +75,12 @@ def test_forward_matches_onnxruntime(opts, dtype):
         attrs["clip"] = opts["clip"]
     Y, Y_h, Y_c = run_onnxruntime(W, R, Bias, P, x, h0, c0, **attrs)
     m = clstm.LSTM(D, H, dtype=dtype, **opts)
-    sd = {"weight_ih_l0": onnx_to_clstm_order(W), "weight_hh_l0": onnx_to_clstm_order(R),
-          "bias_ih_l0": onnx_to_clstm_order(Bias[:4 * H]),
-          "bias_hh_l0": onnx_to_clstm_order(Bias[4 * H:])}
+    sd = {
+        "weight_ih_l0": onnx_to_clstm_order(W),
+        "weight_hh_l0": onnx_to_clstm_order(R),
+        "bias_ih_l0": onnx_to_clstm_order(Bias[: 4 * H]),
+        "bias_hh_l0": onnx_to_clstm_order(Bias[4 * H :]),
+    }
     if opts.get("peepholes"):
         p_i, p_o, p_f = np.split(P, 3)
         sd["peephole_l0"] = np.concatenate([p_i, p_f, p_o])
@@ -70,10 +91,15 @@ def test_forward_matches_onnxruntime(opts, dtype):
         assert_close(a, e, np.float32, name)
 
 
-@pytest.mark.parametrize("opts", [dict(peepholes=True), dict(input_forget=True),
-                                  dict(peepholes=True, input_forget=True, bidirectional=True,
-                                       proj_size=2, num_layers=2)],
-                         ids=lambda o: "-".join(o))
+@pytest.mark.parametrize(
+    "opts",
+    [
+        dict(peepholes=True),
+        dict(input_forget=True),
+        dict(peepholes=True, input_forget=True, bidirectional=True, proj_size=2, num_layers=2),
+    ],
+    ids=lambda o: "-".join(o),
+)
 def test_gradients_match_finite_differences(opts):
     """Every parameter (peepholes included), x and the initial state, in
     float64, on a batch with a short sequence."""
@@ -97,8 +123,12 @@ def test_gradients_match_finite_differences(opts):
     m.zero_grad()
     m.forward(x, (h0, c0), lengths=lens)
     dx, (dh0, dc0) = m.backward(wy, (wh, wc))
-    for arr, grad, name in [(p, m.flat_grads, "params"), (x, dx, "x"), (h0, dh0, "h0"),
-                            (c0, dc0, "c0")]:
+    for arr, grad, name in [
+        (p, m.flat_grads, "params"),
+        (x, dx, "x"),
+        (h0, dh0, "h0"),
+        (c0, dc0, "c0"),
+    ]:
         flat, g = arr.reshape(-1), grad.reshape(-1)
         for i in range(flat.size):
             if name == "x" and i // 3 % 2 == 1 and i // 6 >= 3:
@@ -117,8 +147,14 @@ def test_peephole_tensor_is_named_and_sized():
     m = clstm.LSTM(3, 4, 2, peepholes=True, bidirectional=True, proj_size=2)
     shapes = {k: v.shape for k, v in m.named_parameters().items()}
     assert shapes["peephole_l1_reverse"] == (12,)
-    assert list(shapes)[:6] == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
-                                "weight_hr_l0", "peephole_l0"]
+    assert list(shapes)[:6] == [
+        "weight_ih_l0",
+        "weight_hh_l0",
+        "bias_ih_l0",
+        "bias_hh_l0",
+        "weight_hr_l0",
+        "peephole_l0",
+    ]
     assert sum(v.size for v in m.named_parameters().values()) == m.flat_parameters.size
 
 
@@ -127,11 +163,14 @@ def test_clip_has_no_backward_and_bad_options():
     m.forward(np.zeros((2, 1, 3), np.float32))
     with pytest.raises(NotImplementedError, match="clip"):
         m.backward(np.zeros((2, 1, 4), np.float32))
-    for kw, err, name in [(dict(clip=0.0), ValueError, "clip"), (dict(clip=-1), ValueError, "clip"),
-                          (dict(clip=float("nan")), ValueError, "clip"),
-                          (dict(clip="1"), TypeError, "clip"),
-                          (dict(peepholes=1), TypeError, "peepholes"),
-                          (dict(input_forget=None), TypeError, "input_forget")]:
+    for kw, err, name in [
+        (dict(clip=0.0), ValueError, "clip"),
+        (dict(clip=-1), ValueError, "clip"),
+        (dict(clip=float("nan")), ValueError, "clip"),
+        (dict(clip="1"), TypeError, "clip"),
+        (dict(peepholes=1), TypeError, "peepholes"),
+        (dict(input_forget=None), TypeError, "input_forget"),
+    ]:
         with pytest.raises(err) as e:
             clstm.LSTM(3, 4, **kw)
         assert_message(e, [name])

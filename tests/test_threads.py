@@ -66,6 +66,27 @@ def test_shared_model_inference_from_python_threads(dtype, backend, num_threads)
                 np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("num_threads", [1], indirect=True)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_shared_bidirectional_model_inference_from_python_threads(backend, num_threads):
+    """Bidirectional inference (whole sequences, a workspace growing with T)
+    with a projection and lengths, from several Python threads."""
+    case = Case(T=5, B=48, D=24, H=40, L=2, N=2, P=16, lengths=tuple(b % 6 for b in range(48)))
+    lstm = case.model(np.float64, backend)
+    jobs = inference_jobs(case, np.float64)
+    run = case.run_kwargs()
+    serial = [flatten(lstm.forward(x, s, train=False, **run)) for x, s in jobs]
+
+    def work(i):
+        mine = range(i, len(jobs), N_PY_THREADS)
+        return {k: flatten(lstm.forward(*jobs[k], train=False, **run)) for k in mine}
+
+    for got in run_in_threads(work):
+        for k, arrays in got.items():
+            for a, b in zip(arrays, serial[k]):
+                np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_separate_models_train_in_python_threads(dtype):
     """Training forward + backward on per-thread models: no shared state."""

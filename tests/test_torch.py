@@ -3,43 +3,23 @@ same inputs, same outputs and gradients."""
 
 import numpy as np
 import pytest
-from conftest import BACKENDS, CASES, DTYPES, Case, assert_close, forward_backward, make_problem
+from conftest import (
+    BACKENDS,
+    CASES,
+    DTYPES,
+    FEATURE_CASES,
+    Case,
+    assert_close,
+    forward_backward,
+    make_problem,
+)
 
 import clstm
 
 torch = pytest.importorskip("torch")
+from torch_oracle import run_module, tensor, torch_module, torch_run  # noqa: E402
 
-TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
-
-
-def torch_module(case, dtype, seed=0):
-    torch.manual_seed(seed)
-    m = torch.nn.LSTM(case.D, case.H, case.L, batch_first=case.batch_first)
-    return m.to(TORCH_DTYPE[np.dtype(dtype)])
-
-
-def tensor(a, dtype, grad=False):
-    return torch.tensor(np.asarray(a), dtype=TORCH_DTYPE[np.dtype(dtype)], requires_grad=grad)
-
-
-def torch_run(module, prob, dtype, with_state):
-    """Forward and backward of the test loss in torch; returns numpy
-    (y, h, c, dx, dh0, dc0) and the parameter gradients by name."""
-    x = tensor(prob.api(prob.x), dtype, True)
-    h0 = tensor(prob.api(prob.h0, kind="state"), dtype, True)
-    c0 = tensor(prob.api(prob.c0, kind="state"), dtype, True)
-    y, (h, c) = module(x, (h0, c0)) if with_state else module(x)
-    w = [
-        tensor(prob.api(a, kind=k), dtype)
-        for a, k in ((prob.wy, "x"), (prob.wh, "state"), (prob.wc, "state"))
-    ]
-    ((y * w[0]).sum() + (h * w[1]).sum() + (c * w[2]).sum()).backward()
-    outs = [t.detach().numpy() for t in (y, h, c, x.grad)]
-    outs += [h0.grad.numpy(), c0.grad.numpy()] if with_state else [None, None]
-    return outs, {n: p.grad.numpy() for n, p in module.named_parameters()}
-
-
-TORCH_CASES = CASES + (Case(2, 5, 3, 8, 2, "btd"), Case(20, 4, 16, 32, 2))
+TORCH_CASES = CASES + (Case(2, 5, 3, 8, 2, "btd"), Case(20, 4, 16, 32, 2)) + FEATURE_CASES
 OUT_NAMES = ("y", "hT", "cT", "dx", "dh0", "dc0")
 
 
@@ -79,10 +59,15 @@ def test_state_dict_loads_into_torch(case, dtype):
         np.testing.assert_array_equal(p.numpy(), sd[name])
     prob = make_problem(case, seed=32)
     with torch.no_grad():
-        y, (h, c) = module(
-            tensor(prob.api(prob.x), dtype), tuple(tensor(s, dtype) for s in prob.state("given"))
+        y, (h, c) = run_module(
+            module,
+            tensor(prob.api(prob.x), dtype),
+            tuple(tensor(s, dtype) for s in prob.state("given")),
+            prob.lengths,
         )
-    y2, (h2, c2) = lstm.forward(prob.api(prob.x, dtype=dtype), prob.state("given", dtype=dtype))
+    y2, (h2, c2) = lstm.forward(
+        prob.api(prob.x, dtype=dtype), prob.state("given", dtype=dtype), **case.run_kwargs()
+    )
     for name, got, want in zip(OUT_NAMES, (y2, h2, c2), (y, h, c)):
         assert_close(got, want.numpy(), dtype, name)
 

@@ -5,11 +5,26 @@ import gc
 import numpy as np
 import pytest
 import reference as ref
-from conftest import CASES, DTYPES, assert_outputs, expected_forward, forward_backward, make_problem
+from conftest import (
+    CASES,
+    DTYPES,
+    Case,
+    assert_outputs,
+    expected_forward,
+    forward_backward,
+    make_problem,
+)
 
 import clstm
 
 CASE = CASES[2]  # L=3, so layers with D_k = D and D_k = H
+# and with D_k = N*R: both directions, a projection
+LAYOUT_CASES = (
+    CASE,
+    Case(3, 2, 5, 4, 3, N=2, P=3),
+    Case(3, 2, 5, 4, 2, N=2),
+    Case(3, 2, 5, 4, 2, P=1),
+)
 
 
 def model(dtype=np.float64, seed=1):
@@ -22,15 +37,17 @@ def trained_grads(lstm, prob):
     return forward_backward(lstm, prob, zero_grad=False)[-1]
 
 
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("which", ["params", "grads"])
-def test_named_views_alias_flat_block(dtype, which):
-    lstm = model(dtype)
+def test_named_views_alias_flat_block(dtype, which, case):
+    lstm = case.model(dtype)
     named = lstm.named_parameters() if which == "params" else lstm.named_grads()
     flat = lstm.flat_parameters if which == "params" else lstm.flat_grads
-    shapes = ref.param_shapes(CASE.D, CASE.H, CASE.L)
-    assert set(named) == set(shapes)
-    assert flat.ndim == 1 and flat.size == ref.num_params(CASE.D, CASE.H, CASE.L)
+    sizes = (case.D, case.H, case.L, case.N, case.P)
+    shapes = ref.param_shapes(*sizes)
+    assert list(named) == list(shapes)
+    assert flat.ndim == 1 and flat.size == ref.num_params(*sizes)
     assert flat.dtype == np.dtype(dtype) and flat.flags.writeable
     # Each named view sits where the header's layout puts it.
     offset = 0
@@ -146,11 +163,12 @@ def test_sgd_step_through_flat_views_reduces_loss():
 
 
 # ------------------------------------------------------------ state_dict
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_state_dict_is_a_copy_with_torch_names(dtype):
-    lstm = model(dtype)
+def test_state_dict_is_a_copy_with_torch_names(dtype, case):
+    lstm = case.model(dtype)
     sd = lstm.state_dict()
-    shapes = ref.param_shapes(CASE.D, CASE.H, CASE.L)
+    shapes = ref.param_shapes(case.D, case.H, case.L, case.N, case.P)
     assert list(sd) == list(shapes)
     params = lstm.named_parameters()
     for name, arr in sd.items():

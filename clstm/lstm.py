@@ -192,17 +192,42 @@ class LSTM:
         self.seed = seed
         self.batch_first = bool(batch_first)
         self.backend = backend
-        self._m = _core.Model(self.input_size, self.hidden_size, self.num_layers,
-                              dt == np.float64, seed, backend, self.proj_size,
-                              self.bidirectional, self.dropout, self.peepholes,
-                              self.input_forget, self.clip or 0.0)
+        self._attach(_core.Model(self.input_size, self.hidden_size, self.num_layers,
+                                 dt == np.float64, seed, backend, self.proj_size,
+                                 self.bidirectional, self.dropout, self.peepholes,
+                                 self.input_forget, self.clip or 0.0))
+
+    def _attach(self, core):
+        """Take `core` (a _core.Model) as this LSTM's C model."""
+        self._m = core
         # dropout masks: one 64-bit seed per training forward, from this stream
-        self._dropout_rng = np.random.default_rng([seed, 0xD0])
+        self._dropout_rng = np.random.default_rng([self.seed, 0xD0])
         self._params = np.asarray(self._m.params_block())
         self._grads = np.asarray(self._m.grads_block())
         self._tensors = self._m.tensors()
         self._lock = threading.Lock()
         self._pending = None  # (ws, T, B, layout) of the last training forward
+
+    @classmethod
+    def _from_core(cls, core, *, batch_first=False):
+        """An LSTM around an existing _core.Model (e.g. from _core.load), its
+        settings read from the C config; the backend is the default one and
+        ``seed`` (used for dropout masks only) a fresh one."""
+        c = core.config()
+        self = cls.__new__(cls)
+        self.input_size, self.hidden_size = int(c["input_size"]), int(c["hidden_size"])
+        self.num_layers, self.proj_size = int(c["num_layers"]), int(c["proj_size"])
+        self.bidirectional = c["bidirectional"]
+        self.num_directions = 2 if self.bidirectional else 1
+        self.dropout = c["dropout"]
+        self.peepholes, self.input_forget = c["peepholes"], c["input_forget"]
+        self.clip = c["clip"] if c["clip"] > 0 else None
+        self.dtype = np.dtype(np.float64 if c["float64"] else np.float32)
+        self.seed = secrets.randbits(64)
+        self.batch_first = bool(batch_first)
+        self.backend = "default"
+        self._attach(core)
+        return self
 
     def __repr__(self):
         extras = "".join(", %s=%r" % (k, getattr(self, k))
@@ -585,7 +610,10 @@ class LSTMState:
     with the workspace a step needs, allocated once.
 
     ``h`` (L, B, R) and ``c`` (L, B, H) are plain arrays (read them, or write
-    them to set a state); ``reset(i)`` zeroes stream i, ``reset()`` all."""
+    them to set a state); ``reset(i)`` zeroes stream i, ``reset()`` all.
+    A state belongs to one caller at a time: two threads must not advance
+    the same state at once (each thread keeps its own states; the model
+    itself may be shared)."""
 
     def __init__(self, lstm, batch_size):
         NL = lstm.num_directions * lstm.num_layers

@@ -13,6 +13,8 @@ cdef extern from "clstm.h" nogil:
         CLSTM_ERR_STATE
         CLSTM_ERR_UNSUPPORTED
         CLSTM_ERR_ARG
+        CLSTM_ERR_IO
+        CLSTM_ERR_FORMAT
 
     ctypedef enum clstm_dtype:
         CLSTM_FLOAT32
@@ -59,6 +61,7 @@ cdef extern from "clstm.h" nogil:
     clstm_config clstm_config_default()
     clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **out)
     void clstm_free(clstm_model *m)
+    clstm_status clstm_get_config(const clstm_model *m, clstm_config *out)
     clstm_status clstm_init_params(clstm_model *m, uint64_t seed)
     clstm_status clstm_params(clstm_model *m, void **data, size_t *n)
     clstm_status clstm_grads(clstm_model *m, void **data, size_t *n)
@@ -86,3 +89,7 @@ cdef extern from "clstm.h" nogil:
     clstm_status clstm_set_num_threads(int n)
     int clstm_get_num_threads()
     int clstm_has_blas()
+    clstm_status clstm_save(const clstm_model *m, const char *path)
+    clstm_status clstm_load(const char *path, clstm_model **out)
+    clstm_status clstm_load_buffer(const void *data, size_t size, clstm_model **out)
+    clstm_status clstm_load_ex(const char *path, clstm_model **out, const char **why)

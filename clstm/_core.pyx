@@ -3,6 +3,8 @@
 status to exception. Argument checking and reshaping live in clstm/lstm.py;
 this module trusts its caller to pass C-contiguous arrays of the right
 shapes (it still checks sizes, so a mistake raises instead of corrupting)."""
+import os
+
 from libc.stdint cimport int64_t, uint64_t
 from cpython.buffer cimport PyBUF_FORMAT
 from clstm._clstm cimport *
@@ -80,10 +82,15 @@ cdef class Model:
     cdef readonly bint float64
     cdef readonly int64_t D, H, L, R, N
 
-    def __cinit__(self, int64_t input_size, int64_t hidden_size, int64_t num_layers,
-                  bint float64, uint64_t seed, str backend, int64_t proj_size=0,
-                  bint bidirectional=False, double dropout=0.0, bint peepholes=False,
-                  bint input_forget=False, double clip=0.0):
+    def __cinit__(self, *args, **kwargs):
+        self.m = NULL
+
+    def __init__(self, int64_t input_size, int64_t hidden_size, int64_t num_layers,
+                 bint float64, uint64_t seed, str backend, int64_t proj_size=0,
+                 bint bidirectional=False, double dropout=0.0, bint peepholes=False,
+                 bint input_forget=False, double clip=0.0):
+        if self.m != NULL:
+            raise RuntimeError("Model is already initialised")
         cdef clstm_config cfg = clstm_config_default()
         cfg.input_size = input_size
         cfg.hidden_size = hidden_size
@@ -96,14 +103,49 @@ cdef class Model:
         cfg.peepholes = peepholes
         cfg.input_forget = input_forget
         cfg.clip = clip
-        self.float64 = float64
-        self.D, self.H, self.L = input_size, hidden_size, num_layers
-        self.R = proj_size if proj_size > 0 else hidden_size
-        self.N = 2 if bidirectional else 1
         cdef clstm_status st
         with nogil:
             st = clstm_create(&cfg, seed, &self.m)
         check(st, "LSTM")
+        self._read_sizes()
+
+    cdef _read_sizes(self):
+        cdef clstm_config cfg
+        check(clstm_get_config(self.m, &cfg), "config")
+        self.float64 = cfg.dtype == CLSTM_FLOAT64
+        self.D, self.H, self.L = cfg.input_size, cfg.hidden_size, cfg.num_layers
+        self.R = cfg.proj_size if cfg.proj_size > 0 else cfg.hidden_size
+        self.N = 2 if cfg.bidirectional else 1
+
+    @staticmethod
+    cdef Model _adopt(clstm_model *m):
+        """A Model owning m (from clstm_load)."""
+        cdef Model self = Model.__new__(Model)
+        self.m = m
+        self._read_sizes()
+        return self
+
+    def config(self):
+        """The C config as a dict (the backend left out)."""
+        cdef clstm_config c
+        check(clstm_get_config(self.m, &c), "config")
+        return dict(input_size=c.input_size, hidden_size=c.hidden_size,
+                    num_layers=c.num_layers, float64=c.dtype == CLSTM_FLOAT64,
+                    proj_size=c.proj_size, bidirectional=bool(c.bidirectional),
+                    dropout=c.dropout, peepholes=bool(c.peepholes),
+                    input_forget=bool(c.input_forget), clip=c.clip)
+
+    def save(self, path):
+        """Write the model to path (str or os.PathLike) atomically."""
+        cdef bytes p = os.fsencode(path)
+        cdef const char *cp = p
+        cdef clstm_status st
+        with nogil:
+            st = clstm_save(self.m, cp)
+        if st == CLSTM_ERR_IO:
+            raise OSError("cannot save the model to %r: %s (the directory must exist and be "
+                          "writable)" % (os.fsdecode(p), clstm_status_string(st).decode()))
+        check(st, "save")
 
     def __dealloc__(self):
         clstm_free(self.m)
@@ -209,6 +251,26 @@ cdef class Model:
         self._check_lens(1, B, (None, None, h, c, None, None),
                          ("", "", "h", "c", "", ""))
         check(clstm_state_reset(self.m, B, &h[0], &c[0], b), "reset")
+
+
+def load(path):
+    """A new Model read from path (str or os.PathLike). OSError when the file
+    cannot be read, ValueError naming the problem when it is malformed."""
+    cdef bytes p = os.fsencode(path)
+    cdef const char *cp = p
+    cdef const char *why = NULL
+    cdef clstm_model *m = NULL
+    cdef clstm_status st
+    with nogil:
+        st = clstm_load_ex(cp, &m, &why)
+    if st == CLSTM_OK:
+        return Model._adopt(m)
+    reason = clstm_status_string(st).decode() if why == NULL else why.decode()
+    if st == CLSTM_ERR_IO:
+        raise OSError("cannot read %r: %s" % (os.fsdecode(p), reason))
+    if st == CLSTM_ERR_FORMAT:
+        raise ValueError("%r is not a valid clstm model file: %s" % (os.fsdecode(p), reason))
+    check(st, "load %r" % os.fsdecode(p))
 
 
 cdef int _check_dtype(bint float64, size_t item) except -1:

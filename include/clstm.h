@@ -100,7 +100,9 @@ typedef enum {
     CLSTM_ERR_STATE = 7,       /* backward without a matching training forward */
     CLSTM_ERR_UNSUPPORTED = 8, /* option not compiled in (e.g. BLAS backend) */
     CLSTM_ERR_ARG = 9,         /* any other invalid argument (index, config) */
-    CLSTM_STATUS_COUNT_ = 10   /* not a status: one past the last */
+    CLSTM_ERR_IO = 10,         /* open, read, write, fsync or rename failed */
+    CLSTM_ERR_FORMAT = 11,     /* malformed or inconsistent model file */
+    CLSTM_STATUS_COUNT_ = 12   /* not a status: one past the last */
 } clstm_status;
 
 /* A static, never-NULL English description; unknown codes give
@@ -309,6 +311,77 @@ CLSTM_API int clstm_get_num_threads(void);
 
 /* 1 if the library was built with a BLAS backend, else 0. */
 CLSTM_API int clstm_has_blas(void);
+
+/* ----------------------------------------------------------- model files */
+/* A model as a file, in the safetensors format (readable by the
+ * `safetensors` package, and by torch.nn.LSTM.load_state_dict for torch's
+ * features):
+ *     u64 little-endian N | N bytes of UTF-8 JSON header | data buffer
+ * The header maps each tensor name (clstm_tensor_info's: weight_ih_l0, ...,
+ * _reverse, weight_hr_l{k}, peephole_l{k}) to {"dtype": "F32" or "F64",
+ * "shape": [...], "data_offsets": [begin, end]} (bytes, relative to the data
+ * buffer), plus "__metadata__", string -> string, holding the config:
+ * "format": "clstm", "format_version": "1", "input_size", "hidden_size",
+ * "num_layers", "proj_size", "bidirectional", "peepholes", "input_forget"
+ * (decimal integers; the flags "0"/"1"), "dropout", "clip" (decimal, written
+ * with %.17g so they round-trip; written and read with the C library's
+ * strtod/printf, so the process's LC_NUMERIC locale must use '.', as the
+ * default "C" locale does), "dtype" ("float32"/"float64"). Data are the
+ * parameter block, little-endian, tensors in block order. The backend is not
+ * saved. Big-endian hosts get CLSTM_ERR_UNSUPPORTED from all four functions.
+ */
+
+/* Write m to `path`, atomically: the file is written to
+ * "<path>.tmp.<pid>.<n>" in the same directory, flushed and fsync'ed, then
+ * renamed over `path`. On any failure the temporary file is removed and a
+ * previous file at `path` is left untouched. (The directory itself is not
+ * fsync'ed.) Errors: NULL, NOMEM, SIZE (over 4096 tensors, which
+ * clstm_load refuses: e.g. more than 682 layers with every option), IO (open,
+ * write, fsync, close or rename failed, e.g. a missing or read-only
+ * directory). Only reads m: may run
+ * concurrently with forwards and other saves of the same model, not with
+ * calls that write its parameters. */
+CLSTM_API clstm_status clstm_save(const clstm_model *m, const char *path);
+
+/* Read a model from `path`; on success *out owns a new model (free with
+ * clstm_free) with the file's config, the default backend, the file's
+ * parameters and zero gradients. *out is NULL on failure. The file is read
+ * whole into memory (peak memory: file size + model).
+ * The loader trusts nothing: every size and offset is checked before use; N
+ * must be 1..10^8 bytes (safetensors' limit) and at most the file's remaining
+ * size; the header must start with '{' (as safetensors requires) and be
+ * strict JSON (string escapes validated, integers without sign, fraction or
+ * overflow, no duplicate keys, nothing but white space after the object,
+ * no tensor entry field besides dtype, shape, data_offsets, no nesting
+ * deeper than the format's own three levels, so the parser never recurses,
+ * and it allocates only in proportion to N); at most 4096
+ * tensors and 64 metadata entries; the tensors must tile the data buffer
+ * exactly (sorted by begin: the first at 0, each beginning where the last
+ * ended, the last ending at the end of the file: no gap, overlap or trailing
+ * bytes), each with end - begin = its shape's bytes; and the tensors must be
+ * exactly the model's (every name once, exact shape; unknown names are an
+ * error), all of one dtype, F32 for a float32 model, F64 for float64.
+ * Missing metadata (e.g. a file written by safetensors.torch.save_file from a
+ * torch.nn.LSTM state_dict) takes defaults: "format" and "format_version" may
+ * be absent (if present they must be "clstm" and "1"); proj_size 0,
+ * bidirectional, peepholes, input_forget 0, dropout 0, clip 0; dtype that of
+ * the tensors; input_size from weight_ih_l0 (4H, D), hidden_size from
+ * weight_hh_l0 (4H, R), num_layers from the number of weight_ih_l{k}.
+ * The flags also accept "true"/"false"/"True"/"False"; unknown metadata keys
+ * are ignored.
+ * Errors: NULL, IO (cannot open or read, or not a regular file), FORMAT
+ * (anything wrong with the contents), NOMEM. Thread-safe (no shared state). */
+CLSTM_API clstm_status clstm_load(const char *path, clstm_model **out);
+
+/* clstm_load from `size` bytes at `data` (an embedded model; fuzzing). The
+ * caller keeps ownership of data; nothing past data + size is read. Errors:
+ * NULL, FORMAT, NOMEM. Thread-safe. */
+CLSTM_API clstm_status clstm_load_buffer(const void *data, size_t size, clstm_model **out);
+
+/* clstm_load, also setting *why (when why is not NULL) to a static English
+ * sentence naming what was wrong on IO and FORMAT errors (NULL on success or
+ * when there is nothing more to say). Thread-safe. */
+CLSTM_API clstm_status clstm_load_ex(const char *path, clstm_model **out, const char **why);
 
 #ifdef __cplusplus
 }

@@ -23,6 +23,8 @@ int64_t clstm_rsize(const clstm_config *c);         /* R: P if P > 0 else H */
 int64_t clstm_unit_input(const clstm_config *c, int64_t k); /* D_k */
 size_t clstm_unit_elems(const clstm_config *c, int64_t k);
 size_t clstm_unit_offset(const clstm_config *c, int64_t k, int64_t d);
+/* Elements in each block for config c (sizes checked: SIZE, OVERFLOW). */
+clstm_status clstm_param_count(const clstm_config *c, size_t *n);
 
 /* Checked size arithmetic: return 0 on success, 1 on overflow. */
 static inline int clstm_mul(size_t a, size_t b, size_t *out) {

@@ -42,7 +42,7 @@ size_t clstm_unit_offset(const clstm_config *c, int64_t k, int64_t d) {
 
 /* Size of both blocks in elements, with every intermediate checked. Sizes
  * are also capped so that every gemm dimension fits the BLAS integer. */
-static clstm_status param_count(const clstm_config *c, size_t *n) {
+clstm_status clstm_param_count(const clstm_config *c, size_t *n) {
     const int64_t lim = clstm_blas_dim_max() / 4;
     if (c->input_size < 1 || c->hidden_size < 1 || c->num_layers < 1) return CLSTM_ERR_SIZE;
     if (c->proj_size < 0 || (c->proj_size > 0 && c->proj_size >= c->hidden_size))
@@ -97,7 +97,7 @@ clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **
     default: return CLSTM_ERR_ARG;
     }
     size_t n;
-    clstm_status st = param_count(cfg, &n);
+    clstm_status st = clstm_param_count(cfg, &n);
     if (st != CLSTM_OK) return st;
 
     clstm_model *m = calloc(1, sizeof *m);

@@ -19,6 +19,8 @@ const char *clstm_status_string(clstm_status s) {
                "with the same T and B, not yet consumed by a backward";
     case CLSTM_ERR_UNSUPPORTED: return "option not supported by this build";
     case CLSTM_ERR_ARG: return "invalid argument";
+    case CLSTM_ERR_IO: return "file input/output failed (open, read, write, sync or rename)";
+    case CLSTM_ERR_FORMAT: return "malformed or inconsistent model file";
     case CLSTM_STATUS_COUNT_: break;
     }
     return "unknown status";

@@ -1,0 +1,497 @@
+/* Models as files: clstm_save / clstm_load in the safetensors format.
+ *
+ * File: u64 little-endian N | N bytes of JSON header | data buffer. The header
+ * maps tensor name -> {"dtype", "shape", "data_offsets": [begin, end]} (offsets
+ * relative to the data buffer) plus "__metadata__" (string -> string: the
+ * config). The loader trusts nothing: every size is checked before use, the
+ * tensors must tile the data buffer exactly (no gap, no overlap, nothing after),
+ * and every tensor of the configured model must be present exactly once with
+ * its exact shape and dtype. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "internal.h"
+#include "json.h"
+
+#define ST_MAX_HEADER ((uint64_t)100000000) /* safetensors' own cap on N */
+#define ST_MAX_TENSORS 4096
+#define ST_MAX_META 64
+#define ST_MAX_DIMS 8
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define ST_BIG_ENDIAN 1
+#else
+#define ST_BIG_ENDIAN 0
+#endif
+
+typedef struct {
+    const char *name;
+    clstm_dtype dtype;
+    int ndim;
+    uint64_t shape[ST_MAX_DIMS];
+    uint64_t begin, end;
+} st_tensor;
+
+typedef struct {
+    st_tensor *t; /* nt entries, capacity cap */
+    size_t nt, cap;
+    const char *key[ST_MAX_META], *val[ST_MAX_META];
+    size_t nm;
+    int have_meta;
+    int nomem;       /* an allocation failed: NOMEM, not FORMAT */
+    const char *why; /* static reason for a FORMAT error */
+} st_header;
+
+static int fail(st_header *h, const char *why) {
+    if (!h->why) h->why = why;
+    return -1;
+}
+
+static int oom(st_header *h) {
+    h->nomem = 1;
+    return fail(h, "out of memory");
+}
+
+/* ---------------------------------------------------------------- parsing */
+
+static int parse_meta(clstm_json *j, st_header *h) {
+    if (h->have_meta) return fail(h, "duplicate __metadata__");
+    h->have_meta = 1;
+    if (!clstm_json_accept(j, '{')) return fail(h, "__metadata__ is not an object");
+    if (clstm_json_accept(j, '}')) return 0;
+    do {
+        const char *k, *v;
+        if (clstm_json_string(j, &k) || !clstm_json_accept(j, ':'))
+            return fail(h, "malformed __metadata__ key");
+        if (clstm_json_string(j, &v)) return fail(h, "a __metadata__ value is not a string");
+        for (size_t i = 0; i < h->nm; i++)
+            if (strcmp(h->key[i], k) == 0) return fail(h, "duplicate __metadata__ key");
+        if (h->nm == ST_MAX_META) return fail(h, "too many __metadata__ entries");
+        h->key[h->nm] = k;
+        h->val[h->nm++] = v;
+    } while (clstm_json_accept(j, ','));
+    return clstm_json_accept(j, '}') ? 0 : fail(h, "malformed __metadata__ object");
+}
+
+/* '[' uint (',' uint)* ']' with at most `max` elements (at least `min`). */
+static int parse_uints(clstm_json *j, uint64_t *v, int min, int max, int *n) {
+    *n = 0;
+    if (!clstm_json_accept(j, '[')) return -1;
+    if (clstm_json_accept(j, ']')) return min > 0 ? -1 : 0;
+    do {
+        if (*n == max || clstm_json_uint(j, &v[*n])) return -1;
+        (*n)++;
+    } while (clstm_json_accept(j, ','));
+    return clstm_json_accept(j, ']') && *n >= min ? 0 : -1;
+}
+
+static int parse_tensor(clstm_json *j, st_header *h, const char *name) {
+    st_tensor t;
+    memset(&t, 0, sizeof t);
+    t.name = name;
+    unsigned seen = 0;
+    if (!clstm_json_accept(j, '{')) return fail(h, "a tensor entry is not an object");
+    do {
+        const char *k, *v;
+        uint64_t off[2];
+        int n;
+        unsigned bit;
+        if (clstm_json_string(j, &k) || !clstm_json_accept(j, ':'))
+            return fail(h, "malformed tensor entry");
+        if (strcmp(k, "dtype") == 0) {
+            bit = 1;
+            if (clstm_json_string(j, &v)) return fail(h, "tensor dtype is not a string");
+            if (strcmp(v, "F32") == 0) t.dtype = CLSTM_FLOAT32;
+            else if (strcmp(v, "F64") == 0) t.dtype = CLSTM_FLOAT64;
+            else return fail(h, "tensor dtype is not F32 or F64");
+        } else if (strcmp(k, "shape") == 0) {
+            bit = 2;
+            if (parse_uints(j, t.shape, 0, ST_MAX_DIMS, &t.ndim))
+                return fail(h, "tensor shape is not a list of at most 8 integers");
+        } else if (strcmp(k, "data_offsets") == 0) {
+            bit = 4;
+            if (parse_uints(j, off, 2, 2, &n) || off[1] < off[0])
+                return fail(h, "data_offsets is not [begin, end] with begin <= end");
+            t.begin = off[0];
+            t.end = off[1];
+        } else {
+            return fail(h, "unknown field in a tensor entry");
+        }
+        if (seen & bit) return fail(h, "duplicate field in a tensor entry");
+        seen |= bit;
+    } while (clstm_json_accept(j, ','));
+    if (!clstm_json_accept(j, '}')) return fail(h, "malformed tensor entry");
+    if (seen != 7) return fail(h, "a tensor entry lacks dtype, shape or data_offsets");
+    for (size_t i = 0; i < h->nt; i++)
+        if (strcmp(h->t[i].name, name) == 0) return fail(h, "duplicate tensor name");
+    if (h->nt == ST_MAX_TENSORS) return fail(h, "too many tensors");
+    if (h->nt == h->cap) {
+        size_t cap = h->cap ? 2 * h->cap : 16;
+        st_tensor *p = realloc(h->t, cap * sizeof *p);
+        if (!p) return oom(h);
+        h->t = p;
+        h->cap = cap;
+    }
+    h->t[h->nt++] = t;
+    return 0;
+}
+
+static int parse_header(const unsigned char *s, size_t n, char *arena, st_header *h) {
+    clstm_json j;
+    clstm_json_init(&j, s, n, arena, n + 1);
+    if (n == 0 || s[0] != '{' || !clstm_json_accept(&j, '{'))
+        return fail(h, "header does not start with '{' (not a JSON object)"); /* as safetensors */
+    if (!clstm_json_accept(&j, '}')) {
+        do {
+            const char *k;
+            if (clstm_json_string(&j, &k) || !clstm_json_accept(&j, ':'))
+                return fail(h, "malformed header key");
+            if (strcmp(k, "__metadata__") == 0 ? parse_meta(&j, h) : parse_tensor(&j, h, k))
+                return -1;
+        } while (clstm_json_accept(&j, ','));
+        if (!clstm_json_accept(&j, '}')) return fail(h, "malformed header object");
+    }
+    return clstm_json_at_end(&j) ? 0 : fail(h, "bytes after the header's JSON object");
+}
+
+/* ------------------------------------------------------------ the config */
+
+static const st_tensor *find(const st_header *h, const char *name) {
+    for (size_t i = 0; i < h->nt; i++)
+        if (strcmp(h->t[i].name, name) == 0) return &h->t[i];
+    return NULL;
+}
+
+static const char *meta(const st_header *h, const char *key) {
+    for (size_t i = 0; i < h->nm; i++)
+        if (strcmp(h->key[i], key) == 0) return h->val[i];
+    return NULL;
+}
+
+/* A decimal integer 0..2^62, digits only. */
+static int parse_int(const char *s, int64_t *out) {
+    int64_t v = 0;
+    if (!*s) return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > ((int64_t)1 << 62) / 10) return -1;
+        v = v * 10 + (*s - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out) {
+    if (!strcmp(s, "1") || !strcmp(s, "true") || !strcmp(s, "True")) *out = 1;
+    else if (!strcmp(s, "0") || !strcmp(s, "false") || !strcmp(s, "False")) *out = 0;
+    else return -1;
+    return 0;
+}
+
+/* A finite decimal number (no leading space, sign or hex). */
+static int parse_real(const char *s, double *out) {
+    char *e;
+    if (!((*s >= '0' && *s <= '9') || *s == '.') || strchr(s, 'x') || strchr(s, 'X')) return -1;
+    errno = 0;
+    double v = strtod(s, &e);
+    if (*e || errno || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+/* Sizes absent from the metadata are read off the tensors: D from
+ * weight_ih_l0 (4H, D), H from weight_hh_l0 (4H, R), L from the count of
+ * weight_ih_l{k}. */
+static int infer_size(const st_header *h, const char *key, int64_t *v) {
+    const st_tensor *t;
+    if (strcmp(key, "num_layers") == 0) {
+        char name[CLSTM_NAME_MAX];
+        int64_t k = 0;
+        do snprintf(name, sizeof name, "weight_ih_l%lld", (long long)k);
+        while (find(h, name) && ++k < ST_MAX_TENSORS);
+        *v = k;
+        return k > 0 ? 0 : -1;
+    }
+    int ih = strcmp(key, "input_size") == 0;
+    t = find(h, ih ? "weight_ih_l0" : "weight_hh_l0");
+    if (!t || t->ndim != 2 || t->shape[0] % 4 || t->shape[ih] > ((uint64_t)1 << 62)) return -1;
+    *v = ih ? (int64_t)t->shape[1] : (int64_t)(t->shape[0] / 4);
+    return 0;
+}
+
+static int config_from_meta(st_header *h, clstm_config *c) {
+    static const char *const sizes[3] = {"input_size", "hidden_size", "num_layers"};
+    static const char *const flags[3] = {"bidirectional", "peepholes", "input_forget"};
+    int64_t *const size_at[3] = {&c->input_size, &c->hidden_size, &c->num_layers};
+    int *const flag_at[3] = {&c->bidirectional, &c->peepholes, &c->input_forget};
+    const char *v;
+    *c = clstm_config_default();
+    if ((v = meta(h, "format")) && strcmp(v, "clstm") != 0)
+        return fail(h, "__metadata__ format is not \"clstm\"");
+    if ((v = meta(h, "format_version")) && strcmp(v, "1") != 0)
+        return fail(h, "unsupported __metadata__ format_version");
+    for (int i = 0; i < 3; i++) {
+        if ((v = meta(h, sizes[i])) ? parse_int(v, size_at[i]) : infer_size(h, sizes[i], size_at[i]))
+            return fail(h, "input_size, hidden_size or num_layers is not a decimal integer "
+                           "(nor inferable from the tensors)");
+        if ((v = meta(h, flags[i])) && parse_bool(v, flag_at[i]))
+            return fail(h, "bidirectional, peepholes or input_forget is not 0 or 1");
+    }
+    if ((v = meta(h, "proj_size")) && parse_int(v, &c->proj_size))
+        return fail(h, "proj_size is not a decimal integer");
+    if ((v = meta(h, "dropout")) && (parse_real(v, &c->dropout) || c->dropout >= 1.0))
+        return fail(h, "dropout is not a number in [0, 1)");
+    if ((v = meta(h, "clip")) && parse_real(v, &c->clip))
+        return fail(h, "clip is not a non-negative number");
+    if ((v = meta(h, "dtype"))) {
+        if (strcmp(v, "float32") == 0) c->dtype = CLSTM_FLOAT32;
+        else if (strcmp(v, "float64") == 0) c->dtype = CLSTM_FLOAT64;
+        else return fail(h, "dtype is not float32 or float64");
+    } else if (h->nt > 0) {
+        c->dtype = h->t[0].dtype;
+    }
+    for (size_t i = 0; i < h->nt; i++)
+        if (h->t[i].dtype != c->dtype) return fail(h, "a tensor's dtype differs from the model's");
+    return 0;
+}
+
+/* --------------------------------------------------------------- loading */
+
+static int by_begin(const void *a, const void *b) {
+    const st_tensor *x = *(const st_tensor *const *)a, *y = *(const st_tensor *const *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+/* The tensors must tile [0, size) exactly, each (end - begin) matching its
+ * shape and dtype. */
+static int check_tiling(st_header *h, uint64_t size) {
+    const st_tensor **s = malloc((h->nt ? h->nt : 1) * sizeof *s);
+    if (!s) return oom(h);
+    for (size_t i = 0; i < h->nt; i++) s[i] = &h->t[i];
+    qsort(s, h->nt, sizeof *s, by_begin);
+    uint64_t at = 0;
+    int bad = 0;
+    for (size_t i = 0; i < h->nt && !bad; i++) {
+        uint64_t bytes = s[i]->dtype == CLSTM_FLOAT64 ? 8 : 4;
+        for (int d = 0; d < s[i]->ndim; d++)
+            bad |= __builtin_mul_overflow(bytes, s[i]->shape[d], &bytes);
+        bad |= s[i]->begin != at || s[i]->end - s[i]->begin != bytes;
+        at = s[i]->end;
+    }
+    free(s);
+    if (bad) return fail(h, "tensor data_offsets do not match shapes or do not tile the data "
+                            "buffer (gap, overlap or out of bounds)");
+    return at == size ? 0 : fail(h, "the data buffer's size differs from the tensors' total");
+}
+
+/* Copy each of the model's tensors from the file, checking name and shape. */
+static int fill_params(st_header *h, clstm_model *m, const unsigned char *data) {
+    int64_t n;
+    clstm_num_tensors(m, &n);
+    if ((size_t)n != h->nt) return fail(h, "the file's tensors are not the model's: missing or "
+                                           "unknown names");
+    for (int64_t i = 0; i < n; i++) {
+        clstm_tensor_info info;
+        clstm_tensor_info_get(m, i, &info);
+        const st_tensor *t = find(h, info.name);
+        if (!t) return fail(h, "a tensor of the model is missing, or an unknown one present");
+        if (t->ndim != info.ndim || t->shape[0] != (uint64_t)info.shape[0] ||
+            (info.ndim == 2 && t->shape[1] != (uint64_t)info.shape[1]))
+            return fail(h, "a tensor's shape differs from the model's");
+        memcpy((char *)m->params + info.offset * m->elem, data + t->begin, t->end - t->begin);
+    }
+    return 0;
+}
+
+static clstm_status load_buffer(const unsigned char *buf, size_t size, clstm_model **out,
+                                const char **why) {
+    st_header h;
+    memset(&h, 0, sizeof h);
+    if (size < 8) h.why = "file shorter than its 8-byte header length";
+    uint64_t n = 0;
+    for (int i = 7; i >= 0 && !h.why; i--) n = (n << 8) | buf[i];
+    if (!h.why && (n == 0 || n > ST_MAX_HEADER || n > size - 8))
+        h.why = "header length is zero, over 10^8 bytes or beyond the end of the file";
+    if (h.why) {
+        if (why) *why = h.why;
+        return CLSTM_ERR_FORMAT;
+    }
+    clstm_status st = CLSTM_ERR_FORMAT;
+    char *arena = malloc((size_t)n + 1);
+    clstm_config cfg;
+    size_t count;
+    clstm_model *m = NULL;
+    if (!arena) {
+        st = CLSTM_ERR_NOMEM;
+    } else if (!parse_header(buf + 8, (size_t)n, arena, &h) &&
+               !check_tiling(&h, size - 8 - n) && !config_from_meta(&h, &cfg)) {
+        /* the data size first: a config from the file must not make us
+         * allocate more than the file holds */
+        st = clstm_param_count(&cfg, &count);
+        if (st == CLSTM_OK && count * (cfg.dtype == CLSTM_FLOAT64 ? 8 : 4) != size - 8 - n) {
+            st = CLSTM_ERR_FORMAT;
+            fail(&h, "the data size does not match the configured model (its config, or "
+                     "tensors missing or unknown)");
+        }
+        if (st == CLSTM_OK) st = clstm_create(&cfg, 0, &m);
+        if (st != CLSTM_OK && st != CLSTM_ERR_NOMEM) {
+            st = CLSTM_ERR_FORMAT;
+            fail(&h, "the __metadata__ config is invalid (sizes, proj_size, dropout or clip)");
+        } else if (st == CLSTM_OK && fill_params(&h, m, buf + 8 + n)) {
+            st = CLSTM_ERR_FORMAT;
+            clstm_free(m);
+            m = NULL;
+        }
+    }
+    if (h.nomem) st = CLSTM_ERR_NOMEM;
+    if (st == CLSTM_ERR_NOMEM) h.why = "out of memory";
+    free(arena);
+    free(h.t);
+    if (why) *why = st == CLSTM_OK ? NULL : h.why;
+    *out = m;
+    return st;
+}
+
+clstm_status clstm_load_buffer(const void *data, size_t size, clstm_model **out) {
+    if (out) *out = NULL;
+    if (!data || !out) return CLSTM_ERR_NULL;
+    if (ST_BIG_ENDIAN) return CLSTM_ERR_UNSUPPORTED;
+    return load_buffer(data, size, out, NULL);
+}
+
+clstm_status clstm_load_ex(const char *path, clstm_model **out, const char **why) {
+    if (why) *why = NULL;
+    if (out) *out = NULL;
+    if (!path || !out) return CLSTM_ERR_NULL;
+    if (ST_BIG_ENDIAN) return CLSTM_ERR_UNSUPPORTED;
+    FILE *f = fopen(path, "rb");
+    struct stat sb;
+    if (!f || fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > SIZE_MAX) {
+        if (why) *why = f ? "not a regular file" : "cannot open the file";
+        if (f) fclose(f);
+        return CLSTM_ERR_IO;
+    }
+    size_t size = (size_t)sb.st_size;
+    unsigned char *buf = malloc(size ? size : 1);
+    clstm_status st;
+    if (!buf) {
+        st = CLSTM_ERR_NOMEM;
+    } else if (fread(buf, 1, size, f) != size || ferror(f)) {
+        st = CLSTM_ERR_IO;
+        if (why) *why = "cannot read the file";
+    } else {
+        st = load_buffer(buf, size, out, why);
+    }
+    free(buf);
+    fclose(f);
+    return st;
+}
+
+clstm_status clstm_load(const char *path, clstm_model **out) {
+    return clstm_load_ex(path, out, NULL);
+}
+
+/* ---------------------------------------------------------------- saving */
+
+/* The header: JSON padded with spaces so that 8 + N is a multiple of 8.
+ * Returns a malloc'd buffer of *n bytes, or NULL (out of memory). */
+static char *build_header(const clstm_model *m, size_t *n) {
+    const clstm_config *c = &m->cfg;
+    int64_t nt;
+    clstm_num_tensors(m, &nt);
+    size_t cap = 1024 + (size_t)nt * 192, len;
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    len = (size_t)snprintf(
+        s, cap,
+        "{\"__metadata__\":{\"format\":\"clstm\",\"format_version\":\"1\","
+        "\"input_size\":\"%lld\",\"hidden_size\":\"%lld\",\"num_layers\":\"%lld\","
+        "\"proj_size\":\"%lld\",\"bidirectional\":\"%d\",\"dropout\":\"%.17g\","
+        "\"peepholes\":\"%d\",\"input_forget\":\"%d\",\"clip\":\"%.17g\",\"dtype\":\"%s\"}",
+        (long long)c->input_size, (long long)c->hidden_size, (long long)c->num_layers,
+        (long long)c->proj_size, c->bidirectional, c->dropout, c->peepholes, c->input_forget,
+        c->clip, c->dtype == CLSTM_FLOAT64 ? "float64" : "float32");
+    for (int64_t i = 0; i < nt; i++) {
+        clstm_tensor_info t;
+        clstm_tensor_info_get(m, i, &t);
+        size_t elems = (size_t)(t.shape[0] * (t.ndim == 2 ? t.shape[1] : 1));
+        char dims[48];
+        if (t.ndim == 2)
+            snprintf(dims, sizeof dims, "%lld,%lld", (long long)t.shape[0], (long long)t.shape[1]);
+        else
+            snprintf(dims, sizeof dims, "%lld", (long long)t.shape[0]);
+        len += (size_t)snprintf(s + len, cap - len,
+                                ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%s],\"data_offsets\":"
+                                "[%zu,%zu]}",
+                                t.name, m->elem == 8 ? "F64" : "F32", dims, t.offset * m->elem,
+                                (t.offset + elems) * m->elem);
+    }
+    len += (size_t)snprintf(s + len, cap - len, "}");
+    while ((len + 8) % 8 && len + 1 < cap) s[len++] = ' ';
+    *n = len;
+    return s;
+}
+
+static atomic_uint g_tmp_counter = 0; /* unique temp names within a process */
+
+/* Make a completed rename durable: fsync the directory that holds `path`.
+ * Best effort: the file itself is already synced and in place. */
+static void sync_parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    char *dir = malloc(n + 2);
+    if (!dir) return;
+    if (slash && n == 0) n = 1; /* "/file": the root */
+    if (slash)
+        memcpy(dir, path, n);
+    else
+        dir[n++] = '.';
+    dir[n] = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+clstm_status clstm_save(const clstm_model *m, const char *path) {
+    if (!m || !path) return CLSTM_ERR_NULL;
+    if (ST_BIG_ENDIAN) return CLSTM_ERR_UNSUPPORTED;
+    int64_t nt;
+    clstm_num_tensors(m, &nt);
+    if (nt > ST_MAX_TENSORS) return CLSTM_ERR_SIZE; /* the loader would refuse it */
+    size_t n, plen = strlen(path);
+    char *header = build_header(m, &n);
+    char *tmp = malloc(plen + 48);
+    if (!header || !tmp) {
+        free(header);
+        free(tmp);
+        return CLSTM_ERR_NOMEM;
+    }
+    snprintf(tmp, plen + 48, "%s.tmp.%ld.%u", path, (long)getpid(),
+             atomic_fetch_add(&g_tmp_counter, 1));
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    int ok = f != NULL;
+    if (!f && fd >= 0) close(fd);
+    if (ok)
+        ok = fwrite(len8, 1, 8, f) == 8 && fwrite(header, 1, n, f) == n &&
+             fwrite(m->params, m->elem, m->n_params, f) == m->n_params && fflush(f) == 0 &&
+             fsync(fileno(f)) == 0;
+    if (f && fclose(f) != 0) ok = 0;
+    if (ok) ok = rename(tmp, path) == 0;
+    if (ok) sync_parent_dir(path);
+    if (!ok && fd >= 0) remove(tmp);
+    free(header);
+    free(tmp);
+    return ok ? CLSTM_OK : CLSTM_ERR_IO;
+}

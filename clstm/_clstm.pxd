@@ -86,6 +86,29 @@ cdef extern from "clstm.h" nogil:
                                 void *ws, size_t ws_bytes)
     clstm_status clstm_state_reset(const clstm_model *m, int64_t B, void *h, void *c,
                                    int64_t b)
+    ctypedef struct clstm_sgd_config:
+        size_t struct_size
+        double lr
+        double momentum
+        double dampening
+        double weight_decay
+        int nesterov
+
+    ctypedef struct clstm_adam_config:
+        size_t struct_size
+        double lr
+        double beta1
+        double beta2
+        double eps
+        double weight_decay
+        int decoupled
+
+    clstm_sgd_config clstm_sgd_config_default()
+    clstm_adam_config clstm_adam_config_default()
+    clstm_status clstm_sgd_step(clstm_dtype dtype, size_t n, void *params, const void *grads,
+                                void *velocity, int first_step, const clstm_sgd_config *cfg)
+    clstm_status clstm_adam_step(clstm_dtype dtype, size_t n, void *params, const void *grads,
+                                 void *m, void *v, int64_t step, const clstm_adam_config *cfg)
     clstm_status clstm_set_num_threads(int n)
     int clstm_get_num_threads()
     int clstm_has_blas()

@@ -277,3 +277,41 @@ cdef int _check_dtype(bint float64, size_t item) except -1:
     if item != (8 if float64 else 4):
         raise TypeError("array dtype does not match the model's dtype")
     return 0
+
+
+cdef inline clstm_dtype _dtype_of(size_t item) noexcept nogil:
+    return CLSTM_FLOAT64 if item == 8 else CLSTM_FLOAT32
+
+
+def sgd_step(real[::1] params, const real[::1] grads, real[::1] velocity, bint first,
+             double lr, double momentum, double dampening, double weight_decay, bint nesterov):
+    """One SGD step in place; all arrays the same length (velocity may be None
+    without momentum)."""
+    cdef clstm_sgd_config c = clstm_sgd_config_default()
+    c.lr, c.momentum, c.dampening = lr, momentum, dampening
+    c.weight_decay, c.nesterov = weight_decay, nesterov
+    cdef size_t n = params.shape[0]
+    if grads.shape[0] != n or (velocity is not None and velocity.shape[0] != n):
+        raise ValueError("sgd_step: arrays of different lengths")
+    cdef void *pv = NULL if velocity is None else <void *>&velocity[0]
+    cdef clstm_status st
+    with nogil:
+        st = clstm_sgd_step(_dtype_of(sizeof(real)), n, &params[0], &grads[0], pv, first, &c)
+    check(st, "SGD step")
+
+
+def adam_step(real[::1] params, const real[::1] grads, real[::1] m, real[::1] v, int64_t step,
+              double lr, double beta1, double beta2, double eps, double weight_decay,
+              bint decoupled):
+    """One Adam/AdamW step in place; all arrays the same length."""
+    cdef clstm_adam_config c = clstm_adam_config_default()
+    c.lr, c.beta1, c.beta2, c.eps = lr, beta1, beta2, eps
+    c.weight_decay, c.decoupled = weight_decay, decoupled
+    cdef size_t n = params.shape[0]
+    if grads.shape[0] != n or m.shape[0] != n or v.shape[0] != n:
+        raise ValueError("adam_step: arrays of different lengths")
+    cdef clstm_status st
+    with nogil:
+        st = clstm_adam_step(_dtype_of(sizeof(real)), n, &params[0], &grads[0], &m[0], &v[0],
+                             step, &c)
+    check(st, "Adam step")

@@ -383,6 +383,50 @@ CLSTM_API clstm_status clstm_load_buffer(const void *data, size_t size, clstm_mo
  * when there is nothing more to say). Thread-safe. */
 CLSTM_API clstm_status clstm_load_ex(const char *path, clstm_model **out, const char **why);
 
+/* -------------------------------------------------------------- optimizers */
+/* One optimizer step over a flat parameter vector and its gradient, as
+ * torch.optim computes it, so a C program can train or fine-tune (e.g. on
+ * clstm_params/clstm_grads). n elements of `dtype` each; the state arrays
+ * (velocity; Adam's m and v) are the caller's, n elements, zero before the
+ * first step. params and state are updated in place; grads is only read.
+ * Arrays must not overlap. Errors: NULL, SIZE (n = 0), DTYPE, ARG (a
+ * setting out of range: lr < 0, momentum < 0, betas outside [0, 1),
+ * eps <= 0, weight_decay < 0, NaN anywhere, nesterov without momentum,
+ * step < 1, struct_size too small). Thread-safe on distinct arrays. */
+typedef struct {
+    size_t struct_size;  /* = sizeof(clstm_sgd_config), set by the default */
+    double lr;           /* 0.01 */
+    double momentum;     /* 0 */
+    double dampening;    /* 0 */
+    double weight_decay; /* 0: L2, added to the gradient */
+    int nesterov;        /* 0 */
+} clstm_sgd_config;
+
+typedef struct {
+    size_t struct_size;  /* = sizeof(clstm_adam_config), set by the default */
+    double lr;           /* 0.001 */
+    double beta1, beta2; /* 0.9, 0.999 */
+    double eps;          /* 1e-8 */
+    double weight_decay; /* 0 */
+    int decoupled;       /* 0: Adam (L2 added to the gradient); 1: AdamW
+                            (parameters shrink by lr * weight_decay) */
+} clstm_adam_config;
+
+CLSTM_API clstm_sgd_config clstm_sgd_config_default(void);
+CLSTM_API clstm_adam_config clstm_adam_config_default(void);
+
+/* velocity: torch's momentum buffer; unused (may be NULL) when momentum = 0.
+ * first_step != 0 on the first step, when torch sets the buffer to the
+ * gradient itself (no dampening). */
+CLSTM_API clstm_status clstm_sgd_step(clstm_dtype dtype, size_t n, void *params,
+                                      const void *grads, void *velocity, int first_step,
+                                      const clstm_sgd_config *cfg);
+
+/* step: the 1-based count of this step, for the bias corrections. */
+CLSTM_API clstm_status clstm_adam_step(clstm_dtype dtype, size_t n, void *params,
+                                       const void *grads, void *m, void *v, int64_t step,
+                                       const clstm_adam_config *cfg);
+
 #ifdef __cplusplus
 }
 #endif

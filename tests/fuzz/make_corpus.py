@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Write the fuzzing seed corpus for tests/fuzz/fuzz_load.c.
+
+Valid clstm model files (small configs, saved with the installed clstm
+package) plus hand-made near-misses: truncated files, broken JSON headers,
+bad offsets, bad dtypes and shapes. Deterministic (fixed seeds), so
+re-running it reproduces the committed corpus.
+
+    python tests/fuzz/make_corpus.py [outdir]   (default tests/fuzz/corpus)
+"""
+import json
+import os
+import struct
+import sys
+import tempfile
+
+import numpy as np
+
+import clstm
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+CONFIGS = {
+    "uni_f32": dict(input_size=2, hidden_size=3),
+    "bidir": dict(input_size=2, hidden_size=3, bidirectional=True),
+    "proj": dict(input_size=3, hidden_size=4, proj_size=2),
+    "peep": dict(input_size=2, hidden_size=3, peepholes=True),
+    "f64": dict(input_size=2, hidden_size=2, dtype=np.float64),
+    "two_layers": dict(input_size=2, hidden_size=3, num_layers=2),
+    "all_opts": dict(input_size=2, hidden_size=3, num_layers=2, bidirectional=True,
+                     proj_size=2, peepholes=True, dtype=np.float64),
+    "ifg_clip": dict(input_size=1, hidden_size=2, input_forget=True, clip=3.0),
+    "dropout": dict(input_size=1, hidden_size=1, num_layers=2, dropout=0.5),
+}
+
+
+def model_bytes(cfg):
+    model = clstm.LSTM(seed=1, **cfg)
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "m.clstm")
+        clstm.save(model, p)
+        with open(p, "rb") as f:
+            return f.read()
+
+
+def split(blob):
+    n = struct.unpack("<Q", blob[:8])[0]
+    return json.loads(blob[8:8 + n]), blob[8 + n:]
+
+
+def join(header, data, raw_header=None):
+    h = raw_header if raw_header is not None else json.dumps(
+        header, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def first_tensor(header):
+    return next(k for k in header if k != "__metadata__")
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
+    os.makedirs(out, exist_ok=True)
+    files = {}
+    for name, cfg in CONFIGS.items():
+        files["valid_" + name] = model_bytes(cfg)
+
+    base = files["valid_uni_f32"]
+    header, data = split(base)
+    # the header as written, without the space padding safetensors allows
+    raw = base[8:8 + struct.unpack("<Q", base[:8])[0]].rstrip(b" ")
+    t0 = first_tensor(header)
+
+    # truncations
+    files["trunc_0"] = b""
+    files["trunc_4"] = base[:4]
+    files["trunc_header"] = base[:8 + len(raw) // 2]
+    files["trunc_data"] = base[:-3]
+    # header length prefix wrong
+    files["len_too_big"] = struct.pack("<Q", len(raw) + 1000) + base[8:]
+    files["len_huge"] = struct.pack("<Q", 2**63) + base[8:]
+    files["len_zero"] = struct.pack("<Q", 0) + base[8:]
+    # broken JSON
+    files["json_not_object"] = join(None, data, b"[]" + b" " * (len(raw) - 2))
+    files["json_trailing_comma"] = join(None, data, raw[:-1] + b",}")
+    files["json_unterminated"] = join(None, data, raw[:-1])
+    files["json_padded_tabs"] = join(None, data, raw + b"\t\n  ")
+    files["json_bad_escape"] = join(None, data, raw.replace(b'"', b'"\\q', 1))
+    files["json_trailing_garbage"] = join(None, data, raw + b"x")
+    files["json_deep"] = join(None, data, b'{"a":' * 20 + b"1" + b"}" * 20)
+    dup = raw[:-1] + b"," + raw[1:]
+    files["json_dup_keys"] = join(None, data, dup)
+    # bad offsets / dtypes / shapes
+    h = json.loads(json.dumps(header))
+    h[t0]["data_offsets"] = [0, h[t0]["data_offsets"][1] + 4]
+    files["off_overlap"] = join(h, data)
+    h = json.loads(json.dumps(header))
+    h[t0]["data_offsets"] = [8, 4]
+    files["off_reversed"] = join(h, data)
+    h = json.loads(json.dumps(header))
+    h[t0]["data_offsets"] = [0, 2**64 - 1]
+    files["off_huge"] = join(h, data)
+    h = json.loads(json.dumps(header))
+    h[t0]["dtype"] = "F16"
+    files["dtype_f16"] = join(h, data)
+    h = json.loads(json.dumps(header))
+    h[t0]["shape"] = [h[t0]["shape"][0] + 1] + h[t0]["shape"][1:]
+    files["shape_wrong"] = join(h, data)
+    h = json.loads(json.dumps(header))
+    del h[t0]
+    files["tensor_missing"] = join(h, data)
+    h = json.loads(json.dumps(header))
+    h[t0]["extra"] = 1
+    files["tensor_extra_field"] = join(h, data)
+    # metadata variations
+    if "__metadata__" in header:
+        h = json.loads(json.dumps(header))
+        md = h["__metadata__"]
+        for k in list(md):
+            if md[k].isdigit():
+                md[k] = str(int(md[k]) + 1000000)
+                break
+        files["meta_bad_size"] = join(h, data)
+        h = json.loads(json.dumps(header))
+        h["__metadata__"] = {}
+        files["meta_empty"] = join(h, data)
+    # data section edits
+    files["data_nan"] = join(header, b"\xff\xff\xff\x7f" * (len(data) // 4))
+    files["data_extra"] = base + b"\0" * 8
+
+    total = 0
+    for name, blob in sorted(files.items()):
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(blob)
+        total += len(blob)
+    print(f"wrote {len(files)} files, {total} bytes, to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -39,13 +39,18 @@ def has_blas():
     return _core.has_blas()
 
 
-def _positive_int(v, name):
+def _as_int(v, name, what="an int"):
+    """v as a Python int (numpy integers too, never bools), else TypeError."""
     if isinstance(v, (bool, np.bool_)):
-        raise TypeError("%s: expected an int, got bool" % name)
+        raise TypeError("%s: expected %s, got bool" % (name, what))
     try:
-        v = operator.index(v)
+        return operator.index(v)
     except TypeError:
-        raise TypeError("%s: expected an int, got %s" % (name, type(v).__name__)) from None
+        raise TypeError("%s: expected %s, got %s" % (name, what, type(v).__name__)) from None
+
+
+def _positive_int(v, name):
+    v = _as_int(v, name)
     if not 1 <= v < 2**63:
         raise ValueError("%s: expected an int in [1, 2**63), got %d" % (name, v))
     return v
@@ -178,14 +183,8 @@ class LSTM:
             raise ValueError("backend: 'blas' requested but this build has no BLAS")
         if seed is None:
             seed = secrets.randbits(64)
-        elif isinstance(seed, (bool, np.bool_)):
-            raise TypeError("seed: expected an int or None, got bool")
         else:
-            try:
-                seed = operator.index(seed)
-            except TypeError:
-                raise TypeError("seed: expected an int or None, got %s"
-                                % type(seed).__name__) from None
+            seed = _as_int(seed, "seed", "an int or None")
             if not 0 <= seed < 2**64:
                 raise ValueError("seed: expected 0 <= seed < 2**64, got %d" % seed)
         self.dtype = dt
@@ -464,13 +463,7 @@ class LSTM:
             if not (train and self.dropout > 0):
                 return 0
             return int(self._dropout_rng.integers(0, 2**64, dtype=np.uint64))
-        if isinstance(dropout_seed, (bool, np.bool_)):
-            raise TypeError("dropout_seed: expected an int or None, got bool")
-        try:
-            v = operator.index(dropout_seed)
-        except TypeError:
-            raise TypeError("dropout_seed: expected an int or None, got %s"
-                            % type(dropout_seed).__name__) from None
+        v = _as_int(dropout_seed, "dropout_seed", "an int or None")
         if not 0 <= v < 2**64:
             raise ValueError("dropout_seed: expected 0 <= dropout_seed < 2**64, got %d" % v)
         return v
@@ -632,13 +625,7 @@ class LSTMState:
             self.h[...] = 0
             self.c[...] = 0
             return
-        if isinstance(i, (bool, np.bool_)):
-            raise TypeError("i: expected an int stream index, got bool")
-        try:
-            i = operator.index(i)
-        except TypeError:
-            raise TypeError("i: expected an int stream index, got %s"
-                            % type(i).__name__) from None
+        i = _as_int(i, "i", "an int stream index")
         if not 0 <= i < self.batch_size:
             raise IndexError("i: stream %d out of range for batch_size %d"
                              % (i, self.batch_size))

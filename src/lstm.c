@@ -34,7 +34,7 @@
 typedef struct {
     size_t total;
     int chunked;
-    int64_t tc;
+    int64_t tc; /* steps per chunk (chunked inference only) */
     size_t lens, x0, layer0, layer_stride, unit_stride;
     size_t l_y, l_xd, k_g, k_ct, k_cp, k_hp, k_m, k_dh;
     size_t g, ybuf0, ybuf1, states;
@@ -135,8 +135,7 @@ static clstm_status layout(const clstm_model *m, int64_t T, int64_t B, int train
         ly->ybuf0 = carve(&c, L > 1 ? prod3(ly->tc, B, R) : 0);
         ly->ybuf1 = carve(&c, L > 2 ? prod3(ly->tc, B, R) : 0);
         ly->states = carve(&c, prod3(L, B, 2 * R + H));
-    } else {
-        ly->tc = T;
+    } else { /* bidirectional inference: whole sequences, no chunks */
         ly->g = carve(&c, prod3(T, B, 4 * H));
         ly->ybuf0 = carve(&c, L > 1 ? prod3(T, B, NR) : 0);
         ly->ybuf1 = carve(&c, L > 2 ? prod3(T, B, NR) : 0);

@@ -1,5 +1,5 @@
 # Declarations of the C API (include/clstm.h) for the Cython binding.
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 cdef extern from "clstm.h" nogil:
     ctypedef enum clstm_status:
@@ -25,6 +25,11 @@ cdef extern from "clstm.h" nogil:
         CLSTM_BACKEND_BLAS
         CLSTM_BACKEND_NAIVE
 
+    ctypedef enum clstm_encoding:
+        CLSTM_ENCODING_NONE
+        CLSTM_ENCODING_ONEHOT
+        CLSTM_ENCODING_EMBEDDING
+
     ctypedef struct clstm_config:
         size_t struct_size
         int64_t input_size
@@ -38,6 +43,10 @@ cdef extern from "clstm.h" nogil:
         int peepholes
         int input_forget
         double clip
+        clstm_encoding encoding
+        int64_t vocab_size
+        int64_t output_size
+        int softmax
 
     ctypedef struct clstm_run_options:
         size_t struct_size
@@ -116,3 +125,23 @@ cdef extern from "clstm.h" nogil:
     clstm_status clstm_load(const char *path, clstm_model **out)
     clstm_status clstm_load_buffer(const void *data, size_t size, clstm_model **out)
     clstm_status clstm_load_ex(const char *path, clstm_model **out, const char **why)
+    clstm_status clstm_model_workspace_size(const clstm_model *m, int64_t T, int64_t B,
+                                            int train, size_t *bytes)
+    clstm_status clstm_model_forward(const clstm_model *m, int64_t T, int64_t B,
+                                     const void *x, const int32_t *ids, const void *h0,
+                                     const void *c0, void *out, void *hT, void *cT,
+                                     const clstm_run_options *opt, void *ws, size_t ws_bytes)
+    clstm_status clstm_model_backward(clstm_model *m, int64_t T, int64_t B, const void *dout,
+                                      const void *dhT, const void *dcT, void *dx, void *dh0,
+                                      void *dc0, void *ws, size_t ws_bytes)
+    clstm_status clstm_softmax(clstm_dtype dtype, int64_t n, int64_t k, const void *z,
+                               double temperature, void *p)
+    clstm_status clstm_loss_xent(clstm_dtype dtype, int64_t T, int64_t B, int64_t O,
+                                 const void *out, const int32_t *targets,
+                                 const int64_t *lengths, int last_only, double *loss,
+                                 void *dout)
+    clstm_status clstm_loss_mse(clstm_dtype dtype, int64_t T, int64_t B, int64_t O,
+                                const void *out, const void *targets, const int64_t *lengths,
+                                int last_only, double *loss, void *dout)
+    clstm_status clstm_set_vocab(clstm_model *m, const char *utf8, size_t bytes)
+    clstm_status clstm_get_vocab(const clstm_model *m, const char **utf8, size_t *bytes)

@@ -5,7 +5,7 @@ this module trusts its caller to pass C-contiguous arrays of the right
 shapes (it still checks sizes, so a mistake raises instead of corrupting)."""
 import os
 
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from cpython.buffer cimport PyBUF_FORMAT
 from clstm._clstm cimport *
 
@@ -80,7 +80,8 @@ cdef class Model:
     """Owns one clstm_model."""
     cdef clstm_model *m
     cdef readonly bint float64
-    cdef readonly int64_t D, H, L, R, N
+    cdef readonly int64_t D, H, L, R, N, V, O
+    cdef readonly int encoding
 
     def __cinit__(self, *args, **kwargs):
         self.m = NULL
@@ -88,7 +89,8 @@ cdef class Model:
     def __init__(self, int64_t input_size, int64_t hidden_size, int64_t num_layers,
                  bint float64, uint64_t seed, str backend, int64_t proj_size=0,
                  bint bidirectional=False, double dropout=0.0, bint peepholes=False,
-                 bint input_forget=False, double clip=0.0):
+                 bint input_forget=False, double clip=0.0, int encoding=0,
+                 int64_t vocab_size=0, int64_t output_size=0, bint softmax=False):
         if self.m != NULL:
             raise RuntimeError("Model is already initialised")
         cdef clstm_config cfg = clstm_config_default()
@@ -103,6 +105,10 @@ cdef class Model:
         cfg.peepholes = peepholes
         cfg.input_forget = input_forget
         cfg.clip = clip
+        cfg.encoding = <clstm_encoding>encoding
+        cfg.vocab_size = vocab_size
+        cfg.output_size = output_size
+        cfg.softmax = softmax
         cdef clstm_status st
         with nogil:
             st = clstm_create(&cfg, seed, &self.m)
@@ -116,6 +122,7 @@ cdef class Model:
         self.D, self.H, self.L = cfg.input_size, cfg.hidden_size, cfg.num_layers
         self.R = cfg.proj_size if cfg.proj_size > 0 else cfg.hidden_size
         self.N = 2 if cfg.bidirectional else 1
+        self.encoding, self.V, self.O = cfg.encoding, cfg.vocab_size, cfg.output_size
 
     @staticmethod
     cdef Model _adopt(clstm_model *m):
@@ -133,7 +140,20 @@ cdef class Model:
                     num_layers=c.num_layers, float64=c.dtype == CLSTM_FLOAT64,
                     proj_size=c.proj_size, bidirectional=bool(c.bidirectional),
                     dropout=c.dropout, peepholes=bool(c.peepholes),
-                    input_forget=bool(c.input_forget), clip=c.clip)
+                    input_forget=bool(c.input_forget), clip=c.clip,
+                    encoding=int(c.encoding), vocab_size=c.vocab_size,
+                    output_size=c.output_size, softmax=bool(c.softmax), vocab=self.vocab())
+
+    def vocab(self):
+        """The vocabulary as a str, or None."""
+        cdef const char *s = NULL
+        cdef size_t n = 0
+        check(clstm_get_vocab(self.m, &s, &n), "vocab")
+        return None if s == NULL else s[:n].decode("utf-8")
+
+    def set_vocab(self, str vocab):
+        cdef bytes b = vocab.encode("utf-8")
+        check(clstm_set_vocab(self.m, b, len(b)), "vocab")
 
     def save(self, path):
         """Write the model to path (str or os.PathLike) atomically."""
@@ -245,6 +265,61 @@ cdef class Model:
         check(st, "backward")
 
 
+    def model_workspace_size(self, int64_t T, int64_t B, bint train):
+        cdef size_t n
+        check(clstm_model_workspace_size(self.m, T, B, train, &n), "workspace")
+        return n
+
+    def model_forward(self, int64_t T, int64_t B, real[::1] out, const real[::1] x,
+                      const int32_t[::1] ids, const real[::1] h0, const real[::1] c0,
+                      real[::1] hT, real[::1] cT, bint train, unsigned char[::1] ws,
+                      const int64_t[::1] lengths=None, uint64_t dropout_seed=0):
+        """The whole model; flat C-contiguous arrays. Exactly one of x (raw
+        input) and ids (token models) is given; h0, c0, lengths may be None."""
+        cdef clstm_status st
+        cdef const void *px = NULL if x is None else <const void *>&x[0]
+        cdef const int32_t *pids = NULL if ids is None else &ids[0]
+        cdef const void *ph0 = NULL if h0 is None else <const void *>&h0[0]
+        cdef const void *pc0 = NULL if c0 is None else <const void *>&c0[0]
+        cdef clstm_run_options opt = clstm_run_options_default()
+        _check_dtype(self.float64, sizeof(real))
+        self._check_model_lens(T, B, out, x, ids, (h0, c0, hT, cT), ("h0", "c0", "hT", "cT"))
+        if lengths is not None:
+            if lengths.shape[0] != B:
+                raise ValueError("lengths: expected %d elements, got %d" % (B, lengths.shape[0]))
+            opt.lengths = &lengths[0]
+        opt.train = train
+        opt.dropout_seed = dropout_seed
+        with nogil:
+            st = clstm_model_forward(self.m, T, B, px, pids, ph0, pc0, &out[0], &hT[0],
+                                     &cT[0], &opt, &ws[0], ws.shape[0])
+        check(st, "forward")
+
+    def model_backward(self, int64_t T, int64_t B, real[::1] dh0, real[::1] dc0,
+                       real[::1] dx, const real[::1] dout, const real[::1] dhT,
+                       const real[::1] dcT, unsigned char[::1] ws):
+        """Backward through the whole model; dx, dout, dhT, dcT may be None."""
+        cdef clstm_status st
+        cdef void *pdx = NULL if dx is None else <void *>&dx[0]
+        cdef const void *pdo = NULL if dout is None else <const void *>&dout[0]
+        cdef const void *pdh = NULL if dhT is None else <const void *>&dhT[0]
+        cdef const void *pdc = NULL if dcT is None else <const void *>&dcT[0]
+        _check_dtype(self.float64, sizeof(real))
+        self._check_model_lens(T, B, dout, dx, None, (dh0, dc0, dhT, dcT),
+                               ("dh0", "dc0", "dhT", "dcT"))
+        with nogil:
+            st = clstm_model_backward(self.m, T, B, pdo, pdh, pdc, pdx, &dh0[0], &dc0[0],
+                                      &ws[0], ws.shape[0])
+        check(st, "backward")
+
+    def _check_model_lens(self, T, B, out, x, ids, states, names):
+        O = self.O if self.O > 0 else self.N * self.R
+        hs, cs = self.N * self.L * B * self.R, self.N * self.L * B * self.H
+        for a, n, name in ((out, T * B * O, "out"), (x, T * B * self.D, "x"),
+                           (ids, T * B, "ids")) + tuple(zip(states, (hs, cs, hs, cs), names)):
+            if a is not None and a.shape[0] != n:
+                raise ValueError("%s: expected %d elements, got %d" % (name, n, a.shape[0]))
+
     def state_reset(self, int64_t B, real[::1] h, real[::1] c, int64_t b):
         """Zero stream b of the flat states h (L*B*R) and c (L*B*H)."""
         _check_dtype(self.float64, sizeof(real))
@@ -315,3 +390,42 @@ def adam_step(real[::1] params, const real[::1] grads, real[::1] m, real[::1] v,
         st = clstm_adam_step(_dtype_of(sizeof(real)), n, &params[0], &grads[0], &m[0], &v[0],
                              step, &c)
     check(st, "Adam step")
+
+
+def softmax(int64_t n, int64_t k, const real[::1] z, double temperature, real[::1] p):
+    """p = softmax(z / temperature) row-wise over n rows of k; flat arrays."""
+    if z.shape[0] != n * k or p.shape[0] != n * k:
+        raise ValueError("softmax: arrays of %d elements expected" % (n * k))
+    check(clstm_softmax(_dtype_of(sizeof(real)), n, k, &z[0], temperature, &p[0]), "softmax")
+
+
+def loss(bint mse, int64_t T, int64_t B, int64_t O, const real[::1] out, targets,
+         const int64_t[::1] lengths, bint last_only, real[::1] dout):
+    """Mean loss of out (T*B*O) against targets (int32 (T*B) class ids, or
+    reals (T*B*O) for mse); fills dout (may be None) with its gradient."""
+    cdef double result = 0
+    cdef const int64_t *pl = NULL if lengths is None else &lengths[0]
+    cdef void *pd = NULL if dout is None else <void *>&dout[0]
+    cdef const int32_t[::1] ti
+    cdef const real[::1] tr
+    cdef clstm_status st
+    if out.shape[0] != T * B * O or (dout is not None and dout.shape[0] != T * B * O):
+        raise ValueError("loss: out and dout must have T*B*O elements")
+    if lengths is not None and lengths.shape[0] != B:
+        raise ValueError("lengths: expected %d elements" % B)
+    if mse:
+        tr = targets
+        if tr.shape[0] != T * B * O:
+            raise ValueError("targets: expected %d elements" % (T * B * O))
+        with nogil:
+            st = clstm_loss_mse(_dtype_of(sizeof(real)), T, B, O, &out[0], &tr[0], pl,
+                                last_only, &result, pd)
+    else:
+        ti = targets
+        if ti.shape[0] != T * B:
+            raise ValueError("targets: expected %d elements" % (T * B))
+        with nogil:
+            st = clstm_loss_xent(_dtype_of(sizeof(real)), T, B, O, &out[0], &ti[0], pl,
+                                 last_only, &result, pd)
+    check(st, "loss")
+    return result

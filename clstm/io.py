@@ -12,6 +12,7 @@ import os
 
 from clstm import _core
 from clstm.lstm import LSTM
+from clstm.model import Model
 
 __all__ = ["save", "load"]
 
@@ -25,7 +26,7 @@ def _fspath(path):
 
 
 def save(model, path):
-    """Write ``model`` (a clstm.LSTM) to ``path`` (str or os.PathLike).
+    """Write ``model`` (a clstm.LSTM or clstm.Model) to ``path`` (str or os.PathLike).
 
     The write is atomic: a temporary file in the same directory is written,
     synced and renamed over ``path``, so a failed save leaves any previous
@@ -42,9 +43,11 @@ def save(model, path):
 
 
 def load(path, *, batch_first=False):
-    """A new clstm.LSTM read from ``path`` (str or os.PathLike), with every
-    setting of the saved model (sizes, bidirectional, proj_size, dropout,
-    peepholes, input_forget, clip, dtype) and the default backend.
+    """The model saved at ``path`` (str or os.PathLike): a clstm.LSTM for a
+    bare LSTM, a clstm.Model when the file has an input encoding or a head
+    (and then its vocabulary), with every setting of the saved model (sizes,
+    bidirectional, proj_size, dropout, peepholes, input_forget, clip, dtype)
+    and the default backend.
 
     Raises FileNotFoundError for a missing file, IsADirectoryError for a
     directory, OSError when it cannot be read, and ValueError naming the
@@ -54,4 +57,7 @@ def load(path, *, batch_first=False):
         raise FileNotFoundError(2, "no such model file", path)
     if os.path.isdir(path):
         raise IsADirectoryError(21, "expected a model file, got a directory", path)
-    return LSTM._from_core(_core.load(path), batch_first=batch_first)
+    core = _core.load(path)
+    c = core.config()
+    bare = c["encoding"] == 0 and c["output_size"] == 0
+    return (LSTM if bare else Model)._from_core(core, batch_first=batch_first)

@@ -194,7 +194,12 @@ class LSTM:
         self._attach(_core.Model(self.input_size, self.hidden_size, self.num_layers,
                                  dt == np.float64, seed, backend, self.proj_size,
                                  self.bidirectional, self.dropout, self.peepholes,
-                                 self.input_forget, self.clip or 0.0))
+                                 self.input_forget, self.clip or 0.0,
+                                 **self._core_kwargs()))
+
+    def _core_kwargs(self):
+        """Extra settings of the C model (the whole model's, in clstm.Model)."""
+        return {}
 
     def _attach(self, core):
         """Take `core` (a _core.Model) as this LSTM's C model."""

@@ -118,6 +118,15 @@ typedef enum {
     CLSTM_BACKEND_NAIVE = 2    /* plain C loops: slow, the tests' oracle */
 } clstm_backend;
 
+/* Input encodings of the whole model (clstm_model_forward). */
+typedef enum {
+    CLSTM_ENCODING_NONE = 0,      /* x: (T, B, D) real features */
+    CLSTM_ENCODING_ONEHOT = 1,    /* ids: (T, B) int32 tokens in [0, V); the
+                                     LSTM sees the one-hot vector (D = V) */
+    CLSTM_ENCODING_EMBEDDING = 2  /* ids: (T, B); the LSTM sees row id of
+                                     the table embedding.weight (V, D) */
+} clstm_encoding;
+
 /* Model configuration. Always start from clstm_config_default(): new fields
  * are only ever added at the end, and struct_size tells the library which
  * fields the caller knows about. */
@@ -140,10 +149,25 @@ typedef struct {
     double clip;           /* 0: none; > 0: every gate pre-activation is
                               clipped to [-clip, clip] (forward only: backward
                               returns CLSTM_ERR_UNSUPPORTED) */
+    /* The whole model around the LSTM stack (see "The whole model" below);
+     * all off by default, which leaves a bare LSTM: */
+    clstm_encoding encoding; /* how clstm_model_forward reads its input */
+    int64_t vocab_size;      /* V >= 1 with ONEHOT (then D = V) or EMBEDDING;
+                                0 otherwise */
+    int64_t output_size;     /* O: 0 for no head; else a Linear head maps
+                                each step's y (N*R) to O outputs */
+    int softmax;             /* 0 or 1: the head's outputs are the logits of
+                                a categorical distribution (a classifier or
+                                language model). Informative: the forward
+                                still returns logits; see clstm_softmax.
+                                Needs output_size > 0 */
 } clstm_config;
 
 /* D = H = L = 1, float32, default backend, no projection, unidirectional,
- * no dropout. */
+ * no dropout, raw input, no head. A config from a caller compiled against
+ * an older header (a smaller struct_size, down to that of clstm 0.1.0, whose
+ * config ended at `clip`) is accepted: the fields it lacks take these
+ * defaults. Any other struct_size below the library's is ARG. */
 CLSTM_API clstm_config clstm_config_default(void);
 
 /* ------------------------------------------------------------------ model */
@@ -160,13 +184,19 @@ CLSTM_API clstm_status clstm_create(const clstm_config *cfg, uint64_t seed,
 /* Free a model and its blocks. NULL is accepted and does nothing. */
 CLSTM_API void clstm_free(clstm_model *m);
 
-/* The configuration the model was created with (struct_size is the
- * library's). */
+/* The configuration the model was created with. A caller built against
+ * clstm 0.1.0's header sets out->struct_size to its sizeof(clstm_config) (as
+ * its clstm_config_default() does) and gets only the fields it knows; for
+ * any other value the whole struct is written and struct_size is the
+ * library's. */
 CLSTM_API clstm_status clstm_get_config(const clstm_model *m, clstm_config *out);
 
-/* Re-initialise every parameter as torch.nn.LSTM does by default: each
- * element drawn from U(-1/sqrt(H), 1/sqrt(H)), in block order, from a
- * generator seeded with `seed`. Values are drawn in double and rounded to the
+/* Re-initialise every parameter as torch does by default: the LSTM's
+ * elements drawn from U(-1/sqrt(H), 1/sqrt(H)) (torch.nn.LSTM), the
+ * embedding's from N(0, 1) (torch.nn.Embedding), the head's from
+ * U(-1/sqrt(N*R), 1/sqrt(N*R)) (torch.nn.Linear), in block order, from one
+ * generator seeded with `seed` (so a model's LSTM part does not depend on
+ * whether it has an embedding or head). Values are drawn in double and rounded to the
  * dtype, so the same seed gives the same model on every machine, and float32
  * and float64 models of one seed agree to float32 rounding. */
 CLSTM_API clstm_status clstm_init_params(clstm_model *m, uint64_t seed);
@@ -182,7 +212,12 @@ CLSTM_API clstm_status clstm_init_params(clstm_model *m, uint64_t seed);
  *     weight_hr_l{k} (P, H)     only when P > 0
  *     peephole_l{k} (3H)        only with peepholes: p_i, p_f, p_o
  * Rows of each (4H, .) tensor are gates i, f, g, o, H rows each. This is
- * torch.nn.LSTM's parameter order (peepholes, which torch lacks, last). */
+ * torch.nn.LSTM's parameter order (peepholes, which torch lacks, last).
+ * The whole model's tensors follow all of the LSTM's:
+ *     embedding.weight (V, D)   only with CLSTM_ENCODING_EMBEDDING
+ *     head.weight (O, N*R), head.bias (O)   only when O > 0
+ * so the LSTM's tensors are always a prefix of the block, at the offsets a
+ * bare LSTM of the same config has. */
 CLSTM_API clstm_status clstm_params(clstm_model *m, void **data, size_t *n);
 CLSTM_API clstm_status clstm_grads(clstm_model *m, void **data, size_t *n);
 
@@ -198,7 +233,7 @@ typedef struct {
 } clstm_tensor_info;
 
 /* Number of named tensors (4 per layer and direction, +1 with projection,
- * +1 with peepholes). */
+ * +1 with peepholes; +1 for the embedding, +2 for the head). */
 CLSTM_API clstm_status clstm_num_tensors(const clstm_model *m, int64_t *n);
 /* Describe tensor `index` (0 <= index < n); ARG if out of range. The same
  * offsets index the gradient block. */
@@ -302,6 +337,117 @@ CLSTM_API clstm_status clstm_backward(clstm_model *m, int64_t T, int64_t B,
                                       const void *dcT, void *dx, void *dh0,
                                       void *dc0, void *ws, size_t ws_bytes);
 
+/* ------------------------------------------------------- the whole model */
+/* A model of the form  input encoding -> LSTM stack -> Linear head:
+ *     e_t = x_t                      CLSTM_ENCODING_NONE       (D reals)
+ *     e_t = onehot(ids_t)            CLSTM_ENCODING_ONEHOT     (D = V)
+ *     e_t = embedding.weight[ids_t]  CLSTM_ENCODING_EMBEDDING  (D)
+ *     y_t = LSTM(e)_t                (N*R), as clstm_forward_ex
+ *     z_t = head.weight y_t + head.bias    (O), when output_size > 0
+ * clstm_forward_ex/clstm_backward run the LSTM stack alone on any model
+ * (their x is e); the functions below run the whole model. On a model with
+ * no encoding and no head they are exactly clstm_forward_ex and
+ * clstm_backward. Thread safety as for those. */
+
+/* Bytes of workspace for clstm_model_forward/clstm_model_backward, as
+ * clstm_workspace_size (inference memory independent of T for
+ * unidirectional models). Errors: NULL, SIZE, OVERFLOW. */
+CLSTM_API clstm_status clstm_model_workspace_size(const clstm_model *m, int64_t T, int64_t B,
+                                                  int train, size_t *bytes);
+
+/* Run the whole model.
+ *     x:   (T, B, D) reals, with CLSTM_ENCODING_NONE; else must be NULL
+ *     ids: (T, B) int32 token ids in [0, V), with ONEHOT or EMBEDDING; else
+ *          must be NULL. Past a sequence's length ids are ignored.
+ *     h0, c0, hT, cT, opt: as clstm_forward_ex (in-place streaming too)
+ *     out: (T, B, O) the head's outputs (logits when softmax is set), or
+ *          (T, B, N*R) = y when the model has no head; 0 past each length
+ *     ws:  at least clstm_model_workspace_size(m, T, B, opt->train) bytes
+ * Errors: as clstm_forward_ex, plus NULL (x or ids missing for the
+ * encoding), ARG (x or ids given where the encoding wants the other, or an
+ * id outside [0, V) at a valid step; checked before anything is written). */
+CLSTM_API clstm_status clstm_model_forward(const clstm_model *m, int64_t T, int64_t B,
+                                           const void *x, const int32_t *ids, const void *h0,
+                                           const void *c0, void *out, void *hT, void *cT,
+                                           const clstm_run_options *opt, void *ws,
+                                           size_t ws_bytes);
+
+/* Backpropagation through the training clstm_model_forward whose workspace
+ * is `ws`, as clstm_backward:
+ *     dout: (T, B, O) (or (T, B, N*R) without a head) gradient w.r.t. out,
+ *           or NULL for zeros; ignored past each length
+ *     dhT, dcT, dh0, dc0: as clstm_backward
+ *     dx:   (T, B, D) gradient w.r.t. x with CLSTM_ENCODING_NONE, or NULL;
+ *           must be NULL for token ids (they have no gradient)
+ * ADDS every parameter gradient (head, LSTM, embedding rows of the ids
+ * seen) into the gradient block. Errors: as clstm_backward, plus ARG (dx
+ * given for a token model). */
+CLSTM_API clstm_status clstm_model_backward(clstm_model *m, int64_t T, int64_t B,
+                                            const void *dout, const void *dhT, const void *dcT,
+                                            void *dx, void *dh0, void *dc0, void *ws,
+                                            size_t ws_bytes);
+
+/* Row-wise softmax: p[r] = softmax(z[r] / temperature) for rows r < n of
+ * O = k elements, computed stably (max subtracted, in double). z and p may
+ * be the same array. temperature > 0 and finite. Errors: NULL, SIZE
+ * (n < 1 or k < 1), DTYPE, ARG (temperature). A row holding NaN gives NaN
+ * probabilities. Thread-safe. */
+CLSTM_API clstm_status clstm_softmax(clstm_dtype dtype, int64_t n, int64_t k, const void *z,
+                                     double temperature, void *p);
+
+/* Losses of the head's outputs, with their gradient, masked by lengths.
+ * Common arguments: out (T, B, O) as clstm_model_forward's; lengths (B) or
+ * NULL (all T); last_only = 0: every valid step (t < len_b) counts; 1: only
+ * each sequence's last valid step t = len_b - 1 (classification, regression
+ * and forecasting from a whole sequence; a sequence with len_b = 0 counts
+ * nowhere). The loss is the MEAN over the counted steps (over the counted
+ * steps and the O outputs for MSE): *loss receives it, in double, and
+ * dout, when not NULL, receives d loss / d out (0 at steps that do not
+ * count), ready for clstm_model_backward. With nothing counted, *loss = 0
+ * and dout = 0. Errors: NULL, SIZE, DTYPE, ARG (a length outside 0..T, or a
+ * target outside [0, O)). Thread-safe.
+ *
+ * Softmax cross-entropy (out are logits): targets (T, B) int32 class ids, of
+ * which only the counted steps are read (so with last_only, only
+ * targets[len_b - 1][b]); loss = -log softmax(out)[target]. */
+CLSTM_API clstm_status clstm_loss_xent(clstm_dtype dtype, int64_t T, int64_t B, int64_t O,
+                                       const void *out, const int32_t *targets,
+                                       const int64_t *lengths, int last_only, double *loss,
+                                       void *dout);
+
+/* Mean squared error: targets (T, B, O) reals (only counted steps read);
+ * loss = mean (out - target)^2. */
+CLSTM_API clstm_status clstm_loss_mse(clstm_dtype dtype, int64_t T, int64_t B, int64_t O,
+                                      const void *out, const void *targets,
+                                      const int64_t *lengths, int last_only, double *loss,
+                                      void *dout);
+
+/* ------------------------------------------------------------- vocabulary */
+/* A token model (ONEHOT or EMBEDDING) may carry its vocabulary: V distinct
+ * Unicode characters, token id i being the i-th, stored as one UTF-8
+ * string (saved in the file's metadata as "vocab"). The model owns a copy.
+ *
+ * clstm_set_vocab: `bytes` bytes of UTF-8 (no NUL needed) holding exactly V
+ * distinct code points, none of them U+0000; replaces any previous one.
+ * Errors: NULL, ARG (not a token model, invalid UTF-8, wrong count,
+ * duplicates, U+0000), NOMEM. Not thread-safe with readers of the vocab.
+ * clstm_get_vocab: *utf8 = the string (NUL-terminated) and *bytes its
+ * length, or NULL and 0 when the model has none.
+ * clstm_vocab_token: the UTF-8 bytes of token `id` (pointing into the
+ * model's string, not NUL-terminated). Errors: NULL, ARG (id out of range
+ * or no vocabulary).
+ * clstm_vocab_lookup: the id of the character that starts `text` (`len`
+ * bytes), and in *used the bytes it takes. Errors: NULL, ARG (no
+ * vocabulary, len = 0, invalid UTF-8, or a character not in the
+ * vocabulary: *used is still set when the UTF-8 was valid, so a caller can
+ * skip it). */
+CLSTM_API clstm_status clstm_set_vocab(clstm_model *m, const char *utf8, size_t bytes);
+CLSTM_API clstm_status clstm_get_vocab(const clstm_model *m, const char **utf8, size_t *bytes);
+CLSTM_API clstm_status clstm_vocab_token(const clstm_model *m, int32_t id, const char **s,
+                                         size_t *len);
+CLSTM_API clstm_status clstm_vocab_lookup(const clstm_model *m, const char *text, size_t len,
+                                          int32_t *id, size_t *used);
+
 /* ---------------------------------------------------------------- threads */
 /* Number of threads clstm uses for its compute (process-wide; default: the
  * OpenMP default, normally the number of cores). n < 1 returns ARG. Small
@@ -326,7 +472,12 @@ CLSTM_API int clstm_has_blas(void);
  * (decimal integers; the flags "0"/"1"), "dropout", "clip" (decimal, written
  * with %.17g so they round-trip; written and read with the C library's
  * strtod/printf, so the process's LC_NUMERIC locale must use '.', as the
- * default "C" locale does), "dtype" ("float32"/"float64"). Data are the
+ * default "C" locale does), "dtype" ("float32"/"float64"), and for the
+ * whole model "encoding" ("none", "onehot", "embedding"), "vocab_size",
+ * "output_size", "softmax" and, when the model has one, "vocab" (the
+ * vocabulary's UTF-8 string, JSON-escaped). Tensor names are
+ * clstm_tensor_info's, including "embedding.weight", "head.weight" and
+ * "head.bias". Data are the
  * parameter block, little-endian, tensors in block order. The backend is not
  * saved. Big-endian hosts get CLSTM_ERR_UNSUPPORTED from all four functions.
  */
@@ -366,7 +517,11 @@ CLSTM_API clstm_status clstm_save(const clstm_model *m, const char *path);
  * be absent (if present they must be "clstm" and "1"); proj_size 0,
  * bidirectional, peepholes, input_forget 0, dropout 0, clip 0; dtype that of
  * the tensors; input_size from weight_ih_l0 (4H, D), hidden_size from
- * weight_hh_l0 (4H, R), num_layers from the number of weight_ih_l{k}.
+ * weight_hh_l0 (4H, R), num_layers from the number of weight_ih_l{k};
+ * encoding "embedding" with vocab_size from embedding.weight (V, D) when that
+ * tensor is present, else "none"; output_size from head.weight (O, N*R) when
+ * present, else 0; softmax 0. A vocab must hold exactly vocab_size distinct
+ * characters (see clstm_set_vocab).
  * The flags also accept "true"/"false"/"True"/"False"; unknown metadata keys
  * are ignored.
  * Errors: NULL, IO (cannot open or read, or not a regular file), FORMAT

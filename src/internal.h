@@ -14,6 +14,14 @@ struct clstm_model {
     size_t elem;        /* bytes per element */
     void *params;       /* owned, 64-byte aligned */
     void *grads;        /* owned, 64-byte aligned */
+    size_t n_lstm;      /* elements of the LSTM's tensors (a prefix) */
+    size_t emb_off;     /* offset of embedding.weight (V, D), if any */
+    size_t head_off;    /* offset of head.weight (O, N*R), then head.bias (O) */
+    char *vocab;        /* owned NUL-terminated UTF-8 of V characters, or NULL */
+    size_t vocab_bytes;
+    size_t *vocab_at;   /* (V + 1) byte offsets of each token in vocab */
+    uint32_t *vocab_cp; /* (V) code points sorted ascending ... */
+    int32_t *vocab_id;  /* ... and their token ids */
 };
 
 /* A "unit" is one direction of one layer: index u = k*N + d. Its tensors
@@ -23,8 +31,13 @@ int64_t clstm_rsize(const clstm_config *c);         /* R: P if P > 0 else H */
 int64_t clstm_unit_input(const clstm_config *c, int64_t k); /* D_k */
 size_t clstm_unit_elems(const clstm_config *c, int64_t k);
 size_t clstm_unit_offset(const clstm_config *c, int64_t k, int64_t d);
-/* Elements in each block for config c (sizes checked: SIZE, OVERFLOW). */
+/* Elements in each block for config c (sizes checked: SIZE, OVERFLOW), and
+ * optionally in its LSTM prefix. */
 clstm_status clstm_param_count(const clstm_config *c, size_t *n);
+clstm_status clstm_param_count_ex(const clstm_config *c, size_t *n, size_t *n_lstm);
+/* The fields of a caller's config, of any size from clstm 0.1.0's on, over
+ * the defaults (ARG when struct_size is smaller than that). */
+clstm_status clstm_config_read(const clstm_config *in, clstm_config *out);
 
 /* Checked size arithmetic: return 0 on success, 1 on overflow. */
 static inline int clstm_mul(size_t a, size_t b, size_t *out) {
@@ -32,6 +45,39 @@ static inline int clstm_mul(size_t a, size_t b, size_t *out) {
 }
 static inline int clstm_add(size_t a, size_t b, size_t *out) {
     return __builtin_add_overflow(a, b, out);
+}
+
+/* Workspaces: caller memory, aligned up to WS_ALIGN by ws_base, carved into
+ * 64-byte aligned arrays by a carver (sizes checked: overflow is sticky). */
+#define WS_ALIGN 64
+
+typedef struct {
+    size_t off, elem;
+    int overflow;
+} carver;
+
+/* Reserve n elements, 64-byte aligned; returns the offset. */
+static inline size_t carve(carver *c, size_t n) {
+    size_t start = c->off, bytes, next;
+    if (clstm_mul(n, c->elem, &bytes) || clstm_add(bytes, WS_ALIGN - 1, &bytes) ||
+        clstm_add(start, bytes & ~(size_t)(WS_ALIGN - 1), &next)) {
+        c->overflow = 1;
+        return 0;
+    }
+    c->off = next;
+    return start;
+}
+
+/* a * b * c elements, or SIZE_MAX (which then overflows in carve). */
+static inline size_t prod3(int64_t a, int64_t b, int64_t c) {
+    size_t ab, abc;
+    if (clstm_mul((size_t)a, (size_t)b, &ab) || clstm_mul(ab, (size_t)c, &abc)) return SIZE_MAX;
+    return abc;
+}
+
+static inline char *ws_base(void *ws) {
+    uintptr_t p = (uintptr_t)ws;
+    return (char *)((p + WS_ALIGN - 1) & ~(uintptr_t)(WS_ALIGN - 1));
 }
 
 /* Row-major gemm: C = alpha * op(A) op(B) + beta * C, op(A) M x K, op(B) K x N.
@@ -49,6 +95,9 @@ void clstm_dgemm(int use_blas, int ta, int tb, int64_t M, int64_t N, int64_t K,
 int64_t clstm_blas_dim_max(void);
 /* Make BLAS run single-threaded, so that our OpenMP team owns the cores. */
 void clstm_blas_single_thread(void);
+
+/* Free the model's vocabulary (vocab.c). */
+void clstm_vocab_clear(clstm_model *m);
 
 /* Threads in the OpenMP team for a problem with batch B, hidden H. */
 int clstm_team_size(int64_t B, int64_t H);

@@ -52,32 +52,7 @@ typedef struct {
 
 #define WS_MAGIC 0x636c73746d777332ull /* "clstmws2" */
 enum { WS_EMPTY = 0, WS_TRAINED = 1, WS_CONSUMED = 2 };
-#define WS_ALIGN 64
 #define WS_HEADER 64 /* bytes reserved for ws_header, keeps arrays aligned */
-
-typedef struct {
-    size_t off, elem;
-    int overflow;
-} carver;
-
-/* Reserve n elements, 64-byte aligned; returns the offset. */
-static size_t carve(carver *c, size_t n) {
-    size_t start = c->off, bytes, next;
-    if (clstm_mul(n, c->elem, &bytes) || clstm_add(bytes, WS_ALIGN - 1, &bytes) ||
-        clstm_add(start, bytes & ~(size_t)(WS_ALIGN - 1), &next)) {
-        c->overflow = 1;
-        return 0;
-    }
-    c->off = next;
-    return start;
-}
-
-/* a * b * c elements, or SIZE_MAX (which then overflows in carve). */
-static size_t prod3(int64_t a, int64_t b, int64_t c) {
-    size_t ab, abc;
-    if (clstm_mul((size_t)a, (size_t)b, &ab) || clstm_mul(ab, (size_t)c, &abc)) return SIZE_MAX;
-    return abc;
-}
 
 /* Reserve `count` consecutive blocks laid out by one carver: returns the
  * stride; the offsets inside a block are relative to its start. */
@@ -149,11 +124,6 @@ static clstm_status layout(const clstm_model *m, int64_t T, int64_t B, int train
         if (inf.total > ly->total) ly->total = inf.total;
     }
     return CLSTM_OK;
-}
-
-static char *ws_base(void *ws) {
-    uintptr_t p = (uintptr_t)ws;
-    return (char *)((p + WS_ALIGN - 1) & ~(uintptr_t)(WS_ALIGN - 1));
 }
 
 /* Sizes and settings of one call, shared by the team. */

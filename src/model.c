@@ -43,6 +43,10 @@ size_t clstm_unit_offset(const clstm_config *c, int64_t k, int64_t d) {
 /* Size of both blocks in elements, with every intermediate checked. Sizes
  * are also capped so that every gemm dimension fits the BLAS integer. */
 clstm_status clstm_param_count(const clstm_config *c, size_t *n) {
+    return clstm_param_count_ex(c, n, NULL);
+}
+
+clstm_status clstm_param_count_ex(const clstm_config *c, size_t *n, size_t *n_lstm) {
     const int64_t lim = clstm_blas_dim_max() / 4;
     if (c->input_size < 1 || c->hidden_size < 1 || c->num_layers < 1) return CLSTM_ERR_SIZE;
     if (c->proj_size < 0 || (c->proj_size > 0 && c->proj_size >= c->hidden_size))
@@ -60,10 +64,34 @@ clstm_status clstm_param_count(const clstm_config *c, size_t *n) {
         clstm_mul(N, u1, &l1) || clstm_mul(l1, (size_t)(c->num_layers - 1), &rest) ||
         clstm_add(l0, rest, &total))
         return CLSTM_ERR_OVERFLOW;
+    /* the whole model: embedding.weight (V, D), head.weight (O, N*R), head.bias (O) */
+    const int tokens = c->encoding != CLSTM_ENCODING_NONE;
+    if (tokens ? c->vocab_size < 1 : c->vocab_size != 0) return CLSTM_ERR_SIZE;
+    if (c->encoding == CLSTM_ENCODING_ONEHOT && c->vocab_size != c->input_size)
+        return CLSTM_ERR_SIZE;
+    if (c->output_size < 0) return CLSTM_ERR_SIZE;
+    if (c->vocab_size > lim || c->output_size > lim) return CLSTM_ERR_OVERFLOW;
+    size_t lstm = total, emb = 0, head = 0;
+    if (c->encoding == CLSTM_ENCODING_EMBEDDING &&
+        clstm_mul((size_t)c->vocab_size, (size_t)c->input_size, &emb))
+        return CLSTM_ERR_OVERFLOW;
+    if (clstm_mul((size_t)c->output_size, N * R + 1, &head) || clstm_add(total, emb, &total) ||
+        clstm_add(total, head, &total))
+        return CLSTM_ERR_OVERFLOW;
     size_t bytes;
     if (clstm_mul(total, sizeof(double), &bytes) || bytes > (SIZE_MAX >> 2))
         return CLSTM_ERR_OVERFLOW;
     *n = total;
+    if (n_lstm) *n_lstm = lstm;
+    return CLSTM_OK;
+}
+
+clstm_status clstm_config_read(const clstm_config *in, clstm_config *out) {
+    const size_t v010 = offsetof(clstm_config, encoding); /* clstm 0.1.0's size */
+    if (in->struct_size != v010 && in->struct_size < sizeof *out) return CLSTM_ERR_ARG;
+    *out = clstm_config_default();
+    memcpy(out, in, in->struct_size < sizeof *out ? in->struct_size : sizeof *out);
+    out->struct_size = sizeof *out;
     return CLSTM_OK;
 }
 
@@ -79,12 +107,19 @@ static atomic_uint_fast64_t g_next_id = 1; /* ties workspaces to models */
 clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **out) {
     if (out) *out = NULL;
     if (!cfg || !out) return CLSTM_ERR_NULL;
-    if (cfg->struct_size < sizeof(clstm_config)) return CLSTM_ERR_ARG;
+    clstm_config own;
+    if (clstm_config_read(cfg, &own) != CLSTM_OK) return CLSTM_ERR_ARG;
+    cfg = &own;
     if (cfg->dtype != CLSTM_FLOAT32 && cfg->dtype != CLSTM_FLOAT64) return CLSTM_ERR_DTYPE;
     if (cfg->bidirectional != 0 && cfg->bidirectional != 1) return CLSTM_ERR_ARG;
     if (!(cfg->dropout >= 0.0 && cfg->dropout < 1.0)) return CLSTM_ERR_ARG; /* NaN too */
     if ((cfg->peepholes != 0 && cfg->peepholes != 1) ||
         (cfg->input_forget != 0 && cfg->input_forget != 1) || !(cfg->clip >= 0.0))
+        return CLSTM_ERR_ARG;
+    if (cfg->encoding != CLSTM_ENCODING_NONE && cfg->encoding != CLSTM_ENCODING_ONEHOT &&
+        cfg->encoding != CLSTM_ENCODING_EMBEDDING)
+        return CLSTM_ERR_ARG;
+    if ((cfg->softmax != 0 && cfg->softmax != 1) || (cfg->softmax && cfg->output_size == 0))
         return CLSTM_ERR_ARG;
     int use_blas;
     switch (cfg->backend) {
@@ -96,8 +131,8 @@ clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **
     case CLSTM_BACKEND_NAIVE: use_blas = 0; break;
     default: return CLSTM_ERR_ARG;
     }
-    size_t n;
-    clstm_status st = clstm_param_count(cfg, &n);
+    size_t n, n_lstm;
+    clstm_status st = clstm_param_count_ex(cfg, &n, &n_lstm);
     if (st != CLSTM_OK) return st;
 
     clstm_model *m = calloc(1, sizeof *m);
@@ -107,6 +142,11 @@ clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **
     m->use_blas = use_blas;
     m->id = atomic_fetch_add(&g_next_id, 1);
     m->n_params = n;
+    m->n_lstm = n_lstm;
+    m->emb_off = n_lstm;
+    m->head_off = n_lstm + (cfg->encoding == CLSTM_ENCODING_EMBEDDING
+                                ? (size_t)(cfg->vocab_size * cfg->input_size)
+                                : 0);
     m->elem = cfg->dtype == CLSTM_FLOAT64 ? sizeof(double) : sizeof(float);
     m->params = alloc_block(n * m->elem);
     m->grads = alloc_block(n * m->elem);
@@ -123,12 +163,19 @@ void clstm_free(clstm_model *m) {
     if (!m) return;
     free(m->params);
     free(m->grads);
+    clstm_vocab_clear(m);
     free(m);
 }
 
 clstm_status clstm_get_config(const clstm_model *m, clstm_config *out) {
     if (!m || !out) return CLSTM_ERR_NULL;
-    *out = m->cfg;
+    const size_t v010 = offsetof(clstm_config, encoding), want = out->struct_size;
+    if (want == v010) { /* a caller built with clstm 0.1.0's header */
+        memcpy(out, &m->cfg, want);
+        out->struct_size = want;
+    } else {
+        *out = m->cfg;
+    }
     return CLSTM_OK;
 }
 
@@ -140,13 +187,24 @@ static uint64_t splitmix64(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
+static double uniform01(uint64_t *s) { return (double)(splitmix64(s) >> 11) * 0x1.0p-53; }
+
+/* A standard normal draw (Box-Muller, one value per two uniforms). */
+static double normal01(uint64_t *s) {
+    const double u1 = 1.0 - uniform01(s), u2 = uniform01(s); /* u1 in (0, 1] */
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
 clstm_status clstm_init_params(clstm_model *m, uint64_t seed) {
     if (!m) return CLSTM_ERR_NULL;
-    double k = 1.0 / sqrt((double)m->cfg.hidden_size);
+    const double k = 1.0 / sqrt((double)m->cfg.hidden_size);
+    const double kh = 1.0 / sqrt((double)(clstm_dirs(&m->cfg) * clstm_rsize(&m->cfg)));
     uint64_t s = seed;
     for (size_t i = 0; i < m->n_params; i++) {
-        double u = (double)(splitmix64(&s) >> 11) * 0x1.0p-53; /* [0, 1) */
-        double v = (2.0 * u - 1.0) * k;
+        double v;
+        if (i < m->n_lstm) v = (2.0 * uniform01(&s) - 1.0) * k;
+        else if (i < m->head_off) v = normal01(&s);
+        else v = (2.0 * uniform01(&s) - 1.0) * kh;
         if (m->cfg.dtype == CLSTM_FLOAT64)
             ((double *)m->params)[i] = v;
         else
@@ -180,9 +238,34 @@ static int64_t unit_tensors(const clstm_config *c) {
     return 4 + (c->proj_size > 0) + (c->peepholes != 0);
 }
 
+static int64_t lstm_tensors(const clstm_config *c) {
+    return unit_tensors(c) * clstm_dirs(c) * c->num_layers;
+}
+
+/* embedding.weight, head.weight, head.bias: the tensors after the LSTM's. */
+static clstm_status extra_tensor_info(const clstm_model *m, int64_t index,
+                                      clstm_tensor_info *out) {
+    const clstm_config *c = &m->cfg;
+    const int emb = c->encoding == CLSTM_ENCODING_EMBEDDING;
+    const int64_t O = c->output_size, NR = clstm_dirs(c) * clstm_rsize(c);
+    if (index < 0 || index > 2) return CLSTM_ERR_ARG;
+    int which = (int)index + !emb; /* 0 embedding, 1 head.weight, 2 head.bias */
+    if (which > (O > 0 ? 2 : 0) || (which == 0 && !emb)) return CLSTM_ERR_ARG;
+    memset(out, 0, sizeof *out);
+    static const char *const names[3] = {"embedding.weight", "head.weight", "head.bias"};
+    snprintf(out->name, sizeof out->name, "%s", names[which]);
+    const int64_t rows[3] = {c->vocab_size, O, O}, cols[3] = {c->input_size, NR, 1};
+    out->offset = which == 0 ? m->emb_off : m->head_off + (which == 2 ? (size_t)(O * NR) : 0);
+    out->ndim = which == 2 ? 1 : 2;
+    out->shape[0] = rows[which];
+    out->shape[1] = cols[which];
+    return CLSTM_OK;
+}
+
 clstm_status clstm_num_tensors(const clstm_model *m, int64_t *n) {
     if (!m || !n) return CLSTM_ERR_NULL;
-    *n = unit_tensors(&m->cfg) * clstm_dirs(&m->cfg) * m->cfg.num_layers;
+    *n = lstm_tensors(&m->cfg) + (m->cfg.encoding == CLSTM_ENCODING_EMBEDDING) +
+         2 * (m->cfg.output_size > 0);
     return CLSTM_OK;
 }
 
@@ -191,7 +274,8 @@ clstm_status clstm_tensor_info_get(const clstm_model *m, int64_t index,
     if (!m || !out) return CLSTM_ERR_NULL;
     const clstm_config *c = &m->cfg;
     const int64_t per = unit_tensors(c), N = clstm_dirs(c);
-    if (index < 0 || index / per >= N * c->num_layers) return CLSTM_ERR_ARG;
+    if (index < 0) return CLSTM_ERR_ARG;
+    if (index / per >= N * c->num_layers) return extra_tensor_info(m, index - lstm_tensors(c), out);
     static const char *const kind[6] = {"weight_ih", "weight_hh", "bias_ih",
                                         "bias_hh",   "weight_hr", "peephole"};
     const int64_t u = index / per, k = u / N, d = u % N;

@@ -249,6 +249,33 @@ static int config_from_meta(st_header *h, clstm_config *c) {
         return fail(h, "dropout is not a number in [0, 1)");
     if ((v = meta(h, "clip")) && parse_real(v, &c->clip))
         return fail(h, "clip is not a non-negative number");
+    if ((v = meta(h, "encoding"))) {
+        if (strcmp(v, "none") == 0) c->encoding = CLSTM_ENCODING_NONE;
+        else if (strcmp(v, "onehot") == 0) c->encoding = CLSTM_ENCODING_ONEHOT;
+        else if (strcmp(v, "embedding") == 0) c->encoding = CLSTM_ENCODING_EMBEDDING;
+        else return fail(h, "encoding is not \"none\", \"onehot\" or \"embedding\"");
+    } else if (find(h, "embedding.weight")) {
+        c->encoding = CLSTM_ENCODING_EMBEDDING;
+    }
+    const st_tensor *emb = find(h, "embedding.weight"), *head = find(h, "head.weight");
+    if ((v = meta(h, "vocab_size"))) {
+        if (parse_int(v, &c->vocab_size)) return fail(h, "vocab_size is not a decimal integer");
+    } else if (c->encoding == CLSTM_ENCODING_ONEHOT) {
+        c->vocab_size = c->input_size;
+    } else if (c->encoding == CLSTM_ENCODING_EMBEDDING) {
+        if (!emb || emb->ndim != 2 || emb->shape[0] > ((uint64_t)1 << 62))
+            return fail(h, "vocab_size is missing and embedding.weight is not (V, D)");
+        c->vocab_size = (int64_t)emb->shape[0];
+    }
+    if ((v = meta(h, "output_size"))) {
+        if (parse_int(v, &c->output_size)) return fail(h, "output_size is not a decimal integer");
+    } else if (head) {
+        if (head->ndim != 2 || head->shape[0] > ((uint64_t)1 << 62))
+            return fail(h, "head.weight is not (O, N*R)");
+        c->output_size = (int64_t)head->shape[0];
+    }
+    if ((v = meta(h, "softmax")) && parse_bool(v, &c->softmax))
+        return fail(h, "softmax is not 0 or 1");
     if ((v = meta(h, "dtype"))) {
         if (strcmp(v, "float32") == 0) c->dtype = CLSTM_FLOAT32;
         else if (strcmp(v, "float64") == 0) c->dtype = CLSTM_FLOAT64;
@@ -326,6 +353,7 @@ static clstm_status load_buffer(const unsigned char *buf, size_t size, clstm_mod
     char *arena = malloc((size_t)n + 1);
     clstm_config cfg;
     size_t count;
+    const char *vocab;
     clstm_model *m = NULL;
     if (!arena) {
         st = CLSTM_ERR_NOMEM;
@@ -342,9 +370,16 @@ static clstm_status load_buffer(const unsigned char *buf, size_t size, clstm_mod
         if (st == CLSTM_OK) st = clstm_create(&cfg, 0, &m);
         if (st != CLSTM_OK && st != CLSTM_ERR_NOMEM) {
             st = CLSTM_ERR_FORMAT;
-            fail(&h, "the __metadata__ config is invalid (sizes, proj_size, dropout or clip)");
+            fail(&h, "the __metadata__ config is invalid (sizes, proj_size, dropout, clip, "
+                     "encoding, vocab_size, output_size or softmax)");
         } else if (st == CLSTM_OK && fill_params(&h, m, buf + 8 + n)) {
             st = CLSTM_ERR_FORMAT;
+        } else if (st == CLSTM_OK && (vocab = meta(&h, "vocab")) &&
+                   (st = clstm_set_vocab(m, vocab, strlen(vocab))) != CLSTM_OK) {
+            if (st != CLSTM_ERR_NOMEM) st = CLSTM_ERR_FORMAT;
+            fail(&h, "vocab is not vocab_size distinct characters of a token model");
+        }
+        if (st != CLSTM_OK) {
             clstm_free(m);
             m = NULL;
         }
@@ -405,18 +440,38 @@ static char *build_header(const clstm_model *m, size_t *n) {
     const clstm_config *c = &m->cfg;
     int64_t nt;
     clstm_num_tensors(m, &nt);
-    size_t cap = 1024 + (size_t)nt * 192, len;
+    size_t cap = 1024 + (size_t)nt * 192 + 6 * m->vocab_bytes, len;
     char *s = malloc(cap);
     if (!s) return NULL;
+    static const char *const encodings[3] = {"none", "onehot", "embedding"};
     len = (size_t)snprintf(
         s, cap,
         "{\"__metadata__\":{\"format\":\"clstm\",\"format_version\":\"1\","
         "\"input_size\":\"%lld\",\"hidden_size\":\"%lld\",\"num_layers\":\"%lld\","
         "\"proj_size\":\"%lld\",\"bidirectional\":\"%d\",\"dropout\":\"%.17g\","
-        "\"peepholes\":\"%d\",\"input_forget\":\"%d\",\"clip\":\"%.17g\",\"dtype\":\"%s\"}",
+        "\"peepholes\":\"%d\",\"input_forget\":\"%d\",\"clip\":\"%.17g\",\"dtype\":\"%s\","
+        "\"encoding\":\"%s\",\"vocab_size\":\"%lld\",\"output_size\":\"%lld\","
+        "\"softmax\":\"%d\"",
         (long long)c->input_size, (long long)c->hidden_size, (long long)c->num_layers,
         (long long)c->proj_size, c->bidirectional, c->dropout, c->peepholes, c->input_forget,
-        c->clip, c->dtype == CLSTM_FLOAT64 ? "float64" : "float32");
+        c->clip, c->dtype == CLSTM_FLOAT64 ? "float64" : "float32", encodings[c->encoding],
+        (long long)c->vocab_size, (long long)c->output_size, c->softmax);
+    if (m->vocab) { /* JSON-escaped: quote, backslash and control characters */
+        len += (size_t)snprintf(s + len, cap - len, ",\"vocab\":\"");
+        for (size_t i = 0; i < m->vocab_bytes; i++) {
+            unsigned char ch = (unsigned char)m->vocab[i];
+            if (ch == '"' || ch == '\\') {
+                s[len++] = '\\';
+                s[len++] = (char)ch;
+            } else if (ch < 0x20) {
+                len += (size_t)snprintf(s + len, cap - len, "\\u%04x", ch);
+            } else {
+                s[len++] = (char)ch;
+            }
+        }
+        s[len++] = '"';
+    }
+    len += (size_t)snprintf(s + len, cap - len, "}");
     for (int64_t i = 0; i < nt; i++) {
         clstm_tensor_info t;
         clstm_tensor_info_get(m, i, &t);

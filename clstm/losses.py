@@ -1,0 +1,132 @@
+"""Losses and softmax over a model's outputs, computed in C (clstm_loss_xent,
+clstm_loss_mse, clstm_softmax), masked by sequence lengths.
+
+Each loss returns (loss, dout): the mean over the counted steps (a Python
+float, accumulated in double) and its gradient with respect to `out`, ready
+for Model.backward. Counted steps: every valid step (t < length), or with
+last_only=True only each sequence's last valid step (length - 1).
+"""
+import numpy as np
+
+from clstm import _core
+from clstm.lstm import _to_numpy
+
+__all__ = ["cross_entropy", "mse", "softmax"]
+
+
+def _out3(out, batch_first):
+    """out as a C-contiguous float (T, B, O) array and whether it was
+    transposed/unbatched: 'time_first', 'batch_first' or 'unbatched'."""
+    a = _to_numpy(out)
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError("out: expected a float32 or float64 array, got dtype %s" % a.dtype)
+    if a.ndim == 2:
+        return np.ascontiguousarray(a[:, None, :]), "unbatched"
+    if a.ndim != 3:
+        raise ValueError("out: expected shape %s or (T, O), got %s"
+                         % ("(B, T, O)" if batch_first else "(T, B, O)", a.shape))
+    if batch_first:
+        return np.ascontiguousarray(a.transpose(1, 0, 2)), "batch_first"
+    return np.ascontiguousarray(a), "time_first"
+
+
+def _back(d, layout):
+    if layout == "unbatched":
+        return d[:, 0, :]
+    if layout == "batch_first":
+        return np.ascontiguousarray(d.transpose(1, 0, 2))
+    return d
+
+
+def _lengths(lengths, T, B):
+    if lengths is None:
+        return None
+    a = _to_numpy(lengths)
+    if a.shape != (B,) or a.dtype.kind not in "iu":
+        raise ValueError("lengths: expected (%d,) integers, got %s %s" % (B, a.shape, a.dtype))
+    if B and (a.min() < 0 or a.max() > T):
+        raise ValueError("lengths: expected 0 <= length <= T (%d)" % T)
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _per_step(targets, name, T, B, tail, layout, last_only, lens, dtype):
+    """targets as the (T, B) + tail array the C loss reads: per step in the
+    out's layout, or with last_only (B,) + tail placed at each last step."""
+    a = _to_numpy(targets)
+    if last_only:
+        want = (B,) + tail if layout != "unbatched" else tail
+        if a.shape != want:
+            raise ValueError("%s: with last_only expected shape %s (one per sequence), got %s"
+                             % (name, want, a.shape))
+        full = np.zeros((T, B) + tail, dtype)
+        ends = (lens if lens is not None else np.full(B, T)) - 1
+        for b in range(B):
+            if ends[b] >= 0:
+                full[ends[b], b] = a.reshape((B,) + tail)[b]
+        return full
+    want = {"unbatched": (T,) + tail, "batch_first": (B, T) + tail,
+            "time_first": (T, B) + tail}[layout]
+    if a.shape != want:
+        raise ValueError("%s: expected shape %s, got %s" % (name, want, a.shape))
+    if layout == "unbatched":
+        a = a.reshape((T, 1) + tail)
+    elif layout == "batch_first":
+        a = np.swapaxes(a, 0, 1)
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _loss(is_mse, out, targets, lengths, last_only, batch_first, grad):
+    o3, layout = _out3(out, batch_first)
+    T, B, O = o3.shape
+    lens = _lengths(lengths, T, B)
+    if is_mse:
+        t = _to_numpy(targets)
+        if t.dtype.kind not in "fiu":
+            raise TypeError("targets: expected real numbers, got dtype %s" % t.dtype)
+        t = _per_step(t, "targets", T, B, (O,), layout, last_only, lens, o3.dtype)
+    else:
+        t = _to_numpy(targets)
+        if t.dtype.kind not in "iu":
+            raise TypeError("targets: expected integer class ids, got dtype %s" % t.dtype)
+        if t.size and (t.min() < 0 or t.max() >= O):
+            raise ValueError("targets: expected class ids in [0, %d), got values in [%d, %d]"
+                             % (O, t.min(), t.max()))
+        t = _per_step(t, "targets", T, B, (), layout, last_only, lens, np.int32)
+    dout = np.empty_like(o3) if grad else None
+    loss = _core.loss(is_mse, T, B, O, o3.reshape(-1), t.reshape(-1), lens, bool(last_only),
+                      None if dout is None else dout.reshape(-1))
+    return loss, (None if dout is None else _back(dout, layout))
+
+
+def cross_entropy(out, targets, lengths=None, *, last_only=False, batch_first=False,
+                  grad=True):
+    """Softmax cross-entropy of logits `out` (T, B, O) ((B, T, O) with
+    batch_first, (T, O) unbatched) against integer class ids `targets`:
+    (T, B) per step, or (B,) with last_only (one label per sequence, at its
+    last valid step). Returns (mean loss in nats, d loss / d out or None)."""
+    return _loss(False, out, targets, lengths, last_only, batch_first, grad)
+
+
+def mse(out, targets, lengths=None, *, last_only=False, batch_first=False, grad=True):
+    """Mean squared error of `out` (T, B, O) against real `targets` of the
+    same shape, or (B, O) with last_only. The mean is over counted steps
+    and the O outputs. Returns (loss, d loss / d out or None)."""
+    return _loss(True, out, targets, lengths, last_only, batch_first, grad)
+
+
+def softmax(z, temperature=1.0):
+    """softmax(z / temperature) over the last axis of a float array (in C,
+    max-subtracted, in double)."""
+    a = _to_numpy(z)
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError("z: expected a float32 or float64 array, got dtype %s" % a.dtype)
+    if a.ndim < 1 or a.size == 0:
+        raise ValueError("z: expected a non-empty array, got shape %s" % (a.shape,))
+    t = float(temperature)
+    if not (t > 0 and np.isfinite(t)):
+        raise ValueError("temperature: expected a finite number > 0, got %r" % (temperature,))
+    c = np.ascontiguousarray(a)
+    p = np.empty_like(c)
+    k = c.shape[-1]
+    _core.softmax(c.size // k, k, c.reshape(-1), t, p.reshape(-1))
+    return p

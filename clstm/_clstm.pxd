@@ -145,3 +145,8 @@ cdef extern from "clstm.h" nogil:
                                 int last_only, double *loss, void *dout)
     clstm_status clstm_set_vocab(clstm_model *m, const char *utf8, size_t bytes)
     clstm_status clstm_get_vocab(const clstm_model *m, const char **utf8, size_t *bytes)
+    clstm_status clstm_set_metadata(clstm_model *m, const char *key, const char *value)
+    clstm_status clstm_get_metadata(const clstm_model *m, const char *key, const char **value)
+    clstm_status clstm_metadata_count(const clstm_model *m, int64_t *n)
+    clstm_status clstm_metadata_at(const clstm_model *m, int64_t i, const char **key,
+                                   const char **value)

@@ -151,6 +151,28 @@ cdef class Model:
         check(clstm_get_vocab(self.m, &s, &n), "vocab")
         return None if s == NULL else s[:n].decode("utf-8")
 
+    def metadata_items(self):
+        """[(key, value)] of the user metadata, in order."""
+        cdef int64_t n, i
+        cdef const char *k
+        cdef const char *v
+        check(clstm_metadata_count(self.m, &n), "metadata")
+        out = []
+        for i in range(n):
+            check(clstm_metadata_at(self.m, i, &k, &v), "metadata")
+            out.append((k.decode("utf-8"), v.decode("utf-8")))
+        return out
+
+    def set_metadata(self, str key, value):
+        """Set (value a str) or remove (value None) one user metadata key."""
+        cdef bytes kb = key.encode("utf-8")
+        cdef bytes vb
+        cdef const char *pv = NULL
+        if value is not None:
+            vb = (<str>value).encode("utf-8")
+            pv = vb
+        check(clstm_set_metadata(self.m, kb, pv), "metadata[%r]" % key)
+
     def set_vocab(self, str vocab):
         cdef bytes b = vocab.encode("utf-8")
         check(clstm_set_vocab(self.m, b, len(b)), "vocab")

@@ -1,107 +1,465 @@
 """The `clstm` command line (also `python -m clstm`).
 
-Subcommands:
-  demo    train a small LSTM to predict the next value of noisy sine waves,
-          printing a falling loss (no data, no download).
+  clstm train                      a character model of a built-in text (no download)
+  clstm train --text FILE          a character model of any UTF-8 text
+  clstm train --csv FILE --column NAME     forecast a real-valued series
+  clstm train --npz FILE           classify sequences (X, lengths, y)
+  clstm sample MODEL               generate text from a character model
+  clstm forecast MODEL --csv FILE --column NAME
+  clstm evaluate MODEL --npz FILE  accuracy and confusion matrix
+  clstm info MODEL                 what a model file holds
+  clstm export MODEL --onnx OUT    a bare LSTM as ONNX
+
+Bad input gives a one-line message and exit status 2; Ctrl-C during
+training writes a checkpoint (resume with --resume) and exits with 130.
 """
 import argparse
+import json
+import os
 import sys
 import time
 
 import numpy as np
 
 import clstm
+from clstm import data as D
+from clstm import train as TR
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
-def _sine_batch(rng, T, B):
-    """B sine waves of random frequency and phase, T+1 samples each:
-    inputs are the first T, targets the next value of each."""
-    freq = rng.uniform(0.05, 0.3, size=(1, B))
-    phase = rng.uniform(0, 2 * np.pi, size=(1, B))
-    t = np.arange(T + 1)[:, None]
-    s = np.sin(freq * t + phase) + 0.02 * rng.standard_normal((T + 1, B))
-    return s[:-1, :, None].astype(np.float32), s[1:, :].astype(np.float32)
+class UsageError(Exception):
+    """A one-line message for the user; exit status 2."""
 
 
-class _Adam:
-    """Adam over one flat parameter vector and its gradient (updated in place)."""
-
-    def __init__(self, params, lr, b1=0.9, b2=0.999, eps=1e-8):
-        self.p, self.lr, self.b1, self.b2, self.eps = params, lr, b1, b2, eps
-        self.m = np.zeros_like(params)
-        self.v = np.zeros_like(params)
-        self.t = 0
-
-    def step(self, grad):
-        self.t += 1
-        self.m += (1 - self.b1) * (grad - self.m)
-        self.v += (1 - self.b2) * (grad * grad - self.v)
-        mhat = self.m / (1 - self.b1 ** self.t)
-        vhat = self.v / (1 - self.b2 ** self.t)
-        self.p -= self.lr * mhat / (np.sqrt(vhat) + self.eps)
+def _positive(kind):
+    def parse(s):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected a %s, got %r" % (kind.__name__, s))
+        if not v > 0:
+            raise argparse.ArgumentTypeError("expected a value > 0, got %r" % s)
+        return v
+    parse.__name__ = kind.__name__
+    return parse
 
 
-def demo(args):
-    """LSTM + linear head, MSE loss, Adam. The LSTM's forward and backward run
-    in the C core; the head and the optimizer are a few NumPy lines until the
-    C ones exist."""
+def _nonneg(kind):
+    def parse(s):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected a %s, got %r" % (kind.__name__, s))
+        if not v >= 0:
+            raise argparse.ArgumentTypeError("expected a value >= 0, got %r" % s)
+        return v
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _fraction(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number, got %r" % s)
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError("expected a number in [0, 1), got %r" % s)
+    return v
+
+
+def _load_model(path, want=None):
+    """A model file, or UsageError naming the problem. want: 'char',
+    'forecast' or 'classify' -- the task the command needs."""
+    try:
+        model = clstm.load(path)
+    except (OSError, ValueError) as e:
+        raise UsageError("%s" % e) from None
+    task = model.metadata.get("task") if isinstance(model, clstm.Model) else None
+    if want == "char" and (not isinstance(model, clstm.Model) or model.vocab is None
+                           or not model.softmax):
+        raise UsageError("%s: not a character model (it has no vocabulary and softmax head); "
+                         "train one with `clstm train --text FILE`" % path)
+    if want in ("forecast", "classify") and task != want:
+        raise UsageError("%s: not a %s model (its task is %s)"
+                         % (path, "forecasting" if want == "forecast" else "classification",
+                            task or "unknown"))
+    return model
+
+
+def _add_common(p, out_default):
+    g = p.add_argument_group("model and run")
+    g.add_argument("--out", default=out_default, help="where the trained model is written")
+    g.add_argument("--epochs", type=_positive(int), default=None,
+                   help="passes over the training data (default depends on the task)")
+    g.add_argument("--hidden", type=_positive(int), default=None,
+                   help="LSTM hidden size H (default depends on the task)")
+    g.add_argument("--layers", type=_positive(int), default=None, help="LSTM layers L")
+    g.add_argument("--seed", type=_nonneg(int), default=0, help="random seed")
+    g.add_argument("--threads", type=_nonneg(int), default=0,
+                   help="threads (0: clstm's default, all cores)")
+
+
+def _train_parser(sub):
+    p = sub.add_parser(
+        "train", help="train a model (default: a character model of a built-in text)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train a model. With no data option: a character-level language model "
+                    "of the Python reference manual's text that ships with Python itself "
+                    "(pydoc_data), so nothing is downloaded.")
+    src = p.add_argument_group("data (at most one; none: the built-in text)")
+    src.add_argument("--text", metavar="FILE", help="UTF-8 text for a character model")
+    src.add_argument("--csv", metavar="FILE", help="CSV file with a real-valued series")
+    src.add_argument("--column", metavar="NAME", help="the CSV column to forecast")
+    src.add_argument("--window", type=_positive(int), default=50,
+                     help="forecasting: input steps per example")
+    src.add_argument("--horizon", type=_positive(int), default=1,
+                     help="forecasting: values predicted after each window")
+    src.add_argument("--npz", metavar="FILE",
+                     help=".npz with X (N, T_max, D), lengths (N), y (N) class labels")
+    src.add_argument("--val-fraction", type=_fraction, default=0.1,
+                     help="share of the data held out for validation")
+    _add_common(p, "model.safetensors")
+    m = p.add_argument_group("model")
+    m.add_argument("--embedding", type=_nonneg(int), default=0,
+                   help="character models: embedding width (0: one-hot input)")
+    m.add_argument("--dropout", type=_fraction, default=0.0,
+                   help="dropout between LSTM layers")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam",
+                   help="optimizer")
+    o.add_argument("--lr", type=_positive(float), default=None,
+                   help="learning rate (default: 0.002 for Adam, 0.1 for SGD)")
+    o.add_argument("--weight-decay", type=_nonneg(float), default=0.0, help="weight decay")
+    o.add_argument("--momentum", type=_nonneg(float), default=0.9, help="SGD momentum")
+    o.add_argument("--clip", type=_nonneg(float), default=5.0,
+                   help="global gradient-norm bound (0: none)")
+    o.add_argument("--schedule", choices=("constant", "step", "cosine"), default="cosine",
+                   help="learning-rate schedule")
+    o.add_argument("--warmup", type=_nonneg(int), default=50,
+                   help="linear warm-up steps")
+    o.add_argument("--batch", type=_positive(int), default=None,
+                   help="batch size B (default: 32, 64 for character models)")
+    o.add_argument("--bptt", type=_positive(int), default=100,
+                   help="character models: steps per truncated-BPTT chunk")
+    o.add_argument("--patience", type=_nonneg(int), default=None,
+                   help="stop after this many evaluations without a better validation "
+                        "loss (default: never)")
+    r = p.add_argument_group("progress, checkpoints, logs")
+    r.add_argument("--eval-every", type=_nonneg(int), default=0,
+                   help="evaluate every N steps (0: about 10 times per run)")
+    r.add_argument("--sample-every", type=_nonneg(int), default=None,
+                   help="character models: print a sample every N steps (0: never; "
+                        "default: at each evaluation)")
+    r.add_argument("--checkpoint", metavar="PATH", default=None,
+                   help="checkpoint file (default: OUT with .ckpt.npz)")
+    r.add_argument("--checkpoint-every", type=_nonneg(int), default=200,
+                   help="steps between checkpoints (0: only at epoch ends)")
+    r.add_argument("--resume", metavar="CKPT",
+                   help="continue the run saved in this checkpoint (same data options)")
+    r.add_argument("--log", metavar="PATH", default=None,
+                   help="metrics log, .jsonl or .csv (default: OUT with .log.jsonl)")
+    r.add_argument("--plot", metavar="PNG", default=None,
+                   help="write a PNG of the training and validation loss (needs "
+                        "matplotlib: pip install 'pyclstm[plot]')")
+    r.add_argument("--max-steps", type=_positive(int), default=None,
+                   help="stop after this many steps in total (checkpointed; resumable)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def _stem(path):
+    base = path[:-len(".safetensors")] if path.endswith(".safetensors") else path
+    return base
+
+
+def _build_task(args):
+    """(task, model) for the data options of a train command."""
+    sources = [s for s in ("text", "csv", "npz") if getattr(args, s)]
+    if len(sources) > 1:
+        raise UsageError("give at most one of --text, --csv, --npz (got %s)"
+                         % ", ".join("--" + s for s in sources))
+    if args.csv and not args.column:
+        raise UsageError("--csv needs --column NAME (the series to forecast)")
+    if args.column and not args.csv:
+        raise UsageError("--column goes with --csv FILE")
+    seed = args.seed
+    rng = np.random.default_rng([seed, 0xDA7A])
+    if args.csv:
+        series = D.read_csv_column(args.csv, args.column)
+        mean, std = float(series.mean()), float(series.std()) or 1.0
+        seqs = D.windows((series - mean) / std, args.window, args.horizon)
+        n_val = int(len(seqs) * args.val_fraction)  # the last windows: no look-ahead
+        train = seqs.subset(np.arange(len(seqs) - n_val))
+        val = seqs.subset(np.arange(len(seqs) - n_val, len(seqs))) if n_val else None
+        task = TR.SequenceTask(train, val, args.batch or 32, kind="regress")
+        model = clstm.Model(1, args.hidden or 64, args.layers or 1, output_size=args.horizon,
+                            dropout=args.dropout, seed=seed)
+        model.metadata.update(task="forecast", window=str(args.window),
+                              horizon=str(args.horizon), mean=repr(mean), std=repr(std),
+                              column=args.column)
+        return task, model, dict(epochs=20)
+    if args.npz:
+        X, lengths, y = D.read_npz(args.npz)
+        n_classes = int(y.max()) + 1
+        train, val = D.Sequences(X, lengths, y).split(args.val_fraction, rng)
+        task = TR.SequenceTask(train, val, args.batch or 32, kind="classify")
+        model = clstm.Model(X.shape[2], args.hidden or 64, args.layers or 1,
+                            output_size=n_classes, softmax=True, dropout=args.dropout,
+                            seed=seed)
+        model.metadata.update(task="classify", classes=str(n_classes))
+        return task, model, dict(epochs=10)
+    text = D.read_text(args.text) if args.text else D.builtin_text()
+    stream = D.TextStream(text, val_fraction=args.val_fraction)
+    task = TR.LanguageModelTask(stream, args.batch or 64, args.bptt)
+    enc = dict(encoding="embedding", input_size=args.embedding) if args.embedding else {}
+    model = clstm.Model(hidden_size=args.hidden or 256, num_layers=args.layers or 1,
+                        vocab=stream.vocab, output_size=len(stream.vocab), softmax=True,
+                        dropout=args.dropout, seed=seed, **enc)
+    model.metadata.update(task="char")
+    return task, model, dict(epochs=1)
+
+
+def cmd_train(args):
     if args.threads:
         clstm.set_num_threads(args.threads)
-    rng = np.random.default_rng(args.seed)
-    H = args.hidden
-    lstm = clstm.LSTM(1, H, args.layers, seed=args.seed)
-    head = np.concatenate([rng.uniform(-1, 1, H) / np.sqrt(H), [0.0]]).astype(np.float32)
-    head_grad = np.zeros_like(head)
-    opt_lstm = _Adam(lstm.flat_parameters, args.lr)
-    opt_head = _Adam(head, args.lr)
-    print("clstm %s demo: predict the next value of noisy sine waves "
-          "(LSTM H=%d L=%d, T=%d, B=%d, %d steps, %d threads)"
-          % (clstm.__version__, H, args.layers, args.seq, args.batch, args.steps,
-             clstm.get_num_threads()))
+    if args.dropout and (args.layers or 1) == 1:
+        raise UsageError("--dropout applies between LSTM layers: it needs --layers 2 or more")
+    for path, what in ((args.out, "--out"), (args.checkpoint, "--checkpoint"),
+                       (args.log, "--log"), (args.plot, "--plot")):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise UsageError("%s %s: the directory does not exist" % (what, path))
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs matplotlib: pip install 'pyclstm[plot]'") from None
+    task, model, defaults = _build_task(args)
+    stem = _stem(args.out)
+    checkpoint = args.checkpoint or stem + ".ckpt.npz"
+    log = args.log or stem + ".log.jsonl"
+    if args.resume:
+        trainer = TR.Trainer.resume(args.resume, task, progress=not args.no_progress)
+        print("resuming %s at step %d of %d" % (args.resume, trainer.step, trainer.total_steps))
+    else:
+        epochs = args.epochs or defaults["epochs"]
+        total = epochs * task.n_batches
+        eval_every = args.eval_every or max(1, total // 10)
+        sample_every = eval_every if args.sample_every is None else args.sample_every
+        lr = args.lr or (0.1 if args.optimizer == "sgd" else 0.002)
+        trainer = TR.Trainer(
+            model, task, optimizer=args.optimizer, lr=lr, weight_decay=args.weight_decay,
+            momentum=args.momentum, clip=args.clip, schedule=args.schedule,
+            warmup=min(args.warmup, total // 5), epochs=epochs, seed=args.seed,
+            patience=args.patience, eval_every=eval_every, out=args.out,
+            checkpoint=checkpoint, checkpoint_every=args.checkpoint_every, log=log,
+            progress=not args.no_progress, sample_every=sample_every,
+            config={k: v for k, v in vars(args).items() if k != "func"})
+        n_params = model.flat_parameters.size
+        print("clstm %s: training %s on %s (%d parameters, %d steps of batch %d, %d threads)"
+              % (clstm.__version__, _describe(model), _source(args), n_params, total,
+                 task.batch_size, clstm.get_num_threads()))
     start = time.perf_counter()
-    for step in range(1, args.steps + 1):
-        x, target = _sine_batch(rng, args.seq, args.batch)
-        y, _ = lstm.forward(x)
-        pred = y @ head[:H] + head[H]
-        err = pred - target
-        loss = float(np.mean(err * err))
-        dpred = (2.0 / err.size) * err
-        head_grad[:H] = np.einsum("tb,tbh->h", dpred, y)
-        head_grad[H] = dpred.sum()
-        lstm.zero_grad()
-        lstm.backward(dpred[:, :, None] * head[:H])
-        opt_lstm.step(lstm.flat_grads)
-        opt_head.step(head_grad)
-        if step == 1 or step % args.print_every == 0 or step == args.steps:
-            print("step %4d  mse %.5f" % (step, loss), flush=True)
-    print("done in %.1f s" % (time.perf_counter() - start))
+    try:
+        history = trainer.fit(max_steps=args.max_steps)
+    except TR.Interrupted as e:
+        print("\nclstm train: %s; continue with: clstm train ... --resume %s"
+              % (e, trainer.checkpoint), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TR.NonFiniteLoss as e:
+        raise UsageError("%s; the last good checkpoint (%s) and model (%s) are kept. Try a "
+                         "lower --lr or --clip." % (e, trainer.checkpoint, trainer.out)) from None
+    elapsed = time.perf_counter() - start
+    last = history[-1] if history else {}
+    print("done: %d steps in %.1f s; %s; model written to %s"
+          % (trainer.step, elapsed, ", ".join("%s %.4f" % (k, last[k]) for k in
+                                               ("train_loss", "val_loss", "val_accuracy")
+                                               if last.get(k) is not None), trainer.out))
+    if args.plot:
+        _plot(history, args.plot)
+    if isinstance(model, clstm.Model) and model.vocab is not None:
+        best = clstm.load(trainer.out) if os.path.exists(trainer.out) else trainer.model
+        print("sample:\n" + TR.generate_text(best, "", 300, 0.8, seed=args.seed))
     return 0
 
 
-def main(argv=None):
+def _describe(model):
+    kind = {"char": "a character model", "forecast": "a forecaster",
+            "classify": "a classifier"}.get(model.metadata.get("task"), "a model")
+    return "%s (LSTM H=%d L=%d%s)" % (kind, model.hidden_size, model.num_layers,
+                                      ", vocabulary %d" % model.vocab_size
+                                      if model.vocab_size else "")
+
+
+def _source(args):
+    if args.text:
+        return args.text
+    if args.csv:
+        return "%s[%s]" % (args.csv, args.column)
+    if args.npz:
+        return args.npz
+    return "the built-in text (Python's reference manual, pydoc_data)"
+
+
+def _plot(history, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in ("train_loss", "val_loss"):
+        pts = [(r["step"], r[key]) for r in history if r.get(key) is not None]
+        if pts:
+            ax.plot(*zip(*pts), label=key.replace("_", " "))
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+    plt.close(fig)
+
+
+def cmd_sample(args):
+    model = _load_model(args.model, "char")
+    try:
+        print(TR.generate_text(model, args.prime, args.length, args.temperature, args.seed))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return 0
+
+
+def cmd_info(args):
+    model = _load_model(args.model)
+    c = model._m.config()
+    print("file: %s (%d bytes)" % (args.model, os.path.getsize(args.model)))
+    print("kind: %s" % (_describe(model) if isinstance(model, clstm.Model) else "a bare LSTM"))
+    for k in ("input_size", "hidden_size", "num_layers", "proj_size", "bidirectional",
+              "dropout", "peepholes", "input_forget", "clip", "encoding", "vocab_size",
+              "output_size", "softmax"):
+        print("%s: %s" % (k, c[k]))
+    print("dtype: %s" % model.dtype)
+    print("parameters: %d" % model.flat_parameters.size)
+    if isinstance(model, clstm.Model):
+        if model.vocab is not None:
+            print("vocab: %s" % json.dumps(model.vocab, ensure_ascii=False))
+        for k, v in sorted(model.metadata.items()):
+            print("metadata %s: %s" % (k, v))
+    return 0
+
+
+def cmd_export(args):
+    model = _load_model(args.model)
+    if isinstance(model, clstm.Model) and not model.is_bare_lstm:
+        raise UsageError("%s: only a bare LSTM (no encoding, no head) exports to ONNX so far"
+                         % args.model)
+    try:
+        model.to_onnx(args.onnx)
+    except ImportError as e:
+        raise UsageError(str(e)) from None
+    print("wrote %s" % args.onnx)
+    return 0
+
+
+def cmd_forecast(args):
+    model = _load_model(args.model, "forecast")
+    md = model.metadata
+    window, horizon = int(md["window"]), int(md["horizon"])
+    mean, std = float(md["mean"]), float(md["std"])
+    series = D.read_csv_column(args.csv, args.column or md.get("column", ""))
+    if len(series) < window:
+        raise UsageError("%s: %d values; the model needs a window of %d"
+                         % (args.csv, len(series), window))
+    z = (series - mean) / std
+    x = z[-window:].reshape(window, 1, 1)
+    out, _ = model.forward(x.astype(model.dtype), train=False)
+    pred = out[-1, 0] * std + mean
+    print("forecast of the next %d value%s after row %d:" % (horizon, "s" * (horizon > 1),
+                                                             len(series)))
+    for i, v in enumerate(pred, 1):
+        print("t+%d: %.6g" % (i, v))
+    if len(series) > window + 1:  # one-step errors over the series, next to persistence
+        seqs = D.windows(z, window, horizon)
+        task = TR.SequenceTask(seqs, None, 256, kind="regress")
+        p = task.predict(model, seqs)[:, 0] * std + mean
+        actual = seqs.y[:, 0] * std + mean
+        persist = seqs.X[:, -1, 0] * std + mean
+        print("one-step MSE over %d windows: model %.6g, persistence %.6g"
+              % (len(actual), np.mean((p - actual) ** 2), np.mean((persist - actual) ** 2)))
+    return 0
+
+
+def cmd_evaluate(args):
+    model = _load_model(args.model, "classify")
+    X, lengths, y = D.read_npz(args.npz)
+    if X.shape[2] != model.input_size:
+        raise UsageError("%s: X has D = %d features; the model expects %d"
+                         % (args.npz, X.shape[2], model.input_size))
+    k = model.output_size
+    if y.max() >= k:
+        raise UsageError("%s: label %d is outside the model's %d classes" % (args.npz, y.max(), k))
+    seqs = D.Sequences(X.astype(model.dtype), lengths, y)
+    pred = TR.SequenceTask(seqs, None, 256).predict(model, seqs).argmax(1)
+    print("accuracy: %.3f" % np.mean(pred == y))
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (y, pred), 1)
+    print("confusion matrix (rows: true class, columns: predicted):")
+    width = max(5, len(str(cm.max())) + 1)
+    print(" " * 6 + "".join(("%d" % j).rjust(width) for j in range(k)))
+    for i in range(k):
+        print(("%d" % i).rjust(6) + "".join(("%d" % v).rjust(width) for v in cm[i]))
+    return 0
+
+
+def build_parser():
     p = argparse.ArgumentParser(prog="clstm", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version="clstm " + clstm.__version__)
-    sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="train on synthetic sine waves and print the loss",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    d.add_argument("--steps", type=int, default=300, help="training steps")
-    d.add_argument("--hidden", type=int, default=32, help="hidden size H")
-    d.add_argument("--layers", type=int, default=1, help="LSTM layers L")
-    d.add_argument("--seq", type=int, default=50, help="sequence length T")
-    d.add_argument("--batch", type=int, default=32, help="batch size B")
-    d.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
-    d.add_argument("--seed", type=int, default=0, help="random seed")
-    d.add_argument("--threads", type=int, default=0, help="threads (0: clstm's default)")
-    d.add_argument("--print-every", type=int, default=25, help="print the loss every N steps")
-    d.set_defaults(func=demo)
-    args = p.parse_args(argv)
-    for name in ("steps", "hidden", "layers", "seq", "batch", "print_every"):
-        if getattr(args, name) < 1:
-            p.error("--%s must be >= 1" % name.replace("_", "-"))
-    if not args.lr > 0:
-        p.error("--lr must be > 0")
-    return args.func(args)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train_parser(sub)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    s = sub.add_parser("sample", help="generate text from a character model",
+                       formatter_class=fmt)
+    s.add_argument("model", metavar="MODEL", help="a character model file")
+    s.add_argument("--prime", default="", help="text to start from")
+    s.add_argument("--length", type=_nonneg(int), default=500, help="characters to generate")
+    s.add_argument("--temperature", type=_nonneg(float), default=0.8,
+                   help="sampling temperature (0: always the most likely character)")
+    s.add_argument("--seed", type=_nonneg(int), default=0, help="random seed")
+    s.set_defaults(func=cmd_sample)
+    i = sub.add_parser("info", help="describe a model file", formatter_class=fmt)
+    i.add_argument("model", metavar="MODEL")
+    i.set_defaults(func=cmd_info)
+    e = sub.add_parser("export", help="export a bare LSTM model to ONNX", formatter_class=fmt)
+    e.add_argument("model", metavar="MODEL")
+    e.add_argument("--onnx", metavar="OUT", required=True, help="the .onnx file to write")
+    e.set_defaults(func=cmd_export)
+    f = sub.add_parser("forecast", help="forecast a series with a trained forecaster",
+                       formatter_class=fmt)
+    f.add_argument("model", metavar="MODEL")
+    f.add_argument("--csv", metavar="FILE", required=True, help="CSV with the series")
+    f.add_argument("--column", metavar="NAME", default=None,
+                   help="the column (default: the one the model was trained on)")
+    f.set_defaults(func=cmd_forecast)
+    v = sub.add_parser("evaluate", help="accuracy of a classifier on an .npz file",
+                       formatter_class=fmt)
+    v.add_argument("model", metavar="MODEL")
+    v.add_argument("--npz", metavar="FILE", required=True, help=".npz with X, lengths, y")
+    v.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, D.DataError) as e:
+        print("clstm %s: %s" % (args.command, e), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("\nclstm %s: interrupted" % args.command, file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

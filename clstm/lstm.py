@@ -7,12 +7,20 @@ import operator
 import secrets
 import threading
 import warnings
+from collections.abc import MutableMapping
 
 import numpy as np
 
 from clstm import _core
 
-__all__ = ["LSTM", "LSTMState", "set_num_threads", "get_num_threads", "has_blas"]
+__all__ = ["LSTM", "LSTMState", "Metadata", "set_num_threads", "get_num_threads", "has_blas"]
+
+# the config's keys in a model file's __metadata__ (include/clstm.h)
+_RESERVED_METADATA = frozenset((
+    "format", "format_version", "input_size", "hidden_size", "num_layers", "proj_size",
+    "bidirectional", "dropout", "peepholes", "input_forget", "clip", "dtype", "encoding",
+    "vocab_size", "output_size", "softmax", "vocab"))
+_MAX_METADATA, _MAX_KEY_BYTES, _MAX_VALUE_BYTES = 48, 256, 65536
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _MAX_THREADS = 1024
@@ -240,6 +248,11 @@ class LSTM:
                 "proj_size=%d, dropout=%g, dtype=%s, batch_first=%s%s)"
                 % (self.input_size, self.hidden_size, self.num_layers, self.bidirectional,
                    self.proj_size, self.dropout, self.dtype.name, self.batch_first, extras))
+
+    @property
+    def metadata(self):
+        """User metadata (str -> str), saved with the model; see Metadata."""
+        return Metadata(self._m)
 
     @property
     def _R(self):
@@ -601,6 +614,53 @@ class LSTM:
             self._pending = None
         return (self._out_seq(dx, layout),
                 (self._out_state(dh0, layout), self._out_state(dc0, layout)))
+
+
+class Metadata(MutableMapping):
+    """A model's user metadata: str -> str pairs stored in the C model, saved
+    with it and restored by clstm.load (at most 48; keys 1..256 bytes of
+    UTF-8 and not a config key; values up to 64 KiB; no NUL characters)."""
+
+    def __init__(self, core):
+        self._core = core
+
+    def __getitem__(self, key):
+        for k, v in self._core.metadata_items():
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __setitem__(self, key, value):
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("metadata: keys and values must be str, got %s -> %s"
+                            % (type(key).__name__, type(value).__name__))
+        kb, vb = key.encode("utf-8", "strict"), value.encode("utf-8", "strict")
+        if not 1 <= len(kb) <= _MAX_KEY_BYTES or "\0" in key:
+            raise ValueError("metadata: key %r must be 1..%d bytes of UTF-8 without NUL"
+                             % (key, _MAX_KEY_BYTES))
+        if key in _RESERVED_METADATA:
+            raise ValueError("metadata: %r is a config key of the model file, not user "
+                             "metadata" % key)
+        if len(vb) > _MAX_VALUE_BYTES or "\0" in value:
+            raise ValueError("metadata[%r]: value must be at most %d bytes without NUL"
+                             % (key, _MAX_VALUE_BYTES))
+        if key not in self and len(self) >= _MAX_METADATA:
+            raise ValueError("metadata: at most %d entries" % _MAX_METADATA)
+        self._core.set_metadata(key, value)
+
+    def __delitem__(self, key):
+        if key not in self:
+            raise KeyError(key)
+        self._core.set_metadata(key, None)
+
+    def __iter__(self):
+        return iter([k for k, _ in self._core.metadata_items()])
+
+    def __len__(self):
+        return len(self._core.metadata_items())
+
+    def __repr__(self):
+        return "Metadata(%r)" % dict(self._core.metadata_items())
 
 
 class LSTMState:

@@ -9,7 +9,7 @@ import numpy as np
 
 from clstm import _core
 
-__all__ = ["SGD", "Adam", "AdamW"]
+__all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "LRSchedule"]
 
 
 def _pairs(target):
@@ -67,6 +67,18 @@ class SGD:
         self.velocity = [np.zeros_like(p) if self.momentum else None for p, _ in self.pairs]
         self.steps = 0
 
+    def state_dict(self):
+        """{name: array or number}: everything step() depends on besides
+        the parameters (copies)."""
+        d = {"steps": self.steps, "lr": self.lr}
+        for i, buf in enumerate(self.velocity):
+            if buf is not None:
+                d["velocity_%d" % i] = buf.copy()
+        return d
+
+    def load_state_dict(self, d):
+        _load_buffers(self, d, [("velocity", self.velocity)])
+
     def step(self):
         for (p, g), buf in zip(self.pairs, self.velocity):
             _core.sgd_step(p, g, buf, self.steps == 0, self.lr, self.momentum, self.dampening,
@@ -93,6 +105,17 @@ class Adam:
         self.v = [np.zeros_like(p) for p, _ in self.pairs]
         self.steps = 0
 
+    def state_dict(self):
+        """{name: array or number}: everything step() depends on besides
+        the parameters (copies)."""
+        d = {"steps": self.steps, "lr": self.lr}
+        for i, (m, v) in enumerate(zip(self.m, self.v)):
+            d["m_%d" % i], d["v_%d" % i] = m.copy(), v.copy()
+        return d
+
+    def load_state_dict(self, d):
+        _load_buffers(self, d, [("m", self.m), ("v", self.v)])
+
     def step(self):
         self.steps += 1
         for (p, g), m, v in zip(self.pairs, self.m, self.v):
@@ -108,3 +131,86 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
         super().__init__(params, lr, betas, eps, weight_decay)
+
+
+def _load_buffers(opt, d, buffers):
+    """Restore steps, lr and the named per-pair buffers from a state_dict,
+    checking every shape and dtype before anything is written."""
+    staged = []
+    for prefix, bufs in buffers:
+        for i, buf in enumerate(bufs):
+            if buf is None:
+                continue
+            key = "%s_%d" % (prefix, i)
+            if key not in d:
+                raise KeyError("state_dict: missing %r" % key)
+            a = np.asarray(d[key])
+            if a.shape != buf.shape:
+                raise ValueError("state_dict[%r]: expected shape %s, got %s"
+                                 % (key, buf.shape, a.shape))
+            staged.append((buf, a))
+    steps = int(d["steps"])
+    if steps < 0:
+        raise ValueError("state_dict['steps']: expected >= 0, got %d" % steps)
+    lr = _nonneg(d.get("lr", opt.lr), "state_dict['lr']")
+    for buf, a in staged:
+        buf[...] = a
+    opt.steps, opt.lr = steps, lr
+
+
+def clip_grad_norm(grads, max_norm):
+    """Scale the gradient(s) in place so that their global L2 norm is at most
+    max_norm (torch.nn.utils.clip_grad_norm_); returns the norm before
+    clipping (in float64). grads: a model (its flat_grads) or a list of
+    arrays. A non-finite norm is returned without scaling anything: the
+    caller decides (the trainer stops)."""
+    arrays = [grads.flat_grads] if hasattr(grads, "flat_grads") else list(grads)
+    max_norm = float(max_norm)
+    if not max_norm > 0:
+        raise ValueError("max_norm: expected a number > 0, got %r" % max_norm)
+    total = float(np.sqrt(sum(float(np.dot(a.astype(np.float64, copy=False),
+                                            a.astype(np.float64, copy=False)))
+                              for a in arrays)))
+    if np.isfinite(total) and total > max_norm:
+        scale = max_norm / (total + 1e-6)
+        for a in arrays:
+            a *= a.dtype.type(scale)
+    return total
+
+
+class LRSchedule:
+    """The learning rate at each step (1-based) of a run of total_steps:
+    kind "constant"; "step" (multiplied by gamma every step_size steps);
+    "cosine" (from base_lr down to min_lr over the steps after warm-up).
+    warmup > 0 ramps linearly from base_lr/warmup to base_lr over the first
+    warmup steps, for every kind."""
+
+    KINDS = ("constant", "step", "cosine")
+
+    def __init__(self, base_lr, kind="constant", total_steps=1, warmup=0, step_size=1000,
+                 gamma=0.5, min_lr=0.0):
+        if kind not in self.KINDS:
+            raise ValueError("kind: expected one of %s, got %r" % (", ".join(self.KINDS), kind))
+        self.base_lr = _nonneg(base_lr, "base_lr")
+        self.kind = kind
+        self.total_steps = max(1, int(total_steps))
+        self.warmup = int(warmup)
+        if self.warmup < 0:
+            raise ValueError("warmup: expected >= 0, got %d" % self.warmup)
+        self.step_size = int(step_size)
+        if self.step_size < 1:
+            raise ValueError("step_size: expected >= 1, got %d" % self.step_size)
+        self.gamma = _nonneg(gamma, "gamma")
+        self.min_lr = _nonneg(min_lr, "min_lr")
+
+    def __call__(self, step):
+        step = max(1, int(step))
+        if step <= self.warmup:
+            return self.base_lr * step / self.warmup
+        if self.kind == "constant":
+            return self.base_lr
+        if self.kind == "step":
+            return float(self.base_lr * self.gamma ** ((step - 1) // self.step_size))
+        span = max(1, self.total_steps - self.warmup)
+        frac = min(1.0, (step - self.warmup) / span)
+        return float(self.min_lr + 0.5 * (self.base_lr - self.min_lr) * (1 + np.cos(np.pi * frac)))

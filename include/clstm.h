@@ -175,9 +175,12 @@ typedef struct clstm_model clstm_model;
 
 /* Create a model; on success *out owns it (free with clstm_free). Parameters
  * are initialised from `seed` as by clstm_init_params; gradients are zero.
- * Errors: NULL (cfg or out), SIZE, OVERFLOW (parameter count), DTYPE,
- * UNSUPPORTED (backend), ARG (struct_size too small), NOMEM. *out is NULL on
- * failure. */
+ * Errors: NULL (cfg or out), SIZE (a size below 1, proj_size >= H, a
+ * vocab_size with encoding NONE or below 1 with a token encoding, ONEHOT
+ * with input_size != vocab_size, output_size < 0), OVERFLOW (parameter
+ * count), DTYPE, UNSUPPORTED (backend), ARG (struct_size, an unknown
+ * encoding or backend, a flag other than 0 or 1, dropout outside [0, 1),
+ * clip < 0, softmax without a head), NOMEM. *out is NULL on failure. */
 CLSTM_API clstm_status clstm_create(const clstm_config *cfg, uint64_t seed,
                                     clstm_model **out);
 
@@ -404,8 +407,9 @@ CLSTM_API clstm_status clstm_softmax(clstm_dtype dtype, int64_t n, int64_t k, co
  * steps and the O outputs for MSE): *loss receives it, in double, and
  * dout, when not NULL, receives d loss / d out (0 at steps that do not
  * count), ready for clstm_model_backward. With nothing counted, *loss = 0
- * and dout = 0. Errors: NULL, SIZE, DTYPE, ARG (a length outside 0..T, or a
- * target outside [0, O)). Thread-safe.
+ * and dout = 0. Errors: NULL, SIZE, OVERFLOW (T*B*O), DTYPE, ARG (a length
+ * outside 0..T, or a target outside [0, O) at a counted step); on error
+ * nothing is written. Thread-safe.
  *
  * Softmax cross-entropy (out are logits): targets (T, B) int32 class ids, of
  * which only the counted steps are read (so with last_only, only
@@ -430,7 +434,8 @@ CLSTM_API clstm_status clstm_loss_mse(clstm_dtype dtype, int64_t T, int64_t B, i
  * clstm_set_vocab: `bytes` bytes of UTF-8 (no NUL needed) holding exactly V
  * distinct code points, none of them U+0000; replaces any previous one.
  * Errors: NULL, ARG (not a token model, invalid UTF-8, wrong count,
- * duplicates, U+0000), NOMEM. Not thread-safe with readers of the vocab.
+ * duplicates, U+0000), NOMEM; on error the previous vocabulary is kept.
+ * Not thread-safe with readers of the vocab.
  * clstm_get_vocab: *utf8 = the string (NUL-terminated) and *bytes its
  * length, or NULL and 0 when the model has none.
  * clstm_vocab_token: the UTF-8 bytes of token `id` (pointing into the
@@ -447,6 +452,35 @@ CLSTM_API clstm_status clstm_vocab_token(const clstm_model *m, int32_t id, const
                                          size_t *len);
 CLSTM_API clstm_status clstm_vocab_lookup(const clstm_model *m, const char *text, size_t len,
                                           int32_t *id, size_t *used);
+
+/* --------------------------------------------------------------- metadata */
+/* User metadata: up to CLSTM_MAX_METADATA string pairs that travel with the
+ * model (saved in the file's __metadata__ next to the config, kept by
+ * clstm_load: every key that is not one of the config's). E.g. the trainer
+ * stores its task and the normalisation of a forecaster here.
+ *
+ * clstm_set_metadata: set key to value (copied), or remove key when value
+ * is NULL (removing an absent key is OK). key: 1..CLSTM_METADATA_KEY_MAX
+ * bytes of UTF-8, not a config key ("format", "format_version",
+ * "input_size", "hidden_size", "num_layers", "proj_size", "bidirectional",
+ * "dropout", "peepholes", "input_forget", "clip", "dtype", "encoding",
+ * "vocab_size", "output_size", "softmax", "vocab"); value: valid UTF-8 of at
+ * most CLSTM_METADATA_VALUE_MAX bytes. Errors: NULL (m or key), ARG (a key
+ * or value as above, or a new key past CLSTM_MAX_METADATA), NOMEM.
+ * clstm_get_metadata: *value = the value (owned by the model, valid until
+ * it is set again or the model freed), or NULL when absent.
+ * clstm_metadata_count / clstm_metadata_at: enumerate the pairs in the
+ * order they were set (ARG for i out of range).
+ * Not thread-safe with other calls on the same model's metadata. */
+#define CLSTM_MAX_METADATA 48
+#define CLSTM_METADATA_KEY_MAX 256
+#define CLSTM_METADATA_VALUE_MAX 65536
+CLSTM_API clstm_status clstm_set_metadata(clstm_model *m, const char *key, const char *value);
+CLSTM_API clstm_status clstm_get_metadata(const clstm_model *m, const char *key,
+                                          const char **value);
+CLSTM_API clstm_status clstm_metadata_count(const clstm_model *m, int64_t *n);
+CLSTM_API clstm_status clstm_metadata_at(const clstm_model *m, int64_t i, const char **key,
+                                         const char **value);
 
 /* ---------------------------------------------------------------- threads */
 /* Number of threads clstm uses for its compute (process-wide; default: the
@@ -506,7 +540,7 @@ CLSTM_API clstm_status clstm_save(const clstm_model *m, const char *path);
  * no tensor entry field besides dtype, shape, data_offsets, no nesting
  * deeper than the format's own three levels, so the parser never recurses,
  * and it allocates only in proportion to N); at most 4096
- * tensors and 64 metadata entries; the tensors must tile the data buffer
+ * tensors and 80 metadata entries; the tensors must tile the data buffer
  * exactly (sorted by begin: the first at 0, each beginning where the last
  * ended, the last ending at the end of the file: no gap, overlap or trailing
  * bytes), each with end - begin = its shape's bytes; and the tensors must be
@@ -521,7 +555,9 @@ CLSTM_API clstm_status clstm_save(const clstm_model *m, const char *path);
  * encoding "embedding" with vocab_size from embedding.weight (V, D) when that
  * tensor is present, else "none"; output_size from head.weight (O, N*R) when
  * present, else 0; softmax 0. A vocab must hold exactly vocab_size distinct
- * characters (see clstm_set_vocab).
+ * characters (see clstm_set_vocab). Every other metadata key becomes user
+ * metadata (clstm_get_metadata); a file with more than CLSTM_MAX_METADATA
+ * of them, or one too long, is FORMAT.
  * The flags also accept "true"/"false"/"True"/"False"; unknown metadata keys
  * are ignored.
  * Errors: NULL, IO (cannot open or read, or not a regular file), FORMAT

@@ -22,6 +22,9 @@ struct clstm_model {
     size_t *vocab_at;   /* (V + 1) byte offsets of each token in vocab */
     uint32_t *vocab_cp; /* (V) code points sorted ascending ... */
     int32_t *vocab_id;  /* ... and their token ids */
+    char *meta_key[CLSTM_MAX_METADATA]; /* owned user metadata, n_meta pairs */
+    char *meta_val[CLSTM_MAX_METADATA];
+    int n_meta;
 };
 
 /* A "unit" is one direction of one layer: index u = k*N + d. Its tensors
@@ -96,8 +99,13 @@ int64_t clstm_blas_dim_max(void);
 /* Make BLAS run single-threaded, so that our OpenMP team owns the cores. */
 void clstm_blas_single_thread(void);
 
-/* Free the model's vocabulary (vocab.c). */
+/* Free the model's vocabulary and user metadata (vocab.c). */
 void clstm_vocab_clear(clstm_model *m);
+void clstm_metadata_clear(clstm_model *m);
+/* 1 if s[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
+int clstm_utf8_valid(const char *s, size_t n);
+/* 1 if key is one of the config's metadata keys (not user metadata). */
+int clstm_metadata_reserved(const char *key);
 
 /* Threads in the OpenMP team for a problem with batch B, hidden H. */
 int clstm_team_size(int64_t B, int64_t H);

@@ -164,6 +164,7 @@ void clstm_free(clstm_model *m) {
     free(m->params);
     free(m->grads);
     clstm_vocab_clear(m);
+    clstm_metadata_clear(m);
     free(m);
 }
 

@@ -22,7 +22,7 @@
 
 #define ST_MAX_HEADER ((uint64_t)100000000) /* safetensors' own cap on N */
 #define ST_MAX_TENSORS 4096
-#define ST_MAX_META 64
+#define ST_MAX_META 80 /* the config's keys and CLSTM_MAX_METADATA of the user's */
 #define ST_MAX_DIMS 8
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -379,6 +379,14 @@ static clstm_status load_buffer(const unsigned char *buf, size_t size, clstm_mod
             if (st != CLSTM_ERR_NOMEM) st = CLSTM_ERR_FORMAT;
             fail(&h, "vocab is not vocab_size distinct characters of a token model");
         }
+        for (size_t i = 0; st == CLSTM_OK && i < h.nm; i++) {
+            if (clstm_metadata_reserved(h.key[i])) continue;
+            st = clstm_set_metadata(m, h.key[i], h.val[i]);
+            if (st != CLSTM_OK && st != CLSTM_ERR_NOMEM) {
+                st = CLSTM_ERR_FORMAT;
+                fail(&h, "more than 48 user metadata entries, or one too long");
+            }
+        }
         if (st != CLSTM_OK) {
             clstm_free(m);
             m = NULL;
@@ -434,13 +442,43 @@ clstm_status clstm_load(const char *path, clstm_model **out) {
 
 /* ---------------------------------------------------------------- saving */
 
+/* Append ,"key":"value" to s at len, JSON-escaped (quote, backslash and
+ * control characters; UTF-8 passes through); returns the new length. The
+ * caller sized s for 6 bytes per input byte plus 16. */
+static size_t put_pair(char *s, size_t len, const char *key, const char *value) {
+    const char *parts[2] = {key, value};
+    s[len++] = ',';
+    for (int p = 0; p < 2; p++) {
+        s[len++] = '"';
+        for (const unsigned char *c = (const unsigned char *)parts[p]; *c; c++) {
+            if (*c == '"' || *c == '\\') {
+                s[len++] = '\\';
+                s[len++] = (char)*c;
+            } else if (*c < 0x20) {
+                static const char hex[] = "0123456789abcdef";
+                memcpy(s + len, "\\u00", 4);
+                s[len + 4] = hex[*c >> 4];
+                s[len + 5] = hex[*c & 15];
+                len += 6;
+            } else {
+                s[len++] = (char)*c;
+            }
+        }
+        s[len++] = '"';
+        if (p == 0) s[len++] = ':';
+    }
+    return len;
+}
+
 /* The header: JSON padded with spaces so that 8 + N is a multiple of 8.
  * Returns a malloc'd buffer of *n bytes, or NULL (out of memory). */
 static char *build_header(const clstm_model *m, size_t *n) {
     const clstm_config *c = &m->cfg;
     int64_t nt;
     clstm_num_tensors(m, &nt);
-    size_t cap = 1024 + (size_t)nt * 192 + 6 * m->vocab_bytes, len;
+    size_t cap = 1024 + (size_t)nt * 192 + 6 * m->vocab_bytes + 16, len;
+    for (int i = 0; i < m->n_meta; i++)
+        cap += 6 * (strlen(m->meta_key[i]) + strlen(m->meta_val[i])) + 16;
     char *s = malloc(cap);
     if (!s) return NULL;
     static const char *const encodings[3] = {"none", "onehot", "embedding"};
@@ -456,21 +494,8 @@ static char *build_header(const clstm_model *m, size_t *n) {
         (long long)c->proj_size, c->bidirectional, c->dropout, c->peepholes, c->input_forget,
         c->clip, c->dtype == CLSTM_FLOAT64 ? "float64" : "float32", encodings[c->encoding],
         (long long)c->vocab_size, (long long)c->output_size, c->softmax);
-    if (m->vocab) { /* JSON-escaped: quote, backslash and control characters */
-        len += (size_t)snprintf(s + len, cap - len, ",\"vocab\":\"");
-        for (size_t i = 0; i < m->vocab_bytes; i++) {
-            unsigned char ch = (unsigned char)m->vocab[i];
-            if (ch == '"' || ch == '\\') {
-                s[len++] = '\\';
-                s[len++] = (char)ch;
-            } else if (ch < 0x20) {
-                len += (size_t)snprintf(s + len, cap - len, "\\u%04x", ch);
-            } else {
-                s[len++] = (char)ch;
-            }
-        }
-        s[len++] = '"';
-    }
+    if (m->vocab) len = put_pair(s, len, "vocab", m->vocab);
+    for (int i = 0; i < m->n_meta; i++) len = put_pair(s, len, m->meta_key[i], m->meta_val[i]);
     len += (size_t)snprintf(s + len, cap - len, "}");
     for (int64_t i = 0; i < nt; i++) {
         clstm_tensor_info t;

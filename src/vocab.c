@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L /* strnlen */
 /* The vocabulary of a token model: V distinct characters, one UTF-8 string,
  * with an index from token id to bytes and a sorted code-point table for
  * lookups. */
@@ -135,5 +136,110 @@ clstm_status clstm_vocab_lookup(const clstm_model *m, const char *text, size_t l
     }
     if (lo == (size_t)m->cfg.vocab_size || m->vocab_cp[lo] != cp) return CLSTM_ERR_ARG;
     *id = m->vocab_id[lo];
+    return CLSTM_OK;
+}
+
+/* ------------------------------------------------------------ metadata */
+
+int clstm_utf8_valid(const char *s, size_t n) {
+    uint32_t cp;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+        if (len == 0) return 0;
+        i += len;
+    }
+    return 1;
+}
+
+int clstm_metadata_reserved(const char *key) {
+    static const char *const reserved[] = {
+        "format",   "format_version", "input_size",   "hidden_size", "num_layers",
+        "proj_size", "bidirectional", "dropout",      "peepholes",   "input_forget",
+        "clip",     "dtype",          "encoding",     "vocab_size",  "output_size",
+        "softmax",  "vocab"};
+    for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
+        if (strcmp(key, reserved[i]) == 0) return 1;
+    return 0;
+}
+
+void clstm_metadata_clear(clstm_model *m) {
+    for (int i = 0; i < m->n_meta; i++) {
+        free(m->meta_key[i]);
+        free(m->meta_val[i]);
+    }
+    m->n_meta = 0;
+}
+
+static int find_meta(const clstm_model *m, const char *key) {
+    for (int i = 0; i < m->n_meta; i++)
+        if (strcmp(m->meta_key[i], key) == 0) return i;
+    return -1;
+}
+
+static char *dup_bytes(const char *s, size_t n) {
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+clstm_status clstm_set_metadata(clstm_model *m, const char *key, const char *value) {
+    if (!m || !key) return CLSTM_ERR_NULL;
+    const size_t kn = strnlen(key, CLSTM_METADATA_KEY_MAX + 1);
+    if (kn == 0 || kn > CLSTM_METADATA_KEY_MAX || !clstm_utf8_valid(key, kn) ||
+        clstm_metadata_reserved(key))
+        return CLSTM_ERR_ARG;
+    const int at = find_meta(m, key);
+    if (!value) { /* remove, keeping the order of the rest */
+        if (at < 0) return CLSTM_OK;
+        free(m->meta_key[at]);
+        free(m->meta_val[at]);
+        for (int i = at + 1; i < m->n_meta; i++) {
+            m->meta_key[i - 1] = m->meta_key[i];
+            m->meta_val[i - 1] = m->meta_val[i];
+        }
+        m->n_meta--;
+        return CLSTM_OK;
+    }
+    const size_t vn = strnlen(value, CLSTM_METADATA_VALUE_MAX + 1);
+    if (vn > CLSTM_METADATA_VALUE_MAX || !clstm_utf8_valid(value, vn)) return CLSTM_ERR_ARG;
+    if (at < 0 && m->n_meta == CLSTM_MAX_METADATA) return CLSTM_ERR_ARG;
+    char *v = dup_bytes(value, vn), *k = at < 0 ? dup_bytes(key, kn) : NULL;
+    if (!v || (at < 0 && !k)) {
+        free(v);
+        free(k);
+        return CLSTM_ERR_NOMEM;
+    }
+    if (at >= 0) {
+        free(m->meta_val[at]);
+        m->meta_val[at] = v;
+    } else {
+        m->meta_key[m->n_meta] = k;
+        m->meta_val[m->n_meta++] = v;
+    }
+    return CLSTM_OK;
+}
+
+clstm_status clstm_get_metadata(const clstm_model *m, const char *key, const char **value) {
+    if (!m || !key || !value) return CLSTM_ERR_NULL;
+    const int at = find_meta(m, key);
+    *value = at < 0 ? NULL : m->meta_val[at];
+    return CLSTM_OK;
+}
+
+clstm_status clstm_metadata_count(const clstm_model *m, int64_t *n) {
+    if (!m || !n) return CLSTM_ERR_NULL;
+    *n = m->n_meta;
+    return CLSTM_OK;
+}
+
+clstm_status clstm_metadata_at(const clstm_model *m, int64_t i, const char **key,
+                               const char **value) {
+    if (!m || !key || !value) return CLSTM_ERR_NULL;
+    if (i < 0 || i >= m->n_meta) return CLSTM_ERR_ARG;
+    *key = m->meta_key[i];
+    *value = m->meta_val[i];
     return CLSTM_OK;
 }

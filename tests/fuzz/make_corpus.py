@@ -31,11 +31,21 @@ CONFIGS = {
                      proj_size=2, peepholes=True, dtype=np.float64),
     "ifg_clip": dict(input_size=1, hidden_size=2, input_forget=True, clip=3.0),
     "dropout": dict(input_size=1, hidden_size=1, num_layers=2, dropout=0.5),
+    # whole models (clstm.Model): encodings, heads, vocabularies
+    "onehot_head": dict(vocab="ab\"\\\n\u00e9\U0001F600", hidden_size=3, output_size=7,
+                        softmax=True),
+    "embed_head": dict(encoding="embedding", vocab_size=5, input_size=2, hidden_size=2,
+                       output_size=3, dtype=np.float64),
+    "raw_head": dict(input_size=2, hidden_size=3, output_size=2, bidirectional=True,
+                     _metadata={"task": "forecast", "mean": "0.5", "note": "a \"quoted\" \u00e9"}),
 }
 
 
 def model_bytes(cfg):
-    model = clstm.LSTM(seed=1, **cfg)
+    cfg = dict(cfg)
+    metadata = cfg.pop("_metadata", {})
+    model = clstm.Model(seed=1, **cfg)
+    model.metadata.update(metadata)
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "m.clstm")
         clstm.save(model, p)

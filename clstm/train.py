@@ -1,0 +1,535 @@
+"""The trainer: a thin loop over C calls (forward, loss, backward, optimizer
+step), with truncated BPTT, validation, early stopping, checkpoints that
+resume exactly, a progress bar and a metrics log.
+
+    task = LanguageModelTask(TextStream(text), batch_size=32, bptt=64)
+    model = Model(vocab=task.vocab, hidden_size=256, output_size=len(task.vocab),
+                  softmax=True, seed=0)
+    Trainer(model, task, epochs=2, out="char.safetensors").fit()
+
+Reproducibility: the model's initialisation, the data order and the dropout
+masks all come from `seed`; with the same seed and thread count two runs
+give the same loss curve, and a run resumed from a checkpoint ends with the
+same parameters as one that was never interrupted.
+"""
+import json
+import math
+import os
+import signal
+import tempfile
+import time
+
+import numpy as np
+
+from clstm import losses, optim
+from clstm.data import DataError, stream_chunks
+from clstm.io import save
+
+__all__ = ["Trainer", "LanguageModelTask", "SequenceTask", "TrainingStopped",
+           "NonFiniteLoss", "Interrupted", "generate_text", "load_checkpoint"]
+
+CHECKPOINT_FORMAT = "clstm-checkpoint-1"
+
+
+class TrainingStopped(Exception):
+    """Training stopped before its end; the message says why and what was kept."""
+
+
+class NonFiniteLoss(TrainingStopped):
+    """The loss or the gradient norm became NaN or infinite."""
+
+
+class Interrupted(TrainingStopped):
+    """Ctrl-C: a checkpoint of the last completed step was written."""
+
+
+# ------------------------------------------------------------------- tasks
+class LanguageModelTask:
+    """Next-token prediction over a token stream (a TextStream): the stream
+    is cut into batch_size parallel rows read in chunks of bptt steps, in
+    order, with the LSTM state carried from chunk to chunk (truncated
+    BPTT). The loss is the per-step cross-entropy in nats."""
+
+    stateful = True
+    last_only = False
+    unit = "char"
+
+    def __init__(self, stream, batch_size=32, bptt=64):
+        self.stream, self.vocab = stream, stream.vocab
+        self.batch_size, self.bptt = batch_size, bptt
+        self.chunks = stream_chunks(stream.train, batch_size, bptt)
+        self.val_chunks = (stream_chunks(stream.val, min(batch_size, max(1, (len(stream.val) - 1)
+                                                                          // bptt)), bptt)
+                           if len(stream.val) >= 2 else [])
+
+    @property
+    def n_batches(self):
+        return len(self.chunks)
+
+    def epoch_order(self, rng):
+        return np.arange(len(self.chunks))  # in order: the state runs along the rows
+
+    def batch(self, k, order):
+        inputs, targets = self.chunks[order[k]]
+        return inputs, targets, None
+
+    @staticmethod
+    def units(inputs):
+        return inputs.size
+
+    @staticmethod
+    def loss(out, targets, lengths, grad=True):
+        return losses.cross_entropy(out, targets, lengths, grad=grad)
+
+    def evaluate(self, model):
+        """Mean validation loss per token (nats), the state carried."""
+        if not self.val_chunks:
+            return None
+        total, count, state = 0.0, 0, None
+        for inputs, targets in self.val_chunks:
+            out, state = model.forward(inputs, state, train=False)
+            loss, _ = losses.cross_entropy(out, targets, grad=False)
+            total += loss * targets.size
+            count += targets.size
+        return {"val_loss": total / count}
+
+
+class SequenceTask:
+    """One prediction per sequence at its last valid step: classification
+    (kind "classify": y are class ids, cross-entropy) or regression and
+    forecasting (kind "regress": y (N, O) reals, mean squared error).
+    Mini-batches of variable-length sequences, reshuffled every epoch."""
+
+    stateful = False
+    last_only = True
+    unit = "seq"
+
+    def __init__(self, train, val=None, batch_size=32, kind="classify"):
+        if kind not in ("classify", "regress"):
+            raise ValueError("kind: expected 'classify' or 'regress', got %r" % (kind,))
+        self.train, self.val, self.kind = train, val, kind
+        self.batch_size = batch_size
+
+    @property
+    def n_batches(self):
+        return -(-len(self.train) // self.batch_size)
+
+    def epoch_order(self, rng):
+        return rng.permutation(len(self.train))
+
+    def batch(self, k, order):
+        X, lens, y = self.train.batch(order[k * self.batch_size:(k + 1) * self.batch_size])
+        return X.astype(self.dtype, copy=False), y, lens
+
+    dtype = np.float64  # set by the Trainer to the model's
+
+    @staticmethod
+    def units(inputs):
+        return inputs.shape[1]
+
+    def loss(self, out, targets, lengths, grad=True):
+        f = losses.cross_entropy if self.kind == "classify" else losses.mse
+        return f(out, targets, lengths, last_only=True, grad=grad)
+
+    def predict(self, model, seqs):
+        """The model's output at each sequence's last valid step, (N, O)."""
+        outs = []
+        for i in range(0, len(seqs), 256):
+            idx = np.arange(i, min(i + 256, len(seqs)))
+            X, lens, _ = seqs.batch(idx)
+            out, _ = model.forward(X, lengths=lens, train=False)
+            outs.append(out[lens - 1, np.arange(len(idx))])
+        return np.concatenate(outs)
+
+    def evaluate(self, model, seqs=None):
+        seqs = self.val if seqs is None else seqs
+        if seqs is None:
+            return None
+        pred = self.predict(model, seqs)
+        if self.kind == "classify":
+            loss, _ = losses.cross_entropy(pred[None], seqs.y[None].astype(np.int32), grad=False)
+            return {"val_loss": loss, "val_accuracy": float(np.mean(pred.argmax(1) == seqs.y))}
+        loss, _ = losses.mse(pred[None], seqs.y[None].astype(pred.dtype), grad=False)
+        return {"val_loss": loss}
+
+
+# ----------------------------------------------------------------- sampling
+def generate_text(model, prime="", length=200, temperature=1.0, seed=0):
+    """Text from a character model: the prime is fed through the model, then
+    `length` characters are drawn one step at a time from softmax(logits /
+    temperature) (temperature 0: the most likely one, ties to the lowest
+    id) with a NumPy generator seeded by `seed`. Returns prime + the new
+    text. An empty prime starts from the zero state and the vocabulary's
+    first character."""
+    vocab = model.vocab
+    if vocab is None or not model.softmax:
+        raise ValueError("model: expected a character model (a vocabulary and a softmax head)")
+    temperature = float(temperature)
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise ValueError("temperature: expected a finite number >= 0, got %r" % temperature)
+    length = int(length)
+    if length < 0:
+        raise ValueError("length: expected >= 0, got %d" % length)
+    rng = np.random.default_rng(seed)
+    ids = model.encode(prime) if prime else np.zeros(1, np.int32)
+    state = model.initial_state(1)
+    out, state = model.forward(ids[:, None], state, train=False)
+    logits = out[-1, 0]
+    new = []
+    for _ in range(length):
+        if temperature == 0:
+            nxt = int(np.argmax(logits))
+        else:
+            p = losses.softmax(logits.astype(np.float64), temperature)
+            nxt = int(rng.choice(len(p), p=p / p.sum()))
+        new.append(nxt)
+        logits, state = model.step(np.array([nxt], np.int32), state)
+        logits = logits[0]
+    return (prime if prime else vocab[0]) + model.decode(new)
+
+
+# -------------------------------------------------------------- checkpoints
+def _atomic_write(path, write):
+    """write(f) into a temporary file beside path, fsync, rename over path."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _model_bytes(model):
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "model.safetensors")
+        save(model, p)
+        with open(p, "rb") as f:
+            return f.read()
+
+
+def _rng_state(gen):
+    return gen.bit_generator.state
+
+
+def _set_rng_state(gen, state):
+    gen.bit_generator.state = state
+
+
+def load_checkpoint(path):
+    """(model, arrays, meta) from a checkpoint written by Trainer; DataError
+    naming the problem for anything that is not one."""
+    from clstm.io import load
+    if not os.path.isfile(path):
+        raise DataError("%s: no such checkpoint file" % path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:  # any malformed npz: one message
+        raise DataError("%s: not a clstm checkpoint (%s)" % (path, e)) from None
+    try:
+        meta = json.loads(bytes(arrays.pop("meta")).decode("utf-8"))
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("format %r" % meta.get("format"))
+        blob = arrays.pop("model")
+    except (KeyError, ValueError) as e:
+        raise DataError("%s: not a clstm checkpoint (%s)" % (path, e)) from None
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "model.safetensors")
+        with open(p, "wb") as f:
+            f.write(blob.tobytes())
+        try:
+            model = load(p)
+        except ValueError as e:
+            raise DataError("%s: the checkpoint's model is invalid (%s)" % (path, e)) from None
+    return model, arrays, meta
+
+
+# ------------------------------------------------------------------ trainer
+def _make_optimizer(name, model, lr, weight_decay, momentum, nesterov):
+    if name == "sgd":
+        return optim.SGD(model, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                         nesterov=nesterov)
+    if name == "adam":
+        return optim.Adam(model, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return optim.AdamW(model, lr=lr, weight_decay=weight_decay)
+    raise ValueError("optimizer: expected 'sgd', 'adam' or 'adamw', got %r" % (name,))
+
+
+class Trainer:
+    """Train `model` on `task` (LanguageModelTask or SequenceTask).
+
+    optimizer "adam" (default), "adamw" or "sgd" (momentum, nesterov),
+    with weight_decay; clip: the global gradient-norm bound (0: none);
+    schedule: "constant", "step" (gamma every step_size steps) or "cosine"
+    (to 0 at the end), each with `warmup` linear warm-up steps.
+    Validation every eval_every steps and at each epoch's end; patience: stop
+    after that many evaluations without a better validation loss (None:
+    never). out: the model file, written (atomically) whenever the
+    validation loss improves, or at the end without validation data.
+    checkpoint: a file rewritten (atomically) every checkpoint_every steps,
+    at each epoch's end, on Ctrl-C and at the end; resume with
+    Trainer.resume. log: a .jsonl or .csv file of metrics, one record per
+    evaluation. sample_every: print a generated sample every that many steps
+    (character models). config: a JSON-able dict kept in the checkpoint (the
+    command line stores its arguments there to rebuild the task).
+    """
+
+    def __init__(self, model, task, *, optimizer="adam", lr=2e-3, weight_decay=0.0,
+                 momentum=0.9, nesterov=False, clip=5.0, schedule="constant", warmup=0,
+                 step_size=1000, gamma=0.5, epochs=1, seed=0, patience=None, eval_every=0,
+                 out=None, checkpoint=None, checkpoint_every=0, log=None, progress=True,
+                 sample_every=0, sample_length=200, sample_prime="", config=None):
+        self.model, self.task = model, task
+        task.dtype = model.dtype
+        self.epochs = int(epochs)
+        if self.epochs < 1:
+            raise ValueError("epochs: expected >= 1, got %d" % self.epochs)
+        self.total_steps = self.epochs * task.n_batches
+        self.opt_settings = dict(optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                                 momentum=momentum, nesterov=nesterov)
+        self.opt = _make_optimizer(optimizer, model, lr, weight_decay, momentum, nesterov)
+        self.schedule = optim.LRSchedule(lr, schedule, self.total_steps, warmup, step_size,
+                                         gamma)
+        self.clip = float(clip)
+        self.patience = patience
+        self.eval_every, self.checkpoint_every = int(eval_every), int(checkpoint_every)
+        self.out, self.checkpoint, self.log = out, checkpoint, log
+        self.progress = progress
+        self.sample_every, self.sample_length = int(sample_every), int(sample_length)
+        self.sample_prime = sample_prime
+        self.config = dict(config or {})
+        self.seed = seed
+        self.rng = np.random.default_rng([seed, 0x7A11])
+        # the position in the run
+        self.step, self.epoch, self.k = 0, 0, 0
+        self.order = None
+        self.state = None
+        self.best_val, self.bad_evals = None, 0
+        self.history = []
+        self._stop = False
+        self._window = []  # recent training losses, for the log and the bar
+
+    # ------------------------------------------------------------ resuming
+    @classmethod
+    def resume(cls, path, task, **overrides):
+        """A Trainer continuing the checkpoint at `path` on `task` (the same
+        data); the settings are the checkpoint's, `overrides` (e.g. progress)
+        aside."""
+        model, arrays, meta = load_checkpoint(path)
+        settings = dict(meta["settings"])
+        settings.update(overrides)
+        self = cls(model, task, config=meta.get("config"), **settings)
+        if self.task.n_batches != meta["n_batches"]:
+            raise DataError("%s: the data differ from the checkpointed run's (%d batches per "
+                            "epoch, the checkpoint has %d)"
+                            % (path, self.task.n_batches, meta["n_batches"]))
+        self.opt.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
+                                 | meta["opt_scalars"])
+        self.step, self.epoch, self.k = meta["step"], meta["epoch"], meta["k"]
+        self.order = arrays.get("order")
+        if "state_h" in arrays:
+            self.state = (arrays["state_h"].astype(model.dtype),
+                          arrays["state_c"].astype(model.dtype))
+        self.best_val, self.bad_evals = meta["best_val"], meta["bad_evals"]
+        self.history, self._window = meta["history"], meta["window"]
+        _set_rng_state(self.rng, meta["rng"])
+        _set_rng_state(model._dropout_rng, meta["dropout_rng"])
+        return self
+
+    def save_checkpoint(self, path=None):
+        """Write the run's complete state (atomically) to path or
+        self.checkpoint."""
+        path = path or self.checkpoint
+        if not path:
+            return
+        opt_state = self.opt.state_dict()
+        arrays = {"opt." + k: v for k, v in opt_state.items() if isinstance(v, np.ndarray)}
+        scalars = {k: v for k, v in opt_state.items() if not isinstance(v, np.ndarray)}
+        arrays["model"] = np.frombuffer(_model_bytes(self.model), np.uint8)
+        if self.order is not None:
+            arrays["order"] = self.order
+        if self.state is not None:
+            arrays["state_h"], arrays["state_c"] = self.state
+        settings = dict(self.opt_settings, clip=self.clip, schedule=self.schedule.kind,
+                        warmup=self.schedule.warmup, step_size=self.schedule.step_size,
+                        gamma=self.schedule.gamma, epochs=self.epochs, seed=self.seed,
+                        patience=self.patience, eval_every=self.eval_every, out=self.out,
+                        checkpoint=self.checkpoint, checkpoint_every=self.checkpoint_every,
+                        log=self.log, sample_every=self.sample_every,
+                        sample_length=self.sample_length, sample_prime=self.sample_prime)
+        meta = dict(format=CHECKPOINT_FORMAT, step=self.step, epoch=self.epoch, k=self.k,
+                    n_batches=self.task.n_batches, best_val=self.best_val,
+                    bad_evals=self.bad_evals, history=self.history, rng=_rng_state(self.rng),
+                    dropout_rng=_rng_state(self.model._dropout_rng), opt_scalars=scalars,
+                    window=self._window,
+                    settings=settings, config=self.config)
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
+        _atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    # ------------------------------------------------------------- the loop
+    def _train_step(self, inputs, targets, lengths):
+        model = self.model
+        out, (h, c) = model.forward(inputs, self.state if self.task.stateful else None,
+                                    lengths=lengths, train=True)
+        loss, dout = self.task.loss(out, targets, lengths)
+        if not math.isfinite(loss):
+            raise NonFiniteLoss("the training loss became %r at step %d" % (loss, self.step + 1))
+        model.zero_grad()
+        model.backward(dout)
+        if self.clip > 0:
+            norm = optim.clip_grad_norm(model, self.clip)
+            if not math.isfinite(norm):
+                raise NonFiniteLoss("the gradient norm became %r at step %d"
+                                    % (norm, self.step + 1))
+        self.opt.lr = self.schedule(self.step + 1)
+        self.opt.step()
+        if self.task.stateful:
+            self.state = (h, c)
+        return loss
+
+    def _evaluate(self, elapsed):
+        metrics = self.task.evaluate(self.model)
+        train_loss = float(np.mean(self._window)) if self._window else None
+        rec = dict(step=self.step, epoch=self.step / self.task.n_batches,
+                   train_loss=train_loss, lr=self.opt.lr, time=round(elapsed, 3))
+        rec.update(metrics or {})
+        self._window = []
+        self.history.append(rec)
+        self._write_log()
+        val = rec.get("val_loss")
+        if val is None:
+            return rec
+        if self.best_val is None or val < self.best_val:
+            self.best_val, self.bad_evals = val, 0
+            if self.out:
+                save(self.model, self.out)
+        else:
+            self.bad_evals += 1
+            if self.patience is not None and self.bad_evals > self.patience:
+                self._stop = True
+        return rec
+
+    def _write_log(self):
+        if not self.log:
+            return
+        keys = []
+        for r in self.history:
+            keys += [k for k in r if k not in keys]
+
+        def write(f):
+            if self.log.endswith(".csv"):
+                f.write((",".join(keys) + "\n").encode())
+                for r in self.history:
+                    f.write((",".join("" if r.get(k) is None else repr(r[k]) for k in keys)
+                             + "\n").encode())
+            else:
+                for r in self.history:
+                    f.write((json.dumps(r) + "\n").encode())
+        _atomic_write(self.log, write)
+
+    def _sample(self):
+        if not (self.sample_every and self.model.vocab is not None and self.model.softmax):
+            return None
+        return generate_text(self.model, self.sample_prime, self.sample_length, 0.8,
+                             seed=[self.seed, self.step])
+
+    def fit(self, max_steps=None):
+        """Train until the last epoch ends, early stopping triggers, or
+        max_steps total steps are done (then a checkpoint is written, so
+        resume continues). Returns the history (one record per evaluation).
+        Raises Interrupted on Ctrl-C (after a checkpoint) and NonFiniteLoss
+        (the last checkpoint and model file are left as they were)."""
+        from tqdm import tqdm
+        task = self.task
+        previous = signal.getsignal(signal.SIGINT)
+        interrupted = []
+
+        def on_sigint(signum, frame):
+            interrupted.append(True)
+
+        in_main = True
+        try:
+            signal.signal(signal.SIGINT, on_sigint)
+        except ValueError:  # not the main thread: no Ctrl-C handling
+            in_main = False
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+                   unit="step", dynamic_ncols=True, leave=True)
+        start = time.perf_counter()
+        units, t_units = 0, time.perf_counter()
+        try:
+            while self.epoch < self.epochs and not self._stop:
+                if self.order is None:
+                    self.order = task.epoch_order(self.rng)
+                    self.k = 0
+                    self.state = None
+                while self.k < task.n_batches:
+                    if interrupted:
+                        self.save_checkpoint()
+                        raise Interrupted("interrupted at step %d; checkpoint %s"
+                                          % (self.step, self.checkpoint or "(none: no "
+                                             "--checkpoint path)"))
+                    if max_steps is not None and self.step >= max_steps:
+                        self.save_checkpoint()
+                        return self.history
+                    inputs, targets, lengths = task.batch(self.k, self.order)
+                    loss = self._train_step(inputs, targets, lengths)
+                    self.step += 1
+                    self.k += 1
+                    self._window.append(loss)
+                    units += task.units(inputs)
+                    now = time.perf_counter()
+                    rate = units / max(now - t_units, 1e-9)
+                    bar.set_postfix_str("loss %.3f, %.0f %s/s" % (loss, rate, task.unit),
+                                        refresh=False)
+                    bar.update(1)
+                    if now - t_units > 10:
+                        units, t_units = 0, now
+                    if self.eval_every and self.step % self.eval_every == 0:
+                        self._report(bar, self._evaluate(time.perf_counter() - start))
+                        if self._stop:
+                            break
+                    if self.sample_every and self.step % self.sample_every == 0:
+                        s = self._sample()
+                        if s is not None:
+                            bar.write("--- sample at step %d:\n%s\n---" % (self.step, s))
+                    if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                        self.save_checkpoint()
+                if self.k >= task.n_batches:
+                    self.epoch += 1
+                    self.order = None
+                    if not (self.eval_every and self.step % self.eval_every == 0):
+                        self._report(bar, self._evaluate(time.perf_counter() - start))
+                    self.save_checkpoint()
+            if self.out and self.best_val is None:  # no validation data: the last model
+                save(self.model, self.out)
+            self.save_checkpoint()
+        finally:
+            bar.close()
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
+        return self.history
+
+    def _report(self, bar, rec):
+        parts = ["step %d" % rec["step"], "epoch %.2f" % rec["epoch"]]
+        for k in ("train_loss", "val_loss", "val_accuracy"):
+            if rec.get(k) is not None:
+                parts.append("%s %.4f" % (k, rec[k]))
+        bar.write("  ".join(parts))

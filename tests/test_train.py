@@ -1,0 +1,206 @@
+"""The trainer: reproducible runs, checkpoints that resume exactly (also
+after Ctrl-C), non-finite losses stopping cleanly, atomic checkpoint
+writes. Small models and data, so these run in seconds."""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import clstm
+from clstm import data as D
+from clstm import train as TR
+
+TEXT = ("It was the best of times, it was the worst of times, it was the age of wisdom, "
+        "it was the age of foolishness, it was the epoch of belief. ") * 12
+
+
+def lm(seed=3, dropout=0.0):
+    stream = D.TextStream(TEXT)
+    task = TR.LanguageModelTask(stream, batch_size=4, bptt=16)
+    layers = 2 if dropout else 1
+    model = clstm.Model(hidden_size=12, num_layers=layers, vocab=stream.vocab,
+                        output_size=len(stream.vocab), softmax=True, seed=seed,
+                        dropout=dropout)
+    return task, model
+
+
+def classifier(seed=1):
+    rng = np.random.default_rng(0)
+    N, T, Dm = 40, 9, 3
+    X = rng.standard_normal((N, T, Dm))
+    lengths = rng.integers(2, T + 1, N)
+    y = (X[np.arange(N), lengths - 1, 0] > 0).astype(np.int64)
+    train, val = D.Sequences(X, lengths, y).split(0.25, np.random.default_rng(1))
+    task = TR.SequenceTask(train, val, batch_size=8, kind="classify")
+    model = clstm.Model(Dm, 6, 2, output_size=2, softmax=True, dropout=0.3, seed=seed,
+                        dtype=np.float64)
+    return task, model
+
+
+def run(make, tmp_path, name, max_steps=None, **kw):
+    task, model = make()
+    settings = dict(epochs=3, eval_every=7, progress=False, out=str(tmp_path / (name + ".st")),
+                    checkpoint=str(tmp_path / (name + ".ckpt")),
+                    log=str(tmp_path / (name + ".jsonl")), checkpoint_every=5)
+    settings.update(kw)
+    t = TR.Trainer(model, task, **settings)
+    history = t.fit(max_steps=max_steps)
+    return t, history
+
+
+def strip_time(history):
+    return [{k: v for k, v in r.items() if k != "time"} for r in history]
+
+
+@pytest.mark.parametrize("make", [lm, lambda: lm(dropout=0.4), classifier],
+                         ids=["charlm", "charlm-dropout", "classify-shuffled-dropout"])
+def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, make):
+    clstm.set_num_threads(2)
+    full, h_full = run(make, tmp_path, "full")
+    part, _ = run(make, tmp_path, "part", max_steps=full.step // 2 + 1)
+    assert part.step == full.step // 2 + 1 < full.step
+    task, _ = make()
+    resumed = TR.Trainer.resume(str(tmp_path / "part.ckpt"), task, progress=False)
+    h_res = resumed.fit()
+    assert resumed.step == full.step
+    np.testing.assert_array_equal(resumed.model.flat_parameters, full.model.flat_parameters)
+    assert strip_time(h_res) == strip_time(h_full)
+    for k in ("m_0", "v_0"):
+        np.testing.assert_array_equal(resumed.opt.state_dict()[k], full.opt.state_dict()[k])
+
+
+def test_same_seed_same_curve_other_seed_another(tmp_path):
+    _, h1 = run(lm, tmp_path, "a")
+    _, h2 = run(lm, tmp_path, "b")
+    _, h3 = run(lambda: lm(seed=4), tmp_path, "c")
+    assert strip_time(h1) == strip_time(h2)
+    assert strip_time(h1) != strip_time(h3)
+
+
+def test_training_lowers_the_validation_loss(tmp_path):
+    t, h = run(lm, tmp_path, "a", epochs=6, lr=0.01)
+    assert h[-1]["val_loss"] < h[0]["val_loss"] - 0.3
+    # the best model went to `out`, and it is the best validation loss seen
+    best = clstm.load(t.out)
+    assert isinstance(best, clstm.Model) and best.vocab == t.model.vocab
+    assert t.best_val == min(r["val_loss"] for r in h)
+
+
+def test_ctrl_c_checkpoints_and_resumes_exactly(tmp_path, monkeypatch):
+    full, _ = run(lm, tmp_path, "full")
+    task, model = lm()
+    t = TR.Trainer(model, task, epochs=3, eval_every=7, progress=False,
+                   out=str(tmp_path / "i.st"), checkpoint=str(tmp_path / "i.ckpt"),
+                   log=str(tmp_path / "i.jsonl"), checkpoint_every=5)
+    real_batch = task.batch
+    calls = []
+
+    def batch(k, order):  # a Ctrl-C arriving in the middle of step 11
+        calls.append(k)
+        if len(calls) == 11:
+            signal.raise_signal(signal.SIGINT)
+        return real_batch(k, order)
+
+    monkeypatch.setattr(task, "batch", batch)
+    with pytest.raises(TR.Interrupted, match="interrupted at step 11"):
+        t.fit()
+    monkeypatch.undo()
+    task2, _ = lm()
+    resumed = TR.Trainer.resume(str(tmp_path / "i.ckpt"), task2, progress=False)
+    assert resumed.step == 11
+    resumed.fit()
+    np.testing.assert_array_equal(resumed.model.flat_parameters, full.model.flat_parameters)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
+    task, model = lm()
+    ckpt = str(tmp_path / "n.ckpt")
+    t = TR.Trainer(model, task, epochs=1, progress=False, checkpoint=ckpt,
+                   out=str(tmp_path / "n.st"), checkpoint_every=3, eval_every=0)
+    t.fit(max_steps=3)
+    before = open(ckpt, "rb").read()
+    model.flat_parameters[:] = np.nan  # what a diverged run looks like
+    with pytest.raises(TR.NonFiniteLoss, match="training loss became nan at step 4"):
+        t.fit()
+    assert open(ckpt, "rb").read() == before
+    m, _, meta = TR.load_checkpoint(ckpt)
+    assert meta["step"] == 3 and np.isfinite(m.flat_parameters).all()
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    task, model = lm()
+    ckpt = tmp_path / "a.ckpt"
+    t = TR.Trainer(model, task, epochs=1, progress=False, checkpoint=str(ckpt))
+    t.save_checkpoint()
+    before = ckpt.read_bytes()
+
+    def broken(f, **arrays):
+        f.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", broken)
+    with pytest.raises(OSError, match="No space"):
+        t.save_checkpoint()
+    assert ckpt.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["a.ckpt"]  # no temporary file left
+
+
+def test_resume_refuses_other_data(tmp_path):
+    t, _ = run(lm, tmp_path, "a", max_steps=4)
+    stream = D.TextStream(TEXT * 2)
+    with pytest.raises(D.DataError, match="data differ"):
+        TR.Trainer.resume(t.checkpoint, TR.LanguageModelTask(stream, 4, 16))
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip", b"PK\x03\x04garbage"])
+def test_bad_checkpoint_is_a_clear_error(tmp_path, content):
+    p = tmp_path / "bad.ckpt"
+    p.write_bytes(content)
+    with pytest.raises(D.DataError, match="not a clstm checkpoint"):
+        TR.load_checkpoint(str(p))
+
+
+def test_lr_schedules():
+    s = clstm.optim.LRSchedule(1.0, "cosine", total_steps=110, warmup=10)
+    assert s(1) == pytest.approx(0.1) and s(10) == pytest.approx(1.0)
+    assert s(60) == pytest.approx(0.5) and s(110) == pytest.approx(0.0, abs=1e-12)
+    st = clstm.optim.LRSchedule(1.0, "step", step_size=10, gamma=0.5)
+    assert [st(i) for i in (1, 10, 11, 21)] == [1.0, 1.0, 0.5, 0.25]
+    assert clstm.optim.LRSchedule(0.3)(1000) == 0.3
+    with pytest.raises(ValueError, match="kind"):
+        clstm.optim.LRSchedule(1.0, "linear")
+
+
+def test_clip_grad_norm_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    g = [rng.standard_normal(7), rng.standard_normal(5)]
+    tg = [torch.tensor(a, requires_grad=True) for a in g]
+    for t, a in zip(tg, g):
+        t.grad = torch.tensor(a.copy())
+    n_t = torch.nn.utils.clip_grad_norm_(tg, 1.5)
+    n = clstm.optim.clip_grad_norm(g, 1.5)
+    assert n == pytest.approx(float(n_t))
+    for t, a in zip(tg, g):
+        np.testing.assert_allclose(a, t.grad.numpy(), rtol=1e-12)
+    assert np.isnan(clstm.optim.clip_grad_norm([np.array([np.nan, 1.0])], 1.0))
+
+
+def test_generate_text_is_seeded_and_greedy_is_argmax():
+    task, model = lm()
+    a = TR.generate_text(model, "it was", 30, 1.0, seed=5)
+    assert a == TR.generate_text(model, "it was", 30, 1.0, seed=5)
+    assert a.startswith("it was") and len(a) == 36
+    g = TR.generate_text(model, "it", 5, 0.0)
+    state = model.initial_state(1)
+    out, state = model.forward(model.encode("it")[:, None], state, train=False)
+    text, logits = "it", out[-1, 0]
+    for _ in range(5):
+        i = int(np.argmax(logits))
+        text += model.vocab[i]
+        logits, state = model.step(np.array([i]), state)
+        logits = logits[0]
+    assert g == text
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
+        TR.generate_text(model, "itZ", 5)

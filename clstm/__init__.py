@@ -14,12 +14,12 @@ from clstm import _core
 from clstm._version import __version__
 from clstm.lstm import LSTM, LSTMState, get_num_threads, has_blas, set_num_threads
 from clstm.model import Model
-from clstm import losses
+from clstm import losses, optim
 from clstm.io import load, save
 
 if _core.__version__ != __version__:
     raise ImportError("clstm: package version %s but C core %s: reinstall clstm"
                       % (__version__, _core.__version__))
 
-__all__ = ["LSTM", "LSTMState", "Model", "losses", "set_num_threads", "get_num_threads", "has_blas", "save", "load",
+__all__ = ["LSTM", "LSTMState", "Model", "losses", "optim", "set_num_threads", "get_num_threads", "has_blas", "save", "load",
            "__version__"]

@@ -122,6 +122,7 @@ cdef extern from "clstm.h" nogil:
     int clstm_get_num_threads()
     int clstm_has_blas()
     clstm_status clstm_save(const clstm_model *m, const char *path)
+    clstm_status clstm_save_ex(const clstm_model *m, const char *path, const char **why)
     clstm_status clstm_load(const char *path, clstm_model **out)
     clstm_status clstm_load_buffer(const void *data, size_t size, clstm_model **out)
     clstm_status clstm_load_ex(const char *path, clstm_model **out, const char **why)

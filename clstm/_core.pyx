@@ -181,12 +181,12 @@ cdef class Model:
         """Write the model to path (str or os.PathLike) atomically."""
         cdef bytes p = os.fsencode(path)
         cdef const char *cp = p
+        cdef const char *why = NULL
         cdef clstm_status st
         with nogil:
-            st = clstm_save(self.m, cp)
+            st = clstm_save_ex(self.m, cp, &why)
         if st == CLSTM_ERR_IO:
-            raise OSError("cannot save the model to %r: %s (the directory must exist and be "
-                          "writable)" % (os.fsdecode(p), clstm_status_string(st).decode()))
+            raise OSError("cannot save the model to %r: %s" % (os.fsdecode(p), why.decode()))
         check(st, "save")
 
     def __dealloc__(self):

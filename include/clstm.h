@@ -187,7 +187,8 @@ CLSTM_API clstm_status clstm_create(const clstm_config *cfg, uint64_t seed,
 /* Free a model and its blocks. NULL is accepted and does nothing. */
 CLSTM_API void clstm_free(clstm_model *m);
 
-/* The configuration the model was created with. A caller built against
+/* The configuration the model was created with; initialise *out with
+ * clstm_config_default() first. A caller built against
  * clstm 0.1.0's header sets out->struct_size to its sizeof(clstm_config) (as
  * its clstm_config_default() does) and gets only the fields it knows; for
  * any other value the whole struct is written and struct_size is the
@@ -287,7 +288,9 @@ CLSTM_API clstm_run_options clstm_run_options_default(void);
  *     cT: (N*L, B, H)    final cell state of every layer, or NULL
  *     ws: workspace of at least clstm_workspace_size(m, T, B, opt->train)
  * Inputs may not overlap outputs, with one exception for streaming: h0 may
- * be the very same pointer as hT, and c0 as cT, to advance a state in place.
+ * be the very same pointer as hT, and c0 as cT, to advance a state in place
+ * (also in training: the workspace keeps its own copy of what backward
+ * needs, so overwriting h0 does not affect clstm_backward).
  * With train the workspace keeps the activations (and a copy of x and of the
  * lengths) for clstm_backward; the model is not changed. forward does not
  * allocate.
@@ -444,8 +447,9 @@ CLSTM_API clstm_status clstm_loss_mse(clstm_dtype dtype, int64_t T, int64_t B, i
  * clstm_vocab_lookup: the id of the character that starts `text` (`len`
  * bytes), and in *used the bytes it takes. Errors: NULL, ARG (no
  * vocabulary, len = 0, invalid UTF-8, or a character not in the
- * vocabulary: *used is still set when the UTF-8 was valid, so a caller can
- * skip it). */
+ * vocabulary). On ARG, *used is the length of the character when the UTF-8
+ * was valid (so a caller can skip an unknown character) and 0 when it was
+ * not (or there is no vocabulary); *id is not written. */
 CLSTM_API clstm_status clstm_set_vocab(clstm_model *m, const char *utf8, size_t bytes);
 CLSTM_API clstm_status clstm_get_vocab(const clstm_model *m, const char **utf8, size_t *bytes);
 CLSTM_API clstm_status clstm_vocab_token(const clstm_model *m, int32_t id, const char **s,
@@ -518,15 +522,18 @@ CLSTM_API int clstm_has_blas(void);
 
 /* Write m to `path`, atomically: the file is written to
  * "<path>.tmp.<pid>.<n>" in the same directory, flushed and fsync'ed, then
- * renamed over `path`. On any failure the temporary file is removed and a
- * previous file at `path` is left untouched. (The directory itself is not
- * fsync'ed.) Errors: NULL, NOMEM, SIZE (over 4096 tensors, which
+ * renamed over `path`, and the directory is fsync'ed (best effort). On any
+ * failure the temporary file is removed and a previous file at `path` is
+ * left untouched. Errors: NULL, NOMEM, SIZE (over 4096 tensors, which
  * clstm_load refuses: e.g. more than 682 layers with every option), IO (open,
  * write, fsync, close or rename failed, e.g. a missing or read-only
  * directory). Only reads m: may run
  * concurrently with forwards and other saves of the same model, not with
  * calls that write its parameters. */
 CLSTM_API clstm_status clstm_save(const clstm_model *m, const char *path);
+/* clstm_save, also setting *why (when why is not NULL) to a static English
+ * sentence saying which step failed (NULL on success). */
+CLSTM_API clstm_status clstm_save_ex(const clstm_model *m, const char *path, const char **why);
 
 /* Read a model from `path`; on success *out owns a new model (free with
  * clstm_free) with the file's config, the default backend, the file's

@@ -541,18 +541,22 @@ static void sync_parent_dir(const char *path) {
     free(dir);
 }
 
-clstm_status clstm_save(const clstm_model *m, const char *path) {
+static clstm_status save_model(const clstm_model *m, const char *path, const char **why) {
     if (!m || !path) return CLSTM_ERR_NULL;
     if (ST_BIG_ENDIAN) return CLSTM_ERR_UNSUPPORTED;
     int64_t nt;
     clstm_num_tensors(m, &nt);
-    if (nt > ST_MAX_TENSORS) return CLSTM_ERR_SIZE; /* the loader would refuse it */
+    if (nt > ST_MAX_TENSORS) { /* the loader would refuse it */
+        *why = "over 4096 tensors: clstm_load would refuse the file";
+        return CLSTM_ERR_SIZE;
+    }
     size_t n, plen = strlen(path);
     char *header = build_header(m, &n);
     char *tmp = malloc(plen + 48);
     if (!header || !tmp) {
         free(header);
         free(tmp);
+        *why = "out of memory";
         return CLSTM_ERR_NOMEM;
     }
     snprintf(tmp, plen + 48, "%s.tmp.%ld.%u", path, (long)getpid(),
@@ -563,15 +567,40 @@ clstm_status clstm_save(const clstm_model *m, const char *path) {
     FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     int ok = f != NULL;
     if (!f && fd >= 0) close(fd);
-    if (ok)
-        ok = fwrite(len8, 1, 8, f) == 8 && fwrite(header, 1, n, f) == n &&
-             fwrite(m->params, m->elem, m->n_params, f) == m->n_params && fflush(f) == 0 &&
-             fsync(fileno(f)) == 0;
-    if (f && fclose(f) != 0) ok = 0;
-    if (ok) ok = rename(tmp, path) == 0;
+    if (!ok) *why = "cannot create a temporary file beside the target (a missing or "
+                    "read-only directory?)";
+    if (ok && !(fwrite(len8, 1, 8, f) == 8 && fwrite(header, 1, n, f) == n &&
+                fwrite(m->params, m->elem, m->n_params, f) == m->n_params && fflush(f) == 0)) {
+        ok = 0;
+        *why = "writing the temporary file failed (disk full?)";
+    }
+    if (ok && fsync(fileno(f)) != 0) {
+        ok = 0;
+        *why = "fsync of the temporary file failed";
+    }
+    if (f && fclose(f) != 0 && ok) {
+        ok = 0;
+        *why = "closing the temporary file failed";
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = 0;
+        *why = "renaming the temporary file over the target failed (is the target a "
+               "directory?)";
+    }
     if (ok) sync_parent_dir(path);
     if (!ok && fd >= 0) remove(tmp);
     free(header);
     free(tmp);
     return ok ? CLSTM_OK : CLSTM_ERR_IO;
+}
+
+clstm_status clstm_save_ex(const clstm_model *m, const char *path, const char **why) {
+    const char *reason = NULL;
+    clstm_status st = save_model(m, path, &reason);
+    if (why) *why = st == CLSTM_OK ? NULL : reason;
+    return st;
+}
+
+clstm_status clstm_save(const clstm_model *m, const char *path) {
+    return clstm_save_ex(m, path, NULL);
 }

@@ -126,8 +126,8 @@ clstm_status clstm_vocab_lookup(const clstm_model *m, const char *text, size_t l
     if (!m || !text || !id || !used) return CLSTM_ERR_NULL;
     uint32_t cp;
     size_t n = m->vocab ? utf8_decode((const unsigned char *)text, len, &cp) : 0;
-    if (n == 0) return CLSTM_ERR_ARG;
     *used = n;
+    if (n == 0) return CLSTM_ERR_ARG;
     size_t lo = 0, hi = (size_t)m->cfg.vocab_size; /* binary search in [lo, hi) */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;

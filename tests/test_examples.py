@@ -1,13 +1,22 @@
-"""The C example programs against the Python package: a model saved from
-Python and run by examples/stream.c (built by `make`, which README's test
-command runs first) gives the Python outputs."""
+"""The C example programs against the Python package. Models are built (and
+trained) in Python, saved, and run by the programs of examples/ (built by
+`make`, which README's test command runs first):
+  stream    bare LSTMs and whole real-valued models: the Python outputs;
+  generate  character models: the text of a greedy (and of a seeded sampled)
+            continuation computed in Python;
+  finetune  character and regression models: the losses and parameters of
+            the same truncated-BPTT training done in Python.
+Bad usage and unsupported models: an exit status, a message on stderr and
+nothing on stdout."""
 import pathlib
+import re
 import subprocess
 
 import numpy as np
 import pytest
 
 import clstm
+import clstm.optim  # not imported by `import clstm`
 from conftest import assert_close
 
 STREAM = pathlib.Path(__file__).resolve().parent.parent / "build" / "examples" / "stream"
@@ -52,3 +61,463 @@ def test_stream_example_rejects_bad_input(tmp_path):
     clstm.save(clstm.LSTM(2, 3, bidirectional=True), path)
     bidir = run_stream(path, [[1.0, 2.0]])
     assert bidir.returncode == 1 and "bidirectional" in bidir.stderr
+
+
+# ------------------------------------------------- whole models in stream
+EXAMPLES = STREAM.parent
+GENERATE = EXAMPLES / "generate"
+FINETUNE = EXAMPLES / "finetune"
+needs_generate = pytest.mark.skipif(not GENERATE.exists(),
+                                    reason="run `make` to build the examples")
+needs_finetune = pytest.mark.skipif(not FINETUNE.exists(),
+                                    reason="run `make` to build the examples")
+
+
+def run(program, *args, stdin=""):
+    return subprocess.run([str(program), *map(str, args)], input=stdin, capture_output=True,
+                          text=True, timeout=120)
+
+
+def parse_rows(stdout):
+    return np.array([[float(v) for v in line.split()] for line in stdout.splitlines()])
+
+
+@needs_stream
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", [dict(output_size=3),
+                                 dict(output_size=5, softmax=True),
+                                 dict(num_layers=2, proj_size=3, output_size=4),
+                                 dict(num_layers=2, proj_size=2, output_size=6, softmax=True)],
+                         ids=["head", "softmax", "L2-proj-head", "L2-proj-softmax"])
+def test_stream_whole_model_matches_python(tmp_path, dtype, cfg):
+    m = clstm.Model(4, 6, dtype=dtype, seed=7, **cfg)
+    path = tmp_path / "model.safetensors"
+    clstm.save(m, path)
+    x = np.random.default_rng(1).standard_normal((30, 4)).astype(dtype)
+    out = run_stream(path, x)
+    assert out.returncode == 0, out.stderr
+    z_c = parse_rows(out.stdout)
+    z_py, _ = m.forward(x, train=False)
+    assert z_py.shape == (30, cfg["output_size"])
+    assert z_c.shape == z_py.shape
+    assert_close(z_c, z_py, dtype, "logits")
+    text = "\n".join(" ".join(repr(float(v)) for v in row) for row in x) + "\n"
+    probs = run(STREAM, path, "--probs", stdin=text)
+    if cfg.get("softmax"):
+        assert probs.returncode == 0, probs.stderr
+        p_c = parse_rows(probs.stdout)
+        assert_close(p_c, clstm.losses.softmax(z_py), dtype, "probs")
+        np.testing.assert_allclose(p_c.sum(axis=1), 1.0, rtol=1e-5)
+    else:  # --probs needs a softmax head
+        assert probs.returncode == 2 and "--probs" in probs.stderr and probs.stdout == ""
+
+
+@needs_stream
+@pytest.mark.parametrize("encoding", ["onehot", "embedding"])
+def test_stream_refuses_token_model(tmp_path, encoding):
+    m = clstm.Model(3 if encoding == "embedding" else None, 4, encoding=encoding, vocab="ab",
+                    output_size=2, softmax=True)
+    path = tmp_path / "chars.safetensors"
+    clstm.save(m, path)
+    out = run_stream(path, [[1.0, 2.0]])
+    assert out.returncode == 1 and out.stdout == ""
+    assert "token" in out.stderr and "generate" in out.stderr
+
+
+# ------------------------------------------------------------- generate
+TEXT = "the quick brown fox jumps over the lazy dog.\n" * 4
+
+
+def char_model(encoding, dtype, steps=40, seed=3, layers=1, proj=0):
+    """A small character model trained for a few Adam steps on TEXT, so its
+    greedy continuation is not a constant."""
+    vocab = "".join(sorted(set(TEXT))) + "Q"  # Q: in the vocab, never in the text
+    kw = dict(input_size=5) if encoding == "embedding" else {}
+    if proj:
+        kw["proj_size"] = proj
+    m = clstm.Model(hidden_size=12, num_layers=layers, encoding=encoding, vocab=vocab,
+                    output_size=len(vocab), softmax=True, dtype=dtype, seed=seed, **kw)
+    ids = m.encode(TEXT)
+    opt = clstm.optim.Adam(m, lr=0.03)
+    for _ in range(steps):
+        m.zero_grad()
+        out, _ = m.forward(ids[:-1], train=True)
+        _, dout = clstm.losses.cross_entropy(out, ids[1:])
+        m.backward(dout)
+        opt.step()
+    return m
+
+
+def python_generate(m, prime, length, temperature=0.0, seed=0):
+    """What examples/generate.c does, in Python: the prime in one forward,
+    then one step per character; greedy (lowest id on ties) at temperature 0,
+    else splitmix64 draws against the cumulative softmax."""
+    mask = (1 << 64) - 1
+    rng = seed
+
+    def uniform():
+        nonlocal rng
+        rng = (rng + 0x9E3779B97F4A7C15) & mask
+        z = rng
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        z ^= z >> 31
+        return (z >> 11) * 2.0 ** -53
+
+    state = m.initial_state(1)
+    out, state = m.forward(m.encode(prime)[:, None], state, train=False)
+    logits = out[-1, 0]
+    text = ""
+    for n in range(length):
+        if temperature == 0:
+            nxt = int(np.argmax(logits))  # the first maximum: lowest id
+        else:
+            p = clstm.losses.softmax(logits, temperature)
+            u, cum, nxt = uniform(), 0.0, None
+            for i, pi in enumerate(p.tolist()):
+                cum += pi
+                if pi > 0:
+                    last = i
+                if u < cum and pi > 0:
+                    nxt = i
+                    break
+            nxt = last if nxt is None else nxt
+        text += m.vocab[nxt]
+        if n + 1 < length:
+            out, state = m.step(np.array([nxt]), state)
+            logits = out[0]
+    return text
+
+
+@needs_generate
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("encoding", ["onehot", "embedding"])
+def test_generate_greedy_matches_python(tmp_path, encoding, dtype):
+    m = char_model(encoding, dtype)
+    path = tmp_path / "chars.safetensors"
+    clstm.save(m, path)
+    prime = "the qu"
+    expected = python_generate(m, prime, 60)
+    assert len(set(expected)) > 3, "the test model is too weak to test anything"
+    out = run(GENERATE, path, "--prime", prime, "--length", 60, "--temperature", 0)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == prime + expected
+    assert out.stderr == ""
+
+
+@needs_generate
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_generate_greedy_ties_go_to_the_lowest_id(tmp_path, dtype):
+    # head.weight = 0: every step's logits are head.bias, whose maximum is
+    # shared by ids 2 and 4 (and NaN-free): greedy must always pick 2.
+    m = clstm.Model(hidden_size=4, vocab="abcde", output_size=5, softmax=True, dtype=dtype)
+    sd = m.state_dict()
+    sd["head.weight"][:] = 0
+    sd["head.bias"][:] = [0.5, -1.0, 2.0, 1.0, 2.0]
+    m.load_state_dict(sd)
+    path = tmp_path / "ties.safetensors"
+    clstm.save(m, path)
+    out = run(GENERATE, path, "--prime", "ab", "--length", 10, "--temperature", 0)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "ab" + "c" * 10
+
+
+@needs_generate
+def test_generate_greedy_two_layers_with_projection(tmp_path):
+    m = char_model("embedding", np.float64, layers=2, proj=4)
+    path = tmp_path / "chars.safetensors"
+    clstm.save(m, path)
+    out = run(GENERATE, path, "--prime", "over the", "--length", 40, "--temperature", 0)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "over the" + python_generate(m, "over the", 40)
+
+
+@needs_generate
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_generate_sampling_matches_python(tmp_path, dtype):
+    m = char_model("onehot", dtype, steps=10)
+    path = tmp_path / "chars.safetensors"
+    clstm.save(m, path)
+    texts = set()
+    for seed, temperature in [(0, 1.0), (1, 1.0), (12345678901234567890, 0.7), (5, 2.5)]:
+        out = run(GENERATE, path, "--prime", "fox", "--length", 50, "--temperature",
+                  temperature, "--seed", seed)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == "fox" + python_generate(m, "fox", 50, temperature, seed)
+        again = run(GENERATE, path, "--prime", "fox", "--length", 50, "--temperature",
+                    temperature, "--seed", seed)
+        assert again.stdout == out.stdout  # a seed fixes the text
+        texts.add(out.stdout)
+    assert len(texts) == 4
+
+
+@needs_generate
+def test_generate_defaults_and_edge_lengths(tmp_path):
+    m = char_model("onehot", np.float32, steps=5)
+    path = tmp_path / "chars.safetensors"
+    clstm.save(m, path)
+    first = m.vocab[0]
+    out = run(GENERATE, path)  # no prime: the vocabulary's first character; 200 samples
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(first) and len(out.stdout) == 201
+    assert out.stdout == first + python_generate(m, first, 200, 1.0, 0)
+    assert set(out.stdout) <= set(m.vocab)
+    zero = run(GENERATE, path, "--prime", "dog", "--length", 0)
+    assert zero.returncode == 0 and zero.stdout == "dog"
+    one = run(GENERATE, path, "--prime", "", "--length", 1, "--temperature", 0)
+    assert one.returncode == 0 and one.stdout == first + python_generate(m, first, 1)
+
+
+@needs_generate
+def test_generate_utf8_vocabulary(tmp_path):
+    vocab = "aé€𝄞 "
+    m = clstm.Model(hidden_size=8, vocab=vocab, output_size=len(vocab), softmax=True, seed=2)
+    path = tmp_path / "chars.safetensors"
+    clstm.save(m, path)
+    out = subprocess.run([str(GENERATE), str(path), "--prime", "é€𝄞", "--length", "20",
+                          "--temperature", "0"], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.decode("utf-8") == "é€𝄞" + python_generate(m, "é€𝄞", 20)
+    bad = subprocess.run([str(GENERATE), str(path), "--prime", "aü"], capture_output=True,
+                         timeout=60)
+    assert bad.returncode == 2 and bad.stdout == b""
+    assert "'ü'" in bad.stderr.decode("utf-8")
+
+
+@needs_generate
+def test_generate_bad_usage(tmp_path):
+    m = char_model("onehot", np.float32, steps=0)
+    path = tmp_path / "chars.safetensors"
+    clstm.save(m, path)
+    cases = [
+        ([tmp_path / "nope.safetensors"], 1, "nope.safetensors"),
+        ([], 2, "usage"),
+        ([path, "--bogus"], 2, "--bogus"),
+        ([path, "--length"], 2, "--length"),
+        ([path, "--length", "abc"], 2, "--length"),
+        ([path, "--length", "-1"], 2, "--length"),
+        ([path, "--length", "12x"], 2, "--length"),
+        ([path, "--temperature", "-0.5"], 2, "--temperature"),
+        ([path, "--temperature", "nan"], 2, "--temperature"),
+        ([path, "--temperature", "inf"], 2, "--temperature"),
+        ([path, "--temperature", ""], 2, "--temperature"),
+        ([path, "--seed", "-1"], 2, "--seed"),
+        ([path, "--seed", "99999999999999999999999"], 2, "--seed"),
+        ([path, path], 2, "usage"),
+        ([path, "--prime", "the fox!"], 2, "'!'"),  # '!' is not in the vocabulary
+    ]
+    for args, rc, needle in cases:
+        out = run(GENERATE, *args)
+        assert out.returncode == rc, (args, out.returncode, out.stderr)
+        assert needle in out.stderr, (args, out.stderr)
+        assert out.stdout == "", args
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{}")
+    out = run(GENERATE, garbage)
+    assert out.returncode == 1 and out.stdout == "" and "garbage.safetensors" in out.stderr
+
+
+@needs_generate
+@pytest.mark.parametrize("model", [
+    lambda: clstm.Model(3, 4, output_size=3, softmax=True),  # real-valued input
+    lambda: clstm.LSTM(3, 4),                                # bare LSTM
+    lambda: clstm.Model(hidden_size=4, vocab_size=3, output_size=3, softmax=True),  # no vocab
+    lambda: clstm.Model(hidden_size=4, vocab="abc", output_size=2, softmax=True),   # O != V
+    lambda: clstm.Model(hidden_size=4, vocab="abc", output_size=3),                 # no softmax
+    lambda: clstm.Model(hidden_size=4, vocab="abc", output_size=3, softmax=True,
+                        bidirectional=True),
+], ids=["real", "bare", "no-vocab", "O-not-V", "no-softmax", "bidirectional"])
+def test_generate_refuses_non_character_models(tmp_path, model):
+    path = tmp_path / "m.safetensors"
+    clstm.save(model(), path)
+    out = run(GENERATE, path, "--prime", "a")
+    assert out.returncode == 1 and out.stdout == ""
+    assert "m.safetensors" in out.stderr and ("character model" in out.stderr
+                                              or "bidirectional" in out.stderr)
+
+
+# ------------------------------------------------------------- finetune
+EPOCH_LINE = r"epoch (\d+) loss ([0-9.]+)"
+
+
+def epoch_losses(stderr):
+    lines = stderr.splitlines()
+    found = [re.fullmatch(EPOCH_LINE, line) for line in lines]
+    assert all(found), stderr
+    assert [int(f.group(1)) for f in found] == list(range(1, len(found) + 1))
+    return [float(f.group(2)) for f in found]
+
+
+@needs_finetune
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("encoding", ["onehot", "embedding"])
+def test_finetune_character_model(tmp_path, encoding, dtype):
+    m = char_model(encoding, dtype, steps=0)
+    src, dst = tmp_path / "in.safetensors", tmp_path / "out.safetensors"
+    clstm.save(m, src)
+    before = src.read_bytes()
+    text = TEXT * 3  # 540 characters: 9 chunks of 64 steps
+    out = run(FINETUNE, src, dst, "--epochs", 3, "--lr", 0.01, stdin=text)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ""
+    losses = epoch_losses(out.stderr)
+    assert len(losses) == 3
+    assert losses[0] > losses[1] > losses[2], losses
+    # the untrained model starts near uniform: log(V)
+    assert abs(losses[0] - np.log(m.vocab_size)) < 0.5
+    assert src.read_bytes() == before  # the input file is untouched
+    tuned = clstm.load(dst)
+    assert isinstance(tuned, clstm.Model)
+    assert (tuned.vocab, tuned.encoding, tuned.dtype) == (m.vocab, m.encoding, m.dtype)
+    assert tuned.flat_parameters.shape == m.flat_parameters.shape
+    assert np.all(np.isfinite(tuned.flat_parameters))
+    changed = tuned.flat_parameters != m.flat_parameters
+    assert changed.mean() > 0.5
+    # every tensor took part in training (embedding, LSTM, head)
+    for name, value in tuned.state_dict().items():
+        assert np.any(value != m.state_dict()[name]), name
+    # the tuned model fits the text better than the original
+    ids = m.encode(text)
+    before_loss, _ = clstm.losses.cross_entropy(m.forward(ids[:-1], train=False)[0], ids[1:],
+                                                grad=False)
+    after_loss, _ = clstm.losses.cross_entropy(tuned.forward(ids[:-1], train=False)[0],
+                                               ids[1:], grad=False)
+    assert after_loss < before_loss - 0.3
+
+
+def python_finetune(m, inputs, targets, loss, epochs, lr, sequences, chunk=64):
+    """What examples/finetune.c does, in Python: truncated BPTT over chunks
+    of `chunk` steps (state carried, no gradient between chunks, zero state
+    at each sequence start), B = 1, one Adam step per chunk. Returns the
+    per-epoch mean losses; trains m in place."""
+    opt = clstm.optim.Adam(m, lr=lr)
+    T = min(chunk, max(n for _, n in sequences))
+    total = sum(n for _, n in sequences)
+    losses = []
+    for _ in range(epochs):
+        acc = 0.0
+        for start, n_seq in sequences:
+            state = None
+            for t0 in range(start, start + n_seq, T):
+                n = min(T, start + n_seq - t0)
+                m.zero_grad()
+                out, state = m.forward(inputs[t0:t0 + n][:, None], state, train=True)
+                value, dout = loss(out, targets[t0:t0 + n][:, None])
+                m.backward(dout)
+                opt.step()
+                acc += value * n
+        losses.append(acc / total)
+    return losses
+
+
+@needs_finetune
+def test_finetune_matches_python_character_model(tmp_path):
+    m = char_model("embedding", np.float64, steps=0, layers=2, proj=5)
+    src, dst = tmp_path / "in.safetensors", tmp_path / "out.safetensors"
+    clstm.save(m, src)
+    text = TEXT * 2  # 360 characters: 5 full chunks and one of 39 steps
+    out = run(FINETUNE, src, dst, "--epochs", 2, "--lr", 0.01, stdin=text)
+    assert out.returncode == 0, out.stderr
+    ids = m.encode(text)
+    expected = python_finetune(m, ids[:-1], ids[1:], clstm.losses.cross_entropy, 2, 0.01,
+                               [(0, len(ids) - 1)])
+    np.testing.assert_allclose(epoch_losses(out.stderr), expected, atol=2e-6)
+    assert_close(clstm.load(dst).flat_parameters, m.flat_parameters, np.float64, "params")
+
+
+@needs_finetune
+def test_finetune_matches_python_regression_model(tmp_path):
+    m = clstm.Model(2, 5, output_size=3, dtype=np.float64, seed=8)
+    src, dst = tmp_path / "in.safetensors", tmp_path / "out.safetensors"
+    clstm.save(m, src)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((150, 2))
+    y = rng.standard_normal((150, 3))
+    rows = [" ".join(repr(float(v)) for v in row) for row in np.hstack([x, y])]
+    # sequences of 70 steps (a 64 + 6 split) and 80 steps, a blank line between
+    stdin = "\n".join(rows[:70]) + "\n\n \n" + "\n".join(rows[70:]) + "\n"
+    out = run(FINETUNE, src, dst, "--epochs", 3, "--lr", 0.005, stdin=stdin)
+    assert out.returncode == 0, out.stderr
+    expected = python_finetune(m, x, y, clstm.losses.mse, 3, 0.005, [(0, 70), (70, 80)])
+    np.testing.assert_allclose(epoch_losses(out.stderr), expected, atol=2e-6)
+    assert_close(clstm.load(dst).flat_parameters, m.flat_parameters, np.float64, "params")
+
+
+@needs_finetune
+def test_finetune_is_deterministic_and_seeded(tmp_path):
+    m = char_model("embedding", np.float64, steps=0, layers=2)
+    src = tmp_path / "in.safetensors"
+    clstm.save(m, src)
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    ra = run(FINETUNE, src, a, "--seed", 4, stdin=TEXT)
+    rb = run(FINETUNE, src, b, "--seed", 4, stdin=TEXT)
+    assert ra.returncode == 0 and rb.returncode == 0, ra.stderr + rb.stderr
+    assert len(epoch_losses(ra.stderr)) == 1  # default: one epoch
+    assert ra.stderr == rb.stderr
+    np.testing.assert_array_equal(clstm.load(a).flat_parameters, clstm.load(b).flat_parameters)
+
+
+@needs_finetune
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finetune_regression_model(tmp_path, dtype):
+    m = clstm.Model(3, 8, output_size=2, dtype=dtype, seed=4)
+    src, dst = tmp_path / "in.safetensors", tmp_path / "out.safetensors"
+    clstm.save(m, src)
+    rng = np.random.default_rng(0)
+    lines = []
+    for _ in range(3):  # three sequences of 80 steps, separated by blank lines
+        x = rng.standard_normal((80, 3))
+        y = np.stack([0.5 * x[:, 0], x[:, 1] - x[:, 2]], axis=1)
+        lines += [" ".join(repr(float(v)) for v in row) for row in np.hstack([x, y])] + [""]
+    out = run(FINETUNE, src, dst, "--epochs", 4, "--lr", 0.02, stdin="\n".join(lines))
+    assert out.returncode == 0, out.stderr
+    losses = epoch_losses(out.stderr)
+    assert len(losses) == 4 and all(a > b for a, b in zip(losses, losses[1:])), losses
+    tuned = clstm.load(dst)
+    assert np.any(tuned.flat_parameters != m.flat_parameters)
+    bad = run(FINETUNE, src, dst, stdin="1 2 3 4\n")  # D + O = 5 numbers expected
+    assert bad.returncode == 1 and "line 1" in bad.stderr
+
+
+@needs_finetune
+def test_finetune_bad_usage(tmp_path):
+    m = char_model("onehot", np.float32, steps=0)
+    src, dst = tmp_path / "in.safetensors", tmp_path / "out.safetensors"
+    clstm.save(m, src)
+    cases = [
+        ([tmp_path / "nope.safetensors", dst], TEXT, 1, "nope.safetensors"),
+        ([src], TEXT, 2, "usage"),
+        ([src, dst, "--bogus"], TEXT, 2, "--bogus"),
+        ([src, dst, "--epochs", "0"], TEXT, 2, "--epochs"),
+        ([src, dst, "--epochs", "two"], TEXT, 2, "--epochs"),
+        ([src, dst, "--lr", "0"], TEXT, 2, "--lr"),
+        ([src, dst, "--lr", "-1e-3"], TEXT, 2, "--lr"),
+        ([src, dst, "--lr", "nan"], TEXT, 2, "--lr"),
+        ([src, dst, "--seed", "x"], TEXT, 2, "--seed"),
+        ([src, dst], "the fox!", 1, "'!'"),  # not in the vocabulary
+        ([src, dst], "t", 1, "2 characters"),
+        ([src, tmp_path / "no-such-dir" / "out.safetensors"], TEXT, 1, "no-such-dir"),
+    ]
+    for args, stdin, rc, needle in cases:
+        out = run(FINETUNE, *args, stdin=stdin)
+        assert out.returncode == rc, (args, out.returncode, out.stderr)
+        assert needle in out.stderr, (args, out.stderr)
+        assert out.stdout == ""
+        assert not dst.exists(), args
+
+
+@needs_finetune
+@pytest.mark.parametrize("model,needle", [
+    (lambda: clstm.LSTM(3, 4), "no head"),
+    (lambda: clstm.Model(3, 4, output_size=2, clip=1.0), "clip"),
+    (lambda: clstm.Model(3, 4, output_size=2, bidirectional=True), "bidirectional"),
+    (lambda: clstm.Model(3, 4, output_size=2, softmax=True), "classifier"),
+    (lambda: clstm.Model(hidden_size=4, vocab_size=3, output_size=3, softmax=True),
+     "character model"),
+], ids=["bare", "clip", "bidirectional", "real-softmax", "no-vocab"])
+def test_finetune_refuses_untrainable_models(tmp_path, model, needle):
+    src, dst = tmp_path / "in.safetensors", tmp_path / "out.safetensors"
+    clstm.save(model(), src)
+    out = run(FINETUNE, src, dst, stdin="1 2 3 4 5\n")
+    assert out.returncode == 1 and needle in out.stderr and "cannot train" in out.stderr
+    assert not dst.exists()

@@ -88,10 +88,14 @@ def _loss(is_mse, out, targets, lengths, last_only, batch_first, grad):
         t = _to_numpy(targets)
         if t.dtype.kind not in "iu":
             raise TypeError("targets: expected integer class ids, got dtype %s" % t.dtype)
-        if t.size and (t.min() < 0 or t.max() >= O):
+        full = _per_step(t, "targets", T, B, (), layout, last_only, lens, np.int64)
+        L = np.full(B, T) if lens is None else lens
+        steps = np.arange(T)[:, None]
+        counted = full[steps == L[None, :] - 1] if last_only else full[steps < L[None, :]]
+        if counted.size and (counted.min() < 0 or counted.max() >= O):
             raise ValueError("targets: expected class ids in [0, %d), got values in [%d, %d]"
-                             % (O, t.min(), t.max()))
-        t = _per_step(t, "targets", T, B, (), layout, last_only, lens, np.int32)
+                             % (O, counted.min(), counted.max()))
+        t = full.astype(np.int32)
     dout = np.empty_like(o3) if grad else None
     loss = _core.loss(is_mse, T, B, O, o3.reshape(-1), t.reshape(-1), lens, bool(last_only),
                       None if dout is None else dout.reshape(-1))
@@ -103,7 +107,9 @@ def cross_entropy(out, targets, lengths=None, *, last_only=False, batch_first=Fa
     """Softmax cross-entropy of logits `out` (T, B, O) ((B, T, O) with
     batch_first, (T, O) unbatched) against integer class ids `targets`:
     (T, B) per step, or (B,) with last_only (one label per sequence, at its
-    last valid step). Returns (mean loss in nats, d loss / d out or None)."""
+    last valid step). Targets at steps that do not count (past a length)
+    are never read, so padding may hold anything (e.g. -100). Returns
+    (mean loss in nats, d loss / d out or None)."""
     return _loss(False, out, targets, lengths, last_only, batch_first, grad)
 
 

@@ -203,11 +203,19 @@ class Model(LSTM):
                              % ("(B, T)" if self.batch_first else "(T, B)", a.shape))
         if a2.shape[0] < 1 or a2.shape[1] < 1:
             raise ValueError("ids: expected T, B >= 1, got shape %s" % (a.shape,))
-        if a2.size and (a2.min() < 0 or a2.max() >= self.vocab_size):
-            bad = a2[(a2 < 0) | (a2 >= self.vocab_size)]
+        if a2.min() < -2**31 or a2.max() >= 2**31:
+            raise ValueError("ids: expected token ids in [0, %d), got values out of int32 "
+                             "range" % self.vocab_size)
+        return np.ascontiguousarray(a2, dtype=np.int32), layout
+
+    def _check_ids(self, ids, lens):
+        """Every id at a valid step (t < length) in [0, V); padding past a
+        length is never read and may hold anything."""
+        valid = ids if lens is None else ids[np.arange(ids.shape[0])[:, None] < lens[None, :]]
+        bad = valid[(valid < 0) | (valid >= self.vocab_size)]
+        if bad.size:
             raise ValueError("ids: expected token ids in [0, %d), got %d"
                              % (self.vocab_size, int(bad.flat[0])))
-        return np.ascontiguousarray(a2, dtype=np.int32), layout
 
     def forward(self, inputs, state=None, *, lengths=None, train=True, dropout_seed=None):
         """Run the whole model; returns out, (h, c) (or out, state for an
@@ -234,6 +242,8 @@ class Model(LSTM):
             hT = np.empty((NL, B, R), self.dtype)
             cT = np.empty((NL, B, H), self.dtype)
         lens = self._lengths(lengths, T, B)
+        if ids is not None:
+            self._check_ids(ids, lens)
         dseed = self._dropout_seed(dropout_seed, train)
         out = np.empty((T, B, self.out_size), self.dtype)
         if stream and not train:

@@ -80,7 +80,7 @@ def _config_from_state_dict(sd):
     if "weight_ih_l0" not in sd or "weight_hh_l0" not in sd:
         raise KeyError("state_dict: expected torch.nn.LSTM keys weight_ih_l0 and weight_hh_l0, "
                        "got %s" % sorted(sd)[:8])
-    w_ih, w_hh = _to_numpy(sd["weight_ih_l0"]), _to_numpy(sd["weight_hh_l0"])
+    w_ih = _to_numpy(sd["weight_ih_l0"])
     if w_ih.ndim != 2 or w_ih.shape[0] % 4:
         raise ValueError("state_dict['weight_ih_l0']: expected shape (4H, D), got %s"
                          % (w_ih.shape,))
@@ -218,7 +218,7 @@ class LSTM:
         self._grads = np.asarray(self._m.grads_block())
         self._tensors = self._m.tensors()
         self._lock = threading.Lock()
-        self._pending = None  # (ws, T, B, layout) of the last training forward
+        self._pending = None  # (ws, (T, B), layout) of the last training forward
 
     @classmethod
     def _from_core(cls, core, *, batch_first=False):
@@ -521,30 +521,37 @@ class LSTM:
         of a stream seeded by the model's seed)."""
         x3, layout = self._input(x)
         T, B, _ = x3.shape
-        NL, H, R = self.num_directions * self.num_layers, self.hidden_size, self._R
-        stream = isinstance(state, LSTMState)
-        if stream:
-            state._check(self, B)
-            h0, c0, hT, cT = state.h, state.c, state.h, state.c
-        else:
-            h0, c0 = self._pair(state, "state", B, layout)
-            hT = np.empty((NL, B, R), self.dtype)
-            cT = np.empty((NL, B, H), self.dtype)
+        stream, h0, c0, hT, cT = self._states(state, B, layout)
         lens = self._lengths(lengths, T, B)
         dseed = self._dropout_seed(dropout_seed, train)
-        y = np.empty((T, B, self.num_directions * R), self.dtype)
+        y = np.empty((T, B, self.num_directions * self._R), self.dtype)
         if stream and not train:
             ws = state._ws
         else:
             ws = np.empty(self._m.workspace_size(T, B, bool(train)), np.uint8)
         self._m.forward(T, B, x3.reshape(-1), self._flat(h0), self._flat(c0), y.reshape(-1),
                         hT.reshape(-1), cT.reshape(-1), bool(train), ws, lens, dseed)
+        return self._finish_forward(y, state if stream else None, hT, cT, ws, train, layout)
+
+    def _states(self, state, B, layout):
+        """(stream, h0, c0, hT, cT) for a forward: an LSTMState advanced in
+        place, or (h0, c0) (either may be None) and new final states."""
+        if isinstance(state, LSTMState):
+            state._check(self, B)
+            return True, state.h, state.c, state.h, state.c
+        NL = self.num_directions * self.num_layers
+        h0, c0 = self._pair(state, "state", B, layout)
+        return (False, h0, c0, np.empty((NL, B, self._R), self.dtype),
+                np.empty((NL, B, self.hidden_size), self.dtype))
+
+    def _finish_forward(self, out, stream_state, hT, cT, ws, train, layout):
+        """Remember a training forward for backward; the caller's layout."""
         if train:
             with self._lock:
-                self._pending = (ws, T, B, layout)
-        if stream:
-            return self._out_seq(y, layout), state
-        return (self._out_seq(y, layout),
+                self._pending = (ws, out.shape[:2], layout)
+        if stream_state is not None:
+            return self._out_seq(out, layout), stream_state
+        return (self._out_seq(out, layout),
                 (self._out_state(hT, layout), self._out_state(cT, layout)))
 
     # ------------------------------------------------------------- streaming
@@ -581,38 +588,42 @@ class LSTM:
         dx, (dh0, dc0) in the forward's layout and ADDS the parameter
         gradients into flat_grads (see zero_grad). Each training forward
         allows one backward."""
+        return self._backward(dy, "dy", "y", self.num_directions * self._R, dstate, True,
+                              lambda T, B, ws, d, dhT, dcT, dx, dh0, dc0: self._m.backward(
+                                  T, B, dx, dh0, dc0, d, dhT, dcT, ws))
+
+    def _backward(self, d, name, of, width, dstate, want_dx, call):
+        """The shared body of backward: checks, layouts, output arrays;
+        call(T, B, ws, d, dhT, dcT, dx, dh0, dc0) runs the C backward on flat
+        arrays (d, dhT, dcT, dx may be None)."""
         if self.clip is not None:
             raise NotImplementedError("backward: not available for a model with clip (the "
                                       "gradient of a clipped gate is not implemented)")
         with self._lock:
             if self._pending is None:
-                raise ValueError("backward() needs a preceding forward(x, train=True) "
+                raise ValueError("backward() needs a preceding forward(..., train=True) "
                                  "not yet used by a backward()")
-            ws, T, B, layout = self._pending
-            NL, H, D, R = (self.num_directions * self.num_layers, self.hidden_size,
-                           self.input_size, self._R)
-            NR = self.num_directions * R
-            dy3 = None
-            if dy is not None:
-                dy = self._array(dy, "dy")
-                want = {"unbatched": (T, NR), "batch_first": (B, T, NR),
-                        "time_first": (T, B, NR)}[layout]
-                if dy.shape != want:
-                    raise ValueError("dy: expected shape %s (the shape of y), got %s"
-                                     % (want, dy.shape))
-                if layout == "unbatched":
-                    dy = dy[:, None, :]
-                elif layout == "batch_first":
-                    dy = dy.transpose(1, 0, 2)
-                dy3 = np.ascontiguousarray(dy, dtype=self.dtype)
+            ws, (T, B), layout = self._pending
+            d3 = None
+            if d is not None:
+                d = self._array(d, name)
+                want = {"unbatched": (T, width), "batch_first": (B, T, width),
+                        "time_first": (T, B, width)}[layout]
+                if d.shape != want:
+                    raise ValueError("%s: expected shape %s (the shape of %s), got %s"
+                                     % (name, want, of, d.shape))
+                d3 = np.ascontiguousarray(d[:, None, :] if layout == "unbatched" else
+                                          d.transpose(1, 0, 2) if layout == "batch_first"
+                                          else d, dtype=self.dtype)
             dhT, dcT = self._pair(dstate, "dstate", B, layout)
-            dx = np.empty((T, B, D), self.dtype)
-            dh0 = np.empty((NL, B, R), self.dtype)
-            dc0 = np.empty((NL, B, H), self.dtype)
-            self._m.backward(T, B, dx.reshape(-1), dh0.reshape(-1), dc0.reshape(-1),
-                             self._flat(dy3), self._flat(dhT), self._flat(dcT), ws)
+            NL = self.num_directions * self.num_layers
+            dx = np.empty((T, B, self.input_size), self.dtype) if want_dx else None
+            dh0 = np.empty((NL, B, self._R), self.dtype)
+            dc0 = np.empty((NL, B, self.hidden_size), self.dtype)
+            call(T, B, ws, self._flat(d3), self._flat(dhT), self._flat(dcT), self._flat(dx),
+                 dh0.reshape(-1), dc0.reshape(-1))
             self._pending = None
-        return (self._out_seq(dx, layout),
+        return (None if dx is None else self._out_seq(dx, layout),
                 (self._out_state(dh0, layout), self._out_state(dc0, layout)))
 
 

@@ -12,7 +12,6 @@ are in clstm.losses.
 """
 import numpy as np
 
-from clstm import _core
 from clstm.lstm import LSTM, LSTMState, _as_int, _positive_int, _to_numpy
 
 __all__ = ["Model"]
@@ -232,15 +231,7 @@ class Model(LSTM):
         else:
             ids, layout = self._tokens(inputs)
             x3, (T, B) = None, ids.shape
-        NL, H, R = self.num_directions * self.num_layers, self.hidden_size, self._R
-        stream = isinstance(state, LSTMState)
-        if stream:
-            state._check(self, B)
-            h0, c0, hT, cT = state.h, state.c, state.h, state.c
-        else:
-            h0, c0 = self._pair(state, "state", B, layout)
-            hT = np.empty((NL, B, R), self.dtype)
-            cT = np.empty((NL, B, H), self.dtype)
+        stream, h0, c0, hT, cT = self._states(state, B, layout)
         lens = self._lengths(lengths, T, B)
         if ids is not None:
             self._check_ids(ids, lens)
@@ -254,13 +245,7 @@ class Model(LSTM):
                               None if ids is None else ids.reshape(-1), self._flat(h0),
                               self._flat(c0), hT.reshape(-1), cT.reshape(-1), bool(train),
                               ws, lens, dseed)
-        if train:
-            with self._lock:
-                self._pending = (ws, T, B, layout)
-        if stream:
-            return self._out_seq(out, layout), state
-        return (self._out_seq(out, layout),
-                (self._out_state(hT, layout), self._out_state(cT, layout)))
+        return self._finish_forward(out, state if stream else None, hT, cT, ws, train, layout)
 
     __call__ = forward
 
@@ -299,39 +284,10 @@ class Model(LSTM):
         (dh, dc). Returns dx (None for a token model: ids have no gradient),
         (dh0, dc0), and ADDS every parameter gradient (head, LSTM,
         embedding) into flat_grads."""
-        if self.clip is not None:
-            raise NotImplementedError("backward: not available for a model with clip (the "
-                                      "gradient of a clipped gate is not implemented)")
-        with self._lock:
-            if self._pending is None:
-                raise ValueError("backward() needs a preceding forward(inputs, train=True) "
-                                 "not yet used by a backward()")
-            ws, T, B, layout = self._pending
-            NL, H, D, R = (self.num_directions * self.num_layers, self.hidden_size,
-                           self.input_size, self._R)
-            d3 = None
-            if dout is not None:
-                d = self._array(dout, "dout")
-                O = self.out_size
-                want = {"unbatched": (T, O), "batch_first": (B, T, O),
-                        "time_first": (T, B, O)}[layout]
-                if d.shape != want:
-                    raise ValueError("dout: expected shape %s (the shape of out), got %s"
-                                     % (want, d.shape))
-                if layout == "unbatched":
-                    d = d[:, None, :]
-                elif layout == "batch_first":
-                    d = d.transpose(1, 0, 2)
-                d3 = np.ascontiguousarray(d, dtype=self.dtype)
-            dhT, dcT = self._pair(dstate, "dstate", B, layout)
-            dx = np.empty((T, B, D), self.dtype) if self.encoding is None else None
-            dh0 = np.empty((NL, B, R), self.dtype)
-            dc0 = np.empty((NL, B, H), self.dtype)
-            self._m.model_backward(T, B, dh0.reshape(-1), dc0.reshape(-1), self._flat(dx),
-                                   self._flat(d3), self._flat(dhT), self._flat(dcT), ws)
-            self._pending = None
-        return (None if dx is None else self._out_seq(dx, layout),
-                (self._out_state(dh0, layout), self._out_state(dc0, layout)))
+        return self._backward(
+            dout, "dout", "out", self.out_size, dstate, self.encoding is None,
+            lambda T, B, ws, d, dhT, dcT, dx, dh0, dc0: self._m.model_backward(
+                T, B, dh0, dc0, dx, d, dhT, dcT, ws))
 
     def to_onnx(self, path=None, **kwargs):
         if not self.is_bare_lstm:

@@ -140,7 +140,7 @@ def _train_parser(sub):
     o.add_argument("--warmup", type=_nonneg(int), default=50,
                    help="linear warm-up steps")
     o.add_argument("--batch", type=_positive(int), default=None,
-                   help="batch size B (default: 32, 64 for character models)")
+                   help="batch size B (default: 32)")
     o.add_argument("--bptt", type=_positive(int), default=100,
                    help="character models: steps per truncated-BPTT chunk")
     o.add_argument("--patience", type=_nonneg(int), default=None,
@@ -212,13 +212,14 @@ def _build_task(args):
         return task, model, dict(epochs=10)
     text = D.read_text(args.text) if args.text else D.builtin_text()
     stream = D.TextStream(text, val_fraction=args.val_fraction)
-    task = TR.LanguageModelTask(stream, args.batch or 64, args.bptt)
+    task = TR.LanguageModelTask(stream, args.batch or 32, args.bptt)
     enc = dict(encoding="embedding", input_size=args.embedding) if args.embedding else {}
     model = clstm.Model(hidden_size=args.hidden or 256, num_layers=args.layers or 1,
                         vocab=stream.vocab, output_size=len(stream.vocab), softmax=True,
                         dropout=args.dropout, seed=seed, **enc)
     model.metadata.update(task="char")
-    return task, model, dict(epochs=1)
+    # the built-in default is sized to take about 5 minutes on 2 cores
+    return task, model, dict(epochs=10 if not args.text else 5)
 
 
 def cmd_train(args):

@@ -565,8 +565,7 @@ CLSTM_API clstm_status clstm_save_ex(const clstm_model *m, const char *path, con
  * characters (see clstm_set_vocab). Every other metadata key becomes user
  * metadata (clstm_get_metadata); a file with more than CLSTM_MAX_METADATA
  * of them, or one too long, is FORMAT.
- * The flags also accept "true"/"false"/"True"/"False"; unknown metadata keys
- * are ignored.
+ * The flags also accept "true"/"false"/"True"/"False".
  * Errors: NULL, IO (cannot open or read, or not a regular file), FORMAT
  * (anything wrong with the contents), NOMEM. Thread-safe (no shared state). */
 CLSTM_API clstm_status clstm_load(const char *path, clstm_model **out);

@@ -14,6 +14,9 @@ __all__ = ["DataError", "builtin_text", "read_text", "read_csv_column", "read_np
            "TextStream", "Sequences", "windows"]
 
 
+MAX_CLASSES = 65536  # labels of a classifier: 0..K-1, K at most this
+
+
 class DataError(ValueError):
     """Input data that cannot be used, with a message a person can act on."""
 
@@ -74,7 +77,7 @@ def read_csv_column(path, column):
     not a number (naming the row), NaN/inf, or fewer than 3 values."""
     _check_file(path, "CSV")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # Excel's BOM too
             rows = list(csv.reader(f))
     except UnicodeDecodeError:
         raise DataError("%s: not UTF-8 text" % path) from None
@@ -114,7 +117,11 @@ def read_npz(path):
     loaded); NaN/inf in X at valid steps are refused."""
     _check_file(path, ".npz")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise DataError("%s: not an .npz archive (a single .npy array?); save X, lengths "
+                            "and y with numpy.savez" % path)
+        with z:
             missing = [k for k in ("X", "lengths", "y") if k not in z.files]
             if missing:
                 raise DataError("%s: missing arrays %s (expected X, lengths, y; found %s)"
@@ -145,6 +152,9 @@ def read_npz(path):
     if y.shape != (N,) or y.dtype.kind not in "iu" or y.min() < 0:
         raise DataError("%s: y must be (N,) = (%d,) integer labels >= 0, got %s %s"
                         % (path, N, y.dtype, y.shape))
+    if y.max() >= MAX_CLASSES:
+        raise DataError("%s: label %d in y: labels must be 0..K-1 with K <= %d classes"
+                        % (path, y.max(), MAX_CLASSES))
     valid = np.arange(T_max)[None, :] < lengths[:, None]
     if not np.isfinite(X[valid]).all():
         raise DataError("%s: X holds NaN or infinite values at valid steps" % path)

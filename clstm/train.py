@@ -435,7 +435,7 @@ class Trainer:
             keys += [k for k in r if k not in keys]
 
         def write(f):
-            if self.log.endswith(".csv"):
+            if self.log.endswith(".csv") and keys:
                 f.write((",".join(keys) + "\n").encode())
                 for r in self.history:
                     f.write((",".join("" if r.get(k) is None else repr(r[k]) for k in keys)
@@ -482,12 +482,12 @@ class Trainer:
                     self.state = None
                 while self.k < task.n_batches:
                     if interrupted:
-                        self.save_checkpoint()
+                        self._save_progress()
                         raise Interrupted("interrupted at step %d; checkpoint %s"
                                           % (self.step, self.checkpoint or "(none: no "
                                              "--checkpoint path)"))
                     if max_steps is not None and self.step >= max_steps:
-                        self.save_checkpoint()
+                        self._save_progress()
                         return self.history
                     inputs, targets, lengths = task.batch(self.k, self.order)
                     loss = self._train_step(inputs, targets, lengths)
@@ -526,6 +526,14 @@ class Trainer:
             if in_main:
                 signal.signal(signal.SIGINT, previous)
         return self.history
+
+    def _save_progress(self):
+        """An early stop (max_steps, Ctrl-C): the checkpoint, the log so far,
+        and the model file when no validation has chosen one yet."""
+        if self.out and (self.best_val is None or not os.path.exists(self.out)):
+            save(self.model, self.out)
+        self._write_log()
+        self.save_checkpoint()
 
     def _report(self, bar, rec):
         parts = ["step %d" % rec["step"], "epoch %.2f" % rec["epoch"]]

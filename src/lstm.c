@@ -38,7 +38,7 @@ typedef struct {
     size_t lens, x0, layer0, layer_stride, unit_stride;
     size_t l_y, l_xd, k_g, k_ct, k_cp, k_hp, k_m, k_dh;
     size_t g, ybuf0, ybuf1, states;
-    size_t hb0, hb1, c, rs, ms, junk;                 /* step buffers */
+    size_t hb0, hb1, c, rs, wp, ms, junk;             /* step buffers */
     size_t da0, da1, dhrec, dh, dc, dybuf;            /* backward */
 } ws_layout;
 
@@ -79,6 +79,7 @@ static clstm_status layout(const clstm_model *m, int64_t T, int64_t B, int train
     ly->hb1 = carve(&c, prod3(1, B, R));
     ly->c = carve(&c, prod3(1, B, H));
     ly->rs = carve(&c, prod3(1, B, 4 * H));
+    ly->wp = carve(&c, prod3(1, 4 * H, R));
     ly->ms = carve(&c, prod3(1, B, H));
     ly->junk = carve(&c, prod3(1, 2, H));
     if (train) {

@@ -12,7 +12,8 @@ import scipy_openblas64  # noqa: F401
 
 from clstm import _core
 from clstm._version import __version__
-from clstm.lstm import LSTM, LSTMState, get_num_threads, has_blas, set_num_threads
+from clstm.lstm import (LSTM, LSTMState, get_min_thread_work, get_num_threads, has_blas,
+                        set_min_thread_work, set_num_threads)
 from clstm.model import Model
 from clstm import losses, optim
 from clstm.io import load, save
@@ -21,5 +22,6 @@ if _core.__version__ != __version__:
     raise ImportError("clstm: package version %s but C core %s: reinstall clstm"
                       % (__version__, _core.__version__))
 
-__all__ = ["LSTM", "LSTMState", "Model", "losses", "optim", "set_num_threads", "get_num_threads", "has_blas", "save", "load",
-           "__version__"]
+__all__ = ["LSTM", "LSTMState", "Model", "losses", "optim", "set_num_threads",
+           "get_num_threads", "set_min_thread_work", "get_min_thread_work", "has_blas", "save",
+           "load", "__version__"]

@@ -120,6 +120,8 @@ cdef extern from "clstm.h" nogil:
                                  void *m, void *v, int64_t step, const clstm_adam_config *cfg)
     clstm_status clstm_set_num_threads(int n)
     int clstm_get_num_threads()
+    clstm_status clstm_set_min_thread_work(int64_t macs)
+    int64_t clstm_get_min_thread_work()
     int clstm_has_blas()
     clstm_status clstm_save(const clstm_model *m, const char *path)
     clstm_status clstm_save_ex(const clstm_model *m, const char *path, const char **why)

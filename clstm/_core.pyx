@@ -47,6 +47,14 @@ def get_num_threads():
     return clstm_get_num_threads()
 
 
+def set_min_thread_work(int64_t macs):
+    check(clstm_set_min_thread_work(macs), "set_min_thread_work")
+
+
+def get_min_thread_work():
+    return clstm_get_min_thread_work()
+
+
 cdef class _Block:
     """Exposes one of a model's blocks through the buffer protocol, keeping
     the model alive for as long as any NumPy view of it exists."""

@@ -13,7 +13,8 @@ import numpy as np
 
 from clstm import _core
 
-__all__ = ["LSTM", "LSTMState", "Metadata", "set_num_threads", "get_num_threads", "has_blas"]
+__all__ = ["LSTM", "LSTMState", "Metadata", "set_num_threads", "get_num_threads",
+           "set_min_thread_work", "get_min_thread_work", "has_blas"]
 
 # the config's keys in a model file's __metadata__ (include/clstm.h)
 _RESERVED_METADATA = frozenset((
@@ -40,6 +41,23 @@ def set_num_threads(n):
 def get_num_threads():
     """The number of threads clstm uses."""
     return _core.get_num_threads()
+
+
+def set_min_thread_work(macs):
+    """Tuning: the recurrent multiply-adds per time step (4*B*H*H) each
+    thread must get, or fewer threads are used (default 524288; 0: use every
+    thread whenever hidden_size allows). Process-wide. Small steps on many
+    threads lose more to the per-step barrier than they gain, and suffer
+    most when another process competes for the cores."""
+    macs = _as_int(macs, "macs")
+    if not 0 <= macs < 2**63:
+        raise ValueError("macs: expected an int in [0, 2**63), got %d" % macs)
+    _core.set_min_thread_work(macs)
+
+
+def get_min_thread_work():
+    """See set_min_thread_work."""
+    return _core.get_min_thread_work()
 
 
 def has_blas():

@@ -489,9 +489,21 @@ CLSTM_API clstm_status clstm_metadata_at(const clstm_model *m, int64_t i, const 
 /* ---------------------------------------------------------------- threads */
 /* Number of threads clstm uses for its compute (process-wide; default: the
  * OpenMP default, normally the number of cores). n < 1 returns ARG. Small
- * problems run on one thread regardless. */
+ * problems use fewer threads, see below. */
 CLSTM_API clstm_status clstm_set_num_threads(int n);
 CLSTM_API int clstm_get_num_threads(void);
+
+/* A tuning knob, process-wide: the recurrent multiply-adds per time step
+ * (4 B H^2) each thread must get, or the team shrinks (down to one thread):
+ * below it, the per-step barrier costs more than a thread gives, and a
+ * team is fragile when another process competes for the cores. Default
+ * CLSTM_DEFAULT_MIN_THREAD_WORK; 0 uses every thread whenever H allows
+ * (slices of at least 8 hidden units), as the tests do to exercise the
+ * split on small models. macs < 0 returns ARG. Results do not depend on it
+ * beyond float rounding of the thread split. */
+#define CLSTM_DEFAULT_MIN_THREAD_WORK 524288
+CLSTM_API clstm_status clstm_set_min_thread_work(int64_t macs);
+CLSTM_API int64_t clstm_get_min_thread_work(void);
 
 /* 1 if the library was built with a BLAS backend, else 0. */
 CLSTM_API int clstm_has_blas(void);

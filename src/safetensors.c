@@ -70,7 +70,8 @@ static int parse_meta(clstm_json *j, st_header *h) {
         const char *k, *v;
         if (clstm_json_string(j, &k) || !clstm_json_accept(j, ':'))
             return fail(h, "malformed __metadata__ key");
-        if (clstm_json_string(j, &v)) return fail(h, "a __metadata__ value is not a valid JSON string (or holds U+0000)");
+        if (clstm_json_string(j, &v))
+            return fail(h, "a __metadata__ value is not a valid JSON string (or holds U+0000)");
         for (size_t i = 0; i < h->nm; i++)
             if (strcmp(h->key[i], k) == 0) return fail(h, "duplicate __metadata__ key");
         if (h->nm == ST_MAX_META) return fail(h, "too many __metadata__ entries");

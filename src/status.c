@@ -1,5 +1,6 @@
 /* Version, status strings and the process-wide thread setting. */
 #include <omp.h>
+#include <stdatomic.h>
 #include "internal.h"
 
 unsigned clstm_version_number(void) { return CLSTM_VERSION_NUMBER; }
@@ -39,15 +40,37 @@ int clstm_get_num_threads(void) {
     return g_num_threads > 0 ? g_num_threads : omp_get_max_threads();
 }
 
-/* Per-step work below which a second thread costs more than it gives. The
- * hidden units are split across threads in slices of at least 8. */
-#define CLSTM_MIN_STEP_WORK 4096
+/* Recurrent multiply-adds per step (4 B H R, counted as 4 B H^2) that each
+ * thread of a team should get at least: below this, the per-step barrier
+ * and the smaller gemms cost more than a second thread gives, and a team
+ * is fragile when another process competes for the cores (measured with
+ * bench/bench_peers.py --only contention, and examples/bench_step.c: B=1
+ * H=256 ran 2-4x slower on two threads than on one, and under a
+ * load average of 5 on 2 cores a T=200 B=16 H=128 training step took 2-10x
+ * longer on two threads than on one). The default is
+ * CLSTM_DEFAULT_MIN_THREAD_WORK (clstm.h); clstm_set_min_thread_work
+ * changes it. A spin-then-sched_yield barrier in place of OpenMP's was
+ * tried against contention and measured worse (more variance, 1.5-5x
+ * slower under load) than OpenMP's spin-then-futex barrier: not kept. */
+static _Atomic int64_t g_min_thread_work = CLSTM_DEFAULT_MIN_THREAD_WORK;
+
+clstm_status clstm_set_min_thread_work(int64_t macs) {
+    if (macs < 0) return CLSTM_ERR_ARG;
+    atomic_store(&g_min_thread_work, macs);
+    return CLSTM_OK;
+}
+
+int64_t clstm_get_min_thread_work(void) { return atomic_load(&g_min_thread_work); }
 
 int clstm_team_size(int64_t B, int64_t H) {
     int n = clstm_get_num_threads();
     if (n < 1) n = 1;
-    if (4 * B * H * H < CLSTM_MIN_STEP_WORK) return 1; /* B, H <= 2^31 checked */
-    int64_t max_by_h = (H + 7) / 8;
+    const int64_t min_work = atomic_load(&g_min_thread_work);
+    if (min_work > 0) {
+        const double by_work = 4.0 * (double)B * (double)H * (double)H / (double)min_work;
+        if (by_work < n) n = by_work < 1 ? 1 : (int)by_work;
+    }
+    int64_t max_by_h = (H + 7) / 8; /* slices of at least 8 units */
     if (n > max_by_h) n = (int)max_by_h;
     return n;
 }

@@ -345,6 +345,16 @@ def num_threads(request):
     return request.param
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _split_small_models():
+    """Split even the tests' small models across threads (by default clstm
+    runs them on one), so that the thread split is what gets tested."""
+    old = clstm.get_min_thread_work()
+    clstm.set_min_thread_work(0)
+    yield
+    clstm.set_min_thread_work(old)
+
+
 @pytest.fixture(autouse=True)
 def _restore_threads():
     old = clstm.get_num_threads()

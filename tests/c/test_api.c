@@ -959,6 +959,13 @@ static void test_threads(void)
 {
     const int old = clstm_get_num_threads();
     CHECK(old >= 1, "clstm_get_num_threads() = %d", old);
+    CHECK_STATUS(clstm_set_min_thread_work(-1), CLSTM_ERR_ARG);
+    CHECK(clstm_get_min_thread_work() == CLSTM_DEFAULT_MIN_THREAD_WORK,
+          "min thread work starts at the default, got %lld",
+          (long long)clstm_get_min_thread_work());
+    CHECK_STATUS(clstm_set_min_thread_work(0), CLSTM_OK);
+    CHECK(clstm_get_min_thread_work() == 0, "min thread work not set");
+    CHECK_STATUS(clstm_set_min_thread_work(CLSTM_DEFAULT_MIN_THREAD_WORK), CLSTM_OK);
     CHECK_STATUS(clstm_set_num_threads(0), CLSTM_ERR_ARG);
     CHECK_STATUS(clstm_set_num_threads(-1), CLSTM_ERR_ARG);
     CHECK_STATUS(clstm_set_num_threads(INT_MIN), CLSTM_ERR_ARG);

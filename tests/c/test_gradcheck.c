@@ -1644,6 +1644,8 @@ done:
 
 int main(void)
 {
+    /* split even small models across threads, so the split itself is tested */
+    clstm_set_min_thread_work(0);
     /* lengths, unsorted, each with a 0 and a full one (T = the first number) */
     static const int64_t len4_4[] = {2, 0, 4, 1}, len4_3[] = {2, 4, 0}, len5_3[] = {5, 0, 3};
     static const int64_t len6_3[] = {4, 6, 0}, len1_3[] = {1, 0, 1}, len100_3[] = {100, 0, 37};

@@ -1959,6 +1959,8 @@ static void test_tensors_all(void)
 
 int main(void)
 {
+    /* split even small models across threads, so the split itself is tested */
+    clstm_set_min_thread_work(0);
     snprintf(g_dir, sizeof g_dir, "/tmp/clstm_test_model_XXXXXX");
     if (!mkdtemp(g_dir)) {
         fprintf(stderr, "mkdtemp failed\n");

@@ -78,4 +78,35 @@ static inline void *xcalloc(size_t n, size_t size)
     return p;
 }
 
+/* A whole file, NUL-terminated (*size excludes the NUL); NULL if unreadable.
+ * Free with free(). */
+static inline unsigned char *read_all(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    *size = 0;
+    if (!f) return NULL;
+    unsigned char *buf = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        buf = (unsigned char *)xcalloc((size_t)n + 1, 1);
+        if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+            free(buf);
+            buf = NULL;
+        }
+    }
+    fclose(f);
+    *size = buf ? (size_t)n : 0;
+    return buf;
+}
+
+/* Write n bytes to path: 1 on success. */
+static inline int write_all(const char *path, const unsigned char *buf, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    int ok = fwrite(buf, 1, n, f) == n;
+    return fclose(f) == 0 && ok;
+}
+
 #endif /* CLSTM_CTEST_H */

@@ -1607,33 +1607,6 @@ out:
 
 static char g_dir[64];
 
-static unsigned char *read_all(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    unsigned char *buf = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = xcalloc((size_t)n + 1, 1);
-        if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
-}
-
-static int write_all(const char *path, const unsigned char *buf, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    int ok = fwrite(buf, 1, n, f) == n;
-    return fclose(f) == 0 && ok;
-}
-
 /* Replace the first `from` in buf[0..n) by `to` of the same length. */
 static int patch(unsigned char *buf, size_t n, const char *from, const char *to)
 {

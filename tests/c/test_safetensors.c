@@ -28,25 +28,6 @@ static char *path_in(const char *name)
     return buf;
 }
 
-static unsigned char *read_all(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    unsigned char *buf = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        buf = xcalloc((size_t)n + 1, 1);
-        if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-            free(buf);
-            buf = NULL;
-        }
-    }
-    fclose(f);
-    *size = (size_t)n;
-    return buf;
-}
-
 static int count_entries(const char *dir)
 {
     DIR *d = opendir(dir);

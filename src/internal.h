@@ -99,6 +99,23 @@ int64_t clstm_blas_dim_max(void);
 /* Make BLAS run single-threaded, so that our OpenMP team owns the cores. */
 void clstm_blas_single_thread(void);
 
+/* The recurrent product on packed float32 weights (packed.c; layout there).
+ * clstm_pack_rows_f32: column n of the packed matrix is row
+ * (n / group) * gstride + n % group of W (ldw); clstm_pack_cols_f32: column
+ * n is W[:, n]. Both write exactly N*K floats. clstm_packed_gemm_f32 sets
+ * C (M, N) = A (M, K) · packed and returns 1, or returns 0 (and writes
+ * nothing) where this CPU has no kernel: the caller then uses GEMM. */
+void clstm_pack_rows_f32(float *dst, const float *W, int64_t ldw, int64_t N, int64_t K,
+                         int64_t group, int64_t gstride);
+void clstm_pack_cols_f32(float *dst, const float *W, int64_t ldw, int64_t N, int64_t K);
+int clstm_packed_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const float *Wp, float *C, int64_t ldc);
+/* 1 if clstm_packed_gemm_f32 has a kernel for this CPU. */
+int clstm_packed_available(void);
+/* For tests: use no kernel above isa (0 none, 1 AVX2, 2 AVX-512); returns
+ * the one now in use. Not thread-safe against running products. */
+int clstm_packed_limit_isa(int isa);
+
 /* Free the model's vocabulary and user metadata (vocab.c). */
 void clstm_vocab_clear(clstm_model *m);
 void clstm_metadata_clear(clstm_model *m);

@@ -10,7 +10,7 @@
  * baseline), and the loader picks one for the CPU: a portable wheel still
  * gets 8-wide vectors. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CLSTM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define CLSTM_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CLSTM_CLONES
 #endif
@@ -193,24 +193,28 @@ static void make_slices(const dims *d, int tid, int nt, slices *s) {
 #define GEMM clstm_sgemm
 #define SIGM clstm_sigmoidf
 #define TANH clstm_tanhf
+#define PACKED 1
 #include "lstm_kernels.inc"
 #undef real
 #undef SUF
 #undef GEMM
 #undef SIGM
 #undef TANH
+#undef PACKED
 
 #define real double
 #define SUF(name) name##_f64
 #define GEMM clstm_dgemm
 #define SIGM(x) (1.0 / (1.0 + exp(-(x))))
 #define TANH tanh
+#define PACKED 0
 #include "lstm_kernels.inc"
 #undef real
 #undef SUF
 #undef GEMM
 #undef SIGM
 #undef TANH
+#undef PACKED
 
 clstm_status clstm_workspace_size(const clstm_model *m, int64_t T, int64_t B, int train,
                                   size_t *bytes) {

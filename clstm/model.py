@@ -240,7 +240,7 @@ class Model(LSTM):
         if stream and not train:
             ws = state._ws
         else:
-            ws = np.empty(self._m.model_workspace_size(T, B, bool(train)), np.uint8)
+            ws = self._workspace(self._m.model_workspace_size(T, B, bool(train)))
         self._m.model_forward(T, B, out.reshape(-1), self._flat(x3),
                               None if ids is None else ids.reshape(-1), self._flat(h0),
                               self._flat(c0), hT.reshape(-1), cT.reshape(-1), bool(train),

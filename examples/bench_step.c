@@ -2,9 +2,11 @@
  * the way.
  *
  *     bench_step [--input D] [--hidden H] [--layers L] [--batch B]
- *                [--threads N] [--steps S] [--seq T]
+ *                [--threads N] [--steps S] [--seq T] [--min-work MACS]
  *
- * Defaults: D = H = 256, L = 1, B = 1, threads 1, S = 5000, T = 200.
+ * Defaults: D = H = 256, L = 1, B = 1, threads 1, S = 5000, T = 200;
+ * --min-work sets clstm_set_min_thread_work (1: every thread; default: the
+ * library's).
  * A float32 model of random weights (seed 1) is created, and then:
  *   step: S calls of clstm_forward_ex with T = 1, the state advanced in
  *         place (h0 = hT, c0 = cT) and one inference workspace reused, each
@@ -29,7 +31,7 @@
 
 #define USAGE                                                                         \
     "usage: bench_step [--input D] [--hidden H] [--layers L] [--batch B] [--threads N] " \
-    "[--steps S] [--seq T]"
+    "[--steps S] [--seq T] [--min-work MACS]"
 
 static double now_ns(void) {
     struct timespec ts;
@@ -66,7 +68,7 @@ static int parse_pos(const char *s, int64_t *out) {
 }
 
 int main(int argc, char **argv) {
-    int64_t D = 256, H = 256, L = 1, B = 1, threads = 1, S = 5000, T = 200;
+    int64_t D = 256, H = 256, L = 1, B = 1, threads = 1, S = 5000, T = 200, min_work = 0;
     for (int i = 1; i < argc; i++) {
         int64_t *dst = strcmp(argv[i], "--input") == 0     ? &D
                        : strcmp(argv[i], "--hidden") == 0  ? &H
@@ -75,6 +77,7 @@ int main(int argc, char **argv) {
                        : strcmp(argv[i], "--threads") == 0 ? &threads
                        : strcmp(argv[i], "--steps") == 0   ? &S
                        : strcmp(argv[i], "--seq") == 0     ? &T
+                       : strcmp(argv[i], "--min-work") == 0 ? &min_work
                                                            : NULL;
         if (!dst || i + 1 >= argc || parse_pos(argv[i + 1], dst) != 0) {
             fprintf(stderr, "bench_step: bad or incomplete option '%s'\n%s\n", argv[i], USAGE);
@@ -97,6 +100,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_step: clstm_set_num_threads: %s\n", clstm_status_string(st));
         return 1;
     }
+    if (min_work > 0) clstm_set_min_thread_work(min_work);
     clstm_config cfg = clstm_config_default();
     cfg.input_size = D;
     cfg.hidden_size = H;

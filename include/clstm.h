@@ -501,7 +501,7 @@ CLSTM_API int clstm_get_num_threads(void);
  * (slices of at least 8 hidden units), as the tests do to exercise the
  * split on small models. macs < 0 returns ARG. Results do not depend on it
  * beyond float rounding of the thread split. */
-#define CLSTM_DEFAULT_MIN_THREAD_WORK 524288
+#define CLSTM_DEFAULT_MIN_THREAD_WORK 65536
 CLSTM_API clstm_status clstm_set_min_thread_work(int64_t macs);
 CLSTM_API int64_t clstm_get_min_thread_work(void);
 

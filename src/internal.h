@@ -110,7 +110,12 @@ void clstm_pack_rows_f32(float *dst, const float *W, int64_t ldw, int64_t N, int
 void clstm_pack_cols_f32(float *dst, const float *W, int64_t ldw, int64_t N, int64_t K);
 int clstm_packed_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                           const float *Wp, float *C, int64_t ldc);
-/* 1 if clstm_packed_gemm_f32 has a kernel for this CPU. */
+/* y (N) = W (N rows, leading dimension ldw) · x (K), plus y's old value
+ * when acc: the single-row product on unpacked rows; returns 1, or 0
+ * (nothing written) where this CPU has no kernel. */
+int clstm_rowdot_f32(int64_t N, int64_t K, const float *W, int64_t ldw, const float *x,
+                     float *y, int acc);
+/* 1 if clstm_packed_gemm_f32 and clstm_rowdot_f32 have kernels for this CPU. */
 int clstm_packed_available(void);
 /* For tests: use no kernel above isa (0 none, 1 AVX2, 2 AVX-512); returns
  * the one now in use. Not thread-safe against running products. */

@@ -197,7 +197,94 @@ static T256 void gemm256(int64_t M, int64_t N, int64_t K, const float *A, int64_
         }
     }
 }
+
+/* y (N) = W (N rows, ldw) · x (K) [+ y with acc]: the single-row product (B = 1) on the
+ * unpacked rows, four rows at a time, each a 16- (8-) lane dot product
+ * reduced at the end. Packing would cost a copy of the weights per call,
+ * which is the whole step when streaming one step per call. */
+INLINE T512 float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+static T512 void rowdot512(int64_t N, int64_t K, const float *W, int64_t ldw, const float *x,
+                           float *y, int acc) {
+    const int64_t kt = K & ~(int64_t)15;
+    const __mmask16 mt = (__mmask16)((1u << (K - kt)) - 1);
+    int64_t n = 0;
+    for (; n + 4 <= N; n += 4) {
+        const float *w0 = W + n * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t k = 0; k < kt; k += 16) {
+            const __m512 v = _mm512_loadu_ps(x + k);
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + k), v, a0);
+            a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + k), v, a1);
+            a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w2 + k), v, a2);
+            a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w3 + k), v, a3);
+        }
+        if (mt) {
+            const __m512 v = _mm512_maskz_loadu_ps(mt, x + kt);
+            a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mt, w0 + kt), v, a0);
+            a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mt, w1 + kt), v, a1);
+            a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mt, w2 + kt), v, a2);
+            a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mt, w3 + kt), v, a3);
+        }
+        y[n] = hsum512(a0) + (acc ? y[n] : 0);
+        y[n + 1] = hsum512(a1) + (acc ? y[n + 1] : 0);
+        y[n + 2] = hsum512(a2) + (acc ? y[n + 2] : 0);
+        y[n + 3] = hsum512(a3) + (acc ? y[n + 3] : 0);
+    }
+    for (; n < N; n++) {
+        const float *w0 = W + n * ldw;
+        __m512 a0 = _mm512_setzero_ps();
+        for (int64_t k = 0; k < kt; k += 16)
+            a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + k), _mm512_loadu_ps(x + k), a0);
+        if (mt)
+            a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mt, w0 + kt),
+                                 _mm512_maskz_loadu_ps(mt, x + kt), a0);
+        y[n] = hsum512(a0) + (acc ? y[n] : 0);
+    }
+}
+
+INLINE T256 float hsum256(__m256 v) {
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+static T256 void rowdot256(int64_t N, int64_t K, const float *W, int64_t ldw, const float *x,
+                           float *y, int acc) {
+    const int64_t kt = K & ~(int64_t)7;
+    const __m256i mt = mask256(K - kt);
+    for (int64_t n = 0; n < N; n++) {
+        const float *w0 = W + n * ldw;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+        int64_t k = 0;
+        for (; k + 16 <= kt; k += 16) {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + k), _mm256_loadu_ps(x + k), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+        }
+        if (k < kt) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w0 + k), _mm256_loadu_ps(x + k), a0);
+        if (kt < K)
+            a1 = _mm256_fmadd_ps(_mm256_maskload_ps(w0 + kt, mt), _mm256_maskload_ps(x + kt, mt),
+                                 a1);
+        y[n] = hsum256(_mm256_add_ps(a0, a1)) + (acc ? y[n] : 0);
+    }
+}
 #endif /* PK_X86 */
+
+int clstm_rowdot_f32(int64_t N, int64_t K, const float *W, int64_t ldw, const float *x,
+                     float *y, int acc) {
+    if (N <= 0) return 1;
+    if (K <= 0) {
+        if (!acc) memset(y, 0, sizeof(float) * N);
+        return 1;
+    }
+    switch (active_isa()) {
+#ifdef PK_X86
+    case ISA_AVX512: rowdot512(N, K, W, ldw, x, y, acc); return 1;
+    case ISA_AVX2: rowdot256(N, K, W, ldw, x, y, acc); return 1;
+#endif
+    default: return 0;
+    }
+}
 
 int clstm_packed_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                           const float *Wp, float *C, int64_t ldc) {

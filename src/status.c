@@ -42,12 +42,15 @@ int clstm_get_num_threads(void) {
 
 /* Recurrent multiply-adds per step (4 B H R, counted as 4 B H^2) that each
  * thread of a team should get at least: below this, the per-step barrier
- * and the smaller gemms cost more than a second thread gives, and a team
- * is fragile when another process competes for the cores (measured with
- * bench/bench_peers.py --only contention, and examples/bench_step.c: B=1
- * H=256 ran 2-4x slower on two threads than on one, and under a
- * load average of 5 on 2 cores a T=200 B=16 H=128 training step took 2-10x
- * longer on two threads than on one). The default is
+ * costs more than a second thread gives. Measured with examples/bench_step
+ * on 2 cores of an AVX-512 Xeon with the own kernels of packed.c (step /
+ * whole-sequence us per step, 1 thread -> 2): H=64 B=1 (16k MACs) 2.3/1.5
+ * -> 4.2/1.6, worse; H=128 B=4 (262k) 37.6/24.4 -> 27.1/14.8; H=256 B=1
+ * (262k) 32.3/18.6 -> 12.6/12.8, where the two halves of the weights fit
+ * the two cores' L2 and the whole does not fit one. With a busy-loop
+ * process beside it, H=256 B=1 on 2 threads stayed at 11.4 us per step.
+ * (The earlier default, 512k, came from OpenBLAS's gemv and gemm on an AMD
+ * EPYC, where B=1 H=256 ran 2-4x slower on two threads.) The default is
  * CLSTM_DEFAULT_MIN_THREAD_WORK (clstm.h); clstm_set_min_thread_work
  * changes it. A spin-then-sched_yield barrier in place of OpenMP's was
  * tried against contention and measured worse (more variance, 1.5-5x

@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-__all__ = ["DataError", "builtin_text", "read_text", "read_csv_column", "read_npz",
-           "TextStream", "Sequences", "windows"]
+__all__ = ["DataError", "builtin_text", "file_kind", "read_text", "read_csv_column",
+           "read_npz", "TextStream", "Sequences", "windows"]
 
 
 MAX_CLASSES = 65536  # labels of a classifier: 0..K-1, K at most this
@@ -19,6 +19,26 @@ MAX_CLASSES = 65536  # labels of a classifier: 0..K-1, K at most this
 
 class DataError(ValueError):
     """Input data that cannot be used, with a message a person can act on."""
+
+
+def file_kind(path):
+    """What a file holds, judged by its first bytes: "safetensors" (a model
+    file: an 8-byte little-endian header length, then a JSON header), "npz"
+    (a zip archive: checkpoints and .npz data), "npy", or None (anything
+    else, or unreadable). Only the first bytes are read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    if head.startswith(b"PK\x03\x04"):
+        return "npz"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if len(head) == 9 and head[8:] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    return None
 
 
 def builtin_text():

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from clstm import losses, optim
-from clstm.data import DataError, stream_chunks
+from clstm.data import DataError, file_kind, stream_chunks
 from clstm.io import save
 
 __all__ = ["Trainer", "LanguageModelTask", "SequenceTask", "TrainingStopped",
@@ -238,11 +238,23 @@ def load_checkpoint(path):
     from clstm.io import load
     if not os.path.isfile(path):
         raise DataError("%s: no such checkpoint file" % path)
+    kind = file_kind(path)
+    if kind == "safetensors":
+        raise DataError("%s: is a model file, not a checkpoint (a checkpoint is the .ckpt.npz "
+                        "file that training writes beside the model)" % path)
+    if kind != "npz":
+        raise DataError("%s: not a clstm checkpoint (%s)" % (
+            path, "the file is empty" if os.path.getsize(path) == 0 else "not an .npz archive"))
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # any malformed npz: one message
-        raise DataError("%s: not a clstm checkpoint (%s)" % (path, e)) from None
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise DataError("%s: not a clstm checkpoint (it holds Python objects that need "
+                            "pickle; refusing to load it)" % path) from None
+        raise DataError("%s: a truncated or corrupted checkpoint (%s)" % (path, e)) from None
+    except Exception as e:  # any other damage to the archive: one message
+        raise DataError("%s: a truncated or corrupted checkpoint (%s)" % (path, e)) from None
     try:
         meta = json.loads(bytes(arrays.pop("meta")).decode("utf-8"))
         if meta.get("format") != CHECKPOINT_FORMAT:
@@ -349,6 +361,7 @@ class Trainer:
             self.state = (arrays["state_h"].astype(model.dtype),
                           arrays["state_c"].astype(model.dtype))
         self.best_val, self.bad_evals = meta["best_val"], meta["bad_evals"]
+        self._stop = self.patience is not None and self.bad_evals > self.patience
         self.history, self._window = meta["history"], meta["window"]
         _set_rng_state(self.rng, meta["rng"])
         _set_rng_state(model._dropout_rng, meta["dropout_rng"])

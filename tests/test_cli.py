@@ -555,8 +555,13 @@ def _write_bad_inputs(d):
 
 
 @pytest.fixture(scope="module")
-def bad(tmp_path_factory):
-    return _write_bad_inputs(tmp_path_factory.mktemp("bad"))
+def bad(tmp_path_factory, world):
+    f = _write_bad_inputs(tmp_path_factory.mktemp("bad"))
+    # the character model's checkpoint cut short, as an interrupted copy leaves it
+    whole = open(str(world.char).replace(".safetensors", ".ckpt.npz"), "rb").read()
+    f["cut_ckpt"] = f["adir"].parent / "cut.ckpt.npz"
+    f["cut_ckpt"].write_bytes(whole[: len(whole) // 2])
+    return f
 
 
 # (command, argv after the command with {placeholders}, needles for the message)
@@ -590,6 +595,12 @@ BAD_CASES = {
                        ["nope.ckpt.npz"]),
     "resume_other_data": ("train", ["--csv", "{csv}", "--column", "y", "--resume",
                                     "{char_ckpt}"], ["differ"]),
+    "resume_truncated": ("train", ["--text", "{text}", "--resume", "{cut_ckpt}"],
+                         ["cut.ckpt.npz", "truncated or corrupted"]),
+    "resume_model_file": ("train", ["--text", "{text}", "--resume", "{char}"],
+                          ["char.safetensors", "model file, not a checkpoint"]),
+    "resume_empty": ("train", ["--text", "{text}", "--resume", "{empty}"],
+                     ["empty.txt", "empty"]),
     "sample_forecaster": ("sample", ["{forecaster}"], ["not a character model"]),
     "sample_classifier": ("sample", ["{classifier}"], ["not a character model"]),
     "sample_bare": ("sample", ["{bare}"], ["not a character model"]),

@@ -87,6 +87,32 @@ def test_training_lowers_the_validation_loss(tmp_path):
     assert t.best_val == min(r["val_loss"] for r in h)
 
 
+def test_early_stopping_keeps_the_best_model_and_stays_stopped(tmp_path):
+    """patience=1: the second evaluation in a row without a new best stops
+    the run; `out` holds the parameters of the best evaluation, and a resume
+    of the stopped run trains no further."""
+    task, model = lm()
+    losses = iter([3.0, 2.0, 2.5, 2.6, 1.0, 1.0])  # best at the 2nd; stop after the 4th
+    seen = []
+
+    def evaluate(m):
+        seen.append(m.flat_parameters.copy())
+        return {"val_loss": next(losses)}
+
+    task.evaluate = evaluate
+    t = TR.Trainer(model, task, epochs=50, eval_every=7, patience=1, progress=False,
+                   out=str(tmp_path / "a.st"), checkpoint=str(tmp_path / "a.ckpt"))
+    h = t.fit()
+    assert [r["val_loss"] for r in h] == [3.0, 2.0, 2.5, 2.6]
+    assert t.step == h[-1]["step"] < 50 * task.n_batches and t.best_val == 2.0
+    np.testing.assert_array_equal(clstm.load(t.out).flat_parameters, seen[1])
+    task2, _ = lm()
+    task2.evaluate = evaluate
+    resumed = TR.Trainer.resume(t.checkpoint, task2, progress=False)
+    resumed.fit()
+    assert resumed.step == t.step and len(seen) == 4
+
+
 def test_ctrl_c_checkpoints_and_resumes_exactly(tmp_path, monkeypatch):
     full, _ = run(lm, tmp_path, "full")
     task, model = lm()
@@ -153,11 +179,15 @@ def test_resume_refuses_other_data(tmp_path):
         TR.Trainer.resume(t.checkpoint, TR.LanguageModelTask(stream, 4, 16))
 
 
-@pytest.mark.parametrize("content", [b"", b"not a zip", b"PK\x03\x04garbage"])
-def test_bad_checkpoint_is_a_clear_error(tmp_path, content):
+@pytest.mark.parametrize("content,why", [
+    (b"", "not a clstm checkpoint .the file is empty"),
+    (b"not a zip", "not a clstm checkpoint .not an .npz archive"),
+    (b"PK\x03\x04garbage", "a truncated or corrupted checkpoint"),
+    (b"\x10\0\0\0\0\0\0\0{}" + b" " * 14, "is a model file, not a checkpoint")])
+def test_bad_checkpoint_is_a_clear_error(tmp_path, content, why):
     p = tmp_path / "bad.ckpt"
     p.write_bytes(content)
-    with pytest.raises(D.DataError, match="not a clstm checkpoint"):
+    with pytest.raises(D.DataError, match=why):
         TR.load_checkpoint(str(p))
 
 

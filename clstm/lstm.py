@@ -3,6 +3,7 @@
 All argument checking and layout handling (batch_first, unbatched input) is
 here; the math is in C (src/), reached through clstm._core.
 """
+import contextlib
 import operator
 import secrets
 import threading
@@ -153,10 +154,12 @@ class LSTM:
     -> y (T, B, N*R), h (N*L, B, R), c (N*L, B, H). An unbatched x of shape
     (T, D) gives y (T, N*R) and states (N*L, R), (N*L, H).
 
-    Threads: forward(train=False) may run from many Python threads on one
-    model at once (the GIL is released). A training forward and backward hold
-    a per-model lock; parameters must not be changed while another thread
-    computes with them.
+    Threads: forward may run from many Python threads on one model at once
+    (the GIL is released). RuntimeError, instead of a corrupted result, for
+    load_state_dict or an optimizer step while another thread computes with
+    the model, a step on an LSTMState another thread is advancing, and a
+    backward() whose training forward another thread replaced. Writes made
+    directly through flat_parameters views are not guarded.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
@@ -217,11 +220,21 @@ class LSTM:
         self.seed = seed
         self.batch_first = bool(batch_first)
         self.backend = backend
-        self._attach(_core.Model(self.input_size, self.hidden_size, self.num_layers,
-                                 dt == np.float64, seed, backend, self.proj_size,
-                                 self.bidirectional, self.dropout, self.peepholes,
-                                 self.input_forget, self.clip or 0.0,
-                                 **self._core_kwargs()))
+        core_kwargs = self._core_kwargs()
+        try:
+            core = _core.Model(self.input_size, self.hidden_size, self.num_layers,
+                               dt == np.float64, seed, backend, self.proj_size,
+                               self.bidirectional, self.dropout, self.peepholes,
+                               self.input_forget, self.clip or 0.0, **core_kwargs)
+        except (ValueError, MemoryError) as e:
+            # the C status names no argument: name the sizes (e.g. hidden_size=2**40)
+            sizes = dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                         num_layers=self.num_layers, proj_size=self.proj_size,
+                         vocab_size=core_kwargs.get("vocab_size", 0),
+                         output_size=core_kwargs.get("output_size", 0))
+            raise type(e)("%s (%s)" % (e, ", ".join("%s=%d" % kv for kv in sizes.items()
+                                                     if kv[1]))) from None
+        self._attach(core)
 
     def _core_kwargs(self):
         """Extra settings of the C model (the whole model's, in clstm.Model)."""
@@ -236,7 +249,9 @@ class LSTM:
         self._grads = np.asarray(self._m.grads_block())
         self._tensors = self._m.tensors()
         self._lock = threading.Lock()
-        self._pending = None  # (ws, (T, B), layout) of the last training forward
+        self._pending = None  # (ws, (T, B), layout, thread id) of the last training forward
+        self._readers = 0  # calls computing with the parameters now (any thread)
+        self._writer = None  # what is writing the parameters now, or None
         self._spare_ws = None  # the workspace the last call released, for reuse
 
     def _workspace(self, nbytes):
@@ -256,6 +271,56 @@ class LSTM:
         with self._lock:
             if self._spare_ws is None or self._spare_ws.nbytes < ws.nbytes:
                 self._spare_ws = ws
+
+    @contextlib.contextmanager
+    def _reading(self):
+        """A compute call's use of the parameters: any number at once, but
+        never while a write (load_state_dict, an optimizer step) is under
+        way in another thread: that raises RuntimeError instead."""
+        with self._lock:
+            if self._writer is not None:
+                raise RuntimeError("model: %s is writing the parameters in another thread; "
+                                   "wait for it before computing" % self._writer)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._readers -= 1
+
+    @contextlib.contextmanager
+    def _computing(self, stream_state):
+        """The guards of one forward: the parameters are read (_reading), and
+        an LSTMState is advanced by one caller at a time; RuntimeError before
+        anything is computed otherwise. (A training forward may replace
+        another thread's pending one: that thread's backward then raises.)"""
+        if stream_state is not None and not stream_state._busy.acquire(blocking=False):
+            raise RuntimeError("state: this LSTMState is being advanced by another thread; a "
+                               "state belongs to one thread at a time (give each thread its "
+                               "own initial_state())")
+        try:
+            with self._reading():
+                yield
+        finally:
+            if stream_state is not None:
+                stream_state._busy.release()
+
+    @contextlib.contextmanager
+    def _writing(self, what):
+        """`what` (e.g. "load_state_dict") writes the parameters: alone.
+        RuntimeError if another thread computes with them or writes them."""
+        with self._lock:
+            if self._readers or self._writer is not None:
+                raise RuntimeError(
+                    "%s: the model is in use by %s in another thread; changing its "
+                    "parameters now would corrupt that result" % (
+                        what, "%d call(s)" % self._readers if self._readers else self._writer))
+            self._writer = what
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._writer = None
 
     @classmethod
     def _from_core(cls, core, *, batch_first=False):
@@ -349,8 +414,9 @@ class LSTM:
                 raise ValueError("state_dict[%r]: expected shape %s, got %s"
                                  % (name, view.shape, arr.shape))
             staged[name] = arr
-        for name, arr in staged.items():
-            views[name][...] = arr
+        with self._writing("load_state_dict"):
+            for name, arr in staged.items():
+                views[name][...] = arr
 
     # ------------------------------------------------------------ interchange
     @classmethod
@@ -474,7 +540,11 @@ class LSTM:
             want = {"unbatched": "(T, %d)", "batch_first": "(B, T, %d)",
                     "time_first": "(T, B, %d)"}[layout] % D
             raise ValueError("x: expected shape %s with T, B >= 1, got %s" % (want, x.shape))
-        return np.ascontiguousarray(x3, dtype=self.dtype), layout
+        try:
+            return np.ascontiguousarray(x3, dtype=self.dtype), layout
+        except MemoryError:  # e.g. a zero-stride view of petabytes
+            raise MemoryError("x: cannot allocate a contiguous %s copy of shape %s"
+                              % (self.dtype, x.shape)) from None
 
     def _state(self, v, name, B, width, layout):
         """An (N*L, B, width) state from (N*L, B, width), or (N*L, width) for
@@ -566,8 +636,10 @@ class LSTM:
             ws = state._ws
         else:
             ws = self._workspace(self._m.workspace_size(T, B, bool(train)))
-        self._m.forward(T, B, x3.reshape(-1), self._flat(h0), self._flat(c0), y.reshape(-1),
-                        hT.reshape(-1), cT.reshape(-1), bool(train), ws, lens, dseed)
+        with self._computing(state if stream else None):
+            self._m.forward(T, B, x3.reshape(-1), self._flat(h0), self._flat(c0),
+                            y.reshape(-1), hT.reshape(-1), cT.reshape(-1), bool(train), ws,
+                            lens, dseed)
         return self._finish_forward(y, state if stream else None, hT, cT, ws, train, layout)
 
     def _states(self, state, B, layout):
@@ -585,7 +657,7 @@ class LSTM:
         """Remember a training forward for backward; the caller's layout."""
         if train:
             with self._lock:
-                self._pending = (ws, out.shape[:2], layout)
+                self._pending = (ws, out.shape[:2], layout, threading.current_thread())
         elif stream_state is None:
             self._release_workspace(ws)
         if stream_state is not None:
@@ -600,7 +672,12 @@ class LSTM:
         if self.bidirectional:
             raise ValueError("initial_state: a bidirectional LSTM cannot stream; "
                              "run whole sequences with forward()")
-        return LSTMState(self, _positive_int(batch_size, "batch_size"))
+        batch_size = _positive_int(batch_size, "batch_size")
+        try:
+            return LSTMState(self, batch_size)
+        except (MemoryError, ValueError) as e:  # NumPy's or the C's message names no argument
+            raise MemoryError("batch_size: cannot allocate the state of %d streams (%s)"
+                              % (batch_size, e)) from None
 
     def step(self, x_t, state):
         """One time step for every stream: x_t (B, D) -> y_t (B, R).
@@ -642,7 +719,11 @@ class LSTM:
             if self._pending is None:
                 raise ValueError("backward() needs a preceding forward(..., train=True) "
                                  "not yet used by a backward()")
-            ws, (T, B), layout = self._pending
+            ws, (T, B), layout, owner = self._pending
+            if owner is not threading.current_thread():
+                raise RuntimeError("backward(): the pending training forward was run by "
+                                   "another thread; training one model from several threads "
+                                   "at once is not supported (give each thread its own model)")
             d3 = None
             if d is not None:
                 d = self._array(d, name)
@@ -659,6 +740,10 @@ class LSTM:
             dx = np.empty((T, B, self.input_size), self.dtype) if want_dx else None
             dh0 = np.empty((NL, B, self._R), self.dtype)
             dc0 = np.empty((NL, B, self.hidden_size), self.dtype)
+            # the lock is held through the call: a parameter write waits for it
+            if self._writer is not None:
+                raise RuntimeError("backward(): %s is writing the parameters in another "
+                                   "thread; wait for it before computing" % self._writer)
             call(T, B, ws, self._flat(d3), self._flat(dhT), self._flat(dcT), self._flat(dx),
                  dh0.reshape(-1), dc0.reshape(-1))
             self._pending = None
@@ -720,9 +805,9 @@ class LSTMState:
 
     ``h`` (L, B, R) and ``c`` (L, B, H) are plain arrays (read them, or write
     them to set a state); ``reset(i)`` zeroes stream i, ``reset()`` all.
-    A state belongs to one caller at a time: two threads must not advance
-    the same state at once (each thread keeps its own states; the model
-    itself may be shared)."""
+    A state belongs to one caller at a time: a step on a state that another
+    thread is advancing at that moment raises RuntimeError (each thread
+    keeps its own states; the model itself may be shared)."""
 
     def __init__(self, lstm, batch_size):
         NL = lstm.num_directions * lstm.num_layers
@@ -730,6 +815,7 @@ class LSTMState:
         self.h = np.zeros((NL, batch_size, lstm._R), lstm.dtype)
         self.c = np.zeros((NL, batch_size, lstm.hidden_size), lstm.dtype)
         self._ws = np.empty(lstm._m.workspace_size(1, batch_size, False), np.uint8)
+        self._busy = threading.Lock()  # held by the call advancing this state
 
     @property
     def batch_size(self):

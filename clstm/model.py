@@ -187,7 +187,7 @@ class Model(LSTM):
 
     # ------------------------------------------------------------ compute
     def _tokens(self, ids):
-        """ids as a C-contiguous int32 (T, B) array, and its layout."""
+        """ids as a C-contiguous (T, B) integer array (its own dtype), and its layout."""
         a = _to_numpy(ids)
         if a.dtype.kind not in "iu":
             raise TypeError("ids: expected an integer array of token ids, got dtype %s"
@@ -202,10 +202,11 @@ class Model(LSTM):
                              % ("(B, T)" if self.batch_first else "(T, B)", a.shape))
         if a2.shape[0] < 1 or a2.shape[1] < 1:
             raise ValueError("ids: expected T, B >= 1, got shape %s" % (a.shape,))
-        if a2.min() < -2**31 or a2.max() >= 2**31:
-            raise ValueError("ids: expected token ids in [0, %d), got values out of int32 "
-                             "range" % self.vocab_size)
-        return np.ascontiguousarray(a2, dtype=np.int32), layout
+        try:  # in their own dtype: _check_ids reports the values as given
+            return np.ascontiguousarray(a2), layout
+        except MemoryError:  # e.g. a zero-stride view of petabytes
+            raise MemoryError("ids: cannot allocate a contiguous copy of shape %s"
+                              % (a.shape,)) from None
 
     def _check_ids(self, ids, lens):
         """Every id at a valid step (t < length) in [0, V); padding past a
@@ -235,16 +236,19 @@ class Model(LSTM):
         lens = self._lengths(lengths, T, B)
         if ids is not None:
             self._check_ids(ids, lens)
+            if ids.dtype != np.int32:  # out-of-range ids are padding now: never read
+                ids = np.where((ids >= 0) & (ids < self.vocab_size), ids, -1).astype(np.int32)
         dseed = self._dropout_seed(dropout_seed, train)
         out = np.empty((T, B, self.out_size), self.dtype)
         if stream and not train:
             ws = state._ws
         else:
             ws = self._workspace(self._m.model_workspace_size(T, B, bool(train)))
-        self._m.model_forward(T, B, out.reshape(-1), self._flat(x3),
-                              None if ids is None else ids.reshape(-1), self._flat(h0),
-                              self._flat(c0), hT.reshape(-1), cT.reshape(-1), bool(train),
-                              ws, lens, dseed)
+        with self._computing(state if stream else None):
+            self._m.model_forward(T, B, out.reshape(-1), self._flat(x3),
+                                  None if ids is None else ids.reshape(-1), self._flat(h0),
+                                  self._flat(c0), hT.reshape(-1), cT.reshape(-1), bool(train),
+                                  ws, lens, dseed)
         return self._finish_forward(out, state if stream else None, hT, cT, ws, train, layout)
 
     __call__ = forward

@@ -5,6 +5,8 @@ Adam and AdamW.
 An optimizer takes a clstm.LSTM (its flat parameter and gradient blocks) or
 a list of (params, grads) pairs of 1-D C-contiguous float arrays of one
 dtype, and updates the parameters in place on step()."""
+import contextlib
+
 import numpy as np
 
 from clstm import _core
@@ -35,6 +37,14 @@ def _pairs(target):
     return pairs
 
 
+def _writes(target):
+    """The guard of a step's parameter write: a model's (RuntimeError while
+    another thread computes with it), or none for bare (params, grads)."""
+    if hasattr(target, "_writing"):
+        return lambda: target._writing("optimizer step")
+    return contextlib.nullcontext
+
+
 def _nonneg(v, name):
     v = float(v)
     if not 0.0 <= v < float("inf"):
@@ -56,7 +66,7 @@ class SGD:
 
     def __init__(self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):
-        self.pairs = _pairs(params)
+        self.pairs, self._guard = _pairs(params), _writes(params)
         self.lr = _nonneg(lr, "lr")
         self.momentum = _nonneg(momentum, "momentum")
         self.dampening = _unit(dampening, "dampening")
@@ -80,9 +90,10 @@ class SGD:
         _load_buffers(self, d, [("velocity", self.velocity)])
 
     def step(self):
-        for (p, g), buf in zip(self.pairs, self.velocity):
-            _core.sgd_step(p, g, buf, self.steps == 0, self.lr, self.momentum, self.dampening,
-                           self.weight_decay, self.nesterov)
+        with self._guard():
+            for (p, g), buf in zip(self.pairs, self.velocity):
+                _core.sgd_step(p, g, buf, self.steps == 0, self.lr, self.momentum,
+                               self.dampening, self.weight_decay, self.nesterov)
         self.steps += 1
 
 
@@ -94,7 +105,7 @@ class Adam:
     decoupled = False
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        self.pairs = _pairs(params)
+        self.pairs, self._guard = _pairs(params), _writes(params)
         self.lr = _nonneg(lr, "lr")
         self.betas = (_unit(betas[0], "betas[0]"), _unit(betas[1], "betas[1]"))
         self.eps = float(eps)
@@ -117,10 +128,11 @@ class Adam:
         _load_buffers(self, d, [("m", self.m), ("v", self.v)])
 
     def step(self):
+        with self._guard():
+            for (p, g), m, v in zip(self.pairs, self.m, self.v):
+                _core.adam_step(p, g, m, v, self.steps + 1, self.lr, self.betas[0],
+                                self.betas[1], self.eps, self.weight_decay, self.decoupled)
         self.steps += 1
-        for (p, g), m, v in zip(self.pairs, self.m, self.v):
-            _core.adam_step(p, g, m, v, self.steps, self.lr, self.betas[0], self.betas[1],
-                            self.eps, self.weight_decay, self.decoupled)
 
 
 class AdamW(Adam):

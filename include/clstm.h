@@ -294,6 +294,17 @@ CLSTM_API clstm_run_options clstm_run_options_default(void);
  * With train the workspace keeps the activations (and a copy of x and of the
  * lengths) for clstm_backward; the model is not changed. forward does not
  * allocate.
+ * Non-finite numbers follow IEEE arithmetic, as torch.nn.LSTM does: a NaN
+ * in x at (t, b) (a valid position) makes sequence b's outputs NaN from t
+ * on in the forward direction (up to t in the reverse one, and the later
+ * layers' outputs from there) and its final state NaN; other sequences are
+ * unaffected (rows never mix). A pre-activation of +-inf saturates its
+ * gate (sigmoid to 0 or 1, tanh to +-1), so an Inf input can give finite
+ * outputs; inf - inf or 0 * inf gives NaN, which then spreads as above.
+ * The same holds for NaN or Inf in h0 and c0 (from step 0) and, in
+ * clstm_backward, in dy (through the gradients). Nothing is checked or
+ * reported: test the outputs (the Python trainer stops on a non-finite
+ * loss).
  * Errors: NULL (m, x, y, opt), SIZE, OVERFLOW, WORKSPACE, ARG (a length
  * outside 0..T, or opt->struct_size too small). On error the outputs are
  * not written. */

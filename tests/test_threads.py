@@ -197,3 +197,115 @@ def test_stall_measure_detects_a_held_gil():
     data = np.random.default_rng(0).random(1_000_000).tolist()
     duration, stall = longest_stall(lambda: None, lambda: sorted(data))
     assert stall > duration / 2
+
+
+# ------------------------------------------- what must not be shared raises
+class InAnotherThread:
+    """Run call() in a worker thread; the with-block runs once the worker is
+    inside the C computation (the model counts it as a reader, or the state
+    it advances is held), and the worker's result is kept."""
+
+    def __init__(self, call, inside):
+        self.call, self.inside, self.result, self.error = call, inside, None, None
+
+    def __enter__(self):
+        def body():
+            try:
+                self.result = self.call()
+            except BaseException as e:
+                self.error = e
+        self.thread = threading.Thread(target=body)
+        self.thread.start()
+        deadline = time.perf_counter() + 10
+        while not self.inside() and self.thread.is_alive():
+            assert time.perf_counter() < deadline, "the worker never started computing"
+        assert self.thread.is_alive(), "the call ended before the check: make it longer"
+        return self
+
+    def __exit__(self, *exc):
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return False
+
+
+def long_inference(lstm, state=None):
+    """A forward lasting well over the time the checks need (~0.3 s)."""
+    _, _, seconds = timed_op("inference", min_seconds=0.3)
+    x = make_problem(Case(T=4, B=8, D=64, H=64, L=1), seed=2).x[:1]
+    T = max(16, int(16 * 0.3 / max(seconds, 1e-6)))
+    xs = np.repeat(x, T * 4, axis=0)  # about 4x the calibrated call
+    return lambda: lstm.forward(xs, state, train=False)
+
+
+def test_parameter_writes_while_another_thread_computes_raise():
+    """load_state_dict and an optimizer step during another thread's
+    inference raise instead of changing the weights under it; the
+    inference's result equals a serial run's."""
+    lstm = gil_case(4).model(np.float64, "naive")
+    run = long_inference(lstm)
+    before = lstm.flat_parameters.copy()
+    sd = {k: v + 1 for k, v in lstm.state_dict().items()}
+    opt = clstm.optim.SGD(lstm, lr=0.1)
+    lstm.flat_grads[:] = 1
+    with InAnotherThread(run, lambda: lstm._readers > 0) as other:
+        with pytest.raises(RuntimeError, match="load_state_dict: the model is in use by 1 call"):
+            lstm.load_state_dict(sd)
+        with pytest.raises(RuntimeError, match="optimizer step: the model is in use"):
+            opt.step()
+    np.testing.assert_array_equal(lstm.flat_parameters, before)
+    serial = run()
+    for a, b in zip(flatten(other.result), flatten(serial)):
+        np.testing.assert_array_equal(a, b)
+    opt.step()  # alone, it works
+    np.testing.assert_array_equal(lstm.flat_parameters, before - 0.1)
+
+
+def test_a_state_advanced_by_two_threads_at_once_raises():
+    lstm = gil_case(4).model(np.float64, "naive")
+    state = lstm.initial_state(8)
+    run = long_inference(lstm, state)
+    x_t = np.zeros((8, 64))
+    with InAnotherThread(run, lambda: state._busy.locked()) as other:
+        with pytest.raises(RuntimeError, match="state: this LSTMState is being advanced by "
+                                               "another thread"):
+            lstm.step(x_t, state)
+        # another state on the same model is fine meanwhile
+        lstm.step(x_t, lstm.initial_state(8))
+    fresh = lstm.initial_state(8)
+    run_fresh = long_inference(lstm, fresh)
+    run_fresh()
+    np.testing.assert_array_equal(state.h, fresh.h)  # the refused step changed nothing
+    np.testing.assert_array_equal(state.c, fresh.c)
+    assert other.result[1] is state
+
+
+def test_backward_of_another_threads_training_forward_raises():
+    """Thread B's training forward replaces thread A's pending one: A's
+    backward then raises instead of using B's record; B's backward works
+    and equals a serial forward + backward."""
+    lstm = BIG.model(np.float64)
+    prob = make_problem(BIG, seed=5)
+    dy = np.ones((BIG.T, BIG.B, BIG.H))
+    lstm.forward(prob.x, train=True)  # thread A (this one)
+    b_forward_done, a_checked, b_result = threading.Event(), threading.Event(), []
+
+    def thread_b():
+        lstm.forward(prob.x, train=True)
+        b_forward_done.set()
+        a_checked.wait(10)
+        lstm.zero_grad()
+        b_result.append((lstm.backward(dy)[0], lstm.flat_grads.copy()))
+
+    b = threading.Thread(target=thread_b)
+    b.start()
+    assert b_forward_done.wait(10)
+    with pytest.raises(RuntimeError, match="run by another thread"):
+        lstm.backward(dy)
+    a_checked.set()
+    b.join()
+    lstm.forward(prob.x, train=True)
+    lstm.zero_grad()
+    dx = lstm.backward(dy)[0]
+    np.testing.assert_array_equal(b_result[0][0], dx)
+    np.testing.assert_array_equal(b_result[0][1], lstm.flat_grads)

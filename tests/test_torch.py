@@ -99,3 +99,32 @@ def test_torch_default_init_range_matches():
     bound = 1 / np.sqrt(16)
     for name, p in lstm.named_parameters().items():
         assert np.all(np.abs(p) <= bound), name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_finite_values_spread_as_in_torch(dtype, backend):
+    """NaN and Inf in x, h0 and dy: the same NaN pattern as torch in every
+    output and gradient (README: NaN spreads along its own sequence only;
+    an Inf input saturates gates), the finite values equal within the usual
+    tolerance, and the sequences without non-finite inputs fully finite."""
+    case = Case(T=6, B=5, D=4, H=8, L=2, N=2)
+    module = torch_module(case, dtype)
+    lstm = case.model(dtype, backend, seed=99)
+    lstm.load_state_dict(module.state_dict())
+    prob = make_problem(case, seed=7)
+    prob.x[2, 1, 0] = np.nan            # sequence 1: NaN in the middle
+    prob.x[3, 2, 1] = np.inf            # sequence 2: one Inf (saturates)
+    prob.x[1, 3, :2] = [np.inf, -np.inf]  # sequence 3: inf - inf somewhere: NaN
+    prob.h0[0, 4, 0] = np.nan           # sequence 4: NaN in the initial state
+    prob.wy[4, 0, 3] = np.nan           # sequence 0: NaN only in dy (the loss weights)
+    t_outs, _ = torch_run(module, prob, dtype, True)
+    c_outs = forward_backward(lstm, prob, "given")[:6]
+    for name, got, want in zip(OUT_NAMES, c_outs, t_outs):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)
+        ok = np.isfinite(want)
+        assert_close(np.where(ok, got, 0), np.where(ok, want, 0), dtype, name)
+    y, dx = c_outs[0], c_outs[3]
+    assert np.isnan(y[:, 1]).any() and np.isnan(y[:, 3]).any() and np.isnan(y[:, 4]).any()
+    assert np.isfinite(y[:, [0, 2]]).all(), "NaN reached a sequence without NaN input"
+    assert np.isnan(dx[:, 0]).any() and np.isfinite(dx[:, 2]).all()

@@ -20,14 +20,18 @@ def _out3(out, batch_first):
     a = _to_numpy(out)
     if a.dtype not in (np.float32, np.float64):
         raise TypeError("out: expected a float32 or float64 array, got dtype %s" % a.dtype)
-    if a.ndim == 2:
-        return np.ascontiguousarray(a[:, None, :]), "unbatched"
-    if a.ndim != 3:
+    if a.ndim not in (2, 3):
         raise ValueError("out: expected shape %s or (T, O), got %s"
                          % ("(B, T, O)" if batch_first else "(T, B, O)", a.shape))
-    if batch_first:
-        return np.ascontiguousarray(a.transpose(1, 0, 2)), "batch_first"
-    return np.ascontiguousarray(a), "time_first"
+    if 0 in a.shape:
+        raise ValueError("out: expected T, B, O >= 1, got shape %s" % (a.shape,))
+    a3, layout = ((a[:, None, :], "unbatched") if a.ndim == 2 else
+                  (a.transpose(1, 0, 2), "batch_first") if batch_first else (a, "time_first"))
+    try:
+        return np.ascontiguousarray(a3), layout
+    except MemoryError:  # e.g. a zero-stride view of petabytes
+        raise MemoryError("out: cannot allocate a contiguous copy of shape %s"
+                          % (a.shape,)) from None
 
 
 def _back(d, layout):
@@ -88,7 +92,9 @@ def _loss(is_mse, out, targets, lengths, last_only, batch_first, grad):
         t = _to_numpy(targets)
         if t.dtype.kind not in "iu":
             raise TypeError("targets: expected integer class ids, got dtype %s" % t.dtype)
-        full = _per_step(t, "targets", T, B, (), layout, last_only, lens, np.int64)
+        # uint64 stays uint64: ids beyond int64 are reported as given, not wrapped
+        full = _per_step(t, "targets", T, B, (), layout, last_only, lens,
+                         np.uint64 if t.dtype == np.uint64 else np.int64)
         L = np.full(B, T) if lens is None else lens
         steps = np.arange(T)[:, None]
         counted = full[steps == L[None, :] - 1] if last_only else full[steps < L[None, :]]
@@ -128,11 +134,19 @@ def softmax(z, temperature=1.0):
         raise TypeError("z: expected a float32 or float64 array, got dtype %s" % a.dtype)
     if a.ndim < 1 or a.size == 0:
         raise ValueError("z: expected a non-empty array, got shape %s" % (a.shape,))
-    t = float(temperature)
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        raise TypeError("temperature: expected a finite number > 0, got %r"
+                        % (temperature,)) from None
     if not (t > 0 and np.isfinite(t)):
         raise ValueError("temperature: expected a finite number > 0, got %r" % (temperature,))
-    c = np.ascontiguousarray(a)
-    p = np.empty_like(c)
+    try:
+        c = np.ascontiguousarray(a)
+        p = np.empty_like(c)
+    except MemoryError:  # e.g. a zero-stride view of petabytes
+        raise MemoryError("z: cannot allocate contiguous arrays of shape %s"
+                          % (a.shape,)) from None
     k = c.shape[-1]
     _core.softmax(c.size // k, k, c.reshape(-1), t, p.reshape(-1))
     return p

@@ -111,6 +111,16 @@ def _config_from_state_dict(sd):
                 bidirectional="weight_ih_l0_reverse" in sd, proj_size=proj)
 
 
+def _empty(shape, dtype, what):
+    """np.empty, with a MemoryError that names the array and its size."""
+    try:
+        return np.empty(shape, dtype)
+    except (MemoryError, ValueError):
+        nbytes = float(np.prod([float(n) for n in shape])) * np.dtype(dtype).itemsize
+        raise MemoryError("%s: cannot allocate an array of shape %s (%s, %.3g GiB)"
+                          % (what, tuple(shape), np.dtype(dtype), nbytes / 2**30)) from None
+
+
 def _to_numpy(v):
     """A NumPy array from an array-like or a torch tensor (without importing torch)."""
     if hasattr(v, "detach") and hasattr(v, "cpu"):
@@ -263,7 +273,8 @@ class LSTM:
         with self._lock:
             ws, self._spare_ws = self._spare_ws, None
         if ws is None or ws.nbytes < nbytes:
-            ws = np.empty(nbytes, np.uint8)
+            ws = _empty(nbytes, np.uint8, "the call's workspace (a training forward keeps "
+                        "every step's activations: fewer steps T or rows B need less)")
         return ws
 
     def _release_workspace(self, ws):
@@ -631,7 +642,8 @@ class LSTM:
         stream, h0, c0, hT, cT = self._states(state, B, layout)
         lens = self._lengths(lengths, T, B)
         dseed = self._dropout_seed(dropout_seed, train)
-        y = np.empty((T, B, self.num_directions * self._R), self.dtype)
+        y = _empty((T, B, self.num_directions * self._R), self.dtype,
+                   "y, the output for x of T=%d steps and B=%d rows" % (T, B))
         if stream and not train:
             ws = state._ws
         else:

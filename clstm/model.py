@@ -12,7 +12,7 @@ are in clstm.losses.
 """
 import numpy as np
 
-from clstm.lstm import LSTM, LSTMState, _as_int, _positive_int, _to_numpy
+from clstm.lstm import LSTM, LSTMState, _as_int, _empty, _positive_int, _to_numpy
 
 __all__ = ["Model"]
 
@@ -239,7 +239,9 @@ class Model(LSTM):
             if ids.dtype != np.int32:  # out-of-range ids are padding now: never read
                 ids = np.where((ids >= 0) & (ids < self.vocab_size), ids, -1).astype(np.int32)
         dseed = self._dropout_seed(dropout_seed, train)
-        out = np.empty((T, B, self.out_size), self.dtype)
+        out = _empty((T, B, self.out_size), self.dtype, "out, the output for %s of T=%d steps "
+                     "and B=%d rows (output_size=%d)" % ("x" if ids is None else "ids", T, B,
+                                                         self.out_size))
         if stream and not train:
             ws = state._ws
         else:

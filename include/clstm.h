@@ -252,7 +252,9 @@ CLSTM_API clstm_status clstm_tensor_info_get(const clstm_model *m, int64_t index
  * chunks); a bidirectional model needs whole sequences, so its inference
  * workspace grows with T. A training workspace
  * is never smaller than the inference one for the same B. Errors: NULL, SIZE,
- * OVERFLOW. */
+ * OVERFLOW (also, with train = 0, when the call's (T, B, .) arrays x and y
+ * could not exist in memory, although the workspace itself does not grow
+ * with T). */
 CLSTM_API clstm_status clstm_workspace_size(const clstm_model *m, int64_t T,
                                             int64_t B, int train, size_t *bytes);
 
@@ -323,8 +325,9 @@ CLSTM_API clstm_status clstm_forward_ex(const clstm_model *m, int64_t T, int64_t
  * streaming semantics (the reverse direction needs the end of the
  * sequence).
  * clstm_state_reset zeroes stream b (0 <= b < B) of h and c, leaving the
- * other streams untouched. Errors: NULL, SIZE (B < 1), ARG (b out of range,
- * or a bidirectional model). */
+ * other streams untouched. Errors: NULL, SIZE (B < 1), OVERFLOW (the (B, .)
+ * state arrays could not exist), ARG (b out of range, or a bidirectional
+ * model). */
 CLSTM_API clstm_status clstm_state_reset(const clstm_model *m, int64_t B, void *h, void *c,
                                          int64_t b);
 
@@ -376,11 +379,14 @@ CLSTM_API clstm_status clstm_model_workspace_size(const clstm_model *m, int64_t 
  *     x:   (T, B, D) reals, with CLSTM_ENCODING_NONE; else must be NULL
  *     ids: (T, B) int32 token ids in [0, V), with ONEHOT or EMBEDDING; else
  *          must be NULL. Past a sequence's length ids are ignored.
- *     h0, c0, hT, cT, opt: as clstm_forward_ex (in-place streaming too)
+ *     h0, c0, hT, cT, opt: as clstm_forward_ex (in-place streaming too),
+ *          except that opt may be NULL: the defaults (inference, all T
+ *          steps valid)
  *     out: (T, B, O) the head's outputs (logits when softmax is set), or
  *          (T, B, N*R) = y when the model has no head; 0 past each length
  *     ws:  at least clstm_model_workspace_size(m, T, B, opt->train) bytes
- * Errors: as clstm_forward_ex, plus NULL (x or ids missing for the
+ * Errors: as clstm_forward_ex (OVERFLOW also when out or ids could not
+ * exist in memory), plus NULL (x or ids missing for the
  * encoding), ARG (x or ids given where the encoding wants the other, or an
  * id outside [0, V) at a valid step; checked before anything is written). */
 CLSTM_API clstm_status clstm_model_forward(const clstm_model *m, int64_t T, int64_t B,
@@ -407,7 +413,8 @@ CLSTM_API clstm_status clstm_model_backward(clstm_model *m, int64_t T, int64_t B
 /* Row-wise softmax: p[r] = softmax(z[r] / temperature) for rows r < n of
  * O = k elements, computed stably (max subtracted, in double). z and p may
  * be the same array. temperature > 0 and finite. Errors: NULL, SIZE
- * (n < 1 or k < 1), DTYPE, ARG (temperature). A row holding NaN gives NaN
+ * (n < 1 or k < 1), OVERFLOW (n * k elements could not exist in memory),
+ * DTYPE, ARG (temperature). A row holding NaN gives NaN
  * probabilities. Thread-safe. */
 CLSTM_API clstm_status clstm_softmax(clstm_dtype dtype, int64_t n, int64_t k, const void *z,
                                      double temperature, void *p);
@@ -555,7 +562,8 @@ CLSTM_API int clstm_has_blas(void);
  * calls that write its parameters. */
 CLSTM_API clstm_status clstm_save(const clstm_model *m, const char *path);
 /* clstm_save, also setting *why (when why is not NULL) to a static English
- * sentence saying which step failed (NULL on success). */
+ * sentence saying which step failed (NULL on success, and on NULL m or
+ * path, where the status says it all). */
 CLSTM_API clstm_status clstm_save_ex(const clstm_model *m, const char *path, const char **why);
 
 /* Read a model from `path`; on success *out owns a new model (free with
@@ -609,7 +617,8 @@ CLSTM_API clstm_status clstm_load_ex(const char *path, clstm_model **out, const 
  * clstm_params/clstm_grads). n elements of `dtype` each; the state arrays
  * (velocity; Adam's m and v) are the caller's, n elements, zero before the
  * first step. params and state are updated in place; grads is only read.
- * Arrays must not overlap. Errors: NULL, SIZE (n = 0), DTYPE, ARG (a
+ * Arrays must not overlap. Errors: NULL, SIZE (n = 0), OVERFLOW (n elements
+ * could not exist in memory), DTYPE, ARG (a
  * setting out of range: lr < 0, momentum < 0, betas outside [0, 1),
  * eps <= 0, weight_decay < 0, NaN anywhere, nesterov without momentum,
  * step < 1, struct_size too small). Thread-safe on distinct arrays. */

@@ -38,7 +38,13 @@ static inline float clstm_expf(float x) {
     return p * scale;
 }
 
-static inline float clstm_sigmoidf(float x) { return 1.0f / (1.0f + clstm_expf(-x)); }
+/* Below -104 the true sigmoid rounds to 0 in float32 (and -inf must give 0,
+ * so that 0 * inf is NaN as in IEEE); the clamp in clstm_expf alone would
+ * leave 1 / (1 + e^88) = 6e-39 there. */
+static inline float clstm_sigmoidf(float x) {
+    float s = 1.0f / (1.0f + clstm_expf(-x));
+    return x < -104.0f ? 0.0f : s;
+}
 
 static inline float clstm_tanhf(float x) {
     float ax = x < 0 ? -x : x;

@@ -78,6 +78,13 @@ static inline size_t prod3(int64_t a, int64_t b, int64_t c) {
     return abc;
 }
 
+/* 1 if an (a, b, c) array of elem-byte elements fits the address space
+ * (at most PTRDIFF_MAX bytes), for sizes a, b, c >= 0. */
+static inline int clstm_array_ok(int64_t a, int64_t b, int64_t c, size_t elem) {
+    size_t n = prod3(a, b, c), bytes;
+    return n != SIZE_MAX && !clstm_mul(n, elem, &bytes) && bytes <= (size_t)PTRDIFF_MAX;
+}
+
 static inline char *ws_base(void *ws) {
     uintptr_t p = (uintptr_t)ws;
     return (char *)((p + WS_ALIGN - 1) & ~(uintptr_t)(WS_ALIGN - 1));

@@ -71,6 +71,11 @@ static clstm_status layout(const clstm_model *m, int64_t T, int64_t B, int train
     const int64_t P = cf->proj_size, R = clstm_rsize(cf), N = clstm_dirs(cf), NR = N * R;
     const int64_t lim = clstm_blas_dim_max();
     if (T > lim / B) return CLSTM_ERR_OVERFLOW; /* T*B rows in one gemm */
+    /* the caller's x (T,B,D), y (T,B,N*R) and states (N*L,B,H or R) must fit
+     * the address space, also where the workspace does not grow with T */
+    if (!clstm_array_ok(T, B, D, m->elem) || !clstm_array_ok(T, B, NR, m->elem) ||
+        !clstm_array_ok(N * L, B, H > R ? H : R, m->elem))
+        return CLSTM_ERR_OVERFLOW;
     memset(ly, 0, sizeof *ly);
     carver c = {WS_HEADER, sizeof(int64_t), 0};
     ly->lens = carve(&c, (size_t)B);

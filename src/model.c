@@ -304,6 +304,8 @@ clstm_status clstm_state_reset(const clstm_model *m, int64_t B, void *h, void *c
     if (B < 1) return CLSTM_ERR_SIZE;
     if (b < 0 || b >= B || m->cfg.bidirectional) return CLSTM_ERR_ARG;
     const size_t R = (size_t)clstm_rsize(&m->cfg), H = (size_t)m->cfg.hidden_size;
+    if (!clstm_array_ok(m->cfg.num_layers, B, (int64_t)H, m->elem))
+        return CLSTM_ERR_OVERFLOW; /* h and c cannot exist (H >= R) */
     for (int64_t l = 0; l < m->cfg.num_layers; l++) {
         size_t row = (size_t)(l * B + b);
         memset((char *)h + row * R * m->elem, 0, R * m->elem);

@@ -75,6 +75,11 @@ static clstm_status net_layout_of(const clstm_model *m, int64_t T, int64_t B, in
     const int64_t N = clstm_dirs(cf), R = clstm_rsize(cf), NR = N * R;
     const int64_t H = cf->hidden_size, NL = N * cf->num_layers, D = cf->input_size;
     const int tokens = cf->encoding != CLSTM_ENCODING_NONE, head = cf->output_size > 0;
+    /* the caller's out (T,B,O) and ids (T,B) must fit the address space (x
+     * and the states: clstm_workspace_size below) */
+    if (!clstm_array_ok(T, B, head ? cf->output_size : NR, m->elem) ||
+        !clstm_array_ok(T, B, 1, sizeof(int32_t)))
+        return CLSTM_ERR_OVERFLOW;
     memset(ly, 0, sizeof *ly);
     ly->tc = train || N == 2 ? T : NET_INFER_CHUNK; /* the size never depends on T */
     const int64_t tc = ly->tc;
@@ -296,6 +301,8 @@ clstm_status clstm_softmax(clstm_dtype dtype, int64_t n, int64_t k, const void *
     if (n < 1 || k < 1) return CLSTM_ERR_SIZE;
     if (n > INT64_MAX / k) return CLSTM_ERR_OVERFLOW;
     if (dtype != CLSTM_FLOAT32 && dtype != CLSTM_FLOAT64) return CLSTM_ERR_DTYPE;
+    if (!clstm_array_ok(n, k, 1, dtype == CLSTM_FLOAT64 ? sizeof(double) : sizeof(float)))
+        return CLSTM_ERR_OVERFLOW; /* z and p cannot exist */
     if (!(temperature > 0) || !isfinite(temperature)) return CLSTM_ERR_ARG;
     if (dtype == CLSTM_FLOAT64) softmax_rows_f64(n, k, z, temperature, p);
     else softmax_rows_f32(n, k, z, temperature, p);
@@ -309,6 +316,9 @@ static clstm_status loss(int mse, clstm_dtype dtype, int64_t T, int64_t B, int64
     if (T < 1 || B < 1 || O < 1) return CLSTM_ERR_SIZE;
     if (T > INT64_MAX / B || T * B > INT64_MAX / O) return CLSTM_ERR_OVERFLOW;
     if (dtype != CLSTM_FLOAT32 && dtype != CLSTM_FLOAT64) return CLSTM_ERR_DTYPE;
+    /* out (T,B,O) cannot exist; also bounds the B-element work array below */
+    if (!clstm_array_ok(T, B, O, dtype == CLSTM_FLOAT64 ? sizeof(double) : sizeof(float)))
+        return CLSTM_ERR_OVERFLOW;
     for (int64_t b = 0; lengths && b < B; b++)
         if (lengths[b] < 0 || lengths[b] > T) return CLSTM_ERR_ARG;
     if (!mse)

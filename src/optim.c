@@ -69,6 +69,8 @@ clstm_status clstm_sgd_step(clstm_dtype dtype, size_t n, void *params, const voi
         return CLSTM_ERR_ARG;
     if (cfg->momentum != 0 && !velocity) return CLSTM_ERR_NULL;
     if (n == 0) return CLSTM_ERR_SIZE;
+    if (n > (size_t)PTRDIFF_MAX / (dtype == CLSTM_FLOAT64 ? sizeof(double) : sizeof(float)))
+        return CLSTM_ERR_OVERFLOW; /* the arrays cannot exist */
     if (dtype == CLSTM_FLOAT32)
         sgd_f32(n, params, grads, velocity, first_step, cfg);
     else if (dtype == CLSTM_FLOAT64)
@@ -86,6 +88,8 @@ clstm_status clstm_adam_step(clstm_dtype dtype, size_t n, void *params, const vo
         !(cfg->eps > 0 && cfg->eps < INFINITY) || !nonneg(cfg->weight_decay) || step < 1)
         return CLSTM_ERR_ARG;
     if (n == 0) return CLSTM_ERR_SIZE;
+    if (n > (size_t)PTRDIFF_MAX / (dtype == CLSTM_FLOAT64 ? sizeof(double) : sizeof(float)))
+        return CLSTM_ERR_OVERFLOW; /* the arrays cannot exist */
     if (dtype == CLSTM_FLOAT32)
         adam_f32(n, params, grads, m, v, step, cfg);
     else if (dtype == CLSTM_FLOAT64)

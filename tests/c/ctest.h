@@ -66,6 +66,19 @@ static inline int ctest_finish(void)
     return (ctest_failed_ == 0 && ctest_passed_ > 0) ? 0 : 1;
 }
 
+/* CHECK_STATUS(call, status): the call returned that clstm_status (needs
+ * clstm.h included before this header). */
+#ifdef CLSTM_H
+static inline int check_status_(clstm_status got, clstm_status want, const char *expr,
+                                const char *file, int line)
+{
+    return ctest_check_(got == want, file, line, "status", "%s returned %d (%s), expected %d (%s)",
+                        expr, (int)got, clstm_status_string(got), (int)want,
+                        clstm_status_string(want));
+}
+#define CHECK_STATUS(expr, want) check_status_((expr), (want), #expr, __FILE__, __LINE__)
+#endif
+
 /* calloc that never returns NULL (a test cannot go on without memory):
  * exits with status 2, which is a failure, never a pass. */
 static inline void *xcalloc(size_t n, size_t size)

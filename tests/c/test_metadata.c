@@ -34,16 +34,6 @@
 #include "clstm.h"
 #include "ctest.h"
 
-static int check_status_(clstm_status got, clstm_status want, const char *expr,
-                         const char *file, int line)
-{
-    return ctest_check_(got == want, file, line, "status", "%s returned %d (%s), expected %d (%s)",
-                        expr, (int)got, clstm_status_string(got), (int)want,
-                        clstm_status_string(want));
-}
-
-#define CHECK_STATUS(expr, want) check_status_((expr), (want), #expr, __FILE__, __LINE__)
-
 /* ------------------------------------------------------------ utilities */
 
 static char g_dir[64];
@@ -548,7 +538,7 @@ static void same_params(clstm_model *a, clstm_model *b, const char *ctx)
 {
     void *pa, *pb;
     size_t na = 0, nb = 1;
-    clstm_config ca;
+    clstm_config ca = clstm_config_default();
     CHECK_STATUS(clstm_get_config(a, &ca), CLSTM_OK);
     CHECK_STATUS(clstm_params(a, &pa, &na), CLSTM_OK);
     CHECK_STATUS(clstm_params(b, &pb, &nb), CLSTM_OK);
@@ -624,7 +614,7 @@ static void test_round_trips(void)
         CHECK_STATUS(clstm_get_vocab(m, &va, &la), CLSTM_OK);
         CHECK_STATUS(clstm_get_vocab(l, &vb, &lb), CLSTM_OK);
         CHECK(la == lb && vb && memcmp(va, vb, la) == 0, "whole model: vocab differs");
-        clstm_config c;
+        clstm_config c = clstm_config_default();
         CHECK_STATUS(clstm_get_config(l, &c), CLSTM_OK);
         CHECK(c.encoding == CLSTM_ENCODING_EMBEDDING && c.vocab_size == 8 &&
                   c.output_size == 5 && c.softmax == 1 && c.bidirectional == 1 &&
@@ -809,7 +799,7 @@ static void test_files(void)
                            strcmp(v, "val") == 0;
             }
             CHECK(inorder, "%s: pairs not in the file's order", what);
-            clstm_config c;
+            clstm_config c = clstm_config_default();
             CHECK_STATUS(clstm_get_config(m, &c), CLSTM_OK);
             CHECK(c.input_size == 2 && c.hidden_size == 1 && c.num_layers == 1,
                   "%s: config not inferred from the tensors", what);

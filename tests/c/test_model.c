@@ -37,16 +37,6 @@
 #include "clstm.h"
 #include "ctest.h"
 
-static int check_status_(clstm_status got, clstm_status want, const char *expr,
-                         const char *file, int line)
-{
-    return ctest_check_(got == want, file, line, "status", "%s returned %d (%s), expected %d (%s)",
-                        expr, (int)got, clstm_status_string(got), (int)want,
-                        clstm_status_string(want));
-}
-
-#define CHECK_STATUS(expr, want) check_status_((expr), (want), #expr, __FILE__, __LINE__)
-
 /* ------------------------------------------------------------ utilities */
 
 static double *dalloc(size_t n) { return xcalloc(n, sizeof(double)); }

@@ -42,7 +42,7 @@ static int count_entries(const char *dir)
 /* 1 if a and b have equal configs (backend aside) and bitwise-equal params. */
 static int same_model(clstm_model *a, clstm_model *b)
 {
-    clstm_config x, y;
+    clstm_config x = clstm_config_default(), y = x;
     void *pa, *pb;
     size_t na, nb;
     clstm_get_config(a, &x);

@@ -117,6 +117,16 @@ void clstm_pack_rows_f32(float *dst, const float *W, int64_t ldw, int64_t N, int
 void clstm_pack_cols_f32(float *dst, const float *W, int64_t ldw, int64_t N, int64_t K);
 int clstm_packed_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                           const float *Wp, float *C, int64_t ldc);
+/* Two stacked operands (the fused step product): clstm_pack_rows2_f32 packs
+ * column n as row rowof(n) of W (K entries) followed by the same row of W2
+ * (K2 entries), N*(K+K2) floats; clstm_packed_gemm2_f32 sets C (M, N) =
+ * bias + A (M, K) · W + A2 (M, K2) · W2 (bias: N floats in packed column
+ * order, or NULL for none) and returns 1, or 0 as above. */
+void clstm_pack_rows2_f32(float *dst, const float *W, int64_t ldw, int64_t K, const float *W2,
+                          int64_t ldw2, int64_t K2, int64_t N, int64_t group, int64_t gstride);
+int clstm_packed_gemm2_f32(int64_t M, int64_t N, const float *A, int64_t lda, int64_t K,
+                           const float *A2, int64_t lda2, int64_t K2, const float *Wp,
+                           const float *bias, float *C, int64_t ldc);
 /* y (N) = W (N rows, leading dimension ldw) · x (K), plus y's old value
  * when acc: the single-row product on unpacked rows; returns 1, or 0
  * (nothing written) where this CPU has no kernel. */

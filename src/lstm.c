@@ -20,7 +20,9 @@
 #define CLSTM_INFER_CHUNK 32
 
 /* Byte offsets into the (64-byte aligned) workspace.
- * Always: the lengths (B int64) and the step buffers.
+ * Always: the lengths (B int64) and the step buffers, among them the packed
+ *   weights (4H, R + max D_k) and summed biases (4H) of the step product,
+ *   L of each in chunked inference (a layer's stay packed across chunks).
  * Training: the zero-padded copy of x (T,B,D), then per layer a block of
  *   l_y (T,B,N*R) output (layers below the top), l_xd (T,B,N*R) input after
  *   dropout (layers >= 1 with dropout), and per direction a unit block of
@@ -38,7 +40,8 @@ typedef struct {
     size_t lens, x0, layer0, layer_stride, unit_stride;
     size_t l_y, l_xd, k_g, k_ct, k_cp, k_hp, k_m, k_dh;
     size_t g, ybuf0, ybuf1, states;
-    size_t hb0, hb1, c, rs, wp, ms, junk;             /* step buffers */
+    size_t hb0, hb1, c, rs, wp, bias, ms, junk;       /* step buffers */
+    size_t wp_stride, bias_stride;                    /* elements, per layer */
     size_t da0, da1, dhrec, dh, dc, dybuf;            /* backward */
 } ws_layout;
 
@@ -84,7 +87,14 @@ static clstm_status layout(const clstm_model *m, int64_t T, int64_t B, int train
     ly->hb1 = carve(&c, prod3(1, B, R));
     ly->c = carve(&c, prod3(1, B, H));
     ly->rs = carve(&c, prod3(1, B, 4 * H));
-    ly->wp = carve(&c, prod3(1, 4 * H, R));
+    /* W_hh, or [W_hh W_ih] for the fused step product, packed, and the
+     * summed biases: once per layer in chunked inference, where the
+     * layers take turns chunk by chunk and each packs only in its first */
+    const int64_t packs = !train && N == 1 ? L : 1, kmax = R + (L > 1 && NR > D ? NR : D);
+    ly->wp_stride = prod3(1, 4 * H, kmax);
+    ly->bias_stride = (size_t)(4 * H);
+    ly->wp = carve(&c, prod3(packs, 4 * H, kmax));
+    ly->bias = carve(&c, prod3(packs, 1, 4 * H));
     ly->ms = carve(&c, prod3(1, B, H));
     ly->junk = carve(&c, prod3(1, 2, H));
     if (train) {
@@ -137,6 +147,7 @@ typedef struct {
     int use_blas;
     int64_t T, B, H, P, R, N, L;
     const int64_t *lens; /* (B), in the workspace */
+    int uniform;         /* every length is T */
     double dropout;      /* > 0 only in a training call of a model with dropout */
     uint64_t seed;
     uint32_t drop_thresh; /* dropped when 24 random bits < this */
@@ -146,7 +157,8 @@ static dims make_dims(const clstm_model *m, int64_t T, int64_t B, const int64_t 
                       int train, uint64_t seed) {
     const clstm_config *c = &m->cfg;
     dims d = {m->use_blas, T, B, c->hidden_size, c->proj_size, clstm_rsize(c),
-              clstm_dirs(c), c->num_layers, lens, 0.0, seed, 0};
+              clstm_dirs(c), c->num_layers, lens, 1, 0.0, seed, 0};
+    for (int64_t b = 0; b < B; b++) d.uniform &= lens[b] == T;
     if (train && c->num_layers > 1 && c->dropout > 0) {
         d.dropout = c->dropout;
         d.drop_thresh = (uint32_t)(c->dropout * 16777216.0 + 0.5); /* p to 2^-24 */

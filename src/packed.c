@@ -11,7 +11,9 @@
  * Packed layout: the N columns in panels of PANEL = 32; panel p holds
  * columns [32p, 32p + np) with np = min(32, N - 32p), stored at
  * Wp + 32p*K as K rows of np floats ([k][c]). The last panel is compact, so
- * the whole is exactly N*K floats. Tails (np < 32, rows not a multiple of
+ * the whole is exactly N*K floats. Two stacked operands (the fused step
+ * product [h, x] · [W_hh; W_ih]^T, K = K1 + K2) keep each panel's K1 rows
+ * of the first weight followed by its K2 rows of the second. Tails (np < 32, rows not a multiple of
  * the block) use masked loads and stores, which never touch memory past the
  * panel or the row.
  *
@@ -28,22 +30,38 @@
 
 #define PANEL 32
 
-/* Pack N columns: column n is row rowof(n) of W (row-major, leading
- * dimension ldw), with rowof(n) = (n / group) * gstride + n % group. */
-void clstm_pack_rows_f32(float *restrict dst, const float *restrict W, int64_t ldw, int64_t N,
-                         int64_t K, int64_t group, int64_t gstride) {
+/* K rows of one panel's np columns: column c is row rows[c] of W, as
+ * read from its first K entries. k outer: the writes are sequential, the
+ * np reads streams. */
+static void pack_panel_rows(float *restrict d, const float *const *rows, int64_t np, int64_t K) {
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t c = 0; c < np; c++) d[k * np + c] = rows[c][k];
+}
+
+/* Pack N columns of two stacked operands: column n is row rowof(n) of W
+ * (K entries, leading dimension ldw) followed by row rowof(n) of W2 (K2
+ * entries, ldw2; none when K2 = 0), with rowof(n) = (n / group) * gstride
+ * + n % group. */
+void clstm_pack_rows2_f32(float *restrict dst, const float *W, int64_t ldw, int64_t K,
+                          const float *W2, int64_t ldw2, int64_t K2, int64_t N, int64_t group,
+                          int64_t gstride) {
     for (int64_t p0 = 0; p0 < N; p0 += PANEL) {
         const int64_t np = N - p0 < PANEL ? N - p0 : PANEL;
-        float *d = dst + p0 * K;
-        const float *src[PANEL];
+        float *d = dst + p0 * (K + K2);
+        const float *src[PANEL], *src2[PANEL];
         for (int64_t c = 0; c < np; c++) {
-            const int64_t n = p0 + c;
-            src[c] = W + ((n / group) * gstride + n % group) * ldw;
+            const int64_t row = ((p0 + c) / group) * gstride + (p0 + c) % group;
+            src[c] = W + row * ldw;
+            src2[c] = K2 > 0 ? W2 + row * ldw2 : NULL;
         }
-        /* k outer: the writes are sequential, the np reads streams */
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t c = 0; c < np; c++) d[k * np + c] = src[c][k];
+        pack_panel_rows(d, src, np, K);
+        if (K2 > 0) pack_panel_rows(d + K * np, src2, np, K2);
     }
+}
+
+void clstm_pack_rows_f32(float *restrict dst, const float *restrict W, int64_t ldw, int64_t N,
+                         int64_t K, int64_t group, int64_t gstride) {
+    clstm_pack_rows2_f32(dst, W, ldw, K, NULL, 0, 0, N, group, gstride);
 }
 
 /* Pack N columns of W (K rows, leading dimension ldw): column n is W[:, n]. */
@@ -94,47 +112,68 @@ int clstm_packed_limit_isa(int isa) {
 #define T256 __attribute__((target("avx2,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
-/* Rows [0, MR) of A times one panel (np columns, 16 < np <= 32 or not):
- * two zmm accumulators per row; MR <= 12 keeps 24 of the 32 registers for
- * them. Called with a constant MR, so the row loops unroll. */
+/* The operands of one product: C (M, N) = [bias] + A (M, K) · W1 +
+ * A2 (M, K2) · W2, the weights packed together (layout above). */
+typedef struct {
+    const float *A, *A2, *Wp, *bias; /* A2 unused when K2 = 0; bias NULL: none */
+    int64_t lda, K, lda2, K2;
+    float *C;
+    int64_t ldc;
+} pk_args;
+
+/* Rows [0, MR) of A (and A2) times one panel (np columns, 16 < np <= 32
+ * or not): two zmm accumulators per row; MR <= 12 keeps 24 of the 32
+ * registers for them. The k loops of both operands are the same code
+ * (MK512_K), so each C element sums the K terms, then the K2 terms, in
+ * order. Called with a constant MR, so the row loops unroll. */
 #define MR512 12
-INLINE T512 void mk512(const int MR, int64_t K, const float *restrict A, int64_t lda,
-                       const float *restrict b, int64_t np, float *restrict C, int64_t ldc) {
+#define MK512_K(AA, LDA, KK, BB)                                               \
+    for (int64_t k = 0; k < (KK); k++) {                                        \
+        const __m512 b0 = _mm512_maskz_loadu_ps(m0, (BB) + k * np);              \
+        const __m512 b1 = _mm512_maskz_loadu_ps(m1, (BB) + k * np + 16);         \
+        _Pragma("GCC unroll 12") for (int i = 0; i < MR; i++) {                  \
+            const __m512 a = _mm512_set1_ps((AA)[i * (LDA) + k]);                \
+            c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);                               \
+            c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);                               \
+        }                                                                        \
+    }
+INLINE T512 void mk512(const int MR, const pk_args *g, int64_t i0, int64_t p0, int64_t np) {
     const __mmask16 m0 = np >= 16 ? 0xFFFF : (__mmask16)((1u << np) - 1);
     const __mmask16 m1 = np >= 32 ? 0xFFFF : np > 16 ? (__mmask16)((1u << (np - 16)) - 1) : 0;
+    const float *restrict A = g->A + i0 * g->lda, *restrict b = g->Wp + p0 * (g->K + g->K2);
+    const int64_t lda = g->lda;
+    const __m512 z0 = g->bias ? _mm512_maskz_loadu_ps(m0, g->bias + p0) : _mm512_setzero_ps();
+    const __m512 z1 = g->bias ? _mm512_maskz_loadu_ps(m1, g->bias + p0 + 16) : _mm512_setzero_ps();
     __m512 c0[MR512], c1[MR512];
 #pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) c0[i] = c1[i] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; k++) {
-        const __m512 b0 = _mm512_maskz_loadu_ps(m0, b + k * np);
-        const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + k * np + 16);
-#pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
-            const __m512 a = _mm512_set1_ps(A[i * lda + k]);
-            c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
-            c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
-        }
+    for (int i = 0; i < MR; i++) {
+        c0[i] = z0;
+        c1[i] = z1;
     }
+    MK512_K(A, lda, g->K, b)
+    if (g->K2 > 0) {
+        const float *restrict A2 = g->A2 + i0 * g->lda2, *restrict b2 = b + g->K * np;
+        const int64_t lda2 = g->lda2;
+        MK512_K(A2, lda2, g->K2, b2)
+    }
+    float *restrict C = g->C + i0 * g->ldc + p0;
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) {
-        _mm512_mask_storeu_ps(C + i * ldc, m0, c0[i]);
-        _mm512_mask_storeu_ps(C + i * ldc + 16, m1, c1[i]);
+        _mm512_mask_storeu_ps(C + i * g->ldc, m0, c0[i]);
+        _mm512_mask_storeu_ps(C + i * g->ldc + 16, m1, c1[i]);
     }
 }
+#undef MK512_K
 
-static T512 void gemm512(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                         const float *Wp, float *C, int64_t ldc) {
+static T512 void gemm512(int64_t M, int64_t N, const pk_args *g) {
     const int64_t nb = (M + MR512 - 1) / MR512; /* row blocks of near-equal size */
     for (int64_t p0 = 0; p0 < N; p0 += PANEL) {
         const int64_t np = N - p0 < PANEL ? N - p0 : PANEL;
-        const float *b = Wp + p0 * K;
         for (int64_t blk = 0; blk < nb; blk++) {
             const int64_t i0 = M * blk / nb, mr = M * (blk + 1) / nb - i0;
-            const float *a = A + i0 * lda;
-            float *c = C + i0 * ldc + p0;
             switch (mr) {
 #define CASE(n) \
-    case n: mk512(n, K, a, lda, b, np, c, ldc); break;
+    case n: mk512(n, g, i0, p0, np); break;
                 CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
                 CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12)
 #undef CASE
@@ -151,45 +190,56 @@ INLINE T256 __m256i mask256(int64_t n) { /* lanes [0, n) on, n in [0, 8] */
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), idx);
 }
 
-INLINE T256 void mk256(const int MR, int64_t K, const float *restrict A, int64_t lda,
-                       const float *restrict b, int64_t ldb, int64_t nh, float *restrict C,
-                       int64_t ldc) {
+/* As mk512 for the half-panel of nh columns at column h of the panel. */
+#define MK256_K(AA, LDA, KK, BB)                                               \
+    for (int64_t k = 0; k < (KK); k++) {                                        \
+        const __m256 b0 = _mm256_maskload_ps((BB) + k * np, m0);                 \
+        const __m256 b1 = _mm256_maskload_ps((BB) + k * np + 8, m1);             \
+        _Pragma("GCC unroll 6") for (int i = 0; i < MR; i++) {                   \
+            const __m256 a = _mm256_broadcast_ss((AA) + i * (LDA) + k);          \
+            c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);                               \
+            c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);                               \
+        }                                                                        \
+    }
+INLINE T256 void mk256(const int MR, const pk_args *g, int64_t i0, int64_t p0, int64_t np,
+                       int64_t h, int64_t nh) {
     const __m256i m0 = mask256(nh >= 8 ? 8 : nh), m1 = mask256(nh >= 16 ? 8 : nh > 8 ? nh - 8 : 0);
+    const float *restrict A = g->A + i0 * g->lda, *restrict b = g->Wp + p0 * (g->K + g->K2) + h;
+    const int64_t lda = g->lda;
+    const __m256 z0 = g->bias ? _mm256_maskload_ps(g->bias + p0 + h, m0) : _mm256_setzero_ps();
+    const __m256 z1 = g->bias ? _mm256_maskload_ps(g->bias + p0 + h + 8, m1) : _mm256_setzero_ps();
     __m256 c0[MR256], c1[MR256];
 #pragma GCC unroll 6
-    for (int i = 0; i < MR; i++) c0[i] = c1[i] = _mm256_setzero_ps();
-    for (int64_t k = 0; k < K; k++) {
-        const __m256 b0 = _mm256_maskload_ps(b + k * ldb, m0);
-        const __m256 b1 = _mm256_maskload_ps(b + k * ldb + 8, m1);
-#pragma GCC unroll 6
-        for (int i = 0; i < MR; i++) {
-            const __m256 a = _mm256_broadcast_ss(A + i * lda + k);
-            c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
-            c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
-        }
+    for (int i = 0; i < MR; i++) {
+        c0[i] = z0;
+        c1[i] = z1;
     }
+    MK256_K(A, lda, g->K, b)
+    if (g->K2 > 0) {
+        const float *restrict A2 = g->A2 + i0 * g->lda2, *restrict b2 = b + g->K * np;
+        const int64_t lda2 = g->lda2;
+        MK256_K(A2, lda2, g->K2, b2)
+    }
+    float *restrict C = g->C + i0 * g->ldc + p0 + h;
 #pragma GCC unroll 6
     for (int i = 0; i < MR; i++) {
-        _mm256_maskstore_ps(C + i * ldc, m0, c0[i]);
-        _mm256_maskstore_ps(C + i * ldc + 8, m1, c1[i]);
+        _mm256_maskstore_ps(C + i * g->ldc, m0, c0[i]);
+        _mm256_maskstore_ps(C + i * g->ldc + 8, m1, c1[i]);
     }
 }
+#undef MK256_K
 
-static T256 void gemm256(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                         const float *Wp, float *C, int64_t ldc) {
+static T256 void gemm256(int64_t M, int64_t N, const pk_args *g) {
     const int64_t nb = (M + MR256 - 1) / MR256;
     for (int64_t p0 = 0; p0 < N; p0 += PANEL) {
         const int64_t np = N - p0 < PANEL ? N - p0 : PANEL;
         for (int64_t h = 0; h < np; h += 16) {
             const int64_t nh = np - h < 16 ? np - h : 16;
-            const float *b = Wp + p0 * K + h;
             for (int64_t blk = 0; blk < nb; blk++) {
                 const int64_t i0 = M * blk / nb, mr = M * (blk + 1) / nb - i0;
-                const float *a = A + i0 * lda;
-                float *c = C + i0 * ldc + p0 + h;
                 switch (mr) {
 #define CASE(n) \
-    case n: mk256(n, K, a, lda, b, np, nh, c, ldc); break;
+    case n: mk256(n, g, i0, p0, np, h, nh); break;
                     CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
 #undef CASE
                 }
@@ -286,18 +336,25 @@ int clstm_rowdot_f32(int64_t N, int64_t K, const float *W, int64_t ldw, const fl
     }
 }
 
-int clstm_packed_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                          const float *Wp, float *C, int64_t ldc) {
+int clstm_packed_gemm2_f32(int64_t M, int64_t N, const float *A, int64_t lda, int64_t K,
+                           const float *A2, int64_t lda2, int64_t K2, const float *Wp,
+                           const float *bias, float *C, int64_t ldc) {
+    const int isa = active_isa();
+    if (isa == ISA_NONE) return 0;
     if (M <= 0 || N <= 0) return 1;
-    if (K <= 0) { /* an empty sum */
-        for (int64_t i = 0; i < M; i++) memset(C + i * ldc, 0, sizeof(float) * N);
-        return 1;
-    }
-    switch (active_isa()) {
+    if (K < 0) K = 0;
+    if (K2 < 0) K2 = 0;
+    const pk_args g = {A, A2, Wp, bias, lda, K, lda2, K2, C, ldc};
+    switch (isa) {
 #ifdef PK_X86
-    case ISA_AVX512: gemm512(M, N, K, A, lda, Wp, C, ldc); return 1;
-    case ISA_AVX2: gemm256(M, N, K, A, lda, Wp, C, ldc); return 1;
+    case ISA_AVX512: gemm512(M, N, &g); return 1;
+    case ISA_AVX2: gemm256(M, N, &g); return 1;
 #endif
     default: return 0;
     }
+}
+
+int clstm_packed_gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                          const float *Wp, float *C, int64_t ldc) {
+    return clstm_packed_gemm2_f32(M, N, A, lda, K, NULL, 0, 0, Wp, NULL, C, ldc);
 }

@@ -2,8 +2,11 @@
  * (src/packed.c) against a float64
  * reference, for every kernel this CPU has, over shapes that hit every tail:
  * rows not a multiple of the row block, panels with np < 16 and
- * 16 < np < 32, K = 1, and strided A and C. Memory around C is checked
- * untouched, and the packing against its definition. */
+ * 16 < np < 32, K = 1, and strided A and C; with one operand, and with two
+ * stacked operands and a bias (the fused step product). Memory around C
+ * and past the packed panels is checked untouched, and the packing against
+ * its definition. Then whole LSTM calls on every kernel (fused, unfused,
+ * chunked, bidirectional, ragged) against BLAS alone. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -18,14 +21,23 @@ static float urand(void) { /* xorshift64, uniform in [-1, 1) */
     return (float)((rng >> 40) * (2.0 / 16777216.0) - 1.0);
 }
 
-/* C = A · W[rows]^T where column n is W row rowof(n), in float64 */
-static void reference(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                      const float *W, int64_t ldw, int64_t group, int64_t gstride, double *C) {
+/* One operand of a product: A (M, K) and W, whose row rowof(n) is
+ * column n of the product. */
+typedef struct {
+    const float *A, *W;
+    int64_t lda, ldw, K;
+} operand;
+
+/* C = bias + A · W[rows]^T (+ A2 · W2[rows]^T when K2 > 0) where column n
+ * is row rowof(n) of W (and W2), in float64; bias NULL: none. */
+static void reference(int64_t M, int64_t N, operand o1, operand o2, const float *bias,
+                      int64_t group, int64_t gstride, double *C) {
     for (int64_t i = 0; i < M; i++)
         for (int64_t n = 0; n < N; n++) {
-            const float *w = W + ((n / group) * gstride + n % group) * ldw;
-            double s = 0;
-            for (int64_t k = 0; k < K; k++) s += (double)A[i * lda + k] * w[k];
+            const int64_t row = (n / group) * gstride + n % group;
+            double s = bias ? bias[n] : 0;
+            for (int64_t k = 0; k < o1.K; k++) s += (double)o1.A[i * o1.lda + k] * o1.W[row * o1.ldw + k];
+            for (int64_t k = 0; k < o2.K; k++) s += (double)o2.A[i * o2.lda + k] * o2.W[row * o2.ldw + k];
             C[i * N + n] = s;
         }
 }
@@ -33,28 +45,42 @@ static void reference(int64_t M, int64_t N, int64_t K, const float *A, int64_t l
 #define GUARD 64
 #define SENTINEL 12345.0f
 
-/* One shape, rows packed (forward) with gate groups of `group`. */
-static void check_shape(int64_t M, int64_t N, int64_t K, int64_t group, int isa) {
+/* One shape, rows packed (forward) with gate groups of `group`; with K2 >
+ * 0 or a bias, the two-operand form (second operand K2 wide). */
+static void check_shape(int64_t M, int64_t N, int64_t K, int64_t K2, int with_bias,
+                        int64_t group, int isa) {
     const int64_t gstride = group + 3, lda = K + 5, ldc = N + 7, ldw = K + 2;
+    const int64_t lda2 = K2 + 6, ldw2 = K2 + 4, KK = K + K2;
     const int64_t nrows = (N + group - 1) / group * gstride;
     float *W = malloc(sizeof(float) * nrows * ldw), *A = malloc(sizeof(float) * M * lda);
-    float *Wp = malloc(sizeof(float) * (N * K + GUARD));
+    float *W2 = malloc(sizeof(float) * (nrows * ldw2 + 1));
+    float *A2 = malloc(sizeof(float) * (M * lda2 + 1)), *bias = malloc(sizeof(float) * N);
+    float *Wp = malloc(sizeof(float) * (N * KK + GUARD));
     float *Cb = malloc(sizeof(float) * (M * ldc + 2 * GUARD)), *C = Cb + GUARD;
     double *ref = malloc(sizeof(double) * M * N);
-    if (!CHECK(W && A && Wp && Cb && ref, "malloc")) goto out;
+    if (!CHECK(W && A && W2 && A2 && bias && Wp && Cb && ref, "malloc")) goto out;
     for (int64_t i = 0; i < nrows * ldw; i++) W[i] = urand();
     for (int64_t i = 0; i < M * lda; i++) A[i] = urand();
-    for (int64_t i = 0; i < N * K + GUARD; i++) Wp[i] = SENTINEL;
+    for (int64_t i = 0; i < nrows * ldw2; i++) W2[i] = urand();
+    for (int64_t i = 0; i < M * lda2; i++) A2[i] = urand();
+    for (int64_t i = 0; i < N; i++) bias[i] = urand();
+    for (int64_t i = 0; i < N * KK + GUARD; i++) Wp[i] = SENTINEL;
     for (int64_t i = 0; i < M * ldc + 2 * GUARD; i++) Cb[i] = SENTINEL;
-    clstm_pack_rows_f32(Wp, W, ldw, N, K, group, gstride);
+    const int two = K2 > 0 || with_bias;
+    if (two)
+        clstm_pack_rows2_f32(Wp, W, ldw, K, W2, ldw2, K2, N, group, gstride);
+    else
+        clstm_pack_rows_f32(Wp, W, ldw, N, K, group, gstride);
     int guard_ok = 1;
-    for (int64_t i = N * K; i < N * K + GUARD; i++) guard_ok &= Wp[i] == SENTINEL;
-    CHECK(guard_ok, "pack wrote past N*K (M=%lld N=%lld K=%lld)", (long long)M, (long long)N,
-          (long long)K);
-    reference(M, N, K, A, lda, W, ldw, group, gstride, ref);
-    if (!CHECK(clstm_packed_gemm_f32(M, N, K, A, lda, Wp, C, ldc), "kernel available (isa %d)",
-               isa))
-        goto out;
+    for (int64_t i = N * KK; i < N * KK + GUARD; i++) guard_ok &= Wp[i] == SENTINEL;
+    CHECK(guard_ok, "pack wrote past N*K (M=%lld N=%lld K=%lld K2=%lld)", (long long)M,
+          (long long)N, (long long)K, (long long)K2);
+    const operand o1 = {A, W, lda, ldw, K}, o2 = {A2, W2, lda2, ldw2, K2};
+    reference(M, N, o1, o2, with_bias ? bias : NULL, group, gstride, ref);
+    const int ran = two ? clstm_packed_gemm2_f32(M, N, A, lda, K, A2, lda2, K2, Wp,
+                                                 with_bias ? bias : NULL, C, ldc)
+                        : clstm_packed_gemm_f32(M, N, K, A, lda, Wp, C, ldc);
+    if (!CHECK(ran, "kernel available (isa %d)", isa)) goto out;
     double worst = 0;
     int outside_ok = 1;
     for (int64_t i = -GUARD; i < M * ldc + GUARD; i++) {
@@ -66,14 +92,17 @@ static void check_shape(int64_t M, int64_t N, int64_t K, int64_t group, int isa)
             outside_ok &= C[i] == SENTINEL;
         }
     }
-    /* each term is at most 1 in size: K float32 roundings of partial sums */
-    CHECK(worst <= 1e-6 * K + 1e-6, "isa %d M=%lld N=%lld K=%lld: max error %g", isa,
-          (long long)M, (long long)N, (long long)K, worst);
-    CHECK(outside_ok, "isa %d M=%lld N=%lld K=%lld: wrote outside C's rows", isa, (long long)M,
-          (long long)N, (long long)K);
+    /* each term is at most 1 in size: K + K2 + 1 float32 roundings of partial sums */
+    CHECK(worst <= 1e-6 * (KK + 1) + 1e-6, "isa %d M=%lld N=%lld K=%lld K2=%lld bias %d: max error %g",
+          isa, (long long)M, (long long)N, (long long)K, (long long)K2, with_bias, worst);
+    CHECK(outside_ok, "isa %d M=%lld N=%lld K=%lld K2=%lld: wrote outside C's rows", isa,
+          (long long)M, (long long)N, (long long)K, (long long)K2);
 out:
     free(W);
     free(A);
+    free(W2);
+    free(A2);
+    free(bias);
     free(Wp);
     free(Cb);
     free(ref);
@@ -134,55 +163,84 @@ out:
     free(Wp);
 }
 
-/* A whole training step (forward, backward, gradients) on each kernel
- * against BLAS gemm alone (limit none): they differ in rounding only. H = 40
- * on two threads gives slices with every tail; B = 1 takes the row kernel. */
+/* Whole calls on each kernel against BLAS gemm alone (limit none): they
+ * differ in rounding only. A training step (forward, backward, gradients)
+ * and an inference forward (y, h_T, c_T) for: one layer; two layers over
+ * T = 70 (chunked inference: each layer packs in its first chunk and reuses
+ * its panel in the next two); bidirectional with every length T (the
+ * reverse unit fused too) and with ragged lengths (the reverse unit
+ * unfused). H = 40 on two threads gives slices with every tail; B = 1 takes
+ * the row kernel, B = 5 the packed (fused) one. */
 static void check_lstm_paths(void) {
-    const int64_t T = 6, D = 24, H = 40;
+    static const struct {
+        int64_t T, L;
+        int bidir, ragged;
+    } cases[] = {{6, 1, 0, 0}, {70, 2, 0, 0}, {9, 2, 1, 0}, {9, 1, 1, 1}};
+    const int64_t D = 24, H = 40;
     clstm_set_num_threads(2);
     clstm_set_min_thread_work(0);
-    for (int64_t B = 1; B <= 5; B += 4) {
-        clstm_config cfg = clstm_config_default();
-        cfg.input_size = D;
-        cfg.hidden_size = H;
-        clstm_model *m = NULL;
-        if (!CHECK(clstm_create(&cfg, 7, &m) == CLSTM_OK, "create")) return;
-        size_t ws_bytes = 0, np = 0;
-        void *pp = NULL, *gp = NULL;
-        clstm_workspace_size(m, T, B, 1, &ws_bytes);
-        clstm_grads(m, &gp, &np);
-        clstm_params(m, &pp, &np);
-        float *x = malloc(sizeof(float) * T * B * D), *dy = malloc(sizeof(float) * T * B * H);
-        float *y[3], *dx[3], *g[3];
-        void *ws = malloc(ws_bytes);
-        for (int i = 0; i < 3; i++) {
-            y[i] = malloc(sizeof(float) * T * B * H);
-            dx[i] = malloc(sizeof(float) * T * B * D);
-            g[i] = malloc(sizeof(float) * np);
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
+        for (int64_t B = 1; B <= 5; B += 4) {
+            const int64_t T = cases[ci].T, N = cases[ci].bidir ? 2 : 1, NL = N * cases[ci].L;
+            clstm_config cfg = clstm_config_default();
+            cfg.input_size = D;
+            cfg.hidden_size = H;
+            cfg.num_layers = cases[ci].L;
+            cfg.bidirectional = cases[ci].bidir;
+            clstm_model *m = NULL;
+            if (!CHECK(clstm_create(&cfg, 7, &m) == CLSTM_OK, "create")) return;
+            size_t ws_bytes = 0, np = 0;
+            void *pp = NULL, *gp = NULL;
+            clstm_workspace_size(m, T, B, 1, &ws_bytes);
+            clstm_grads(m, &gp, &np);
+            clstm_params(m, &pp, &np);
+            int64_t lens[5];
+            for (int64_t b = 0; b < B; b++) lens[b] = cases[ci].ragged ? T - 2 * b : T;
+            clstm_run_options opt = clstm_run_options_default();
+            opt.lengths = lens;
+            const int64_t ny = T * B * N * H, ns = NL * B * H;
+            float *x = malloc(sizeof(float) * T * B * D), *dy = malloc(sizeof(float) * ny);
+            float *y[3], *dx[3], *g[3], *yi[3], *st[3];
+            void *ws = malloc(ws_bytes);
+            for (int i = 0; i < 3; i++) {
+                y[i] = malloc(sizeof(float) * ny);
+                yi[i] = malloc(sizeof(float) * ny);
+                st[i] = malloc(sizeof(float) * 2 * ns);
+                dx[i] = malloc(sizeof(float) * T * B * D);
+                g[i] = malloc(sizeof(float) * np);
+            }
+            for (int64_t i = 0; i < T * B * D; i++) x[i] = urand();
+            for (int64_t i = 0; i < ny; i++) dy[i] = urand();
+            for (int isa = 0; isa < 3; isa++) {
+                clstm_packed_limit_isa(isa);
+                memset(gp, 0, sizeof(float) * np);
+                opt.train = 1;
+                CHECK(clstm_forward_ex(m, T, B, x, NULL, NULL, y[isa], NULL, NULL, &opt, ws,
+                                       ws_bytes) == CLSTM_OK, "forward");
+                CHECK(clstm_backward(m, T, B, dy, NULL, NULL, dx[isa], NULL, NULL, ws,
+                                     ws_bytes) == CLSTM_OK, "backward");
+                memcpy(g[isa], gp, sizeof(float) * np);
+                opt.train = 0;
+                CHECK(clstm_forward_ex(m, T, B, x, NULL, NULL, yi[isa], st[isa], st[isa] + ns,
+                                       &opt, ws, ws_bytes) == CLSTM_OK, "inference");
+            }
+            clstm_packed_limit_isa(2);
+            for (int isa = 1; isa < 3; isa++) {
+                double e = 0, ei = 0;
+                for (int64_t i = 0; i < ny; i++) e = fmax(e, fabs(y[isa][i] - y[0][i]));
+                for (int64_t i = 0; i < T * B * D; i++) e = fmax(e, fabs(dx[isa][i] - dx[0][i]));
+                for (size_t i = 0; i < np; i++) e = fmax(e, fabs(g[isa][i] - g[0][i]));
+                for (int64_t i = 0; i < ny; i++) ei = fmax(ei, fabs(yi[isa][i] - yi[0][i]));
+                for (int64_t i = 0; i < 2 * ns; i++) ei = fmax(ei, fabs(st[isa][i] - st[0][i]));
+                CHECK(e < 1e-4, "case %zu B=%lld isa %d training against BLAS: max difference %g",
+                      ci, (long long)B, isa, e);
+                CHECK(ei < 1e-5, "case %zu B=%lld isa %d inference against BLAS: max difference %g",
+                      ci, (long long)B, isa, ei);
+            }
+            for (int i = 0; i < 3; i++) free(y[i]), free(yi[i]), free(st[i]), free(dx[i]), free(g[i]);
+            free(x), free(dy), free(ws);
+            clstm_free(m);
         }
-        for (int64_t i = 0; i < T * B * D; i++) x[i] = urand();
-        for (int64_t i = 0; i < T * B * H; i++) dy[i] = urand();
-        for (int isa = 0; isa < 3; isa++) {
-            clstm_packed_limit_isa(isa);
-            memset(gp, 0, sizeof(float) * np);
-            CHECK(clstm_forward(m, T, B, x, NULL, NULL, y[isa], NULL, NULL, 1, ws, ws_bytes) ==
-                      CLSTM_OK, "forward");
-            CHECK(clstm_backward(m, T, B, dy, NULL, NULL, dx[isa], NULL, NULL, ws, ws_bytes) ==
-                      CLSTM_OK, "backward");
-            memcpy(g[isa], gp, sizeof(float) * np);
-        }
-        clstm_packed_limit_isa(2);
-        for (int isa = 1; isa < 3; isa++) {
-            double e = 0;
-            for (int64_t i = 0; i < T * B * H; i++) e = fmax(e, fabs(y[isa][i] - y[0][i]));
-            for (int64_t i = 0; i < T * B * D; i++) e = fmax(e, fabs(dx[isa][i] - dx[0][i]));
-            for (size_t i = 0; i < np; i++) e = fmax(e, fabs(g[isa][i] - g[0][i]));
-            CHECK(e < 1e-4, "B=%lld isa %d against BLAS: max difference %g", (long long)B, isa, e);
-        }
-        for (int i = 0; i < 3; i++) free(y[i]), free(dx[i]), free(g[i]);
-        free(x), free(dy), free(ws);
-        clstm_free(m);
-    }
     clstm_set_min_thread_work(CLSTM_DEFAULT_MIN_THREAD_WORK);
 }
 
@@ -196,8 +254,13 @@ int main(void) {
         tried++;
         for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
             for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
-                for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++)
-                    check_shape(Ms[a], Ns[b], Ks[c], Ns[b] > 8 ? Ns[b] / 4 + 1 : 1, isa);
+                for (size_t c = 0; c < sizeof Ks / sizeof *Ks; c++) {
+                    const int64_t group = Ns[b] > 8 ? Ns[b] / 4 + 1 : 1;
+                    check_shape(Ms[a], Ns[b], Ks[c], 0, 0, group, isa);
+                    /* fused: a second operand (or none) and a bias */
+                    check_shape(Ms[a], Ns[b], Ks[c], Ks[(c + 1) % 4], 1, group, isa);
+                    check_shape(Ms[a], Ns[b], Ks[c], 0, 1, group, isa);
+                }
         check_rowdot(isa);
     }
     CHECK_EQ(clstm_packed_limit_isa(0), 0);

@@ -27,7 +27,7 @@ import zlib
 
 import numpy as np
 
-__all__ = ["DataParallel", "mpi_available", "launched_size"]
+__all__ = ["DataParallel", "mpi_available", "launched"]
 
 INSTALL_HINT = "pip install 'pyclstm[mpi]'"
 
@@ -41,17 +41,18 @@ def mpi_available():
     return True
 
 
-def launched_size(environ=None):
-    """The number of processes an MPI launcher started this one among (Open
-    MPI's mpirun, MPICH's Hydra), read from the launcher's environment
-    without initialising MPI; 1 when not under a launcher."""
+def launched(environ=None):
+    """(rank, size) of this process among those an MPI launcher started
+    (Open MPI's mpirun, MPICH's Hydra), read from the launcher's environment
+    without initialising MPI; (0, 1) when not under a launcher."""
     env = os.environ if environ is None else environ
-    for key in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+    for rank, size in (("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+                       ("PMI_RANK", "PMI_SIZE")):
         try:
-            return max(1, int(env[key]))
+            return max(0, int(env.get(rank, 0))), max(1, int(env[size]))
         except (KeyError, ValueError):
             pass
-    return 1
+    return 0, 1
 
 
 class DataParallel:

@@ -379,6 +379,7 @@ class Trainer:
         self._window = []  # recent training losses, for the log and the bar
         self._interrupted = []  # Ctrl-C seen by this process
         self._interrupt_all = False  # ... by any rank, agreed in a step's allreduce
+        self._saved_step = None  # the step of the last checkpoint written
 
     # ------------------------------------------------------------ resuming
     @classmethod
@@ -397,6 +398,7 @@ class Trainer:
         self.opt.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
                                  | meta["opt_scalars"])
         self.step, self.epoch, self.k = meta["step"], meta["epoch"], meta["k"]
+        self._saved_step = self.step
         self.order = arrays.get("order")
         if "state_h" in arrays:
             rows = slice(None) if self.dp is None else self.dp.shard(arrays["state_h"].shape[1])
@@ -424,6 +426,7 @@ class Trainer:
             state = self.dp.gather_rows(h), self.dp.gather_rows(c)
             state = None if state[0] is None else state
             if not self.is_root:
+                self._saved_step = self.step
                 return
         opt_state = self.opt.state_dict()
         arrays = {"opt." + k: v for k, v in opt_state.items() if isinstance(v, np.ndarray)}
@@ -448,6 +451,7 @@ class Trainer:
                     settings=settings, config=self.config)
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
         _atomic_write(path, lambda f: np.savez(f, **arrays))
+        self._saved_step = self.step
 
     # ------------------------------------------------------------- the loop
     def _train_step(self, inputs, targets, lengths):
@@ -625,8 +629,11 @@ class Trainer:
             raise
         except BaseException as e:
             if self.dp is not None:
-                self.dp.abort("training failed at step %d (%s: %s); the last checkpoint "
-                              "written stays intact" % (self.step + 1, type(e).__name__, e), e)
+                kept = ("no checkpoint was written" if self._saved_step is None else
+                        "the last checkpoint (%s, step %d) stays intact"
+                        % (self.checkpoint, self._saved_step))
+                self.dp.abort("training failed at step %d (%s: %s); %s"
+                              % (self.step + 1, type(e).__name__, e, kept), e)
             raise
         finally:
             bar.close()

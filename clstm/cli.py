@@ -12,8 +12,11 @@
 
 Bad input gives a one-line message and exit status 2; Ctrl-C during
 training writes a checkpoint (resume with --resume) and exits with 130.
+
+  mpirun -np N clstm train ...     data-parallel over MPI (see --mpi)
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -23,6 +26,7 @@ import numpy as np
 
 import clstm
 from clstm import data as D
+from clstm import distributed
 from clstm import train as TR
 
 EXIT_BAD_INPUT = 2
@@ -179,6 +183,10 @@ def _train_parser(sub):
     r.add_argument("--max-steps", type=_positive(int), default=None,
                    help="stop after this many steps in total (checkpointed; resumable)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--mpi", action="store_true",
+                   help="train data-parallel over MPI, one rank per process: `mpirun -np N "
+                        "clstm train ...` (automatic when mpirun starts more than one "
+                        "process; needs mpi4py: pip install 'pyclstm[mpi]')")
     p.set_defaults(func=cmd_train)
 
 
@@ -236,8 +244,81 @@ def _build_task(args):
 
 
 def cmd_train(args):
+    """Single-process, or one rank of a data-parallel job: rank 0 speaks and
+    writes; the others train silently (rank 0 reports their shared errors)."""
+    dp = _data_parallel(args)
+    if dp is None or dp.rank == 0:
+        return _train(args, dp)
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
+                contextlib.redirect_stderr(null):
+            return _train(args, dp)
+    except (UsageError, D.DataError):
+        return EXIT_BAD_INPUT  # the same error as rank 0's, which prints it
+
+
+def _data_parallel(args):
+    """A DataParallel with --mpi or when an MPI launcher started this process
+    among several; None for a plain run (mpi4py is never imported then)."""
+    rank, size = distributed.launched()
+    if not args.mpi and size == 1:
+        return None
+    try:
+        return distributed.DataParallel()
+    except RuntimeError:
+        if rank:  # rank 0 prints the message
+            raise SystemExit(EXIT_BAD_INPUT) from None
+        raise UsageError("%s needs mpi4py and an MPI library: %s" % (
+            "--mpi" if args.mpi else "run by mpirun as one of %d processes, training" % size,
+            distributed.INSTALL_HINT)) from None
+
+
+def _train(args, dp):
     if args.threads:
         clstm.set_num_threads(args.threads)
+    elif dp is not None:  # the host's cores shared among its ranks
+        clstm.set_num_threads(max(1, clstm.get_num_threads() // dp.local_size))
+    error = None
+    try:
+        trainer, model = _setup_training(args, dp)
+    except (UsageError, D.DataError) as e:
+        error = e
+    except BaseException as e:
+        if dp is None:
+            raise
+        dp.abort("clstm train failed while setting up (%s: %s)" % (type(e).__name__, e), e)
+    if dp is not None:  # every rank stops, or none does (no rank waits for ever)
+        error = dp.agree(error)
+    if error is not None:
+        raise error
+    start = time.perf_counter()
+    try:
+        history = trainer.fit(max_steps=args.max_steps)
+    except TR.Interrupted as e:
+        print("\nclstm train: %s; continue with: clstm train ... --resume %s"
+              % (e, trainer.checkpoint), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TR.NonFiniteLoss as e:
+        raise UsageError("%s; the last good checkpoint (%s) and model (%s) are kept. Try a "
+                         "lower --lr or --clip." % (e, trainer.checkpoint, trainer.out)) from None
+    elapsed = time.perf_counter() - start
+    if not trainer.is_root:
+        return 0
+    last = history[-1] if history else {}
+    print("done: %d steps in %.1f s; %s; model written to %s"
+          % (trainer.step, elapsed, ", ".join("%s %.4f" % (k, last[k]) for k in
+                                               ("train_loss", "val_loss", "val_accuracy")
+                                               if last.get(k) is not None), trainer.out))
+    if args.plot:
+        _plot(history, args.plot)
+    if isinstance(model, clstm.Model) and model.vocab is not None:
+        best = clstm.load(trainer.out) if os.path.exists(trainer.out) else trainer.model
+        print("sample:\n" + TR.generate_text(best, "", 300, 0.8, seed=args.seed))
+    return 0
+
+
+def _setup_training(args, dp):
+    """(trainer, model) for a train command, or UsageError/DataError."""
     if args.dropout and args.layers == 1:
         raise UsageError("--dropout applies between LSTM layers: it needs --layers 2 or more")
     for path, what in ((args.out, "--out"), (args.checkpoint, "--checkpoint"),
@@ -256,48 +337,30 @@ def cmd_train(args):
     checkpoint = args.checkpoint or stem + ".ckpt.npz"
     log = args.log or stem + ".log.jsonl"
     if args.resume:
-        trainer = TR.Trainer.resume(args.resume, task, progress=not args.no_progress)
-        print("resuming %s at step %d of %d" % (args.resume, trainer.step, trainer.total_steps))
-    else:
-        epochs = args.epochs or defaults["epochs"]
-        total = epochs * task.n_batches
-        eval_every = args.eval_every or max(1, total // 10)
-        sample_every = eval_every if args.sample_every is None else args.sample_every
-        lr = args.lr or (0.1 if args.optimizer == "sgd" else 0.002)
-        trainer = TR.Trainer(
-            model, task, optimizer=args.optimizer, lr=lr, weight_decay=args.weight_decay,
-            momentum=args.momentum, clip=args.clip, schedule=args.schedule,
-            warmup=min(args.warmup, total // 5), epochs=epochs, seed=args.seed,
-            patience=args.patience, eval_every=eval_every, out=args.out,
-            checkpoint=checkpoint, checkpoint_every=args.checkpoint_every, log=log,
-            progress=not args.no_progress, sample_every=sample_every,
-            config={k: v for k, v in vars(args).items() if k != "func"})
-        n_params = model.flat_parameters.size
-        print("clstm %s: training %s on %s (%d parameters, %d steps of batch %d, %d threads)"
-              % (clstm.__version__, _describe(model), _source(args), n_params, total,
-                 task.batch_size, clstm.get_num_threads()))
-    start = time.perf_counter()
-    try:
-        history = trainer.fit(max_steps=args.max_steps)
-    except TR.Interrupted as e:
-        print("\nclstm train: %s; continue with: clstm train ... --resume %s"
-              % (e, trainer.checkpoint), file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except TR.NonFiniteLoss as e:
-        raise UsageError("%s; the last good checkpoint (%s) and model (%s) are kept. Try a "
-                         "lower --lr or --clip." % (e, trainer.checkpoint, trainer.out)) from None
-    elapsed = time.perf_counter() - start
-    last = history[-1] if history else {}
-    print("done: %d steps in %.1f s; %s; model written to %s"
-          % (trainer.step, elapsed, ", ".join("%s %.4f" % (k, last[k]) for k in
-                                               ("train_loss", "val_loss", "val_accuracy")
-                                               if last.get(k) is not None), trainer.out))
-    if args.plot:
-        _plot(history, args.plot)
-    if isinstance(model, clstm.Model) and model.vocab is not None:
-        best = clstm.load(trainer.out) if os.path.exists(trainer.out) else trainer.model
-        print("sample:\n" + TR.generate_text(best, "", 300, 0.8, seed=args.seed))
-    return 0
+        trainer = TR.Trainer.resume(args.resume, task, progress=not args.no_progress,
+                                    distributed=dp)
+        print("resuming %s at step %d of %d%s" % (args.resume, trainer.step, trainer.total_steps,
+                                                 "" if dp is None else " on %d ranks" % dp.size))
+        return trainer, trainer.model
+    epochs = args.epochs or defaults["epochs"]
+    total = epochs * task.n_batches
+    eval_every = args.eval_every or max(1, total // 10)
+    sample_every = eval_every if args.sample_every is None else args.sample_every
+    lr = args.lr or (0.1 if args.optimizer == "sgd" else 0.002)
+    trainer = TR.Trainer(
+        model, task, optimizer=args.optimizer, lr=lr, weight_decay=args.weight_decay,
+        momentum=args.momentum, clip=args.clip, schedule=args.schedule,
+        warmup=min(args.warmup, total // 5), epochs=epochs, seed=args.seed,
+        patience=args.patience, eval_every=eval_every, out=args.out,
+        checkpoint=checkpoint, checkpoint_every=args.checkpoint_every, log=log,
+        progress=not args.no_progress, sample_every=sample_every, distributed=dp,
+        config={k: v for k, v in vars(args).items() if k not in ("func", "mpi")})
+    n_params = model.flat_parameters.size
+    print("clstm %s: training %s on %s (%d parameters, %d steps of batch %d, %d threads%s)"
+          % (clstm.__version__, _describe(model), _source(args), n_params, total,
+             task.batch_size, clstm.get_num_threads(),
+             "" if dp is None else " per rank, %d ranks" % dp.size))
+    return trainer, model
 
 
 def _describe(model):

@@ -78,6 +78,16 @@ class LanguageModelTask:
         return inputs.size
 
     @staticmethod
+    def count(targets, lengths):
+        """The number of terms the loss's mean is over (every step)."""
+        return targets.size
+
+    @staticmethod
+    def rows(inputs, targets, lengths, rows):
+        """The batch's rows `rows` (a slice): a data-parallel rank's shard."""
+        return inputs[:, rows], targets[:, rows], None
+
+    @staticmethod
     def loss(out, targets, lengths, grad=True):
         return losses.cross_entropy(out, targets, lengths, grad=grad)
 
@@ -126,6 +136,19 @@ class SequenceTask:
     @staticmethod
     def units(inputs):
         return inputs.shape[1]
+
+    @staticmethod
+    def count(targets, lengths):
+        """The number of terms the loss's mean is over (the sequences with a
+        last valid step)."""
+        return int(np.count_nonzero(lengths))
+
+    @staticmethod
+    def rows(inputs, targets, lengths, rows):
+        """The batch's rows `rows` (a slice), trimmed to their longest
+        sequence: a data-parallel rank's shard."""
+        lens = lengths[rows]
+        return inputs[:int(lens.max(initial=0)), rows], targets[rows], lens
 
     def loss(self, out, targets, lengths, grad=True):
         f = losses.cross_entropy if self.kind == "classify" else losses.mse
@@ -302,14 +325,30 @@ class Trainer:
     evaluation. sample_every: print a generated sample every that many steps
     (character models). config: a JSON-able dict kept in the checkpoint (the
     command line stores its arguments there to rebuild the task).
+
+    distributed: a clstm.distributed.DataParallel to train data-parallel
+    over MPI (None, or one of 1 rank: the single-process loop). Every rank
+    runs the same Trainer on the same data and seed; each step, each rank
+    computes the gradient of its shard of the global batch, one in-place
+    allreduce of model.flat_grads, weighted by each shard's count of loss
+    terms, makes it the global batch's mean-loss gradient, and clipping and
+    the optimizer step follow on every rank alike. The reported loss is the
+    global batch's. Rank 0 alone evaluates (the record is broadcast, so
+    early stopping is decided once), writes the model, checkpoints and log,
+    and shows the progress bar and samples. A checkpoint holds only global
+    state, so any number of ranks resumes it. An exception in one rank
+    aborts the whole MPI job (MPI_Abort) with a message naming the rank.
     """
 
     def __init__(self, model, task, *, optimizer="adam", lr=2e-3, weight_decay=0.0,
                  momentum=0.9, nesterov=False, clip=5.0, schedule="constant", warmup=0,
                  step_size=1000, gamma=0.5, epochs=1, seed=0, patience=None, eval_every=0,
                  out=None, checkpoint=None, checkpoint_every=0, log=None, progress=True,
-                 sample_every=0, sample_length=200, sample_prime="", config=None):
+                 sample_every=0, sample_length=200, sample_prime="", config=None,
+                 distributed=None):
         self.model, self.task = model, task
+        self.dp = distributed if distributed is not None and distributed.size > 1 else None
+        self.is_root = self.dp is None or self.dp.rank == 0
         task.dtype = model.dtype
         self.epochs = int(epochs)
         if self.epochs < 1:
@@ -324,7 +363,7 @@ class Trainer:
         self.patience = patience
         self.eval_every, self.checkpoint_every = int(eval_every), int(checkpoint_every)
         self.out, self.checkpoint, self.log = out, checkpoint, log
-        self.progress = progress
+        self.progress = progress and self.is_root
         self.sample_every, self.sample_length = int(sample_every), int(sample_length)
         self.sample_prime = sample_prime
         self.config = dict(config or {})
@@ -338,6 +377,9 @@ class Trainer:
         self.history = []
         self._stop = False
         self._window = []  # recent training losses, for the log and the bar
+        self._interrupted = []  # Ctrl-C seen by this process
+        self._interrupt_all = False  # ... by any rank, agreed in a step's allreduce
+        self._saved_step = None  # the step of the last checkpoint written
 
     # ------------------------------------------------------------ resuming
     @classmethod
@@ -356,10 +398,12 @@ class Trainer:
         self.opt.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}
                                  | meta["opt_scalars"])
         self.step, self.epoch, self.k = meta["step"], meta["epoch"], meta["k"]
+        self._saved_step = self.step
         self.order = arrays.get("order")
         if "state_h" in arrays:
-            self.state = (arrays["state_h"].astype(model.dtype),
-                          arrays["state_c"].astype(model.dtype))
+            rows = slice(None) if self.dp is None else self.dp.shard(arrays["state_h"].shape[1])
+            self.state = tuple(np.ascontiguousarray(arrays[k][:, rows], dtype=model.dtype)
+                               for k in ("state_h", "state_c"))
         self.best_val, self.bad_evals = meta["best_val"], meta["bad_evals"]
         self._stop = self.patience is not None and self.bad_evals > self.patience
         self.history, self._window = meta["history"], meta["window"]
@@ -369,18 +413,29 @@ class Trainer:
 
     def save_checkpoint(self, path=None):
         """Write the run's complete state (atomically) to path or
-        self.checkpoint."""
+        self.checkpoint. Data-parallel: collective (the ranks' rows of the
+        carried state are gathered, and the parameters checked equal);
+        rank 0 writes."""
         path = path or self.checkpoint
         if not path:
             return
+        state = self.state
+        if self.dp is not None:
+            self.dp.check_equal(self.model.flat_parameters)
+            h, c = (None, None) if state is None else state
+            state = self.dp.gather_rows(h), self.dp.gather_rows(c)
+            state = None if state[0] is None else state
+            if not self.is_root:
+                self._saved_step = self.step
+                return
         opt_state = self.opt.state_dict()
         arrays = {"opt." + k: v for k, v in opt_state.items() if isinstance(v, np.ndarray)}
         scalars = {k: v for k, v in opt_state.items() if not isinstance(v, np.ndarray)}
         arrays["model"] = np.frombuffer(_model_bytes(self.model), np.uint8)
         if self.order is not None:
             arrays["order"] = self.order
-        if self.state is not None:
-            arrays["state_h"], arrays["state_c"] = self.state
+        if state is not None:
+            arrays["state_h"], arrays["state_c"] = state
         settings = dict(self.opt_settings, clip=self.clip, schedule=self.schedule.kind,
                         warmup=self.schedule.warmup, step_size=self.schedule.step_size,
                         gamma=self.schedule.gamma, epochs=self.epochs, seed=self.seed,
@@ -392,34 +447,65 @@ class Trainer:
                     n_batches=self.task.n_batches, best_val=self.best_val,
                     bad_evals=self.bad_evals, history=self.history, rng=_rng_state(self.rng),
                     dropout_rng=_rng_state(self.model._dropout_rng), opt_scalars=scalars,
-                    window=self._window,
+                    window=self._window, ranks=1 if self.dp is None else self.dp.size,
                     settings=settings, config=self.config)
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
         _atomic_write(path, lambda f: np.savez(f, **arrays))
+        self._saved_step = self.step
 
     # ------------------------------------------------------------- the loop
     def _train_step(self, inputs, targets, lengths):
-        model = self.model
-        out, (h, c) = model.forward(inputs, self.state if self.task.stateful else None,
-                                    lengths=lengths, train=True)
-        loss, dout = self.task.loss(out, targets, lengths)
-        if not math.isfinite(loss):
+        model, task, dp = self.model, self.task, self.dp
+        dseed = None  # single process: the model's own stream of dropout seeds
+        if dp is not None:
+            n_all = task.count(targets, lengths)
+            inputs, targets, lengths = task.rows(inputs, targets, lengths,
+                                                 dp.shard(inputs.shape[1]))
+            n = task.count(targets, lengths)
+            dseed = self._dropout_seed()
+        out, dout, loss = None, None, 0.0
+        if inputs.shape[1]:  # a rank whose shard is empty still joins the allreduces
+            out, (h, c) = model.forward(inputs, self.state if task.stateful else None,
+                                        lengths=lengths, train=True, dropout_seed=dseed)
+            loss, dout = task.loss(out, targets, lengths)
+        if dp is not None:
+            # one small float64 allreduce: the loss sum (the gradient block
+            # has the model's dtype and cannot grow) and the Ctrl-C flag
+            total, stop = dp.sum([loss * n if n else 0.0, float(bool(self._interrupted))])
+            loss, self._interrupt_all = total / max(n_all, 1), stop > 0
+        if not math.isfinite(loss):  # the global loss: every rank stops here together
             raise NonFiniteLoss("the training loss became %r at step %d" % (loss, self.step + 1))
         model.zero_grad()
-        model.backward(dout)
-        if self.clip > 0:
+        if dout is not None:
+            model.backward(dout)
+        if dp is not None:
+            dp.average_(model.flat_grads, weight=n, total=max(n_all, 1))
+        if self.clip > 0:  # after the allreduce: the same norm and scale on every rank
             norm = optim.clip_grad_norm(model, self.clip)
             if not math.isfinite(norm):
                 raise NonFiniteLoss("the gradient norm became %r at step %d"
                                     % (norm, self.step + 1))
         self.opt.lr = self.schedule(self.step + 1)
         self.opt.step()
-        if self.task.stateful:
+        if task.stateful and out is not None:
             self.state = (h, c)
         return loss
 
+    def _dropout_seed(self):
+        """Data-parallel: this step's dropout seed, drawn from the model's
+        stream on every rank alike (rank 0 uses it as it is, so one rank
+        is the single-process run) and mixed with the rank on the others,
+        so that shards do not repeat each other's masks."""
+        seed = self.model._dropout_seed(None, True)
+        if seed and self.dp.rank:
+            mixed = np.random.SeedSequence([seed, self.dp.rank]).generate_state(1, np.uint64)
+            seed = int(mixed[0])
+        return seed
+
     def _evaluate(self, elapsed):
-        metrics = self.task.evaluate(self.model)
+        metrics = self.task.evaluate(self.model) if self.is_root else None
+        if self.dp is not None:  # rank 0's record decides for every rank
+            metrics, elapsed = self.dp.broadcast((metrics, elapsed))
         train_loss = float(np.mean(self._window)) if self._window else None
         rec = dict(step=self.step, epoch=self.step / self.task.n_batches,
                    train_loss=train_loss, lr=self.opt.lr, time=round(elapsed, 3))
@@ -432,7 +518,7 @@ class Trainer:
             return rec
         if self.best_val is None or val < self.best_val:
             self.best_val, self.bad_evals = val, 0
-            if self.out:
+            if self.out and self.is_root:
                 save(self.model, self.out)
         else:
             self.bad_evals += 1
@@ -441,7 +527,7 @@ class Trainer:
         return rec
 
     def _write_log(self):
-        if not self.log:
+        if not (self.log and self.is_root):
             return
         keys = []
         for r in self.history:
@@ -459,7 +545,8 @@ class Trainer:
         _atomic_write(self.log, write)
 
     def _sample(self):
-        if not (self.sample_every and self.model.vocab is not None and self.model.softmax):
+        if not (self.is_root and self.sample_every and self.model.vocab is not None
+                and self.model.softmax):
             return None
         return generate_text(self.model, self.sample_prime, self.sample_length, 0.8,
                              seed=[self.seed, self.step])
@@ -472,11 +559,15 @@ class Trainer:
         (the last checkpoint and model file are left as they were)."""
         from tqdm import tqdm
         task = self.task
+        if self.dp is not None:  # the same start on every rank (seed or checkpoint)
+            self.dp.check_equal(self.model.flat_parameters)
+            self.dp.check_equal(np.array([self.step, self.epoch, self.k, self.opt.steps]),
+                                "positions in the run (step, epoch, batch, optimizer steps)")
         previous = signal.getsignal(signal.SIGINT)
-        interrupted = []
+        self._interrupted, self._interrupt_all = [], False
 
         def on_sigint(signum, frame):
-            interrupted.append(True)
+            self._interrupted.append(True)
 
         in_main = True
         try:
@@ -494,7 +585,7 @@ class Trainer:
                     self.k = 0
                     self.state = None
                 while self.k < task.n_batches:
-                    if interrupted:
+                    if self._interrupt_all if self.dp is not None else self._interrupted:
                         self._save_progress()
                         raise Interrupted("interrupted at step %d; checkpoint %s"
                                           % (self.step, self.checkpoint or "(none: no "
@@ -531,9 +622,19 @@ class Trainer:
                     if not (self.eval_every and self.step % self.eval_every == 0):
                         self._report(bar, self._evaluate(time.perf_counter() - start))
                     self.save_checkpoint()
-            if self.out and self.best_val is None:  # no validation data: the last model
+            if self.out and self.best_val is None and self.is_root:  # no validation: the last
                 save(self.model, self.out)
             self.save_checkpoint()
+        except TrainingStopped:  # raised on every rank alike: nobody is left waiting
+            raise
+        except BaseException as e:
+            if self.dp is not None:
+                kept = ("no checkpoint was written" if self._saved_step is None else
+                        "the last checkpoint (%s, step %d) stays intact"
+                        % (self.checkpoint, self._saved_step))
+                self.dp.abort("training failed at step %d (%s: %s); %s"
+                              % (self.step + 1, type(e).__name__, e, kept), e)
+            raise
         finally:
             bar.close()
             if in_main:
@@ -543,12 +644,14 @@ class Trainer:
     def _save_progress(self):
         """An early stop (max_steps, Ctrl-C): the checkpoint, the log so far,
         and the model file when no validation has chosen one yet."""
-        if self.out and (self.best_val is None or not os.path.exists(self.out)):
+        if self.out and self.is_root and (self.best_val is None or not os.path.exists(self.out)):
             save(self.model, self.out)
         self._write_log()
         self.save_checkpoint()
 
     def _report(self, bar, rec):
+        if not self.is_root:
+            return
         parts = ["step %d" % rec["step"], "epoch %.2f" % rec["epoch"]]
         for k in ("train_loss", "val_loss", "val_accuracy"):
             if rec.get(k) is not None:

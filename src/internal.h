@@ -106,12 +106,15 @@ int64_t clstm_blas_dim_max(void);
 /* Make BLAS run single-threaded, so that our OpenMP team owns the cores. */
 void clstm_blas_single_thread(void);
 
-/* The recurrent product on packed float32 weights (packed.c; layout there).
+/* The recurrent product on packed float32 weights (packed.c; layout there:
+ * panels of CLSTM_PACK_PANEL columns, so a range of columns that starts at
+ * a multiple of it packs on its own at dst + n0 * K).
  * clstm_pack_rows_f32: column n of the packed matrix is row
  * (n / group) * gstride + n % group of W (ldw); clstm_pack_cols_f32: column
  * n is W[:, n]. Both write exactly N*K floats. clstm_packed_gemm_f32 sets
  * C (M, N) = A (M, K) · packed and returns 1, or returns 0 (and writes
  * nothing) where this CPU has no kernel: the caller then uses GEMM. */
+#define CLSTM_PACK_PANEL 32
 void clstm_pack_rows_f32(float *dst, const float *W, int64_t ldw, int64_t N, int64_t K,
                          int64_t group, int64_t gstride);
 void clstm_pack_cols_f32(float *dst, const float *W, int64_t ldw, int64_t N, int64_t K);

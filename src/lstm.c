@@ -96,7 +96,7 @@ static clstm_status layout(const clstm_model *m, int64_t T, int64_t B, int train
     ly->wp = carve(&c, prod3(packs, 4 * H, kmax));
     ly->bias = carve(&c, prod3(packs, 1, 4 * H));
     ly->ms = carve(&c, prod3(1, B, H));
-    ly->junk = carve(&c, prod3(1, 2, H));
+    ly->junk = carve(&c, prod3(1, B, 2 * H));
     if (train) {
         ly->x0 = carve(&c, prod3(T, B, D));
         ly->layer0 = c.off;
@@ -184,18 +184,38 @@ static inline int clstm_dropped(uint64_t key, uint64_t idx, uint32_t thresh) {
     return (uint32_t)(mix64(key + 0x9E3779B97F4A7C15ull * (idx + 1)) >> 40) < thresh;
 }
 
-/* A thread's share: hidden units [j0, j1) and h columns [r0, r1). */
+/* A thread's share: hidden units [j0, j1) and h columns [r0, r1) (split by
+ * units), or batch rows [b0, b1) (split by rows; see lstm_kernels.inc). */
 typedef struct {
-    int64_t j0, j1, r0, r1;
+    int64_t j0, j1, r0, r1, b0, b1;
     int tid, nt;
 } slices;
 
-/* Contiguous slices of a multiple of 8 (the last may be shorter or empty). */
-static void slice_range(int64_t n, int tid, int nt, int64_t *a, int64_t *b) {
+/* Contiguous ranges of a multiple of `align` (the last may be shorter or
+ * empty). */
+static void aligned_range(int64_t n, int64_t align, int tid, int nt, int64_t *a, int64_t *b) {
     int64_t per = (n + nt - 1) / nt;
-    per = (per + 7) & ~(int64_t)7;
+    per = (per + align - 1) / align * align;
     *a = (int64_t)tid * per < n ? (int64_t)tid * per : n;
     *b = *a + per < n ? *a + per : n;
+}
+
+/* Slices of a multiple of 8. */
+static void slice_range(int64_t n, int tid, int nt, int64_t *a, int64_t *b) {
+    aligned_range(n, 8, tid, nt, a, b);
+}
+
+/* Row b's first row in thread tid's share: the rows split so that every
+ * thread gets near the same number of steps (sum of lengths; equal counts
+ * of rows when every length is 0). */
+static int64_t batch_start(const dims *d, int tid, int nt) {
+    int64_t total = 0, acc = 0;
+    for (int64_t b = 0; b < d->B; b++) total += d->lens[b];
+    if (total == 0) return d->B * tid / nt;
+    const double goal = (double)total * tid / nt;
+    int64_t b = 0;
+    for (; b < d->B && (double)acc + 0.5 * (double)d->lens[b] < goal; b++) acc += d->lens[b];
+    return b;
 }
 
 static void make_slices(const dims *d, int tid, int nt, slices *s) {
@@ -203,6 +223,17 @@ static void make_slices(const dims *d, int tid, int nt, slices *s) {
     s->nt = nt;
     slice_range(d->H, tid, nt, &s->j0, &s->j1);
     slice_range(d->R, tid, nt, &s->r0, &s->r1);
+    s->b0 = batch_start(d, tid, nt);
+    s->b1 = tid + 1 < nt ? batch_start(d, tid + 1, nt) : d->B;
+}
+
+/* Whether a unit that runs on the own kernel splits its steps by batch
+ * rows (lstm_kernels.inc, top): a team of two or more with at least
+ * CLSTM_BATCH_ROWS_MIN rows per thread (fewer would leave the kernel's
+ * row blocks too short). */
+#define CLSTM_BATCH_ROWS_MIN 4
+static inline int by_rows(const dims *d, const slices *s) {
+    return s->nt > 1 && d->B >= (int64_t)CLSTM_BATCH_ROWS_MIN * s->nt;
 }
 
 #define real float

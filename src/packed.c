@@ -28,7 +28,7 @@
 #define PK_X86 1
 #endif
 
-#define PANEL 32
+#define PANEL CLSTM_PACK_PANEL
 
 /* K rows of one panel's np columns: column c is row rows[c] of W, as
  * read from its first K entries. k outer: the writes are sequential, the

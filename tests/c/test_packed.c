@@ -170,7 +170,8 @@ out:
  * its panel in the next two); bidirectional with every length T (the
  * reverse unit fused too) and with ragged lengths (the reverse unit
  * unfused). H = 40 on two threads gives slices with every tail; B = 1 takes
- * the row kernel, B = 5 the packed (fused) one. */
+ * the row kernel, B = 5 the packed (fused) one split by units, B = 9 the
+ * same split by batch rows (4 or more per thread). */
 static void check_lstm_paths(void) {
     static const struct {
         int64_t T, L;
@@ -180,7 +181,7 @@ static void check_lstm_paths(void) {
     clstm_set_num_threads(2);
     clstm_set_min_thread_work(0);
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
-        for (int64_t B = 1; B <= 5; B += 4) {
+        for (int64_t B = 1; B <= 9; B += 4) {
             const int64_t T = cases[ci].T, N = cases[ci].bidir ? 2 : 1, NL = N * cases[ci].L;
             clstm_config cfg = clstm_config_default();
             cfg.input_size = D;
@@ -194,8 +195,8 @@ static void check_lstm_paths(void) {
             clstm_workspace_size(m, T, B, 1, &ws_bytes);
             clstm_grads(m, &gp, &np);
             clstm_params(m, &pp, &np);
-            int64_t lens[5];
-            for (int64_t b = 0; b < B; b++) lens[b] = cases[ci].ragged ? T - 2 * b : T;
+            int64_t lens[9];
+            for (int64_t b = 0; b < B; b++) lens[b] = cases[ci].ragged ? T - 2 * (b % 5) : T;
             clstm_run_options opt = clstm_run_options_default();
             opt.lengths = lens;
             const int64_t ny = T * B * N * H, ns = NL * B * H;

@@ -276,6 +276,20 @@ cdef class Model:
                                   &opt, &ws[0], ws.shape[0])
         check(st, "forward")
 
+    def step(self, int64_t B, real[::1] h, real[::1] c, const real[::1] x, real[::1] y,
+             unsigned char[::1] ws):
+        """One inference step of B streams, the state advanced in place: forward
+        with T = 1 and h, c both the initial and the final state (all flat).
+        The streaming path: fewer arguments to convert than forward's."""
+        cdef clstm_status st
+        cdef clstm_run_options opt = clstm_run_options_default()
+        _check_dtype(self.float64, sizeof(real))
+        self._check_lens(1, B, (x, y, h, c), ("x", "y", "h0", "c0"))
+        with nogil:
+            st = clstm_forward_ex(self.m, 1, B, &x[0], &h[0], &c[0], &y[0], &h[0], &c[0],
+                                  &opt, &ws[0], ws.shape[0])
+        check(st, "step")
+
     def backward(self, int64_t T, int64_t B, real[::1] dx, real[::1] dh0, real[::1] dc0,
                  const real[::1] dy, const real[::1] dhT, const real[::1] dcT,
                  unsigned char[::1] ws):

@@ -33,6 +33,43 @@ def test_steps_equal_the_reference(dtype, P):
     assert_close(st.c, c_ref, dtype, "c")
 
 
+@pytest.mark.parametrize("B", [1, 9])
+def test_steps_of_many_streams_and_batch_first(B):
+    """step() at B = 1 (row kernels) and B = 9 (on two threads the steps
+    split by batch rows), batch_first included: y_t is (B, R) and the run
+    equals the float64 reference."""
+    clstm.set_num_threads(2)
+    old = clstm.get_min_thread_work()
+    clstm.set_min_thread_work(0)
+    try:
+        for batch_first in (False, True):
+            m = model(np.float32, batch_first=batch_first)
+            x = inputs(12, B, np.float32, seed=3)
+            y_ref, h_ref, c_ref, _ = reference.forward(params64(m), x)
+            st = m.initial_state(B)
+            ys = []
+            for t in range(len(x)):
+                y_t, st2 = m.step(x[t], st)
+                assert st2 is st and y_t.shape == (B, 10)
+                ys.append(y_t)
+            assert_close(np.stack(ys), y_ref, np.float32, "y")
+            assert_close(st.h, h_ref, np.float32, "h")
+    finally:
+        clstm.set_min_thread_work(old)
+
+
+def test_core_step_checks_sizes():
+    """The binding's streaming entry point checks every length itself."""
+    m = model(np.float32)
+    st = m.initial_state(2)
+    h, c = st.h.reshape(-1), st.c.reshape(-1)
+    x, y = np.zeros(6, np.float32), np.zeros(20, np.float32)
+    with pytest.raises(ValueError, match="h0: expected 40 elements, got 39"):
+        m._m.step(2, h[:-1], c, x, y, st._ws)
+    with pytest.raises(ValueError, match="x: expected 6 elements, got 5"):
+        m._m.step(2, h, c, x[:-1], y, st._ws)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cuts", [(1,), (17,), (5, 6, 40), (33, 34)])
 def test_chunks_equal_one_call(dtype, cuts):

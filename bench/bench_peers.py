@@ -188,18 +188,43 @@ class OpenBLAS:
         return statistics.median(per)
 
 
+def measured_fma_peak(threads):
+    """bench/fma_peak.c built with the system's cc and run: the FMA ceiling
+    at the clock the cores really run (turbo included, which /proc/cpuinfo's
+    nominal MHz misses, and one FMA a cycle where AVX-512 runs as two
+    halves, which the lanes x units formula misses). None if it cannot be
+    built or run (then the formula stands in)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        exe = os.path.join(d, "fma_peak")
+        cc = os.environ.get("CC", "cc")
+        try:
+            b = subprocess.run([cc, "-O2", "-fopenmp", os.path.join(ROOT, "bench", "fma_peak.c"),
+                                "-o", exe], capture_output=True, text=True, timeout=120)
+            if b.returncode != 0:
+                return None
+            r = subprocess.run([exe, str(threads)], capture_output=True, text=True, timeout=120)
+            return json.loads(r.stdout) if r.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return None
+
+
 def machine_info(args):
     model, mhz, flags = cpuinfo()
     cores = os.cpu_count() or 1
     fma_units, lanes = 2, (16 if "avx512f" in flags else 8 if "avx2" in flags else 4)
     peak = cores * fma_units * lanes * 2 * mhz / 1e3 if mhz and "fma" in flags else None
+    fma = measured_fma_peak(args.threads)
+    peak_how = "formula"
+    if fma is not None:
+        peak, peak_how = fma["gflops_all"], "measured"
     import onnxruntime
     import torch as _t
     blas = OpenBLAS()
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpu": model, "cores": cores, "mhz": mhz, "simd_lanes_f32": lanes,
-        "fma_peak_gflops": peak,
+        "fma_peak_gflops": peak, "fma_peak_how": peak_how, "fma_peak_measured": fma,
         "blas_config": blas.config, "blas_corename": blas.corename, "blas_path": blas.path,
         "versions": {"clstm": clstm.__version__, "torch": _t.__version__,
                      "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
@@ -907,9 +932,16 @@ def report(res, args):
     L += ["- date: %s" % info["date"],
           "- CPU: %s, %d logical cores; clock %s MHz (from /proc/cpuinfo: nominal, not "
           "measured)" % (info["cpu"], info["cores"], f2(info["mhz"], "%.0f")),
-          "- FMA ceiling: %s GFLOP/s = %d cores x 2 FMA units x %d float32 lanes x 2 flops x "
-          "clock (assumed 2 FMA units per core)" % (f2(info["fma_peak_gflops"], "%.1f"),
-                                                     info["cores"], info["simd_lanes_f32"]),
+          ("- FMA ceiling: %s GFLOP/s with %d threads, %s GFLOP/s with 1, measured "
+           "(bench/fma_peak.c: 12 independent chains of %d-lane FMAs per thread, best of 5; "
+           "at the clock the cores really run)" % (
+               f2(info["fma_peak_gflops"], "%.1f"), info["fma_peak_measured"]["threads"],
+               f2(info["fma_peak_measured"]["gflops_1"], "%.1f"),
+               info["fma_peak_measured"]["lanes"])
+           if info.get("fma_peak_how") == "measured" else
+           "- FMA ceiling: %s GFLOP/s = %d cores x 2 FMA units x %d float32 lanes x 2 flops x "
+           "clock (assumed 2 FMA units per core; bench/fma_peak.c could not be built)"
+           % (f2(info["fma_peak_gflops"], "%.1f"), info["cores"], info["simd_lanes_f32"])),
           "- BLAS: scipy_openblas64 (the library clstm links), kernel `%s`; config `%s`"
           % (info["blas_corename"], info["blas_config"]),
           "- versions: " + ", ".join("%s %s" % kv for kv in info["versions"].items()),

@@ -90,7 +90,11 @@ static clstm_status layout(const clstm_model *m, int64_t T, int64_t B, int train
     /* W_hh, or [W_hh W_ih] for the fused step product, packed, and the
      * summed biases: once per layer in chunked inference, where the
      * layers take turns chunk by chunk and each packs only in its first */
-    const int64_t packs = !train && N == 1 ? L : 1, kmax = R + (L > 1 && NR > D ? NR : D);
+    const int64_t packs = !train && N == 1 ? L : 1;
+    /* the fused panel only where it can run (float32 with BLAS, B > 1; the
+     * CPU's kernel is a run-time matter, so not checked here) */
+    const int fusable = m->elem == sizeof(float) && m->use_blas && B > 1;
+    const int64_t kmax = R + (fusable ? (L > 1 && NR > D ? NR : D) : 0);
     ly->wp_stride = prod3(1, 4 * H, kmax);
     ly->bias_stride = (size_t)(4 * H);
     ly->wp = carve(&c, prod3(packs, 4 * H, kmax));

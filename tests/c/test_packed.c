@@ -171,7 +171,7 @@ out:
  * reverse unit fused too) and with ragged lengths (the reverse unit
  * unfused). H = 40 on two threads gives slices with every tail; B = 1 takes
  * the row kernel, B = 5 the packed (fused) one split by units, B = 9 the
- * same split by batch rows (4 or more per thread). */
+ * same split by batch rows (3 or more per thread). */
 static void check_lstm_paths(void) {
     static const struct {
         int64_t T, L;

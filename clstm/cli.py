@@ -239,7 +239,7 @@ def _build_task(args):
                         vocab=stream.vocab, output_size=len(stream.vocab), softmax=True,
                         dropout=args.dropout, seed=seed, **enc)
     model.metadata.update(task="char")
-    # the built-in default is sized to take about 5 minutes on 2 cores
+    # the built-in default: 1310 steps, about 75 s on 2 cores
     return task, model, dict(epochs=10 if not args.text else 5)
 
 

@@ -283,17 +283,13 @@ class LSTM:
             if self._spare_ws is None or self._spare_ws.nbytes < ws.nbytes:
                 self._spare_ws = ws
 
-    def _reading(self):
-        """A compute call's use of the parameters: any number at once, but
-        never while a write (load_state_dict, an optimizer step) is under
-        way in another thread: that raises RuntimeError instead."""
-        return _Guard(self, None)
-
     def _computing(self, stream_state):
-        """The guards of one forward: the parameters are read (_reading), and
-        an LSTMState is advanced by one caller at a time; RuntimeError before
-        anything is computed otherwise. (A training forward may replace
-        another thread's pending one: that thread's backward then raises.)"""
+        """The guards of one forward: the parameters are read by any number
+        of calls at once, but never while a write (load_state_dict, an
+        optimizer step) is under way in another thread, and an LSTMState is
+        advanced by one caller at a time; RuntimeError before anything is
+        computed otherwise. (A training forward may replace another thread's
+        pending one: that thread's backward then raises.)"""
         return _Guard(self, stream_state)
 
     @contextlib.contextmanager
@@ -797,8 +793,8 @@ class Metadata(MutableMapping):
 
 
 class _Guard:
-    """The context of LSTM._reading and LSTM._computing: a class rather than
-    a contextlib generator, which cost 3 us of a 25 us streaming step."""
+    """The context of LSTM._computing: a class rather than a contextlib
+    generator, which cost 3 us of a 25 us streaming step."""
     __slots__ = ("lstm", "state")
 
     def __init__(self, lstm, state):

@@ -41,7 +41,7 @@ typedef struct {
     size_t l_y, l_xd, k_g, k_ct, k_cp, k_hp, k_m, k_dh;
     size_t g, ybuf0, ybuf1, states;
     size_t hb0, hb1, c, rs, wp, bias, ms, junk;       /* step buffers */
-    size_t wp_stride, bias_stride;                    /* elements, per layer */
+    size_t wp_stride;                                 /* elements, per layer */
     size_t da0, da1, dhrec, dh, dc, dybuf;            /* backward */
 } ws_layout;
 
@@ -96,7 +96,6 @@ static clstm_status layout(const clstm_model *m, int64_t T, int64_t B, int train
     const int fusable = m->elem == sizeof(float) && m->use_blas && B > 1;
     const int64_t kmax = R + (fusable ? (L > 1 && NR > D ? NR : D) : 0);
     ly->wp_stride = prod3(1, 4 * H, kmax);
-    ly->bias_stride = (size_t)(4 * H);
     ly->wp = carve(&c, prod3(packs, 4 * H, kmax));
     ly->bias = carve(&c, prod3(packs, 1, 4 * H));
     ly->ms = carve(&c, prod3(1, B, H));
@@ -209,9 +208,9 @@ static void slice_range(int64_t n, int tid, int nt, int64_t *a, int64_t *b) {
     aligned_range(n, 8, tid, nt, a, b);
 }
 
-/* Row b's first row in thread tid's share: the rows split so that every
- * thread gets near the same number of steps (sum of lengths; equal counts
- * of rows when every length is 0). */
+/* The first batch row of thread tid's share: the rows split so that every
+ * thread gets near the same number of valid steps (sum of lengths; equal
+ * counts of rows when every length is 0). */
 static int64_t batch_start(const dims *d, int tid, int nt) {
     int64_t total = 0, acc = 0;
     for (int64_t b = 0; b < d->B; b++) total += d->lens[b];

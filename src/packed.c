@@ -13,9 +13,9 @@
  * Wp + 32p*K as K rows of np floats ([k][c]). The last panel is compact, so
  * the whole is exactly N*K floats. Two stacked operands (the fused step
  * product [h, x] · [W_hh; W_ih]^T, K = K1 + K2) keep each panel's K1 rows
- * of the first weight followed by its K2 rows of the second. Tails (np < 32, rows not a multiple of
- * the block) use masked loads and stores, which never touch memory past the
- * panel or the row.
+ * of the first weight followed by its K2 rows of the second. Tails (np <
+ * 32, rows not a multiple of the block) use masked loads and stores, which
+ * never touch memory past the panel or the row.
  *
  * Accumulation: each C element is a sum over k in increasing order, one
  * fused multiply-add per term, in float32: results differ from BLAS's in

@@ -23,7 +23,7 @@ import numpy as np
 
 from clstm import losses, optim
 from clstm.data import DataError, file_kind, stream_chunks
-from clstm.io import save
+from clstm.io import atomic_write, save
 
 __all__ = ["Trainer", "LanguageModelTask", "SequenceTask", "TrainingStopped",
            "NonFiniteLoss", "Interrupted", "generate_text", "load_checkpoint"]
@@ -212,33 +212,6 @@ def generate_text(model, prime="", length=200, temperature=1.0, seed=0):
 
 
 # -------------------------------------------------------------- checkpoints
-def _atomic_write(path, write):
-    """write(f) into a temporary file beside path, fsync, rename over path."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
 def _model_bytes(model):
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "model.safetensors")
@@ -450,7 +423,7 @@ class Trainer:
                     window=self._window, ranks=1 if self.dp is None else self.dp.size,
                     settings=settings, config=self.config)
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
-        _atomic_write(path, lambda f: np.savez(f, **arrays))
+        atomic_write(path, lambda f: np.savez(f, **arrays))
         self._saved_step = self.step
 
     # ------------------------------------------------------------- the loop
@@ -542,7 +515,7 @@ class Trainer:
             else:
                 for r in self.history:
                     f.write((json.dumps(r) + "\n").encode())
-        _atomic_write(self.log, write)
+        atomic_write(self.log, write)
 
     def _sample(self):
         if not (self.is_root and self.sample_every and self.model.vocab is not None

@@ -332,7 +332,7 @@ def _setup_training(args, dp):
     log = args.log or stem + ".log.jsonl"
     if args.resume:
         trainer = Trainer.resume(args.resume, task, progress=not args.no_progress,
-                                    distributed=dp)
+                                 distributed=dp)
         print("resuming %s at step %d of %d%s" % (args.resume, trainer.step, trainer.total_steps,
                                                  "" if dp is None else " on %d ranks" % dp.size))
         return trainer, trainer.model

@@ -24,8 +24,7 @@ import time
 
 import numpy as np
 
-from clstm import optim
-from clstm.checkpoints import load_checkpoint, save_checkpoint
+from clstm import checkpoints, optim
 from clstm.data import DataError
 from clstm.io import atomic_write, save
 from clstm.sampling import generate_text
@@ -54,7 +53,8 @@ def _set_rng_state(gen, state):
 
 
 class Trainer:
-    """Train `model` on `task` (LanguageModelTask or SequenceTask).
+    """Train `model` on `task` (clstm.tasks: LanguageModelTask, SequenceTask or
+    ForecastTask).
 
     optimizer "adam" (default), "adamw" or "sgd" (momentum, nesterov),
     with weight_decay; clip: the global gradient-norm bound (0: none);
@@ -141,7 +141,7 @@ class Trainer:
         """A Trainer continuing the checkpoint at `path` on `task` (the same
         data); the settings are the checkpoint's, `overrides` (e.g. progress)
         aside."""
-        model, arrays, meta = load_checkpoint(path)
+        model, arrays, meta = checkpoints.load_checkpoint(path)
         settings = dict(meta["settings"])
         settings.update(overrides)
         self = cls(model, task, config=meta.get("config"), **settings)
@@ -202,7 +202,7 @@ class Trainer:
                     dropout_rng=self.model.dropout_rng_state, opt_scalars=scalars,
                     window=self._window, ranks=1 if self.dp is None else self.dp.size,
                     settings=settings, config=self.config)
-        save_checkpoint(path, self.model, arrays, meta)
+        checkpoints.save_checkpoint(path, self.model, arrays, meta)
         self._saved_step = self.step
 
     # ------------------------------------------------------------- the loop

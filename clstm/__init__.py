@@ -16,7 +16,7 @@ from clstm.lstm import (LSTM, LSTMState, get_min_thread_work, get_num_threads, h
                         set_min_thread_work, set_num_threads)
 from clstm.model import Model
 from clstm import losses, optim
-from clstm.io import load, save
+from clstm.io import load, load_bytes, save, save_bytes
 
 if _core.__version__ != __version__:
     raise ImportError("clstm: package version %s but C core %s: reinstall clstm"
@@ -24,4 +24,4 @@ if _core.__version__ != __version__:
 
 __all__ = ["LSTM", "LSTMState", "Model", "losses", "optim", "set_num_threads",
            "get_num_threads", "set_min_thread_work", "get_min_thread_work", "has_blas", "save",
-           "load", "__version__"]
+           "load", "save_bytes", "load_bytes", "__version__"]

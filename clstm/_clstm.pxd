@@ -127,6 +127,11 @@ cdef extern from "clstm.h" nogil:
     clstm_status clstm_save_ex(const clstm_model *m, const char *path, const char **why)
     clstm_status clstm_load(const char *path, clstm_model **out)
     clstm_status clstm_load_buffer(const void *data, size_t size, clstm_model **out)
+    clstm_status clstm_load_buffer_ex(const void *data, size_t size, clstm_model **out,
+                                      const char **why)
+    clstm_status clstm_save_buffer_size(const clstm_model *m, size_t *size)
+    clstm_status clstm_save_buffer(const clstm_model *m, void *data, size_t capacity,
+                                   size_t *written)
     clstm_status clstm_load_ex(const char *path, clstm_model **out, const char **why)
     clstm_status clstm_model_workspace_size(const clstm_model *m, int64_t T, int64_t B,
                                             int train, size_t *bytes)

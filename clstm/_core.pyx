@@ -7,6 +7,7 @@ import os
 
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from cpython.buffer cimport PyBUF_FORMAT
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from clstm._clstm cimport *
 
 ctypedef fused real:
@@ -196,6 +197,18 @@ cdef class Model:
         if st == CLSTM_ERR_IO:
             raise OSError("cannot save the model to %r: %s" % (os.fsdecode(p), why.decode()))
         check(st, "save")
+
+    def save_bytes(self):
+        """The model's file as bytes: what save writes, byte for byte."""
+        cdef size_t n = 0, written = 0
+        cdef clstm_status st
+        check(clstm_save_buffer_size(self.m, &n), "save_bytes")
+        out = PyBytes_FromStringAndSize(NULL, <Py_ssize_t>n)
+        cdef char *p = PyBytes_AS_STRING(out)
+        with nogil:
+            st = clstm_save_buffer(self.m, p, n, &written)
+        check(st, "save_bytes")
+        return out
 
     def __dealloc__(self):
         clstm_free(self.m)
@@ -390,6 +403,26 @@ def load(path):
     if st == CLSTM_ERR_FORMAT:
         raise ValueError("%r is not a valid clstm model file: %s" % (os.fsdecode(p), reason))
     check(st, "load %r" % os.fsdecode(p))
+
+
+def load_bytes(const unsigned char[::1] data):
+    """A new Model read from a model file's bytes (any contiguous buffer).
+    ValueError naming the problem when they are not a valid model."""
+    cdef const char *why = NULL
+    cdef clstm_model *m = NULL
+    cdef clstm_status st
+    cdef const void *p = NULL if data.shape[0] == 0 else <const void *>&data[0]
+    cdef unsigned char empty = 0
+    if p == NULL:
+        p = &empty
+    with nogil:
+        st = clstm_load_buffer_ex(p, <size_t>data.shape[0], &m, &why)
+    if st == CLSTM_OK:
+        return Model._adopt(m)
+    reason = clstm_status_string(st).decode() if why == NULL else why.decode()
+    if st == CLSTM_ERR_FORMAT:
+        raise ValueError("not a valid clstm model file: %s" % reason)
+    check(st, "load_bytes")
 
 
 cdef int _check_dtype(bint float64, size_t item) except -1:

@@ -27,7 +27,9 @@ import numpy as np
 import clstm
 from clstm import data as D
 from clstm import distributed
-from clstm import train as TR
+from clstm.sampling import generate_text
+from clstm.tasks import ForecastTask, LanguageModelTask, SequenceTask
+from clstm.trainer import Interrupted, NonFiniteLoss, Trainer
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -196,7 +198,8 @@ def _stem(path):
 
 
 def _build_task(args):
-    """(task, model) for the data options of a train command."""
+    """(task, model, defaults) for the data options of a train command; the
+    Trainer writes the task's metadata into the model."""
     sources = [s for s in ("text", "csv", "npz") if getattr(args, s)]
     if len(sources) > 1:
         raise UsageError("give at most one of --text, --csv, --npz (got %s)"
@@ -209,36 +212,27 @@ def _build_task(args):
     rng = np.random.default_rng([seed, 0xDA7A])
     if args.csv:
         series = D.read_csv_column(args.csv, args.column)
-        mean, std = float(series.mean()), float(series.std()) or 1.0
-        seqs = D.windows((series - mean) / std, args.window, args.horizon)
-        n_val = int(len(seqs) * args.val_fraction)  # the last windows: no look-ahead
-        train = seqs.subset(np.arange(len(seqs) - n_val))
-        val = seqs.subset(np.arange(len(seqs) - n_val, len(seqs))) if n_val else None
-        task = TR.SequenceTask(train, val, args.batch or 32, kind="regress")
+        task = ForecastTask(series, args.window, args.horizon, val_fraction=args.val_fraction,
+                            batch_size=args.batch or 32, column=args.column)
         model = clstm.Model(1, args.hidden or 64, args.layers, output_size=args.horizon,
                             dropout=args.dropout, seed=seed)
-        model.metadata.update(task="forecast", window=str(args.window),
-                              horizon=str(args.horizon), mean=repr(mean), std=repr(std),
-                              column=args.column)
         return task, model, dict(epochs=20)
     if args.npz:
         X, lengths, y = D.read_npz(args.npz)
         n_classes = int(y.max()) + 1
         train, val = D.Sequences(X, lengths, y).split(args.val_fraction, rng)
-        task = TR.SequenceTask(train, val, args.batch or 32, kind="classify")
+        task = SequenceTask(train, val, args.batch or 32, kind="classify")
         model = clstm.Model(X.shape[2], args.hidden or 64, args.layers,
                             output_size=n_classes, softmax=True, dropout=args.dropout,
                             seed=seed)
-        model.metadata.update(task="classify", classes=str(n_classes))
         return task, model, dict(epochs=10)
     text = D.read_text(args.text) if args.text else D.builtin_text()
     stream = D.TextStream(text, val_fraction=args.val_fraction)
-    task = TR.LanguageModelTask(stream, args.batch or 32, args.bptt)
+    task = LanguageModelTask(stream, args.batch or 32, args.bptt)
     enc = dict(encoding="embedding", input_size=args.embedding) if args.embedding else {}
     model = clstm.Model(hidden_size=args.hidden or 256, num_layers=args.layers,
                         vocab=stream.vocab, output_size=len(stream.vocab), softmax=True,
                         dropout=args.dropout, seed=seed, **enc)
-    model.metadata.update(task="char")
     # the built-in default: 1310 steps, about 75 s on 2 cores
     return task, model, dict(epochs=10 if not args.text else 5)
 
@@ -294,11 +288,11 @@ def _train(args, dp):
     start = time.perf_counter()
     try:
         history = trainer.fit(max_steps=args.max_steps)
-    except TR.Interrupted as e:
+    except Interrupted as e:
         print("\nclstm train: %s; continue with: clstm train ... --resume %s"
               % (e, trainer.checkpoint), file=sys.stderr)
         return EXIT_INTERRUPTED
-    except TR.NonFiniteLoss as e:
+    except NonFiniteLoss as e:
         raise UsageError("%s; the last good checkpoint (%s) and model (%s) are kept. Try a "
                          "lower --lr or --clip." % (e, trainer.checkpoint, trainer.out)) from None
     elapsed = time.perf_counter() - start
@@ -313,7 +307,7 @@ def _train(args, dp):
         _plot(history, args.plot)
     if isinstance(model, clstm.Model) and model.vocab is not None:
         best = clstm.load(trainer.out) if os.path.exists(trainer.out) else trainer.model
-        print("sample:\n" + TR.generate_text(best, "", 300, 0.8, seed=args.seed))
+        print("sample:\n" + generate_text(best, "", 300, 0.8, seed=args.seed))
     return 0
 
 
@@ -337,8 +331,8 @@ def _setup_training(args, dp):
     checkpoint = args.checkpoint or stem + ".ckpt.npz"
     log = args.log or stem + ".log.jsonl"
     if args.resume:
-        trainer = TR.Trainer.resume(args.resume, task, progress=not args.no_progress,
-                                    distributed=dp)
+        trainer = Trainer.resume(args.resume, task, progress=not args.no_progress,
+                                 distributed=dp)
         print("resuming %s at step %d of %d%s" % (args.resume, trainer.step, trainer.total_steps,
                                                  "" if dp is None else " on %d ranks" % dp.size))
         return trainer, trainer.model
@@ -347,7 +341,7 @@ def _setup_training(args, dp):
     eval_every = args.eval_every or max(1, total // 10)
     sample_every = eval_every if args.sample_every is None else args.sample_every
     lr = args.lr or (0.1 if args.optimizer == "sgd" else 0.002)
-    trainer = TR.Trainer(
+    trainer = Trainer(
         model, task, optimizer=args.optimizer, lr=lr, weight_decay=args.weight_decay,
         momentum=args.momentum, clip=args.clip, schedule=args.schedule,
         warmup=min(args.warmup, total // 5), epochs=epochs, seed=args.seed,
@@ -403,7 +397,7 @@ def _plot(history, path):
 def cmd_sample(args):
     model = _load_model(args.model, "char")
     try:
-        print(TR.generate_text(model, args.prime, args.length, args.temperature, args.seed))
+        print(generate_text(model, args.prime, args.length, args.temperature, args.seed))
     except ValueError as e:
         raise UsageError(str(e)) from None
     return 0
@@ -411,7 +405,7 @@ def cmd_sample(args):
 
 def cmd_info(args):
     model = _load_model(args.model)
-    c = model._m.config()
+    c = model.config
     print("file: %s (%d bytes)" % (args.model, os.path.getsize(args.model)))
     print("kind: %s" % (_describe(model) if isinstance(model, clstm.Model) else "a bare LSTM"))
     for k in ("input_size", "hidden_size", "num_layers", "proj_size", "bidirectional",
@@ -443,29 +437,26 @@ def cmd_export(args):
 
 def cmd_forecast(args):
     model = _load_model(args.model, "forecast")
-    md = model.metadata
-    window, horizon = int(md["window"]), int(md["horizon"])
-    mean, std = float(md["mean"]), float(md["std"])
-    series = D.read_csv_column(args.csv, args.column or md.get("column", ""))
-    if len(series) < window:
+    try:
+        s = ForecastTask.settings(model)
+    except ValueError as e:
+        raise UsageError("%s: %s" % (args.model, e)) from None
+    column = args.column or s.column
+    if not column:
+        raise UsageError("%s: the model does not name the column it was trained on; give "
+                         "--column NAME" % args.model)
+    series = D.read_csv_column(args.csv, column)
+    if len(series) < s.window:
         raise UsageError("%s: %d values; the model needs a window of %d"
-                         % (args.csv, len(series), window))
-    z = (series - mean) / std
-    x = z[-window:].reshape(window, 1, 1)
-    out, _ = model.forward(x.astype(model.dtype), train=False)
-    pred = out[-1, 0] * std + mean
+                         % (args.csv, len(series), s.window))
+    pred = ForecastTask.forecast(model, series, s)
     print("forecast of the next %d value%s after the last of %d:"
-          % (horizon, "s" * (horizon > 1), len(series)))
+          % (s.horizon, "s" * (s.horizon > 1), len(series)))
     for i, v in enumerate(pred, 1):
         print("t+%d: %.6g" % (i, v))
-    if len(series) >= window + horizon + 1:  # one-step errors (2+ windows), next to persistence
-        seqs = D.windows(z, window, horizon)
-        task = TR.SequenceTask(seqs, None, 256, kind="regress")
-        p = task.predict(model, seqs)[:, 0] * std + mean
-        actual = seqs.y[:, 0] * std + mean
-        persist = seqs.X[:, -1, 0] * std + mean
-        print("one-step MSE over %d windows: model %.6g, persistence %.6g"
-              % (len(actual), np.mean((p - actual) ** 2), np.mean((persist - actual) ** 2)))
+    errors = ForecastTask.one_step_errors(model, series, s)  # 2+ windows
+    if errors is not None:
+        print("one-step MSE over %d windows: model %.6g, persistence %.6g" % errors)
     return 0
 
 
@@ -479,10 +470,8 @@ def cmd_evaluate(args):
     if y.max() >= k:
         raise UsageError("%s: label %d is outside the model's %d classes" % (args.npz, y.max(), k))
     seqs = D.Sequences(X.astype(model.dtype), lengths, y)
-    pred = TR.SequenceTask(seqs, None, 256).predict(model, seqs).argmax(1)
-    print("accuracy: %.3f" % np.mean(pred == y))
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (y, pred), 1)
+    accuracy, cm = SequenceTask(seqs, None, 256).confusion_matrix(model, seqs)
+    print("accuracy: %.3f" % accuracy)
     print("confusion matrix (rows: true class, columns: predicted):")
     width = max(5, len(str(cm.max())) + 1)
     print(" " * 6 + "".join(("%d" % j).rjust(width) for j in range(k)))

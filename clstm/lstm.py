@@ -744,6 +744,33 @@ class LSTM:
         return (None if dx is None else self._out_seq(dx, layout),
                 (self._out_state(dh0, layout), self._out_state(dc0, layout)))
 
+    # ---- public API for the trainer and the CLI (added by the "one model,
+    # one pipeline" refactoring: config, next_dropout_seed, dropout_rng_state;
+    # carry these over to the merged model class)
+    @property
+    def config(self):
+        """The C model's settings as a new dict (a copy: editing it changes
+        nothing): input_size, hidden_size, num_layers, float64, proj_size,
+        bidirectional, dropout, peepholes, input_forget, clip, encoding (0
+        none, 1 one-hot, 2 embedding), vocab_size, output_size, softmax, vocab."""
+        return self._m.config()
+
+    def next_dropout_seed(self):
+        """The dropout seed the next training forward would draw, drawn now
+        from the model's stream (0, drawing nothing, without dropout); pass
+        it as forward(..., dropout_seed=) to use it."""
+        return self._dropout_seed(None, True)
+
+    @property
+    def dropout_rng_state(self):
+        """The state of the model's stream of dropout seeds (a JSON-able
+        dict); set it to continue a stream, e.g. from a checkpoint."""
+        return self._dropout_rng.bit_generator.state
+
+    @dropout_rng_state.setter
+    def dropout_rng_state(self, state):
+        self._dropout_rng.bit_generator.state = state
+
 
 class Metadata(MutableMapping):
     """A model's user metadata: str -> str pairs stored in the C model, saved

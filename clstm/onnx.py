@@ -19,11 +19,11 @@ Transpose/Reshape or Squeeze. Its states Y_h, Y_c are [N, B, H]; clstm's stack a
 (N*L, B, H), indexed layer * N + direction.
 """
 import os
-import tempfile
 
 import numpy as np
 
 from clstm._version import __version__
+from clstm.io import atomic_write
 from clstm.lstm import LSTM
 
 __all__ = ["lstm_from_onnx", "lstm_to_onnx"]
@@ -333,22 +333,7 @@ def lstm_to_onnx(lstm, path=None, *, opset=None, initial_state=False, lengths=Fa
                                           producer_name="clstm", producer_version=__version__)
     onnx.checker.check_model(model, full_check=True)
     if path is not None:
-        _save_atomic(model, path)
+        # a reader sees the old file or the whole new one, never a partial one
+        atomic_write(os.fspath(path), lambda f: f.write(model.SerializeToString()),
+                     mode=0o644)
     return model
-
-
-def _save_atomic(model, path):
-    """Write model to path via a temporary file in the same directory, so a
-    reader sees the old file or the whole new one, never a partial one."""
-    path = os.path.abspath(os.fspath(path))
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".clstm-", suffix=".onnx.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(model.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -11,7 +11,7 @@ import numpy as np
 
 from clstm import _core
 
-__all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "LRSchedule"]
+__all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "LRSchedule", "create"]
 
 
 def _pairs(target):
@@ -226,3 +226,16 @@ class LRSchedule:
         span = max(1, self.total_steps - self.warmup)
         frac = min(1.0, (step - self.warmup) / span)
         return float(self.min_lr + 0.5 * (self.base_lr - self.min_lr) * (1 + np.cos(np.pi * frac)))
+
+
+def create(name, target, *, lr, weight_decay=0.0, momentum=0.9, nesterov=False):
+    """The optimizer called `name` ("sgd", "adam" or "adamw") over target,
+    with the settings that apply to it (momentum and nesterov: SGD only)."""
+    if name == "sgd":
+        return SGD(target, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                   nesterov=nesterov)
+    if name == "adam":
+        return Adam(target, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return AdamW(target, lr=lr, weight_decay=weight_decay)
+    raise ValueError("optimizer: expected 'sgd', 'adam' or 'adamw', got %r" % (name,))

@@ -547,7 +547,7 @@ CLSTM_API int clstm_has_blas(void);
  * clstm_tensor_info's, including "embedding.weight", "head.weight" and
  * "head.bias". Data are the
  * parameter block, little-endian, tensors in block order. The backend is not
- * saved. Big-endian hosts get CLSTM_ERR_UNSUPPORTED from all four functions.
+ * saved. Big-endian hosts get CLSTM_ERR_UNSUPPORTED from every function below.
  */
 
 /* Write m to `path`, atomically: the file is written to
@@ -605,6 +605,27 @@ CLSTM_API clstm_status clstm_load(const char *path, clstm_model **out);
  * caller keeps ownership of data; nothing past data + size is read. Errors:
  * NULL, FORMAT, NOMEM. Thread-safe. */
 CLSTM_API clstm_status clstm_load_buffer(const void *data, size_t size, clstm_model **out);
+/* clstm_load_buffer, also setting *why (when why is not NULL) as clstm_load_ex
+ * does. Thread-safe. */
+CLSTM_API clstm_status clstm_load_buffer_ex(const void *data, size_t size, clstm_model **out,
+                                            const char **why);
+
+/* m's file in memory: the bytes clstm_save would write, byte for byte (an
+ * embedded model; a checkpoint; no file system). Two calls, as for the
+ * workspace: clstm_save_buffer_size sets *size to the exact byte count, the
+ * caller allocates it, and clstm_save_buffer writes the file into
+ * data[0, capacity) and sets *written to the count. The caller owns data;
+ * nothing past data + capacity is written, and clstm keeps no pointer to it.
+ * The size depends on the config, vocabulary and metadata only: setting
+ * metadata between the two calls can change it.
+ * Errors: NULL (m, size, data or written NULL), SIZE (capacity below the
+ * size: then *written is set to the size needed and data is not written;
+ * or over 4096 tensors, as clstm_save), NOMEM (the header is built in a
+ * temporary allocation, freed before return), OVERFLOW (a file of over
+ * SIZE_MAX bytes). Only reads m: thread-safety as clstm_save. */
+CLSTM_API clstm_status clstm_save_buffer_size(const clstm_model *m, size_t *size);
+CLSTM_API clstm_status clstm_save_buffer(const clstm_model *m, void *data, size_t capacity,
+                                         size_t *written);
 
 /* clstm_load, also setting *why (when why is not NULL) to a static English
  * sentence naming what was wrong on IO and FORMAT errors (NULL on success or

@@ -402,11 +402,17 @@ static clstm_status load_buffer(const unsigned char *buf, size_t size, clstm_mod
     return st;
 }
 
-clstm_status clstm_load_buffer(const void *data, size_t size, clstm_model **out) {
+clstm_status clstm_load_buffer_ex(const void *data, size_t size, clstm_model **out,
+                                  const char **why) {
+    if (why) *why = NULL;
     if (out) *out = NULL;
     if (!data || !out) return CLSTM_ERR_NULL;
     if (ST_BIG_ENDIAN) return CLSTM_ERR_UNSUPPORTED;
-    return load_buffer(data, size, out, NULL);
+    return load_buffer(data, size, out, why);
+}
+
+clstm_status clstm_load_buffer(const void *data, size_t size, clstm_model **out) {
+    return clstm_load_buffer_ex(data, size, out, NULL);
 }
 
 clstm_status clstm_load_ex(const char *path, clstm_model **out, const char **why) {
@@ -519,6 +525,53 @@ static char *build_header(const clstm_model *m, size_t *n) {
     return s;
 }
 
+/* The file's bytes as three pieces: the 8-byte header length, the header and
+ * the parameter block. One layout for both writers, the file's and the
+ * buffer's, so they cannot differ by a byte. */
+typedef struct {
+    unsigned char len8[8];
+    char *header; /* owned: free with pieces_free */
+    const void *at[3];
+    size_t bytes[3];
+    size_t total;
+} st_pieces;
+
+static clstm_status pieces_make(const clstm_model *m, st_pieces *p, const char **why) {
+    memset(p, 0, sizeof *p);
+    if (ST_BIG_ENDIAN) return CLSTM_ERR_UNSUPPORTED;
+    int64_t nt;
+    clstm_num_tensors(m, &nt);
+    if (nt > ST_MAX_TENSORS) { /* the loader would refuse it */
+        *why = "over 4096 tensors: clstm_load would refuse the file";
+        return CLSTM_ERR_SIZE;
+    }
+    size_t n;
+    p->header = build_header(m, &n);
+    if (!p->header) {
+        *why = "out of memory";
+        return CLSTM_ERR_NOMEM;
+    }
+    for (int i = 0; i < 8; i++) p->len8[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    p->at[0] = p->len8;
+    p->bytes[0] = 8;
+    p->at[1] = p->header;
+    p->bytes[1] = n;
+    p->at[2] = m->params;
+    p->bytes[2] = m->n_params * m->elem; /* the block exists: no overflow */
+    if (__builtin_add_overflow(8 + n, p->bytes[2], &p->total)) {
+        free(p->header);
+        p->header = NULL;
+        *why = "the file would exceed SIZE_MAX bytes";
+        return CLSTM_ERR_OVERFLOW;
+    }
+    return CLSTM_OK;
+}
+
+static void pieces_free(st_pieces *p) {
+    free(p->header);
+    p->header = NULL;
+}
+
 static atomic_uint g_tmp_counter = 0; /* unique temp names within a process */
 
 /* Make a completed rename durable: fsync the directory that holds `path`.
@@ -544,34 +597,31 @@ static void sync_parent_dir(const char *path) {
 
 static clstm_status save_model(const clstm_model *m, const char *path, const char **why) {
     if (!m || !path) return CLSTM_ERR_NULL;
-    if (ST_BIG_ENDIAN) return CLSTM_ERR_UNSUPPORTED;
-    int64_t nt;
-    clstm_num_tensors(m, &nt);
-    if (nt > ST_MAX_TENSORS) { /* the loader would refuse it */
-        *why = "over 4096 tensors: clstm_load would refuse the file";
-        return CLSTM_ERR_SIZE;
-    }
-    size_t n, plen = strlen(path);
-    char *header = build_header(m, &n);
+    st_pieces pc;
+    clstm_status st = pieces_make(m, &pc, why);
+    if (st != CLSTM_OK) return st;
+    size_t plen = strlen(path);
     char *tmp = malloc(plen + 48);
-    if (!header || !tmp) {
-        free(header);
-        free(tmp);
+    if (!tmp) {
+        pieces_free(&pc);
         *why = "out of memory";
         return CLSTM_ERR_NOMEM;
     }
     snprintf(tmp, plen + 48, "%s.tmp.%ld.%u", path, (long)getpid(),
              atomic_fetch_add(&g_tmp_counter, 1));
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)n >> (8 * i));
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
     FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     int ok = f != NULL;
     if (!f && fd >= 0) close(fd);
     if (!ok) *why = "cannot create a temporary file beside the target (a missing or "
                     "read-only directory?)";
-    if (ok && !(fwrite(len8, 1, 8, f) == 8 && fwrite(header, 1, n, f) == n &&
-                fwrite(m->params, m->elem, m->n_params, f) == m->n_params && fflush(f) == 0)) {
+    for (int i = 0; ok && i < 3; i++) {
+        if (fwrite(pc.at[i], 1, pc.bytes[i], f) != pc.bytes[i]) {
+            ok = 0;
+            *why = "writing the temporary file failed (disk full?)";
+        }
+    }
+    if (ok && fflush(f) != 0) {
         ok = 0;
         *why = "writing the temporary file failed (disk full?)";
     }
@@ -590,7 +640,7 @@ static clstm_status save_model(const clstm_model *m, const char *path, const cha
     }
     if (ok) sync_parent_dir(path);
     if (!ok && fd >= 0) remove(tmp);
-    free(header);
+    pieces_free(&pc);
     free(tmp);
     return ok ? CLSTM_OK : CLSTM_ERR_IO;
 }
@@ -604,4 +654,35 @@ clstm_status clstm_save_ex(const clstm_model *m, const char *path, const char **
 
 clstm_status clstm_save(const clstm_model *m, const char *path) {
     return clstm_save_ex(m, path, NULL);
+}
+
+clstm_status clstm_save_buffer_size(const clstm_model *m, size_t *size) {
+    if (!m || !size) return CLSTM_ERR_NULL;
+    st_pieces pc;
+    const char *why;
+    clstm_status st = pieces_make(m, &pc, &why);
+    if (st == CLSTM_OK) *size = pc.total;
+    pieces_free(&pc);
+    return st;
+}
+
+clstm_status clstm_save_buffer(const clstm_model *m, void *data, size_t capacity,
+                               size_t *written) {
+    if (!m || !data || !written) return CLSTM_ERR_NULL;
+    st_pieces pc;
+    const char *why;
+    clstm_status st = pieces_make(m, &pc, &why);
+    if (st == CLSTM_OK && pc.total > capacity) {
+        *written = pc.total; /* the size needed */
+        st = CLSTM_ERR_SIZE;
+    } else if (st == CLSTM_OK) {
+        unsigned char *to = data;
+        for (int i = 0; i < 3; i++) {
+            memcpy(to, pc.at[i], pc.bytes[i]);
+            to += pc.bytes[i];
+        }
+        *written = pc.total;
+    }
+    pieces_free(&pc);
+    return st;
 }

@@ -440,6 +440,62 @@ def test_forecast(world, tmp_path):
                     tmp_path).out == r.out
 
 
+def test_forecaster_trained_in_python_is_accepted(world, tmp_path):
+    """A forecaster trained with the Python API (ForecastTask + Trainer, no
+    command line) is the same kind of file as `clstm train --csv`'s: the same
+    metadata, and `clstm forecast` and `clstm info` accept it."""
+    from clstm import data as D
+    from clstm.tasks import ForecastTask
+    from clstm.trainer import Trainer
+    series = D.read_csv_column(str(world.csv), "y")
+    out = tmp_path / "py_fc.safetensors"
+    model = clstm.Model(1, 8, output_size=2, seed=0)
+    Trainer(model, ForecastTask(series, window=10, horizon=2, column="y"), epochs=2,
+            progress=False, out=str(out)).fit()
+    assert dict(clstm.load(str(out)).metadata) == dict(clstm.load(str(world.forecaster)).metadata)
+    r = run_main(["forecast", out, "--csv", world.csv], tmp_path)
+    assert_ok(r)
+    lines = r.out.splitlines()
+    assert lines[0] == "forecast of the next 2 values after the last of %d:" % len(series)
+    assert re.fullmatch(r"one-step MSE over %d windows: model \S+, persistence \S+"
+                        % (len(series) - 11), lines[3]), lines[3]
+    assert_ok(run_main(["info", out], tmp_path))
+    # without a column name in the model: --column names it, or a one-line refusal
+    nameless = tmp_path / "nameless.safetensors"
+    model = clstm.Model(1, 8, output_size=2, seed=0)
+    Trainer(model, ForecastTask(series, window=10, horizon=2), epochs=1, progress=False,
+            out=str(nameless)).fit()
+    assert_refused(run_main(["forecast", nameless, "--csv", world.csv], tmp_path), "forecast",
+                   "--column")
+    assert_ok(run_main(["forecast", nameless, "--csv", world.csv, "--column", "y"], tmp_path))
+
+
+def test_forecaster_with_broken_metadata_is_refused(world, tmp_path):
+    model = clstm.load(str(world.forecaster))
+    del model.metadata["std"]
+    clstm.save(model, tmp_path / "m.safetensors")
+    assert_refused(run_main(["forecast", tmp_path / "m.safetensors", "--csv", world.csv],
+                            tmp_path), "forecast", "'std' is missing")
+
+
+def test_classifier_trained_in_python_is_accepted(world, tmp_path):
+    """A classifier trained with SequenceTask + Trainer: `clstm evaluate`
+    accepts it, and its metadata is `clstm train --npz`'s."""
+    from clstm import data as D
+    from clstm.tasks import SequenceTask
+    from clstm.trainer import Trainer
+    X, lengths, y = D.read_npz(str(world.npz))
+    train, val = D.Sequences(X, lengths, y).split(0.1, np.random.default_rng(0))
+    out = tmp_path / "py_cls.safetensors"
+    model = clstm.Model(2, 16, output_size=2, softmax=True, seed=0)
+    Trainer(model, SequenceTask(train, val, 32, kind="classify"), lr=0.02, epochs=3,
+            progress=False, out=str(out)).fit()
+    assert dict(clstm.load(str(out)).metadata) == dict(clstm.load(str(world.classifier)).metadata)
+    r = run_main(["evaluate", out, "--npz", world.npz_test], tmp_path)
+    assert_ok(r)
+    assert ACCURACY.search(r.out) and _confusion(r.out, 2).sum() == 300
+
+
 # ---------------------------------------------------------- classification
 ACCURACY = re.compile(r"^accuracy: (\d\.\d{3})$", re.M)
 

@@ -262,3 +262,54 @@ def test_all_options_listed():
     keys = set(itertools.chain.from_iterable(OPTIONS))
     assert keys >= {"num_layers", "bidirectional", "proj_size", "dropout", "peepholes",
                     "input_forget", "clip"}
+
+
+# ------------------------------------------------------ bytes in memory
+@pytest.mark.parametrize("cfg", OPTIONS, ids=_ids)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bytes_are_the_file(tmp_path, cfg, dtype):
+    """save_bytes is clstm.save's file byte for byte; load_bytes reads it back."""
+    m = clstm.LSTM(3, 5, dtype=dtype, seed=1, **cfg)
+    m.metadata["note"] = 'a "quoted"\nline'
+    clstm.save(m, tmp_path / "m.safetensors")
+    b = clstm.save_bytes(m)
+    assert isinstance(b, bytes) and b == (tmp_path / "m.safetensors").read_bytes()
+    r = clstm.load_bytes(b)
+    assert type(r) is clstm.LSTM and _attrs(r) == _attrs(m)
+    assert dict(r.metadata) == dict(m.metadata)
+    np.testing.assert_array_equal(r.flat_parameters, m.flat_parameters)
+
+
+def test_bytes_whole_model_and_buffers():
+    m = clstm.Model(hidden_size=4, vocab="abc\u00e9", output_size=4, softmax=True, seed=2)
+    b = clstm.save_bytes(m)
+    for data in (b, bytearray(b), memoryview(b), np.frombuffer(b, np.uint8)):
+        r = clstm.load_bytes(data)
+        assert type(r) is clstm.Model and r.vocab == m.vocab
+        np.testing.assert_array_equal(r.flat_parameters, m.flat_parameters)
+    assert clstm.load_bytes(b, batch_first=True).batch_first
+    assert clstm.save_bytes(clstm.load_bytes(b)) == b
+
+
+@pytest.mark.parametrize("data,error,match", [
+    (b"", ValueError, "shorter than its 8-byte header"),
+    (b"\x10\0\0\0\0\0\0\0{}" + b" " * 14, ValueError, "not a valid clstm model"),
+    (b"x" * 64, ValueError, "not a valid clstm model"),
+    ("a str", TypeError, "data: expected bytes"),
+    (None, TypeError, "data: expected bytes"),
+    (np.zeros((4, 4), np.uint8)[:, ::2], ValueError, "data: expected a contiguous buffer")])
+def test_load_bytes_errors(data, error, match):
+    with pytest.raises(error, match=match):
+        clstm.load_bytes(data)
+
+
+def test_load_bytes_truncated():
+    b = clstm.save_bytes(clstm.LSTM(2, 3, seed=0))
+    for cut in (1, 8, len(b) // 2, len(b) - 1):
+        with pytest.raises(ValueError, match="not a valid clstm model"):
+            clstm.load_bytes(b[:cut])
+
+
+def test_save_bytes_errors():
+    with pytest.raises(TypeError, match="model: expected a clstm.LSTM"):
+        clstm.save_bytes("not a model")

@@ -234,3 +234,123 @@ def test_generate_text_is_seeded_and_greedy_is_argmax():
     assert g == text
     with pytest.raises(ValueError, match="not in the model's vocabulary"):
         TR.generate_text(model, "itZ", 5)
+
+
+# ------------------------------------------ the split modules and their API
+def test_train_module_keeps_its_names():
+    from clstm import checkpoints, sampling, tasks, trainer
+    assert TR.Trainer is trainer.Trainer and TR.load_checkpoint is checkpoints.load_checkpoint
+    assert TR.LanguageModelTask is tasks.LanguageModelTask
+    assert TR.SequenceTask is tasks.SequenceTask and TR.generate_text is sampling.generate_text
+    for name in ("TrainingStopped", "NonFiniteLoss", "Interrupted"):
+        assert getattr(TR, name) is getattr(trainer, name)
+    assert issubclass(TR.Interrupted, TR.TrainingStopped)
+
+
+def test_checkpoint_holds_the_model_file_bytes(tmp_path):
+    """The checkpoint's "model" entry is clstm.save's file, byte for byte
+    (moved through memory, no temporary file), and loads back."""
+    task, model = lm()
+    t = TR.Trainer(model, task, epochs=1, progress=False, checkpoint=str(tmp_path / "c.ckpt"))
+    t.fit(max_steps=2)
+    clstm.save(model, tmp_path / "m.safetensors")
+    with np.load(tmp_path / "c.ckpt") as z:
+        assert z["model"].tobytes() == (tmp_path / "m.safetensors").read_bytes()
+    m, _, meta = TR.load_checkpoint(str(tmp_path / "c.ckpt"))
+    np.testing.assert_array_equal(m.flat_parameters, model.flat_parameters)
+    assert meta["format"] == TR.CHECKPOINT_FORMAT and meta["step"] == 2
+    assert sorted(os.listdir(tmp_path)) == ["c.ckpt", "m.safetensors"]
+
+
+def test_checkpoint_with_a_bad_model_is_a_clear_error(tmp_path):
+    task, model = lm()
+    t = TR.Trainer(model, task, epochs=1, progress=False, checkpoint=str(tmp_path / "c.ckpt"))
+    t.save_checkpoint()
+    with np.load(tmp_path / "c.ckpt") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["model"] = arrays["model"][:-4]
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(D.DataError, match="the checkpoint's model is invalid .not a valid clstm"):
+        TR.load_checkpoint(str(tmp_path / "bad.npz"))
+
+
+def test_trainer_writes_the_task_metadata(tmp_path):
+    task, model = lm()
+    TR.Trainer(model, task, progress=False)
+    assert dict(model.metadata) == {"task": "char"}
+    task, model = classifier()
+    TR.Trainer(model, task, progress=False)
+    assert dict(model.metadata) == {"task": "classify", "classes": "2"}
+
+
+def forecast_task(**kw):
+    t = np.arange(120)
+    return TR.ForecastTask(np.sin(0.3 * t) * 3 + 5, window=8, horizon=2, **kw)
+
+
+def test_forecast_task_metadata_round_trip(tmp_path):
+    task = forecast_task(column="level", batch_size=16)
+    assert len(task.train) + len(task.val) == 120 - 8 - 2 + 1 and len(task.val) == 11
+    model = clstm.Model(1, 6, output_size=2, seed=0)
+    TR.Trainer(model, task, epochs=1, progress=False, out=str(tmp_path / "f.st")).fit()
+    loaded = clstm.load(tmp_path / "f.st")
+    assert dict(loaded.metadata) == {"task": "forecast", "window": "8", "horizon": "2",
+                                     "mean": repr(task.mean), "std": repr(task.std),
+                                     "column": "level"}
+    s = TR.ForecastTask.settings(loaded)
+    assert s == (8, 2, task.mean, task.std, "level")
+    series = np.sin(0.3 * np.arange(40)) * 3 + 5
+    assert TR.ForecastTask.forecast(loaded, series, s).shape == (2,)
+    n, mse, persist = TR.ForecastTask.one_step_errors(loaded, series, s)
+    assert n == 40 - 8 - 2 + 1 and np.isfinite(mse) and persist > 0
+    assert TR.ForecastTask.one_step_errors(loaded, series[:10], s) is None
+    assert TR.ForecastTask.settings(clstm.load(tmp_path / "f.st")).column == "level"
+    assert "column" not in forecast_task().model_metadata()
+
+
+@pytest.mark.parametrize("kw,error,match", [
+    (dict(window=0), ValueError, "window: expected >= 1"),
+    (dict(horizon=1.5), TypeError, "horizon: expected an int"),
+    (dict(val_fraction=1.0), ValueError, r"val_fraction: expected a number in \[0, 1\)"),
+    (dict(column=3), TypeError, "column: expected a str"),
+    (dict(series=np.zeros((5, 2))), ValueError, "series: expected a 1-D array"),
+    (dict(series=np.zeros(9)), D.DataError, "too short")])
+def test_forecast_task_bad_arguments(kw, error, match):
+    args = dict(series=np.arange(50.0), window=8, horizon=2)
+    args.update(kw)
+    with pytest.raises(error, match=match):
+        TR.ForecastTask(args.pop("series"), **args)
+
+
+def test_forecast_settings_errors():
+    model = clstm.Model(1, 4, output_size=1, seed=0)
+    with pytest.raises(ValueError, match="not a forecasting model .its task is unknown"):
+        TR.ForecastTask.settings(model)
+    model.metadata.update(task="forecast", window="8", horizon="x")
+    with pytest.raises(ValueError, match="'horizon' is not a number: 'x'"):
+        TR.ForecastTask.settings(model)
+    model.metadata["horizon"] = "1"
+    with pytest.raises(ValueError, match="'mean' is missing"):
+        TR.ForecastTask.settings(model)
+
+
+def test_model_public_api_for_the_trainer():
+    """config (a copy), next_dropout_seed and dropout_rng_state: what the
+    trainer and the CLI use instead of the model's privates."""
+    model = clstm.Model(3, 5, 2, output_size=2, dropout=0.5, seed=4)
+    c = model.config
+    assert c["hidden_size"] == 5 and c["num_layers"] == 2 and c["output_size"] == 2
+    c["hidden_size"] = 99
+    assert model.config["hidden_size"] == 5
+    state = model.dropout_rng_state
+    a = [model.next_dropout_seed() for _ in range(3)]
+    assert len(set(a)) == 3 and all(0 < s < 2**64 for s in a)
+    model.dropout_rng_state = state
+    assert [model.next_dropout_seed() for _ in range(3)] == a
+    # the stream is the one forward(train=True) draws from
+    model.dropout_rng_state = state
+    x = np.random.default_rng(0).standard_normal((4, 2, 3)).astype(np.float32)
+    y1, _ = model.forward(x, train=True)
+    y2, _ = model.forward(x, train=True, dropout_seed=a[0])
+    np.testing.assert_array_equal(y1, y2)
+    assert clstm.Model(3, 5, 2, seed=4).next_dropout_seed() == 0  # no dropout: no draw

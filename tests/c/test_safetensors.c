@@ -1,6 +1,8 @@
 /*
- * test_safetensors.c -- clstm_save / clstm_load / clstm_load_buffer: round
- * trips over configs and dtypes, atomic saves, and hostile files (every
+ * test_safetensors.c -- clstm_save / clstm_load / clstm_load_buffer /
+ * clstm_save_buffer: round trips over configs and dtypes (the buffer holding
+ * the file's exact bytes), atomic saves, hostile arguments to the buffer
+ * calls (NULL, short capacities), and hostile files (every
  * truncation, a bad header length, malformed JSON, bad offsets, dtypes, shapes,
  * names and metadata, trailing bytes, random byte flips), each of which must
  * give CLSTM_ERR_FORMAT and a NULL model, never a crash.
@@ -201,6 +203,108 @@ static void test_atomic_save(void)
     free(now);
     clstm_free(a);
     clstm_free(b);
+}
+
+/* clstm_save_buffer writes clstm_save's bytes exactly; clstm_load_buffer_ex
+ * reads them back; a whole model with a vocabulary and metadata too. */
+static void test_save_buffer(void)
+{
+    for (size_t i = 0; i < NCASES + 1; i++) {
+        for (int dt = 0; dt < 2; dt++) {
+            clstm_model *m = NULL, *r = NULL;
+            if (i < NCASES) {
+                m = make(&g_cases[i], (clstm_dtype)dt, 200 + i);
+            } else { /* one-hot over "ab\"\\", a softmax head, user metadata */
+                clstm_config c = clstm_config_default();
+                c.input_size = c.vocab_size = 4;
+                c.hidden_size = 3;
+                c.encoding = CLSTM_ENCODING_ONEHOT;
+                c.output_size = 4;
+                c.softmax = 1;
+                c.dtype = (clstm_dtype)dt;
+                if (clstm_create(&c, 7, &m) == CLSTM_OK &&
+                    (clstm_set_vocab(m, "ab\"\\", 4) != CLSTM_OK ||
+                     clstm_set_metadata(m, "task", "char\n\"quoted\"") != CLSTM_OK)) {
+                    clstm_free(m);
+                    m = NULL;
+                }
+            }
+            if (!CHECK(m != NULL, "create case %zu", i)) continue;
+            const char *p = path_in("buf.safetensors");
+            size_t fsize = 0, size = 0, written = 0;
+            CHECK_EQ(clstm_save(m, p), CLSTM_OK);
+            unsigned char *file = read_all(p, &fsize);
+            CHECK_EQ(clstm_save_buffer_size(m, &size), CLSTM_OK);
+            CHECK(size == fsize, "case %zu: size %zu, the file has %zu", i, size, fsize);
+            unsigned char *buf = xcalloc(size + 16, 1);
+            memset(buf, 0xA5, size + 16);
+            CHECK_EQ(clstm_save_buffer(m, buf, size + 16, &written), CLSTM_OK);
+            CHECK(written == size, "case %zu: wrote %zu of %zu", i, written, size);
+            CHECK(file && memcmp(buf, file, fsize) == 0, "case %zu: the bytes differ", i);
+            int tail = 1;
+            for (size_t k = size; k < size + 16; k++) tail &= buf[k] == 0xA5;
+            CHECK(tail, "case %zu: wrote past the size", i);
+            const char *why = "unset";
+            CHECK_EQ(clstm_load_buffer_ex(buf, written, &r, &why), CLSTM_OK);
+            CHECK(why == NULL, "a reason on success");
+            CHECK(r && same_model(m, r), "case %zu dtype %d: buffer round trip differs", i, dt);
+            size_t again = 0;
+            if (r) CHECK_EQ(clstm_save_buffer_size(r, &again), CLSTM_OK);
+            CHECK(again == size, "case %zu: the reloaded model's size differs", i);
+            free(file);
+            free(buf);
+            clstm_free(r);
+            clstm_free(m);
+            remove(p);
+        }
+    }
+}
+
+/* NULLs, short capacities, the tensor limit: a status, nothing written. */
+static void test_save_buffer_hostile(void)
+{
+    clstm_model *m = make(&g_cases[1], CLSTM_FLOAT32, 3), *r = m;
+    size_t size = 0, written = 12345;
+    CHECK_EQ(clstm_save_buffer_size(NULL, &size), CLSTM_ERR_NULL);
+    CHECK_EQ(clstm_save_buffer_size(m, NULL), CLSTM_ERR_NULL);
+    CHECK_EQ(clstm_save_buffer_size(m, &size), CLSTM_OK);
+    unsigned char *buf = xcalloc(size, 1), one = 0x5A;
+    CHECK_EQ(clstm_save_buffer(NULL, buf, size, &written), CLSTM_ERR_NULL);
+    CHECK_EQ(clstm_save_buffer(m, NULL, size, &written), CLSTM_ERR_NULL);
+    CHECK_EQ(clstm_save_buffer(m, buf, size, NULL), CLSTM_ERR_NULL);
+    CHECK_EQ(written, 12345);
+    /* too small by one, and zero: SIZE, the size needed in *written, data untouched */
+    memset(buf, 0x5A, size);
+    CHECK_EQ(clstm_save_buffer(m, buf, size - 1, &written), CLSTM_ERR_SIZE);
+    CHECK_EQ(written, size);
+    int untouched = 1;
+    for (size_t k = 0; k < size; k++) untouched &= buf[k] == 0x5A;
+    CHECK(untouched, "a refused save wrote into the buffer");
+    written = 0;
+    CHECK_EQ(clstm_save_buffer(m, &one, 0, &written), CLSTM_ERR_SIZE);
+    CHECK(written == size && one == 0x5A, "capacity 0: wrote or misreported");
+    /* exactly the size: OK; a truncated copy does not load */
+    CHECK_EQ(clstm_save_buffer(m, buf, size, &written), CLSTM_OK);
+    const char *why = NULL;
+    CHECK_EQ(clstm_load_buffer_ex(buf, size - 1, &r, &why), CLSTM_ERR_FORMAT);
+    CHECK(r == NULL && why != NULL, "a failed load: model or no reason");
+    CHECK_EQ(clstm_load_buffer_ex(buf, 0, &r, &why), CLSTM_ERR_FORMAT);
+    CHECK_EQ(clstm_load_buffer_ex(NULL, size, &r, &why), CLSTM_ERR_NULL);
+    CHECK(why == NULL && r == NULL, "NULL data: a reason or a model");
+    CHECK_EQ(clstm_load_buffer_ex(buf, size, NULL, NULL), CLSTM_ERR_NULL);
+    CHECK_EQ(clstm_load_buffer_ex(buf, size, &r, NULL), CLSTM_OK);
+    CHECK(r && same_model(m, r), "load without why");
+    clstm_free(r);
+    free(buf);
+    /* more tensors than the loader accepts: SIZE from both calls */
+    const cfg_case big = {1, 1, 1025, 0, 0, 0, 0, 0.0, 0.0};
+    clstm_model *mb = make(&big, CLSTM_FLOAT32, 1);
+    size = 0;
+    CHECK_EQ(clstm_save_buffer_size(mb, &size), CLSTM_ERR_SIZE);
+    CHECK_EQ(size, 0);
+    CHECK_EQ(clstm_save_buffer(mb, &one, 1, &written), CLSTM_ERR_SIZE);
+    clstm_free(mb);
+    clstm_free(m);
 }
 
 /* ------------------------------------------------------- hostile inputs */
@@ -501,6 +605,8 @@ int main(void)
     test_round_trip();
     test_errors_io();
     test_atomic_save();
+    test_save_buffer();
+    test_save_buffer_hostile();
     test_mutations();
     test_header_length();
     test_truncation_and_flips();

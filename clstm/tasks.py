@@ -1,0 +1,271 @@
+"""Training tasks: what the Trainer trains on, each owning its batches, its
+loss, its validation and the metadata its model files carry.
+
+    LanguageModelTask  next-token prediction over a text (truncated BPTT);
+                       metadata task "char"
+    SequenceTask       one prediction per sequence: classification (metadata
+                       task "classify", classes) or regression
+    ForecastTask       a real series as windows -> the next values; metadata
+                       task "forecast", window, horizon, mean, std, column:
+                       what `clstm forecast` reads (ForecastTask.settings)
+
+The Trainer writes a task's metadata into the model it trains, so a model
+trained in Python and one trained by `clstm train` are the same kind of file.
+"""
+import collections
+import operator
+
+import numpy as np
+
+from clstm import losses
+from clstm.data import stream_chunks, windows
+
+__all__ = ["LanguageModelTask", "SequenceTask", "ForecastTask", "ForecastSettings"]
+
+
+class LanguageModelTask:
+    """Next-token prediction over a token stream (a TextStream): the stream
+    is cut into batch_size parallel rows read in chunks of bptt steps, in
+    order, with the LSTM state carried from chunk to chunk (truncated
+    BPTT). The loss is the per-step cross-entropy in nats."""
+
+    stateful = True
+    last_only = False
+    unit = "char"
+
+    def __init__(self, stream, batch_size=32, bptt=64):
+        self.stream, self.vocab = stream, stream.vocab
+        self.batch_size, self.bptt = batch_size, bptt
+        self.chunks = stream_chunks(stream.train, batch_size, bptt)
+        self.val_chunks = (stream_chunks(stream.val, min(batch_size, max(1, (len(stream.val) - 1)
+                                                                          // bptt)), bptt)
+                           if len(stream.val) >= 2 else [])
+
+    @property
+    def n_batches(self):
+        return len(self.chunks)
+
+    def epoch_order(self, rng):
+        return np.arange(len(self.chunks))  # in order: the state runs along the rows
+
+    def batch(self, k, order):
+        inputs, targets = self.chunks[order[k]]
+        return inputs, targets, None
+
+    @staticmethod
+    def model_metadata(model):
+        """The model file's metadata for this task (what the CLI checks)."""
+        return {"task": "char"}
+
+    @staticmethod
+    def units(inputs):
+        return inputs.size
+
+    @staticmethod
+    def count(targets, lengths):
+        """The number of terms the loss's mean is over (every step)."""
+        return targets.size
+
+    @staticmethod
+    def rows(inputs, targets, lengths, rows):
+        """The batch's rows `rows` (a slice): a data-parallel rank's shard."""
+        return inputs[:, rows], targets[:, rows], None
+
+    @staticmethod
+    def loss(out, targets, lengths, grad=True):
+        return losses.cross_entropy(out, targets, lengths, grad=grad)
+
+    def evaluate(self, model):
+        """Mean validation loss per token (nats), the state carried."""
+        if not self.val_chunks:
+            return None
+        total, count, state = 0.0, 0, None
+        for inputs, targets in self.val_chunks:
+            out, state = model.forward(inputs, state, train=False)
+            loss, _ = losses.cross_entropy(out, targets, grad=False)
+            total += loss * targets.size
+            count += targets.size
+        return {"val_loss": total / count}
+
+
+class SequenceTask:
+    """One prediction per sequence at its last valid step: classification
+    (kind "classify": y are class ids, cross-entropy) or regression and
+    forecasting (kind "regress": y (N, O) reals, mean squared error).
+    Mini-batches of variable-length sequences, reshuffled every epoch."""
+
+    stateful = False
+    last_only = True
+    unit = "seq"
+
+    def __init__(self, train, val=None, batch_size=32, kind="classify"):
+        if kind not in ("classify", "regress"):
+            raise ValueError("kind: expected 'classify' or 'regress', got %r" % (kind,))
+        self.train, self.val, self.kind = train, val, kind
+        self.batch_size = batch_size
+
+    @property
+    def n_batches(self):
+        return -(-len(self.train) // self.batch_size)
+
+    def epoch_order(self, rng):
+        return rng.permutation(len(self.train))
+
+    def batch(self, k, order):
+        X, lens, y = self.train.batch(order[k * self.batch_size:(k + 1) * self.batch_size])
+        return X.astype(self.dtype, copy=False), y, lens
+
+    dtype = np.float64  # set by the Trainer to the model's
+
+    def model_metadata(self, model):
+        """The model file's metadata for this task: a classifier's task and
+        class count (what `clstm evaluate` checks); none for a regression."""
+        if self.kind == "classify":
+            return {"task": "classify", "classes": str(model.output_size)}
+        return {}
+
+    @staticmethod
+    def units(inputs):
+        return inputs.shape[1]
+
+    @staticmethod
+    def count(targets, lengths):
+        """The number of terms the loss's mean is over (the sequences with a
+        last valid step)."""
+        return int(np.count_nonzero(lengths))
+
+    @staticmethod
+    def rows(inputs, targets, lengths, rows):
+        """The batch's rows `rows` (a slice), trimmed to their longest
+        sequence: a data-parallel rank's shard."""
+        lens = lengths[rows]
+        return inputs[:int(lens.max(initial=0)), rows], targets[rows], lens
+
+    def loss(self, out, targets, lengths, grad=True):
+        f = losses.cross_entropy if self.kind == "classify" else losses.mse
+        return f(out, targets, lengths, last_only=True, grad=grad)
+
+    def predict(self, model, seqs):
+        """The model's output at each sequence's last valid step, (N, O)."""
+        outs = []
+        for i in range(0, len(seqs), 256):
+            idx = np.arange(i, min(i + 256, len(seqs)))
+            X, lens, _ = seqs.batch(idx)
+            out, _ = model.forward(X, lengths=lens, train=False)
+            outs.append(out[lens - 1, np.arange(len(idx))])
+        return np.concatenate(outs)
+
+    def evaluate(self, model, seqs=None):
+        seqs = self.val if seqs is None else seqs
+        if seqs is None:
+            return None
+        pred = self.predict(model, seqs)
+        if self.kind == "classify":
+            loss, _ = losses.cross_entropy(pred[None], seqs.y[None].astype(np.int32), grad=False)
+            return {"val_loss": loss, "val_accuracy": float(np.mean(pred.argmax(1) == seqs.y))}
+        loss, _ = losses.mse(pred[None], seqs.y[None].astype(pred.dtype), grad=False)
+        return {"val_loss": loss}
+
+    def confusion_matrix(self, model, seqs):
+        """A classifier's (accuracy, confusion matrix (O, O): rows the true
+        class, columns the predicted one) over seqs."""
+        pred = self.predict(model, seqs).argmax(1)
+        k = model.output_size
+        cm = np.zeros((k, k), dtype=np.int64)
+        np.add.at(cm, (seqs.y, pred), 1)
+        return float(np.mean(pred == seqs.y)), cm
+
+
+ForecastSettings = collections.namedtuple("ForecastSettings",
+                                          "window horizon mean std column")
+ForecastSettings.__doc__ = """A forecaster's metadata, parsed: window and horizon
+(ints), mean and std (floats: the normalisation), column (str or None)."""
+
+
+def _count(v, name):
+    try:
+        v = operator.index(v)
+    except TypeError:
+        raise TypeError("%s: expected an int, got %s" % (name, type(v).__name__)) from None
+    if v < 1:
+        raise ValueError("%s: expected >= 1, got %d" % (name, v))
+    return v
+
+
+class ForecastTask(SequenceTask):
+    """Forecasting a real series: each window of `window` consecutive values
+    predicts the `horizon` values after it (mean squared error). The series
+    is normalised by its mean and standard deviation (kept in the model's
+    metadata, with window, horizon and column, so `clstm forecast` can use
+    the model); the last val_fraction of the windows are held out for
+    validation (no look-ahead). DataError when the series is too short."""
+
+    def __init__(self, series, window=50, horizon=1, *, val_fraction=0.1, batch_size=32,
+                 column=None):
+        self.window, self.horizon = _count(window, "window"), _count(horizon, "horizon")
+        if not 0 <= val_fraction < 1:
+            raise ValueError("val_fraction: expected a number in [0, 1), got %r"
+                             % (val_fraction,))
+        if column is not None and not isinstance(column, str):
+            raise TypeError("column: expected a str or None, got %s" % type(column).__name__)
+        series = np.asarray(series, dtype=np.float64)
+        if series.ndim != 1:
+            raise ValueError("series: expected a 1-D array of values, got shape %s"
+                             % (series.shape,))
+        self.mean, self.std = float(series.mean()), float(series.std()) or 1.0
+        self.column = column
+        seqs = windows((series - self.mean) / self.std, self.window, self.horizon)
+        n_val = int(len(seqs) * val_fraction)  # the last windows: no look-ahead
+        train = seqs.subset(np.arange(len(seqs) - n_val))
+        val = seqs.subset(np.arange(len(seqs) - n_val, len(seqs))) if n_val else None
+        super().__init__(train, val, batch_size, kind="regress")
+
+    def model_metadata(self, model=None):
+        md = dict(task="forecast", window=str(self.window), horizon=str(self.horizon),
+                  mean=repr(self.mean), std=repr(self.std))
+        if self.column is not None:
+            md["column"] = self.column
+        return md
+
+    @staticmethod
+    def settings(model):
+        """The ForecastSettings in a forecaster's metadata; ValueError naming
+        what is missing or malformed (e.g. not a forecaster)."""
+        md = model.metadata
+        if md.get("task") != "forecast":
+            raise ValueError("model: not a forecasting model (its task is %s)"
+                             % (md.get("task") or "unknown"))
+        values = []
+        for key, kind in (("window", int), ("horizon", int), ("mean", float), ("std", float)):
+            try:
+                values.append(kind(md[key]))
+            except (KeyError, ValueError):
+                raise ValueError("model: its forecasting metadata %r is %s" % (
+                    key, "missing" if key not in md else "not a number: %r" % md[key])) from None
+        return ForecastSettings(*values, md.get("column"))
+
+    @staticmethod
+    def forecast(model, series, settings):
+        """The `horizon` values after the last of `series` (the model's last
+        window of it, on the series' own scale)."""
+        s = settings
+        z = (np.asarray(series, dtype=np.float64) - s.mean) / s.std
+        x = z[-s.window:].reshape(s.window, 1, 1)
+        out, _ = model.forward(x.astype(model.dtype), train=False)
+        return out[-1, 0] * s.std + s.mean
+
+    @staticmethod
+    def one_step_errors(model, series, settings):
+        """(windows, the model's one-step MSE, persistence's) over every window
+        of series, or None when it holds fewer than two."""
+        s = settings
+        series = np.asarray(series, dtype=np.float64)
+        if len(series) < s.window + s.horizon + 1:
+            return None
+        seqs = windows((series - s.mean) / s.std, s.window, s.horizon)
+        p = SequenceTask(seqs, None, 256, kind="regress").predict(model, seqs)[:, 0]
+        p = p * s.std + s.mean
+        actual = seqs.y[:, 0] * s.std + s.mean
+        persist = seqs.X[:, -1, 0] * s.std + s.mean
+        return (len(actual), float(np.mean((p - actual) ** 2)),
+                float(np.mean((persist - actual) ** 2)))

@@ -231,11 +231,13 @@ class LSTM:
         self.batch_first = bool(batch_first)
         self.backend = backend
         core_kwargs = self._core_kwargs()
+        settings = dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                        num_layers=self.num_layers, dtype=_core.DTYPES[dt.name],
+                        proj_size=self.proj_size, bidirectional=self.bidirectional,
+                        dropout=self.dropout, peepholes=self.peepholes,
+                        input_forget=self.input_forget, clip=self.clip or 0.0, **core_kwargs)
         try:
-            core = _core.Model(self.input_size, self.hidden_size, self.num_layers,
-                               dt == np.float64, seed, backend, self.proj_size,
-                               self.bidirectional, self.dropout, self.peepholes,
-                               self.input_forget, self.clip or 0.0, **core_kwargs)
+            core = _core.Model(settings, seed, backend)
         except (ValueError, MemoryError) as e:
             # the C status names no argument: name the sizes (e.g. hidden_size=2**40)
             sizes = dict(input_size=self.input_size, hidden_size=self.hidden_size,
@@ -625,8 +627,8 @@ class LSTM:
         else:
             ws = self._workspace(self._m.workspace_size(T, B, bool(train)))
         with self._computing(state if stream else None):
-            self._m.forward(T, B, x3.reshape(-1), self._flat(h0), self._flat(c0),
-                            y.reshape(-1), hT.reshape(-1), cT.reshape(-1), bool(train), ws,
+            self._m.forward(T, B, y.reshape(-1), x3.reshape(-1), None, self._flat(h0),
+                            self._flat(c0), hT.reshape(-1), cT.reshape(-1), bool(train), ws,
                             lens, dseed)
         return self._finish_forward(y, state if stream else None, hT, cT, ws, train, layout)
 
@@ -699,7 +701,7 @@ class LSTM:
         allows one backward."""
         return self._backward(dy, "dy", "y", self.num_directions * self._R, dstate, True,
                               lambda T, B, ws, d, dhT, dcT, dx, dh0, dc0: self._m.backward(
-                                  T, B, dx, dh0, dc0, d, dhT, dcT, ws))
+                                  T, B, dh0, dc0, dx, d, dhT, dcT, ws))
 
     def _backward(self, d, name, of, width, dstate, want_dx, call):
         """The shared body of backward: checks, layouts, output arrays;

@@ -245,22 +245,15 @@ class Model(LSTM):
         if stream and not train:
             ws = state._ws
         else:
-            ws = self._workspace(self._m.model_workspace_size(T, B, bool(train)))
+            ws = self._workspace(self._m.workspace_size(T, B, bool(train)))
         with self._computing(state if stream else None):
-            self._m.model_forward(T, B, out.reshape(-1), self._flat(x3),
+            self._m.forward(T, B, out.reshape(-1), self._flat(x3),
                                   None if ids is None else ids.reshape(-1), self._flat(h0),
                                   self._flat(c0), hT.reshape(-1), cT.reshape(-1), bool(train),
                                   ws, lens, dseed)
         return self._finish_forward(out, state if stream else None, hT, cT, ws, train, layout)
 
     __call__ = forward
-
-    def initial_state(self, batch_size):
-        """A zero LSTMState for batch_size streams (see LSTM.initial_state)."""
-        state = super().initial_state(batch_size)
-        state._ws = np.empty(self._m.model_workspace_size(1, state.batch_size, False),
-                             np.uint8)
-        return state
 
     def step(self, inputs_t, state):
         """One step for every stream: ids (B,) or x (B, D) -> out (B, O);
@@ -292,7 +285,7 @@ class Model(LSTM):
         embedding) into flat_grads."""
         return self._backward(
             dout, "dout", "out", self.out_size, dstate, self.encoding is None,
-            lambda T, B, ws, d, dhT, dcT, dx, dh0, dc0: self._m.model_backward(
+            lambda T, B, ws, d, dhT, dcT, dx, dh0, dc0: self._m.backward(
                 T, B, dh0, dc0, dx, d, dhT, dcT, ws))
 
     def to_onnx(self, path=None, **kwargs):

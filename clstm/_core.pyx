@@ -238,9 +238,10 @@ cdef class Model:
         check(clstm_model_workspace_size(self.m, T, B, train, &n), "workspace")
         return n
 
-    def forward(self, int64_t T, int64_t B, real[::1] out, const real[::1] x,
+    def forward(self, int64_t T, int64_t B, real[::1] out not None, const real[::1] x,
                 const int32_t[::1] ids, const real[::1] h0, const real[::1] c0,
-                real[::1] hT, real[::1] cT, bint train, unsigned char[::1] ws,
+                real[::1] hT not None, real[::1] cT not None, bint train,
+                unsigned char[::1] ws not None,
                 const int64_t[::1] lengths=None, uint64_t dropout_seed=0):
         """Flat C-contiguous arrays. Exactly one of x (raw input) and ids
         (token models) is given; h0, c0, lengths may be None. out comes
@@ -264,8 +265,9 @@ cdef class Model:
                                      &cT[0], &opt, &ws[0], ws.shape[0])
         check(st, "forward")
 
-    def step(self, int64_t B, real[::1] h, real[::1] c, const real[::1] x, real[::1] out,
-             unsigned char[::1] ws, const int32_t[::1] ids=None):
+    def step(self, int64_t B, real[::1] h not None, real[::1] c not None, const real[::1] x,
+             real[::1] out not None, unsigned char[::1] ws not None,
+             const int32_t[::1] ids=None):
         """One inference step of B streams, the state advanced in place:
         forward with T = 1 and h, c both the initial and the final state (all
         flat; x None for a token model, which passes ids). The streaming
@@ -281,9 +283,9 @@ cdef class Model:
                                      &c[0], &opt, &ws[0], ws.shape[0])
         check(st, "step")
 
-    def backward(self, int64_t T, int64_t B, real[::1] dh0, real[::1] dc0, real[::1] dx,
-                 const real[::1] dout, const real[::1] dhT, const real[::1] dcT,
-                 unsigned char[::1] ws):
+    def backward(self, int64_t T, int64_t B, real[::1] dh0 not None, real[::1] dc0 not None,
+                 real[::1] dx, const real[::1] dout, const real[::1] dhT, const real[::1] dcT,
+                 unsigned char[::1] ws not None):
         """Backward through the whole model; dx, dout, dhT, dcT may be None.
         dh0 comes first: see forward."""
         cdef clstm_status st

@@ -12,9 +12,10 @@ import scipy_openblas64  # noqa: F401
 
 from clstm import _core
 from clstm._version import __version__
-from clstm.lstm import (LSTM, LSTMState, get_min_thread_work, get_num_threads, has_blas,
-                        set_min_thread_work, set_num_threads)
-from clstm.model import Model
+from clstm.model import LSTM, Model
+from clstm.streaming import LSTMState
+from clstm.threads import (get_min_thread_work, get_num_threads, has_blas,
+                           set_min_thread_work, set_num_threads)
 from clstm import losses, optim
 from clstm.io import load, load_bytes, save, save_bytes
 

@@ -71,28 +71,13 @@ cdef extern from "clstm.h" nogil:
     clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **out)
     void clstm_free(clstm_model *m)
     clstm_status clstm_get_config(const clstm_model *m, clstm_config *out)
-    clstm_status clstm_init_params(clstm_model *m, uint64_t seed)
     clstm_status clstm_params(clstm_model *m, void **data, size_t *n)
     clstm_status clstm_grads(clstm_model *m, void **data, size_t *n)
     clstm_status clstm_zero_grad(clstm_model *m)
     clstm_status clstm_num_tensors(const clstm_model *m, int64_t *n)
     clstm_status clstm_tensor_info_get(const clstm_model *m, int64_t index,
                                        clstm_tensor_info *out)
-    clstm_status clstm_workspace_size(const clstm_model *m, int64_t T, int64_t B,
-                                      int train, size_t *bytes)
-    clstm_status clstm_forward(const clstm_model *m, int64_t T, int64_t B,
-                               const void *x, const void *h0, const void *c0,
-                               void *y, void *hT, void *cT, int train,
-                               void *ws, size_t ws_bytes)
     clstm_run_options clstm_run_options_default()
-    clstm_status clstm_forward_ex(const clstm_model *m, int64_t T, int64_t B,
-                                  const void *x, const void *h0, const void *c0,
-                                  void *y, void *hT, void *cT,
-                                  const clstm_run_options *opt, void *ws, size_t ws_bytes)
-    clstm_status clstm_backward(clstm_model *m, int64_t T, int64_t B,
-                                const void *dy, const void *dhT, const void *dcT,
-                                void *dx, void *dh0, void *dc0,
-                                void *ws, size_t ws_bytes)
     clstm_status clstm_state_reset(const clstm_model *m, int64_t B, void *h, void *c,
                                    int64_t b)
     ctypedef struct clstm_sgd_config:

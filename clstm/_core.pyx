@@ -1,8 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """Thin binding over the C library: arrays in, C call without the GIL,
-status to exception. Argument checking and reshaping live in clstm/lstm.py;
-this module trusts its caller to pass C-contiguous arrays of the right
-shapes (it still checks sizes, so a mistake raises instead of corrupting)."""
+status to exception. Argument checking and reshaping live in clstm/checks.py
+and clstm/layout.py; this module trusts its caller to pass C-contiguous
+arrays of the right shapes and checks only what C cannot see: the element
+counts of the buffers, so a mistake raises instead of corrupting memory."""
 import os
 
 from libc.stdint cimport int32_t, int64_t, uint64_t
@@ -14,8 +15,12 @@ ctypedef fused real:
     float
     double
 
-_BACKENDS = {"default": CLSTM_BACKEND_DEFAULT, "blas": CLSTM_BACKEND_BLAS,
-             "naive": CLSTM_BACKEND_NAIVE}
+# the C enums' values, by their names in Python
+BACKENDS = {"default": CLSTM_BACKEND_DEFAULT, "blas": CLSTM_BACKEND_BLAS,
+            "naive": CLSTM_BACKEND_NAIVE}
+DTYPES = {"float32": CLSTM_FLOAT32, "float64": CLSTM_FLOAT64}
+ENCODINGS = {None: CLSTM_ENCODING_NONE, "onehot": CLSTM_ENCODING_ONEHOT,
+             "embedding": CLSTM_ENCODING_EMBEDDING}
 
 if clstm_version_number() != CLSTM_VERSION_NUMBER:
     raise ImportError("clstm: C library version %s does not match the binding's header"
@@ -95,29 +100,18 @@ cdef class Model:
     def __cinit__(self, *args, **kwargs):
         self.m = NULL
 
-    def __init__(self, int64_t input_size, int64_t hidden_size, int64_t num_layers,
-                 bint float64, uint64_t seed, str backend, int64_t proj_size=0,
-                 bint bidirectional=False, double dropout=0.0, bint peepholes=False,
-                 bint input_forget=False, double clip=0.0, int encoding=0,
-                 int64_t vocab_size=0, int64_t output_size=0, bint softmax=False):
+    def __init__(self, dict settings, uint64_t seed, str backend):
+        """settings: {clstm_config field: value} (clstm.config.core_settings);
+        the fields left out keep clstm_config_default()'s values."""
         if self.m != NULL:
             raise RuntimeError("Model is already initialised")
         cdef clstm_config cfg = clstm_config_default()
-        cfg.input_size = input_size
-        cfg.hidden_size = hidden_size
-        cfg.num_layers = num_layers
-        cfg.dtype = CLSTM_FLOAT64 if float64 else CLSTM_FLOAT32
-        cfg.backend = _BACKENDS[backend]
-        cfg.proj_size = proj_size
-        cfg.bidirectional = bidirectional
-        cfg.dropout = dropout
-        cfg.peepholes = peepholes
-        cfg.input_forget = input_forget
-        cfg.clip = clip
-        cfg.encoding = <clstm_encoding>encoding
-        cfg.vocab_size = vocab_size
-        cfg.output_size = output_size
-        cfg.softmax = softmax
+        cdef dict fields = cfg
+        unknown = settings.keys() - fields.keys()
+        if unknown:
+            raise KeyError("settings: not fields of clstm_config: %s" % sorted(unknown))
+        fields.update(settings, backend=BACKENDS[backend])
+        cfg = fields
         cdef clstm_status st
         with nogil:
             st = clstm_create(&cfg, seed, &self.m)
@@ -246,93 +240,26 @@ cdef class Model:
             out.append((info.name.decode(), info.offset, shape))
         return out
 
-    def init_params(self, uint64_t seed):
-        check(clstm_init_params(self.m, seed), "init_params")
-
     def zero_grad(self):
         check(clstm_zero_grad(self.m), "zero_grad")
 
+    # One pipeline for every model (a bare LSTM is a model with encoding NONE
+    # and output_size 0: out is then y): clstm_model_workspace_size,
+    # clstm_model_forward (step: its T = 1 case) and clstm_model_backward.
     def workspace_size(self, int64_t T, int64_t B, bint train):
-        cdef size_t n
-        check(clstm_workspace_size(self.m, T, B, train, &n), "workspace")
-        return n
-
-    def _check_lens(self, T, B, arrays, names):
-        """arrays: input-like (T,B,D), output-like (T,B,N*R), h-like (N*L,B,R)
-        twice, c-like (N*L,B,H) twice; None entries are optional arguments
-        left out."""
-        hs, cs = self.N * self.L * B * self.R, self.N * self.L * B * self.H
-        sizes = (T * B * self.D, T * B * self.N * self.R, hs, cs, hs, cs)
-        for a, n, name in zip(arrays, sizes, names):
-            if a is not None and a.shape[0] != n:
-                raise ValueError("%s: expected %d elements, got %d" % (name, n, a.shape[0]))
-
-    def forward(self, int64_t T, int64_t B, const real[::1] x, const real[::1] h0,
-                const real[::1] c0, real[::1] y, real[::1] hT, real[::1] cT,
-                bint train, unsigned char[::1] ws, const int64_t[::1] lengths=None,
-                uint64_t dropout_seed=0):
-        """All arrays flat and C-contiguous; h0, c0, lengths may be None."""
-        cdef clstm_status st
-        cdef const void *ph0 = NULL if h0 is None else <const void *>&h0[0]
-        cdef const void *pc0 = NULL if c0 is None else <const void *>&c0[0]
-        cdef clstm_run_options opt = clstm_run_options_default()
-        _check_dtype(self.float64, sizeof(real))
-        self._check_lens(T, B, (x, y, h0, c0, hT, cT), ("x", "y", "h0", "c0", "hT", "cT"))
-        if lengths is not None:
-            if lengths.shape[0] != B:
-                raise ValueError("lengths: expected %d elements, got %d" % (B, lengths.shape[0]))
-            opt.lengths = &lengths[0]
-        opt.train = train
-        opt.dropout_seed = dropout_seed
-        with nogil:
-            st = clstm_forward_ex(self.m, T, B, &x[0], ph0, pc0, &y[0], &hT[0], &cT[0],
-                                  &opt, &ws[0], ws.shape[0])
-        check(st, "forward")
-
-    def step(self, int64_t B, real[::1] h, real[::1] c, const real[::1] x, real[::1] y,
-             unsigned char[::1] ws):
-        """One inference step of B streams, the state advanced in place: forward
-        with T = 1 and h, c both the initial and the final state (all flat).
-        The streaming path: fewer arguments to convert than forward's."""
-        cdef clstm_status st
-        cdef clstm_run_options opt = clstm_run_options_default()
-        _check_dtype(self.float64, sizeof(real))
-        self._check_lens(1, B, (x, y, h, c), ("x", "y", "h0", "c0"))
-        with nogil:
-            st = clstm_forward_ex(self.m, 1, B, &x[0], &h[0], &c[0], &y[0], &h[0], &c[0],
-                                  &opt, &ws[0], ws.shape[0])
-        check(st, "step")
-
-    def backward(self, int64_t T, int64_t B, real[::1] dx, real[::1] dh0, real[::1] dc0,
-                 const real[::1] dy, const real[::1] dhT, const real[::1] dcT,
-                 unsigned char[::1] ws):
-        """All arrays flat and C-contiguous; dy, dhT, dcT may be None. The
-        outputs come first: Cython picks the fused type from the first
-        argument, which must therefore never be None."""
-        cdef clstm_status st
-        cdef const void *pdy = NULL if dy is None else <const void *>&dy[0]
-        cdef const void *pdh = NULL if dhT is None else <const void *>&dhT[0]
-        cdef const void *pdc = NULL if dcT is None else <const void *>&dcT[0]
-        _check_dtype(self.float64, sizeof(real))
-        self._check_lens(T, B, (dx, dy, dh0, dc0, dhT, dcT),
-                         ("dx", "dy", "dh0", "dc0", "dhT", "dcT"))
-        with nogil:
-            st = clstm_backward(self.m, T, B, pdy, pdh, pdc, &dx[0], &dh0[0], &dc0[0],
-                                &ws[0], ws.shape[0])
-        check(st, "backward")
-
-
-    def model_workspace_size(self, int64_t T, int64_t B, bint train):
         cdef size_t n
         check(clstm_model_workspace_size(self.m, T, B, train, &n), "workspace")
         return n
 
-    def model_forward(self, int64_t T, int64_t B, real[::1] out, const real[::1] x,
-                      const int32_t[::1] ids, const real[::1] h0, const real[::1] c0,
-                      real[::1] hT, real[::1] cT, bint train, unsigned char[::1] ws,
-                      const int64_t[::1] lengths=None, uint64_t dropout_seed=0):
-        """The whole model; flat C-contiguous arrays. Exactly one of x (raw
-        input) and ids (token models) is given; h0, c0, lengths may be None."""
+    def forward(self, int64_t T, int64_t B, real[::1] out not None, const real[::1] x,
+                const int32_t[::1] ids, const real[::1] h0, const real[::1] c0,
+                real[::1] hT not None, real[::1] cT not None, bint train,
+                unsigned char[::1] ws not None,
+                const int64_t[::1] lengths=None, uint64_t dropout_seed=0):
+        """Flat C-contiguous arrays. Exactly one of x (raw input) and ids
+        (token models) is given; h0, c0, lengths may be None. out comes
+        first: Cython picks the fused type from the first argument, which
+        must therefore never be None."""
         cdef clstm_status st
         cdef const void *px = NULL if x is None else <const void *>&x[0]
         cdef const int32_t *pids = NULL if ids is None else &ids[0]
@@ -340,10 +267,9 @@ cdef class Model:
         cdef const void *pc0 = NULL if c0 is None else <const void *>&c0[0]
         cdef clstm_run_options opt = clstm_run_options_default()
         _check_dtype(self.float64, sizeof(real))
-        self._check_model_lens(T, B, out, x, ids, (h0, c0, hT, cT), ("h0", "c0", "hT", "cT"))
+        self._check_sizes(T, B, out, x, ids, h0, c0, hT, cT, ("out", "h0", "c0", "hT", "cT"))
+        _check_size(lengths, B, "lengths")
         if lengths is not None:
-            if lengths.shape[0] != B:
-                raise ValueError("lengths: expected %d elements, got %d" % (B, lengths.shape[0]))
             opt.lengths = &lengths[0]
         opt.train = train
         opt.dropout_seed = dropout_seed
@@ -352,36 +278,62 @@ cdef class Model:
                                      &cT[0], &opt, &ws[0], ws.shape[0])
         check(st, "forward")
 
-    def model_backward(self, int64_t T, int64_t B, real[::1] dh0, real[::1] dc0,
-                       real[::1] dx, const real[::1] dout, const real[::1] dhT,
-                       const real[::1] dcT, unsigned char[::1] ws):
-        """Backward through the whole model; dx, dout, dhT, dcT may be None."""
+    def step(self, int64_t B, real[::1] h not None, real[::1] c not None, const real[::1] x,
+             real[::1] out not None, unsigned char[::1] ws not None,
+             const int32_t[::1] ids=None):
+        """One inference step of B streams, the state advanced in place:
+        forward with T = 1 and h, c both the initial and the final state (all
+        flat; x None for a token model, which passes ids). The streaming
+        path: fewer arguments to convert than forward's."""
+        cdef clstm_status st
+        cdef const void *px = NULL if x is None else <const void *>&x[0]
+        cdef const int32_t *pids = NULL if ids is None else &ids[0]
+        cdef clstm_run_options opt = clstm_run_options_default()
+        _check_dtype(self.float64, sizeof(real))
+        self._check_sizes(1, B, out, x, ids, h, c, None, None, ("out", "h0", "c0", "", ""))
+        with nogil:
+            st = clstm_model_forward(self.m, 1, B, px, pids, &h[0], &c[0], &out[0], &h[0],
+                                     &c[0], &opt, &ws[0], ws.shape[0])
+        check(st, "step")
+
+    def backward(self, int64_t T, int64_t B, real[::1] dh0 not None, real[::1] dc0 not None,
+                 real[::1] dx, const real[::1] dout, const real[::1] dhT, const real[::1] dcT,
+                 unsigned char[::1] ws not None):
+        """Backward through the whole model; dx, dout, dhT, dcT may be None.
+        dh0 comes first: see forward."""
         cdef clstm_status st
         cdef void *pdx = NULL if dx is None else <void *>&dx[0]
         cdef const void *pdo = NULL if dout is None else <const void *>&dout[0]
         cdef const void *pdh = NULL if dhT is None else <const void *>&dhT[0]
         cdef const void *pdc = NULL if dcT is None else <const void *>&dcT[0]
         _check_dtype(self.float64, sizeof(real))
-        self._check_model_lens(T, B, dout, dx, None, (dh0, dc0, dhT, dcT),
-                               ("dh0", "dc0", "dhT", "dcT"))
+        self._check_sizes(T, B, dout, dx, None, dh0, dc0, dhT, dcT,
+                          ("dout", "dh0", "dc0", "dhT", "dcT"))
         with nogil:
             st = clstm_model_backward(self.m, T, B, pdo, pdh, pdc, pdx, &dh0[0], &dc0[0],
                                       &ws[0], ws.shape[0])
         check(st, "backward")
 
-    def _check_model_lens(self, T, B, out, x, ids, states, names):
-        O = self.O if self.O > 0 else self.N * self.R
-        hs, cs = self.N * self.L * B * self.R, self.N * self.L * B * self.H
-        for a, n, name in ((out, T * B * O, "out"), (x, T * B * self.D, "x"),
-                           (ids, T * B, "ids")) + tuple(zip(states, (hs, cs, hs, cs), names)):
-            if a is not None and a.shape[0] != n:
-                raise ValueError("%s: expected %d elements, got %d" % (name, n, a.shape[0]))
+    cdef int _check_sizes(self, int64_t T, int64_t B, out, x, ids, h0, c0, hT, cT,
+                          tuple names) except -1:
+        """Element counts of the flat buffers (C cannot see them): out (T,B,O)
+        (O = N*R without a head), x (T,B,D), ids (T,B), h-like (N*L,B,R),
+        c-like (N*L,B,H); None entries are arguments left out."""
+        cdef int64_t hs = self.N * self.L * B * self.R, cs = self.N * self.L * B * self.H
+        _check_size(out, T * B * (self.O if self.O > 0 else self.N * self.R), names[0])
+        _check_size(x, T * B * self.D, "x")
+        _check_size(ids, T * B, "ids")
+        _check_size(h0, hs, names[1])
+        _check_size(c0, cs, names[2])
+        _check_size(hT, hs, names[3])
+        _check_size(cT, cs, names[4])
+        return 0
 
     def state_reset(self, int64_t B, real[::1] h, real[::1] c, int64_t b):
         """Zero stream b of the flat states h (L*B*R) and c (L*B*H)."""
         _check_dtype(self.float64, sizeof(real))
-        self._check_lens(1, B, (None, None, h, c, None, None),
-                         ("", "", "h", "c", "", ""))
+        _check_size(h, self.N * self.L * B * self.R, "h")
+        _check_size(c, self.N * self.L * B * self.H, "c")
         check(clstm_state_reset(self.m, B, &h[0], &c[0], b), "reset")
 
 
@@ -423,6 +375,13 @@ def load_bytes(const unsigned char[::1] data):
     if st == CLSTM_ERR_FORMAT:
         raise ValueError("not a valid clstm model file: %s" % reason)
     check(st, "load_bytes")
+
+
+cdef inline int _check_size(a, int64_t n, str name) except -1:
+    """a (a 1-D memoryview, or None for an argument left out) has n elements."""
+    if a is not None and len(a) != n:
+        raise ValueError("%s: expected %d elements, got %d" % (name, n, len(a)))
+    return 0
 
 
 cdef int _check_dtype(bint float64, size_t item) except -1:
@@ -486,21 +445,18 @@ def loss(bint mse, int64_t T, int64_t B, int64_t O, const real[::1] out, targets
     cdef const int32_t[::1] ti
     cdef const real[::1] tr
     cdef clstm_status st
-    if out.shape[0] != T * B * O or (dout is not None and dout.shape[0] != T * B * O):
-        raise ValueError("loss: out and dout must have T*B*O elements")
-    if lengths is not None and lengths.shape[0] != B:
-        raise ValueError("lengths: expected %d elements" % B)
+    _check_size(out, T * B * O, "out")
+    _check_size(dout, T * B * O, "dout")
+    _check_size(lengths, B, "lengths")
     if mse:
         tr = targets
-        if tr.shape[0] != T * B * O:
-            raise ValueError("targets: expected %d elements" % (T * B * O))
+        _check_size(tr, T * B * O, "targets")
         with nogil:
             st = clstm_loss_mse(_dtype_of(sizeof(real)), T, B, O, &out[0], &tr[0], pl,
                                 last_only, &result, pd)
     else:
         ti = targets
-        if ti.shape[0] != T * B:
-            raise ValueError("targets: expected %d elements" % (T * B))
+        _check_size(ti, T * B, "targets")
         with nogil:
             st = clstm_loss_xent(_dtype_of(sizeof(real)), T, B, O, &out[0], &ti[0], pl,
                                  last_only, &result, pd)

@@ -8,57 +8,29 @@ last_only=True only each sequence's last valid step (length - 1).
 """
 import numpy as np
 
-from clstm import _core
-from clstm.lstm import _to_numpy
+from clstm import _core, checks, layout
+from clstm.checks import to_numpy
 
 __all__ = ["cross_entropy", "mse", "softmax"]
 
 
 def _out3(out, batch_first):
-    """out as a C-contiguous float (T, B, O) array and whether it was
-    transposed/unbatched: 'time_first', 'batch_first' or 'unbatched'."""
-    a = _to_numpy(out)
+    """out as a C-contiguous float (T, B, O) array, and its layout."""
+    a = to_numpy(out)
     if a.dtype not in (np.float32, np.float64):
         raise TypeError("out: expected a float32 or float64 array, got dtype %s" % a.dtype)
-    if a.ndim not in (2, 3):
-        raise ValueError("out: expected shape %s or (T, O), got %s"
-                         % ("(B, T, O)" if batch_first else "(T, B, O)", a.shape))
+    a3, lay = layout.split(a, batch_first, "out", ("O",))
     if 0 in a.shape:
         raise ValueError("out: expected T, B, O >= 1, got shape %s" % (a.shape,))
-    a3, layout = ((a[:, None, :], "unbatched") if a.ndim == 2 else
-                  (a.transpose(1, 0, 2), "batch_first") if batch_first else (a, "time_first"))
-    try:
-        return np.ascontiguousarray(a3), layout
-    except MemoryError:  # e.g. a zero-stride view of petabytes
-        raise MemoryError("out: cannot allocate a contiguous copy of shape %s"
-                          % (a.shape,)) from None
+    return checks.contiguous(a3, "out", a.shape), lay
 
 
-def _back(d, layout):
-    if layout == "unbatched":
-        return d[:, 0, :]
-    if layout == "batch_first":
-        return np.ascontiguousarray(d.transpose(1, 0, 2))
-    return d
-
-
-def _lengths(lengths, T, B):
-    if lengths is None:
-        return None
-    a = _to_numpy(lengths)
-    if a.shape != (B,) or a.dtype.kind not in "iu":
-        raise ValueError("lengths: expected (%d,) integers, got %s %s" % (B, a.shape, a.dtype))
-    if B and (a.min() < 0 or a.max() > T):
-        raise ValueError("lengths: expected 0 <= length <= T (%d)" % T)
-    return np.ascontiguousarray(a, dtype=np.int64)
-
-
-def _per_step(targets, name, T, B, tail, layout, last_only, lens, dtype):
+def _per_step(targets, name, T, B, tail, lay, last_only, lens, dtype):
     """targets as the (T, B) + tail array the C loss reads: per step in the
     out's layout, or with last_only (B,) + tail placed at each last step."""
-    a = _to_numpy(targets)
+    a = to_numpy(targets)
     if last_only:
-        want = (B,) + tail if layout != "unbatched" else tail
+        want = (B,) + tail if lay != layout.UNBATCHED else tail
         if a.shape != want:
             raise ValueError("%s: with last_only expected shape %s (one per sequence), got %s"
                              % (name, want, a.shape))
@@ -68,32 +40,27 @@ def _per_step(targets, name, T, B, tail, layout, last_only, lens, dtype):
             if ends[b] >= 0:
                 full[ends[b], b] = a.reshape((B,) + tail)[b]
         return full
-    want = {"unbatched": (T,) + tail, "batch_first": (B, T) + tail,
-            "time_first": (T, B) + tail}[layout]
+    want = layout.shape(lay, T, B, tail)
     if a.shape != want:
         raise ValueError("%s: expected shape %s, got %s" % (name, want, a.shape))
-    if layout == "unbatched":
-        a = a.reshape((T, 1) + tail)
-    elif layout == "batch_first":
-        a = np.swapaxes(a, 0, 1)
-    return np.ascontiguousarray(a, dtype=dtype)
+    return np.ascontiguousarray(layout.to_time_first(a, lay), dtype=dtype)
 
 
 def _loss(is_mse, out, targets, lengths, last_only, batch_first, grad):
-    o3, layout = _out3(out, batch_first)
+    o3, lay = _out3(out, batch_first)
     T, B, O = o3.shape
-    lens = _lengths(lengths, T, B)
+    lens = checks.lengths(lengths, T, B)
     if is_mse:
-        t = _to_numpy(targets)
+        t = to_numpy(targets)
         if t.dtype.kind not in "fiu":
             raise TypeError("targets: expected real numbers, got dtype %s" % t.dtype)
-        t = _per_step(t, "targets", T, B, (O,), layout, last_only, lens, o3.dtype)
+        t = _per_step(t, "targets", T, B, (O,), lay, last_only, lens, o3.dtype)
     else:
-        t = _to_numpy(targets)
+        t = to_numpy(targets)
         if t.dtype.kind not in "iu":
             raise TypeError("targets: expected integer class ids, got dtype %s" % t.dtype)
         # uint64 stays uint64: ids beyond int64 are reported as given, not wrapped
-        full = _per_step(t, "targets", T, B, (), layout, last_only, lens,
+        full = _per_step(t, "targets", T, B, (), lay, last_only, lens,
                          np.uint64 if t.dtype == np.uint64 else np.int64)
         L = np.full(B, T) if lens is None else lens
         steps = np.arange(T)[:, None]
@@ -105,7 +72,7 @@ def _loss(is_mse, out, targets, lengths, last_only, batch_first, grad):
     dout = np.empty_like(o3) if grad else None
     loss = _core.loss(is_mse, T, B, O, o3.reshape(-1), t.reshape(-1), lens, bool(last_only),
                       None if dout is None else dout.reshape(-1))
-    return loss, (None if dout is None else _back(dout, layout))
+    return loss, (None if dout is None else layout.from_time_first(dout, lay))
 
 
 def cross_entropy(out, targets, lengths=None, *, last_only=False, batch_first=False,
@@ -129,7 +96,7 @@ def mse(out, targets, lengths=None, *, last_only=False, batch_first=False, grad=
 def softmax(z, temperature=1.0):
     """softmax(z / temperature) over the last axis of a float array (in C,
     max-subtracted, in double)."""
-    a = _to_numpy(z)
+    a = to_numpy(z)
     if a.dtype not in (np.float32, np.float64):
         raise TypeError("z: expected a float32 or float64 array, got dtype %s" % a.dtype)
     if a.ndim < 1 or a.size == 0:

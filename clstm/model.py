@@ -1,4 +1,5 @@
-"""clstm.Model: the whole model -- input encoding, LSTM stack, Linear head.
+"""The model: clstm.LSTM and clstm.Model, one class and its constructor for
+whole models, over one C pipeline (clstm_model_forward / _backward):
 
     e_t = x_t                       encoding=None         (raw features)
     e_t = onehot(ids_t)             encoding="onehot"     (token ids)
@@ -6,18 +7,553 @@
     y_t = LSTM(e)_t
     out_t = head.weight y_t + head.bias   (when output_size > 0)
 
-The math is in C (clstm_model_forward / clstm_model_backward); a C program
-loads the same file and runs the same model (examples/). Losses and softmax
-are in clstm.losses.
+clstm.LSTM is the model with no encoding and no head (out is y); it holds
+the checks, the layouts, the workspace pool and the thread-safety guards.
+clstm.Model is a subclass that adds the encoding, the head and a
+vocabulary to its constructor. A C program loads the same file and runs the
+same model (examples/). Losses and softmax are in clstm.losses.
 """
+import contextlib
+import secrets
+import threading
+import warnings
+
 import numpy as np
 
-from clstm.lstm import LSTM, LSTMState, _as_int, _empty, _positive_int, _to_numpy
+from clstm import _core, checks, layout
+from clstm.checks import as_int, positive_int
+from clstm.config import ENCODINGS, Metadata, core_settings, settings_of
+from clstm.interop import Interchange
+from clstm.streaming import LSTMState
 
-__all__ = ["Model"]
+__all__ = ["LSTM", "Model"]
 
-_ENCODINGS = {None: 0, "onehot": 1, "embedding": 2}
-_ENCODING_NAMES = {v: k for k, v in _ENCODINGS.items()}
+
+def _flat(a):
+    return None if a is None else a.reshape(-1)
+
+
+class LSTM(Interchange):
+    """A multi-layer LSTM with torch.nn.LSTM's equations and parameter layout.
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers : int >= 1
+        D, H and L.
+    bidirectional : bool
+        Run a reverse direction too; outputs are [forward, reverse] along the
+        last axis, states are indexed layer * 2 + direction.
+    proj_size : int
+        P: 0 (none) or 1 <= P < H. h = W_hr (o * tanh(c)), so h and y have P
+        features while c keeps H (torch.nn.LSTM's proj_size).
+    dropout : float in [0, 1)
+        Dropout on the inputs of layers 1..L-1 in training forwards, as
+        torch.nn.LSTM (no effect, and a warning, when num_layers == 1).
+    peepholes, input_forget, clip :
+        ONNX's LSTM options, off by default (torch.nn.LSTM has none of them).
+        peepholes: i and f also see p_i*c_{t-1}, p_f*c_{t-1}, o sees p_o*c_t
+        (tensor ``peephole_l{k}``, (3H,) ordered i, f, o). input_forget: f =
+        1 - i. clip: every gate pre-activation is clipped to [-clip, clip]
+        (inference only: backward() raises NotImplementedError).
+    dtype : numpy.float32 (default) or numpy.float64
+    seed : int in [0, 2**64) or None
+        Seeds the initialisation U(-1/sqrt(H), 1/sqrt(H)); None draws a fresh
+        seed from the OS (kept in ``self.seed``).
+    batch_first : bool
+        Input and output are (B, T, .) instead of (T, B, .). States stay
+        (L, B, H), as in PyTorch.
+    backend : "default", "blas" or "naive"
+        "naive" runs plain C loops (slow; the tests' oracle).
+
+    Shapes, with N = 2 if bidirectional else 1 and R = P or H: x (T, B, D)
+    -> y (T, B, N*R), h (N*L, B, R), c (N*L, B, H). An unbatched x of shape
+    (T, D) gives y (T, N*R) and states (N*L, R), (N*L, H).
+
+    Threads: forward may run from many Python threads on one model at once
+    (the GIL is released). RuntimeError, instead of a corrupted result, for
+    load_state_dict or an optimizer step while another thread computes with
+    the model, a step on an LSTMState another thread is advancing, and a
+    backward() whose training forward another thread replaced. Writes made
+    directly through flat_parameters views are not guarded.
+    """
+    # The stages an LSTM leaves out of the pipeline (clstm.Model sets them).
+    encoding, vocab_size, output_size, softmax = None, 0, 0, False
+    _OUT = "y"  # what forward returns, as its messages name it ("d" + _OUT: backward's)
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
+                 proj_size=0, dropout=0.0, dtype=np.float32, seed=None, batch_first=False,
+                 backend="default", peepholes=False, input_forget=False, clip=None):
+        self.input_size = positive_int(input_size, "input_size")
+        self.hidden_size = positive_int(hidden_size, "hidden_size")
+        self.num_layers = positive_int(num_layers, "num_layers")
+        self.bidirectional = checks.flag(bidirectional, "bidirectional")
+        self.num_directions = 2 if self.bidirectional else 1
+        if isinstance(proj_size, (bool, np.bool_)) or not isinstance(proj_size,
+                                                                     (int, np.integer)):
+            raise TypeError("proj_size: expected an int, got %s" % type(proj_size).__name__)
+        if proj_size != 0:
+            proj_size = positive_int(proj_size, "proj_size")
+            if proj_size >= self.hidden_size:
+                raise ValueError("proj_size: expected 0 or 1 <= proj_size < hidden_size (%d), "
+                                 "got %d" % (self.hidden_size, proj_size))
+        self.proj_size = int(proj_size)
+        self.dropout = checks.probability(dropout, "dropout")
+        self.peepholes = checks.flag(peepholes, "peepholes")
+        self.input_forget = checks.flag(input_forget, "input_forget")
+        if clip is not None:
+            if isinstance(clip, (bool, np.bool_)) or not isinstance(
+                    clip, (int, float, np.integer, np.floating)):
+                raise TypeError("clip: expected None or a positive float, got %s"
+                                % type(clip).__name__)
+            if not float(clip) > 0:
+                raise ValueError("clip: expected None or a positive float, got %r" % (clip,))
+        self.clip = None if clip is None else float(clip)
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn("dropout=%g has no effect with num_layers=1: dropout applies "
+                          "between layers" % self.dropout, UserWarning, stacklevel=2)
+        self.dtype = checks.float_dtype(dtype)
+        if backend not in _core.BACKENDS:
+            raise ValueError("backend: expected 'default', 'blas' or 'naive', got %r"
+                             % (backend,))
+        if backend == "blas" and not _core.has_blas():
+            raise ValueError("backend: 'blas' requested but this build has no BLAS")
+        if seed is None:
+            seed = secrets.randbits(64)
+        else:
+            seed = as_int(seed, "seed", "an int or None")
+            if not 0 <= seed < 2**64:
+                raise ValueError("seed: expected 0 <= seed < 2**64, got %d" % seed)
+        self.seed = seed
+        self.batch_first = bool(batch_first)
+        self.backend = backend
+        settings = core_settings(self)
+        try:
+            core = _core.Model(settings, seed, backend)
+        except (ValueError, MemoryError) as e:
+            # the C status names no argument: name the sizes (e.g. hidden_size=2**40)
+            sizes = ("input_size", "hidden_size", "num_layers", "proj_size", "vocab_size",
+                     "output_size")
+            raise type(e)("%s (%s)" % (e, ", ".join("%s=%d" % (k, settings[k]) for k in sizes
+                                                     if settings[k]))) from None
+        self._attach(core)
+
+    def _attach(self, core):
+        """Take `core` (a _core.Model) as this model's C model."""
+        self._m = core
+        # dropout masks: one 64-bit seed per training forward, from this stream
+        self._dropout_rng = np.random.default_rng([self.seed, 0xD0])
+        self._params = np.asarray(self._m.params_block())
+        self._grads = np.asarray(self._m.grads_block())
+        self._tensors = self._m.tensors()
+        self._width = self.output_size or self.num_directions * self._R  # out's last axis
+        self._lock = threading.Lock()
+        self._pending = None  # (ws, (T, B), layout, thread) of the last training forward
+        self._readers = 0  # calls computing with the parameters now (any thread)
+        self._writer = None  # what is writing the parameters now, or None
+        self._spare_ws = None  # the workspace the last call released, for reuse
+
+    @classmethod
+    def _from_core(cls, core, *, batch_first=False):
+        """A model around an existing _core.Model (e.g. from _core.load), its
+        settings read from the C config; the backend is the default one and
+        ``seed`` (used for dropout masks only) a fresh one."""
+        self = cls.__new__(cls)
+        vars(self).update(settings_of(core, batch_first=batch_first))
+        self._attach(core)
+        return self
+
+    def __repr__(self):
+        extras = "".join(", %s=%r" % (k, getattr(self, k))
+                         for k in ("peepholes", "input_forget", "clip") if getattr(self, k))
+        if self.encoding:
+            extras += ", encoding=%r, vocab_size=%d" % (self.encoding, self.vocab_size)
+        if self.output_size:
+            extras += ", output_size=%d" % self.output_size
+        if self.softmax:
+            extras += ", softmax=True"
+        return ("%s(input_size=%d, hidden_size=%d, num_layers=%d, bidirectional=%s, "
+                "proj_size=%d, dropout=%g, dtype=%s, batch_first=%s%s)"
+                % (type(self).__name__, self.input_size, self.hidden_size, self.num_layers,
+                   self.bidirectional, self.proj_size, self.dropout, self.dtype.name,
+                   self.batch_first, extras))
+
+    @property
+    def metadata(self):
+        """User metadata (str -> str), saved with the model; see Metadata."""
+        return Metadata(self._m)
+
+    @property
+    def is_bare_lstm(self):
+        """True when the model is an LSTM alone (no encoding, no head)."""
+        return self.encoding is None and self.output_size == 0
+
+    @property
+    def out_size(self):
+        """Width of forward's output: output_size, or N*R without a head."""
+        return self._width
+
+    @property
+    def _R(self):
+        """The width of h: proj_size, or hidden_size without projection."""
+        return self.proj_size or self.hidden_size
+
+    # ------------------------------------------------------------ parameters
+    @property
+    def flat_parameters(self):
+        """1-D writable view of the whole parameter block (torch's order)."""
+        return self._params
+
+    @property
+    def flat_grads(self):
+        """1-D writable view of the whole gradient block."""
+        return self._grads
+
+    def _views(self, block):
+        return {name: block[off:off + int(np.prod(shape))].reshape(shape)
+                for name, off, shape in self._tensors}
+
+    def named_parameters(self):
+        """{name: writable view} with torch.nn.LSTM's names and shapes."""
+        return self._views(self._params)
+
+    def named_grads(self):
+        """{name: writable view} of the gradients, same names as the parameters."""
+        return self._views(self._grads)
+
+    def state_dict(self):
+        """{name: copy} of every parameter, loadable by torch.nn.LSTM."""
+        return {k: v.copy() for k, v in self.named_parameters().items()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy parameters in from a dict of arrays or torch tensors.
+
+        Every value is checked before anything is written: on error the model
+        is unchanged. strict=True requires exactly this model's names."""
+        if not hasattr(state_dict, "items"):
+            raise TypeError("state_dict: expected a mapping of name -> array, got %s"
+                            % type(state_dict).__name__)
+        views = self.named_parameters()
+        missing = sorted(set(views) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(views))
+        if strict and (missing or unexpected):
+            raise KeyError("state_dict: missing keys %s, unexpected keys %s"
+                           % (missing, unexpected))
+        staged = {}
+        for name, view in views.items():
+            if name not in state_dict:
+                continue
+            arr = checks.to_numpy(state_dict[name])
+            if arr.dtype.kind not in "fiu":
+                raise TypeError("state_dict[%r]: expected real numbers, got dtype %s"
+                                % (name, arr.dtype))
+            if arr.shape != view.shape:
+                raise ValueError("state_dict[%r]: expected shape %s, got %s"
+                                 % (name, view.shape, arr.shape))
+            staged[name] = arr
+        with self._writing("load_state_dict"):
+            for name, arr in staged.items():
+                views[name][...] = arr
+
+    def zero_grad(self):
+        """Set every gradient to zero."""
+        with self._lock:
+            self._m.zero_grad()
+
+    # ------------------------------------------------- workspaces and guards
+    def _workspace(self, nbytes):
+        """A workspace of at least nbytes: the one the last inference or
+        backward released, if big enough, else a new one. (A new one per call
+        made the kernel zero the pages of every training step's ~100 MB at
+        T=100 B=64 H=512: 7% of the step.) Each call takes it alone, so
+        threads sharing the model never share a workspace."""
+        with self._lock:
+            ws, self._spare_ws = self._spare_ws, None
+        if ws is None or ws.nbytes < nbytes:
+            ws = checks.empty(nbytes, np.uint8, "the call's workspace (a training forward "
+                              "keeps every step's activations: fewer steps T or rows B need "
+                              "less)")
+        return ws
+
+    def _release_workspace(self, ws):
+        """Keep ws for the next call (the larger, if one is kept already)."""
+        with self._lock:
+            if self._spare_ws is None or self._spare_ws.nbytes < ws.nbytes:
+                self._spare_ws = ws
+
+    @contextlib.contextmanager
+    def _writing(self, what):
+        """`what` (e.g. "load_state_dict") writes the parameters: alone.
+        RuntimeError if another thread computes with them or writes them."""
+        with self._lock:
+            if self._readers or self._writer is not None:
+                raise RuntimeError(
+                    "%s: the model is in use by %s in another thread; changing its "
+                    "parameters now would corrupt that result" % (
+                        what, "%d call(s)" % self._readers if self._readers else self._writer))
+            self._writer = what
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._writer = None
+
+    # ------------------------------------------------------------- arguments
+    def _input(self, x):
+        """x as a C-contiguous (T, B, D) array of the model's dtype, and its layout."""
+        a = checks.floats(x, "x")
+        x3, lay = layout.split(a, self.batch_first, "x", ("D",))
+        T, B, D = x3.shape
+        if D != self.input_size or T < 1 or B < 1:
+            raise ValueError("x: expected shape %s with T, B >= 1, got %s"
+                             % (layout.shape_text(lay, (str(self.input_size),)), a.shape))
+        return checks.contiguous(x3, "x", a.shape, self.dtype), lay
+
+    def _tokens(self, ids, name):
+        """ids as a C-contiguous (T, B) integer array (its own dtype), and its layout."""
+        a = checks.integers(ids, name, "an integer array of token ids")
+        a2, lay = layout.split(a, self.batch_first, name, ())
+        if a2.shape[0] < 1 or a2.shape[1] < 1:
+            raise ValueError("%s: expected T, B >= 1, got shape %s" % (name, a.shape))
+        # in their own dtype: checks.token_ids reports the values as given
+        return checks.contiguous(a2, name, a.shape), lay
+
+    def _state(self, v, name, B, width, lay):
+        """An (N*L, B, width) state from the caller's layout; None stays."""
+        if v is None:
+            return None
+        a = checks.floats(v, name)
+        NL = self.num_directions * self.num_layers
+        want = layout.state_shape(lay, NL, B, width)
+        if a.shape != want:
+            raise ValueError("%s: expected shape %s, got %s" % (name, want, a.shape))
+        return np.ascontiguousarray(a.reshape(NL, B, width), dtype=self.dtype)
+
+    def _pair(self, v, name, B, lay):
+        """(h, c) states: h is R wide, c is H wide."""
+        if v is None:
+            return None, None
+        if not isinstance(v, (tuple, list)) or len(v) != 2:
+            raise TypeError("%s: expected None or a pair (h, c), got %s"
+                            % (name, type(v).__name__))
+        return (self._state(v[0], name + "[0]", B, self._R, lay),
+                self._state(v[1], name + "[1]", B, self.hidden_size, lay))
+
+    def _dropout_seed(self, dropout_seed, train):
+        if dropout_seed is None:
+            if not (train and self.dropout > 0):
+                return 0
+            return int(self._dropout_rng.integers(0, 2**64, dtype=np.uint64))
+        v = as_int(dropout_seed, "dropout_seed", "an int or None")
+        if not 0 <= v < 2**64:
+            raise ValueError("dropout_seed: expected 0 <= dropout_seed < 2**64, got %d" % v)
+        return v
+
+    # --------------------------------------------------------------- compute
+    def forward(self, x, state=None, *, lengths=None, train=True, dropout_seed=None):
+        """Run the LSTM over x; returns y, (h, c).
+
+        x: (T, B, D), (B, T, D) with batch_first, or (T, D) unbatched. Floating
+        arrays of another precision are converted; any strides are accepted.
+        state: None (zeros) or (h0, c0), (N*L, B, R) and (N*L, B, H) ((N*L, R)
+        and (N*L, H) unbatched), either None; or an LSTMState (see
+        initial_state), which is advanced in place and returned instead of
+        (h, c). lengths: None or (B,) integers, 0 <= length <= T, any order,
+        for right-padded batches: inputs past a length are ignored, outputs
+        there are 0, final states are taken at each sequence's last valid step
+        (the initial state for length 0), and the reverse direction starts
+        there. train=True keeps what backward() needs (memory grows with T);
+        train=False needs memory independent of T (unidirectional models).
+        dropout_seed: the masks of this training forward (None: the next seed
+        of a stream seeded by the model's seed)."""
+        if self.encoding is None:
+            x3, lay = self._input(x)
+            ids, (T, B) = None, x3.shape[:2]
+        else:
+            ids, lay = self._tokens(x, "ids")
+            x3, (T, B) = None, ids.shape
+        stream = isinstance(state, LSTMState)
+        NL = self.num_directions * self.num_layers
+        if stream:
+            state._check(self, B)
+            h0, c0 = hT, cT = state.h, state.c
+        else:
+            h0, c0 = self._pair(state, "state", B, lay)
+            hT = np.empty((NL, B, self._R), self.dtype)
+            cT = np.empty((NL, B, self.hidden_size), self.dtype)
+        lens = checks.lengths(lengths, T, B)
+        if ids is not None:
+            ids = checks.token_ids(ids, lens, self.vocab_size, "ids")
+        dseed = self._dropout_seed(dropout_seed, train)
+        out = checks.empty((T, B, self._width), self.dtype, "%s, the output for %s of T=%d "
+                           "steps and B=%d rows (width %d)" % (
+                               self._OUT, "x" if ids is None else "ids", T, B, self._width))
+        if stream and not train:
+            ws = state._ws
+        else:
+            ws = self._workspace(self._m.workspace_size(T, B, bool(train)))
+        with _Guard(self, state if stream else None):
+            self._m.forward(T, B, out.reshape(-1), _flat(x3), _flat(ids), _flat(h0), _flat(c0),
+                            hT.reshape(-1), cT.reshape(-1), bool(train), ws, lens, dseed)
+        if train:
+            with self._lock:
+                self._pending = (ws, (T, B), lay, threading.current_thread())
+        elif not stream:
+            self._release_workspace(ws)
+        out = layout.from_time_first(out, lay)
+        if stream:
+            return out, state
+        return out, (layout.state_out(hT, lay), layout.state_out(cT, lay))
+
+    __call__ = forward
+
+    def initial_state(self, batch_size):
+        """A zero LSTMState for batch_size independent streams (unidirectional
+        models only: the reverse direction needs the end of a sequence)."""
+        if self.bidirectional:
+            raise ValueError("initial_state: a bidirectional LSTM cannot stream; "
+                             "run whole sequences with forward()")
+        batch_size = positive_int(batch_size, "batch_size")
+        try:
+            return LSTMState(self, batch_size)
+        except (MemoryError, ValueError) as e:  # NumPy's or the C's message names no argument
+            raise MemoryError("batch_size: cannot allocate the state of %d streams (%s)"
+                              % (batch_size, e)) from None
+
+    def step(self, x_t, state):
+        """One time step for every stream: x_t (B, D) -> y_t (B, R) (token
+        models: ids (B,) -> out (B, O)).
+
+        state is an LSTMState from initial_state(B); it is advanced in place
+        and returned: ``y_t, state = lstm.step(x_t, state)``. Inference only."""
+        if not isinstance(state, LSTMState):
+            raise TypeError("state: expected an LSTMState from initial_state(), got %s"
+                            % type(state).__name__)
+        if self.encoding is None:
+            x = checks.floats(x_t, "x_t")
+            if x.ndim != 2 or x.shape[1] != self.input_size:
+                raise ValueError("x_t: expected shape (B, %d), got %s"
+                                 % (self.input_size, x.shape))
+            B = x.shape[0]
+            state._check(self, B)
+            x, ids = np.ascontiguousarray(x, dtype=self.dtype).reshape(-1), None
+        else:
+            a = checks.to_numpy(x_t)
+            if a.ndim != 1:
+                raise ValueError("ids_t: expected shape (B,), got %s" % (a.shape,))
+            a = checks.integers(a, "ids_t", "an integer array of token ids")
+            B = a.shape[0]
+            state._check(self, B)
+            x, ids = None, np.ascontiguousarray(
+                checks.token_ids(a[None], None, self.vocab_size, "ids_t")).reshape(-1)
+        y = np.empty((B, self._width), self.dtype)
+        with _Guard(self, state):  # forward's T = 1 case, with less on the way
+            self._m.step(B, state.h.reshape(-1), state.c.reshape(-1), x, y.reshape(-1),
+                         state._ws, ids)
+        return y, state
+
+    def backward(self, dy, dstate=None):
+        """Backpropagate through the last forward(train=True).
+
+        dy: gradient w.r.t. y, y's shape (or None for zeros); dstate: None or
+        (dh, dc) w.r.t. the final states (either may be None). Returns
+        dx, (dh0, dc0) in the forward's layout (dx None for a token model:
+        ids have no gradient) and ADDS the parameter gradients into flat_grads
+        (see zero_grad). Each training forward allows one backward."""
+        if self.clip is not None:
+            raise NotImplementedError("backward: not available for a model with clip (the "
+                                      "gradient of a clipped gate is not implemented)")
+        name = "d" + self._OUT
+        with self._lock:
+            if self._pending is None:
+                raise ValueError("backward() needs a preceding forward(..., train=True) "
+                                 "not yet used by a backward()")
+            ws, (T, B), lay, owner = self._pending
+            if owner is not threading.current_thread():
+                raise RuntimeError("backward(): the pending training forward was run by "
+                                   "another thread; training one model from several threads "
+                                   "at once is not supported (give each thread its own model)")
+            d3 = None
+            if dy is not None:
+                d = checks.floats(dy, name)
+                want = layout.shape(lay, T, B, (self._width,))
+                if d.shape != want:
+                    raise ValueError("%s: expected shape %s (the shape of %s), got %s"
+                                     % (name, want, self._OUT, d.shape))
+                d3 = np.ascontiguousarray(layout.to_time_first(d, lay), dtype=self.dtype)
+            dhT, dcT = self._pair(dstate, "dstate", B, lay)
+            NL = self.num_directions * self.num_layers
+            dx = np.empty((T, B, self.input_size), self.dtype) if self.encoding is None else None
+            dh0 = np.empty((NL, B, self._R), self.dtype)
+            dc0 = np.empty((NL, B, self.hidden_size), self.dtype)
+            # the lock is held through the call: a parameter write waits for it
+            if self._writer is not None:
+                raise RuntimeError("backward(): %s is writing the parameters in another "
+                                   "thread; wait for it before computing" % self._writer)
+            self._m.backward(T, B, dh0.reshape(-1), dc0.reshape(-1), _flat(dx), _flat(d3),
+                             _flat(dhT), _flat(dcT), ws)
+            self._pending = None
+        self._release_workspace(ws)
+        return (None if dx is None else layout.from_time_first(dx, lay),
+                (layout.state_out(dh0, lay), layout.state_out(dc0, lay)))
+
+    # ---- what the trainer and the CLI need, as public API
+    @property
+    def config(self):
+        """The C model's settings as a new dict (a copy: editing it changes
+        nothing): input_size, hidden_size, num_layers, float64, proj_size,
+        bidirectional, dropout, peepholes, input_forget, clip, encoding (0
+        none, 1 one-hot, 2 embedding), vocab_size, output_size, softmax, vocab."""
+        return self._m.config()
+
+    def next_dropout_seed(self):
+        """The dropout seed the next training forward would draw, drawn now
+        from the model's stream (0, drawing nothing, without dropout); pass
+        it as forward(..., dropout_seed=) to use it."""
+        return self._dropout_seed(None, True)
+
+    @property
+    def dropout_rng_state(self):
+        """The state of the model's stream of dropout seeds (a JSON-able
+        dict); set it to continue a stream, e.g. from a checkpoint."""
+        return self._dropout_rng.bit_generator.state
+
+    @dropout_rng_state.setter
+    def dropout_rng_state(self, state):
+        self._dropout_rng.bit_generator.state = state
+
+
+class _Guard:
+    """The guards of one forward or step: the parameters are read by any
+    number of calls at once, but never while a write (load_state_dict, an
+    optimizer step) is under way in another thread, and an LSTMState is
+    advanced by one caller at a time; RuntimeError before anything is
+    computed otherwise. (A training forward may replace another thread's
+    pending one: that thread's backward then raises.) A class rather than
+    a contextlib generator, which cost 3 us of a 25 us streaming step."""
+    __slots__ = ("lstm", "state")
+
+    def __init__(self, lstm, state):
+        self.lstm, self.state = lstm, state
+
+    def __enter__(self):
+        lstm, state = self.lstm, self.state
+        if state is not None and not state._busy.acquire(blocking=False):
+            raise RuntimeError("state: this LSTMState is being advanced by another thread; a "
+                               "state belongs to one thread at a time (give each thread its "
+                               "own initial_state())")
+        with lstm._lock:
+            if lstm._writer is not None:
+                if state is not None:
+                    state._busy.release()
+                raise RuntimeError("model: %s is writing the parameters in another thread; "
+                                   "wait for it before computing" % lstm._writer)
+            lstm._readers += 1
+
+    def __exit__(self, *exc):
+        with self.lstm._lock:
+            self.lstm._readers -= 1
+        if self.state is not None:
+            self.state._busy.release()
 
 
 def _check_vocab(vocab):
@@ -70,7 +606,11 @@ class Model(LSTM):
     Tensors, after the LSTM's (torch names): embedding.weight (V, D),
     head.weight (O, N*R), head.bias (O). Initialisation follows torch:
     N(0, 1) for the embedding, U(+-1/sqrt(N*R)) for the head.
+
+    Model computes with LSTM's forward, step and backward (one pipeline);
+    it restates them only for their parameter names (inputs, inputs_t, dout).
     """
+    _OUT = "out"
 
     def __init__(self, input_size=None, hidden_size=None, num_layers=1, *, encoding="auto",
                  vocab=None, vocab_size=None, output_size=0, softmax=False, **lstm_kwargs):
@@ -78,13 +618,13 @@ class Model(LSTM):
             raise TypeError("hidden_size: required (an int >= 1)")
         if vocab is not None:
             vocab = _check_vocab(vocab)
-            if vocab_size is not None and _as_int(vocab_size, "vocab_size") != len(vocab):
+            if vocab_size is not None and as_int(vocab_size, "vocab_size") != len(vocab):
                 raise ValueError("vocab_size: %d differs from len(vocab) = %d"
                                  % (vocab_size, len(vocab)))
             vocab_size = len(vocab)
         if encoding == "auto":
             encoding = "onehot" if vocab_size is not None else None
-        if encoding not in _ENCODINGS:
+        if encoding not in ENCODINGS:
             raise ValueError("encoding: expected None, 'onehot' or 'embedding', got %r"
                              % (encoding,))
         if encoding is None:
@@ -98,66 +638,32 @@ class Model(LSTM):
             if vocab_size is None:
                 raise TypeError("vocab_size: required for encoding=%r (or give vocab)"
                                 % encoding)
-            vocab_size = _positive_int(vocab_size, "vocab_size")
+            vocab_size = positive_int(vocab_size, "vocab_size")
             if encoding == "onehot":
-                if input_size is not None and _as_int(input_size, "input_size") != vocab_size:
+                if input_size is not None and as_int(input_size, "input_size") != vocab_size:
                     raise ValueError("input_size: with encoding='onehot' it is vocab_size "
                                      "(%d), got %d" % (vocab_size, input_size))
                 input_size = vocab_size
             elif input_size is None:
                 raise TypeError("input_size: required for encoding='embedding' (the "
                                 "embedding width)")
-        output_size = _as_int(output_size, "output_size")
+        output_size = as_int(output_size, "output_size")
         if output_size < 0:
             raise ValueError("output_size: expected 0 (no head) or a positive int, got %d"
                              % output_size)
-        if not isinstance(softmax, (bool, np.bool_)):
-            raise TypeError("softmax: expected a bool, got %s" % type(softmax).__name__)
+        softmax = checks.flag(softmax, "softmax")
         if softmax and output_size == 0:
             raise ValueError("softmax: needs a head (output_size > 0)")
         self.encoding, self.vocab_size = encoding, vocab_size
-        self.output_size, self.softmax = output_size, bool(softmax)
+        self.output_size, self.softmax = output_size, softmax
         super().__init__(input_size, hidden_size, num_layers, **lstm_kwargs)
         if vocab is not None:
             self._m.set_vocab(vocab)
-
-    def _core_kwargs(self):
-        return dict(encoding=_ENCODINGS[self.encoding], vocab_size=self.vocab_size,
-                    output_size=self.output_size, softmax=self.softmax)
-
-    @classmethod
-    def _from_core(cls, core, *, batch_first=False):
-        c = core.config()
-        self = super()._from_core(core, batch_first=batch_first)
-        self.encoding = _ENCODING_NAMES[c["encoding"]]
-        self.vocab_size, self.output_size = int(c["vocab_size"]), int(c["output_size"])
-        self.softmax = c["softmax"]
-        return self
 
     @property
     def vocab(self):
         """The character vocabulary (str), or None."""
         return self._m.vocab()
-
-    @property
-    def is_bare_lstm(self):
-        """True when the model is an LSTM alone (no encoding, no head)."""
-        return self.encoding is None and self.output_size == 0
-
-    @property
-    def out_size(self):
-        """Width of forward's output: output_size, or N*R without a head."""
-        return self.output_size or self.num_directions * self._R
-
-    def __repr__(self):
-        extras = ""
-        if self.encoding:
-            extras += ", encoding=%r, vocab_size=%d" % (self.encoding, self.vocab_size)
-        if self.output_size:
-            extras += ", output_size=%d" % self.output_size
-        if self.softmax:
-            extras += ", softmax=True"
-        return "Model(%s%s)" % (LSTM.__repr__(self)[len("LSTM("):-1], extras)
 
     # ------------------------------------------------------------- tokens
     def encode(self, text):
@@ -186,37 +692,6 @@ class Model(LSTM):
         return "".join(vocab[i] for i in ids.tolist())
 
     # ------------------------------------------------------------ compute
-    def _tokens(self, ids):
-        """ids as a C-contiguous (T, B) integer array (its own dtype), and its layout."""
-        a = _to_numpy(ids)
-        if a.dtype.kind not in "iu":
-            raise TypeError("ids: expected an integer array of token ids, got dtype %s"
-                            % a.dtype)
-        if a.ndim == 1:
-            layout, a2 = "unbatched", a[:, None]
-        elif a.ndim == 2:
-            layout = "batch_first" if self.batch_first else "time_first"
-            a2 = a.T if self.batch_first else a
-        else:
-            raise ValueError("ids: expected shape %s or (T,), got %s"
-                             % ("(B, T)" if self.batch_first else "(T, B)", a.shape))
-        if a2.shape[0] < 1 or a2.shape[1] < 1:
-            raise ValueError("ids: expected T, B >= 1, got shape %s" % (a.shape,))
-        try:  # in their own dtype: _check_ids reports the values as given
-            return np.ascontiguousarray(a2), layout
-        except MemoryError:  # e.g. a zero-stride view of petabytes
-            raise MemoryError("ids: cannot allocate a contiguous copy of shape %s"
-                              % (a.shape,)) from None
-
-    def _check_ids(self, ids, lens):
-        """Every id at a valid step (t < length) in [0, V); padding past a
-        length is never read and may hold anything."""
-        valid = ids if lens is None else ids[np.arange(ids.shape[0])[:, None] < lens[None, :]]
-        bad = valid[(valid < 0) | (valid >= self.vocab_size)]
-        if bad.size:
-            raise ValueError("ids: expected token ids in [0, %d), got %d"
-                             % (self.vocab_size, int(bad.flat[0])))
-
     def forward(self, inputs, state=None, *, lengths=None, train=True, dropout_seed=None):
         """Run the whole model; returns out, (h, c) (or out, state for an
         LSTMState, advanced in place).
@@ -226,62 +701,16 @@ class Model(LSTM):
         (T, B, O) (logits when softmax), or y (T, B, N*R) without a head, in
         the input's layout; 0 past each length. state, lengths, train and
         dropout_seed are as in LSTM.forward."""
-        if self.encoding is None:
-            x3, layout = self._input(inputs)
-            ids, (T, B) = None, x3.shape[:2]
-        else:
-            ids, layout = self._tokens(inputs)
-            x3, (T, B) = None, ids.shape
-        stream, h0, c0, hT, cT = self._states(state, B, layout)
-        lens = self._lengths(lengths, T, B)
-        if ids is not None:
-            self._check_ids(ids, lens)
-            if ids.dtype != np.int32:  # out-of-range ids are padding now: never read
-                ids = np.where((ids >= 0) & (ids < self.vocab_size), ids, -1).astype(np.int32)
-        dseed = self._dropout_seed(dropout_seed, train)
-        out = _empty((T, B, self.out_size), self.dtype, "out, the output for %s of T=%d steps "
-                     "and B=%d rows (output_size=%d)" % ("x" if ids is None else "ids", T, B,
-                                                         self.out_size))
-        if stream and not train:
-            ws = state._ws
-        else:
-            ws = self._workspace(self._m.model_workspace_size(T, B, bool(train)))
-        with self._computing(state if stream else None):
-            self._m.model_forward(T, B, out.reshape(-1), self._flat(x3),
-                                  None if ids is None else ids.reshape(-1), self._flat(h0),
-                                  self._flat(c0), hT.reshape(-1), cT.reshape(-1), bool(train),
-                                  ws, lens, dseed)
-        return self._finish_forward(out, state if stream else None, hT, cT, ws, train, layout)
+        return LSTM.forward(self, inputs, state, lengths=lengths, train=train,
+                            dropout_seed=dropout_seed)
 
     __call__ = forward
-
-    def initial_state(self, batch_size):
-        """A zero LSTMState for batch_size streams (see LSTM.initial_state)."""
-        state = super().initial_state(batch_size)
-        state._ws = np.empty(self._m.model_workspace_size(1, state.batch_size, False),
-                             np.uint8)
-        return state
 
     def step(self, inputs_t, state):
         """One step for every stream: ids (B,) or x (B, D) -> out (B, O);
         state (an LSTMState) is advanced in place: ``out, state =
         model.step(ids_t, state)``. Inference only."""
-        if not isinstance(state, LSTMState):
-            raise TypeError("state: expected an LSTMState from initial_state(), got %s"
-                            % type(state).__name__)
-        if self.encoding is None:
-            x = self._array(inputs_t, "x_t")
-            if x.ndim != 2 or x.shape[1] != self.input_size:
-                raise ValueError("x_t: expected shape (B, %d), got %s"
-                                 % (self.input_size, x.shape))
-            seq = x[:, None] if self.batch_first else x[None]
-        else:
-            ids = _to_numpy(inputs_t)
-            if ids.ndim != 1:
-                raise ValueError("ids_t: expected shape (B,), got %s" % (ids.shape,))
-            seq = ids[:, None] if self.batch_first else ids[None]
-        out, state = self.forward(seq, state, train=False)
-        return (out[:, 0] if self.batch_first else out[0]), state
+        return LSTM.step(self, inputs_t, state)
 
     def backward(self, dout, dstate=None):
         """Backpropagate through the last forward(train=True).
@@ -290,13 +719,4 @@ class Model(LSTM):
         (dh, dc). Returns dx (None for a token model: ids have no gradient),
         (dh0, dc0), and ADDS every parameter gradient (head, LSTM,
         embedding) into flat_grads."""
-        return self._backward(
-            dout, "dout", "out", self.out_size, dstate, self.encoding is None,
-            lambda T, B, ws, d, dhT, dcT, dx, dh0, dc0: self._m.model_backward(
-                T, B, dh0, dc0, dx, d, dhT, dcT, ws))
-
-    def to_onnx(self, path=None, **kwargs):
-        if not self.is_bare_lstm:
-            raise NotImplementedError("to_onnx: only a bare LSTM (no encoding, no head) "
-                                      "exports to ONNX so far")
-        return super().to_onnx(path, **kwargs)
+        return LSTM.backward(self, dout, dstate)

@@ -185,8 +185,8 @@ clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **
     default: return CLSTM_ERR_ARG;
     }
     size_t n;
-    int64_t nt, per;
-    clstm_status st = tensor_table(cfg, NULL, &nt, &per, &n);
+    int64_t nt;
+    clstm_status st = tensor_table(cfg, NULL, &nt, NULL, &n);
     if (st != CLSTM_OK) return st;
 
     clstm_model *m = calloc(1, sizeof *m);
@@ -201,7 +201,7 @@ clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **
         clstm_free(m);
         return CLSTM_ERR_NOMEM;
     }
-    tensor_table(cfg, m->tensors, &m->n_tensors, &m->unit_tensors, &n);
+    tensor_table(cfg, m->tensors, &m->n_tensors, &m->unit_tensors, &n); /* OK as above */
     const size_t emb = clstm_tensor_offset(m, CLSTM_T_EMBEDDING);
     const size_t head = clstm_tensor_offset(m, CLSTM_T_HEAD_WEIGHT);
     m->n_lstm = emb != CLSTM_ABSENT ? emb : head != CLSTM_ABSENT ? head : n;

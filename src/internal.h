@@ -14,6 +14,10 @@ struct clstm_model {
     size_t elem;        /* bytes per element */
     void *params;       /* owned, 64-byte aligned */
     void *grads;        /* owned, 64-byte aligned */
+    struct clstm_tensor *tensors; /* owned: the tensor table, n_tensors entries */
+    int64_t n_tensors;
+    int64_t unit_tensors; /* entries per unit: unit (k, d)'s start at (k*N + d) * this */
+    /* Reads of the table, kept for lstm_kernels.inc and net.c until they read it: */
     size_t n_lstm;      /* elements of the LSTM's tensors (a prefix) */
     size_t emb_off;     /* offset of embedding.weight (V, D), if any */
     size_t head_off;    /* offset of head.weight (O, N*R), then head.bias (O) */
@@ -28,16 +32,51 @@ struct clstm_model {
 };
 
 /* A "unit" is one direction of one layer: index u = k*N + d. Its tensors
- * (weight_ih, weight_hh, bias_ih, bias_hh[, weight_hr]) are contiguous. */
+ * (weight_ih, weight_hh, bias_ih, bias_hh[, weight_hr][, peephole]) are
+ * contiguous. */
 int64_t clstm_dirs(const clstm_config *c);          /* N: 1 or 2 */
 int64_t clstm_rsize(const clstm_config *c);         /* R: P if P > 0 else H */
 int64_t clstm_unit_input(const clstm_config *c, int64_t k); /* D_k */
-size_t clstm_unit_elems(const clstm_config *c, int64_t k);
+
+/* The tensor table (model.c): the one derivation of the block's layout.
+ * clstm_create builds it once; the model owns it. Entries are in block
+ * order: per unit (k, d) its kinds WEIGHT_IH .. PEEPHOLE that the config
+ * has, then EMBEDDING, HEAD_WEIGHT, HEAD_BIAS that it has. */
+typedef enum {
+    CLSTM_T_WEIGHT_IH, /* (4H, D_k) */
+    CLSTM_T_WEIGHT_HH, /* (4H, R) */
+    CLSTM_T_BIAS_IH,   /* (4H) */
+    CLSTM_T_BIAS_HH,   /* (4H) */
+    CLSTM_T_WEIGHT_HR, /* (P, H), only when P > 0 */
+    CLSTM_T_PEEPHOLE,  /* (3H), only with peepholes */
+    CLSTM_T_EMBEDDING, /* (V, D), only with CLSTM_ENCODING_EMBEDDING */
+    CLSTM_T_HEAD_WEIGHT, /* (O, N*R), only when O > 0 */
+    CLSTM_T_HEAD_BIAS,   /* (O), only when O > 0 */
+    CLSTM_T_KINDS
+} clstm_tensor_kind;
+
+typedef struct clstm_tensor {
+    clstm_tensor_info info; /* what clstm_tensor_info_get returns */
+    clstm_tensor_kind kind;
+    int64_t layer, dir;     /* the unit (k, d); -1 for the model's own tensors */
+} clstm_tensor;
+
+/* Element offsets of unit (k, d)'s tensors in both blocks (0 <= k < L,
+ * 0 <= d < N); CLSTM_ABSENT for a tensor the config has not. */
+#define CLSTM_ABSENT SIZE_MAX
+typedef struct {
+    size_t w_ih, w_hh, b_ih, b_hh, w_hr, peephole;
+} clstm_unit_offsets;
+clstm_unit_offsets clstm_unit_layout(const clstm_model *m, int64_t k, int64_t d);
+/* Offset of the model's EMBEDDING, HEAD_WEIGHT or HEAD_BIAS, or
+ * CLSTM_ABSENT if it has none (units' kinds: clstm_unit_layout). */
+size_t clstm_tensor_offset(const clstm_model *m, clstm_tensor_kind kind);
+/* Kept for lstm_kernels.inc until it reads the table: c must be &m->cfg of
+ * a model (a read of m's table); the offset of unit (k, d). */
 size_t clstm_unit_offset(const clstm_config *c, int64_t k, int64_t d);
-/* Elements in each block for config c (sizes checked: SIZE, OVERFLOW), and
- * optionally in its LSTM prefix. */
+/* Elements in each block for config c (sizes checked: SIZE, OVERFLOW): the
+ * counting pass of the table's derivation, for a config with no model. */
 clstm_status clstm_param_count(const clstm_config *c, size_t *n);
-clstm_status clstm_param_count_ex(const clstm_config *c, size_t *n, size_t *n_lstm);
 /* The fields of a caller's config, of any size from clstm 0.1.0's on, over
  * the defaults (ARG when struct_size is smaller than that). */
 clstm_status clstm_config_read(const clstm_config *in, clstm_config *out);

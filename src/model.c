@@ -26,64 +26,117 @@ int64_t clstm_unit_input(const clstm_config *c, int64_t k) {
     return k == 0 ? c->input_size : clstm_dirs(c) * clstm_rsize(c);
 }
 
-/* Unit of layer k: weight_ih (4H, D_k), weight_hh (4H, R), bias_ih (4H),
- * bias_hh (4H), weight_hr (P, H) when P > 0. Sizes were checked at create. */
-size_t clstm_unit_elems(const clstm_config *c, int64_t k) {
-    size_t H = (size_t)c->hidden_size, P = (size_t)c->proj_size;
-    return 4 * H * ((size_t)clstm_unit_input(c, k) + (size_t)clstm_rsize(c) + 2) + P * H +
-           (c->peepholes ? 3 * H : 0);
+/* Each kind's name and rank, in block order (clstm_tensor_kind). */
+static const struct {
+    const char *name;
+    int ndim;
+} kinds[CLSTM_T_KINDS] = {{"weight_ih", 2},        {"weight_hh", 2},   {"bias_ih", 1},
+                          {"bias_hh", 1},          {"weight_hr", 2},   {"peephole", 1},
+                          {"embedding.weight", 2}, {"head.weight", 2}, {"head.bias", 1}};
+
+/* rows x cols of kind j (in layer k for a unit's); rows 0: c has none. Its
+ * sizes were checked against lim, so 4H and N*R fit int64. */
+static void kind_shape(const clstm_config *c, clstm_tensor_kind j, int64_t k, int64_t s[2]) {
+    const int64_t H = c->hidden_size, H4 = 4 * H, R = clstm_rsize(c), O = c->output_size;
+    const int64_t V = c->encoding == CLSTM_ENCODING_EMBEDDING ? c->vocab_size : 0;
+    const int64_t shapes[CLSTM_T_KINDS][2] = {
+        {H4, j == CLSTM_T_WEIGHT_IH ? clstm_unit_input(c, k) : 0},
+        {H4, R},
+        {H4, 1},
+        {H4, 1},
+        {c->proj_size, H},
+        {c->peepholes ? 3 * H : 0, 1},
+        {V, c->input_size},
+        {O, clstm_dirs(c) * R},
+        {O, 1}};
+    s[0] = shapes[j][0];
+    s[1] = shapes[j][1];
 }
 
-size_t clstm_unit_offset(const clstm_config *c, int64_t k, int64_t d) {
-    size_t N = (size_t)clstm_dirs(c), s0 = clstm_unit_elems(c, 0);
-    if (k == 0) return (size_t)d * s0;
-    return N * s0 + ((size_t)(k - 1) * N + (size_t)d) * clstm_unit_elems(c, 1);
+/* Add the elements of kinds [j0, j1) (in layer k) to *total and their count
+ * to *count; 1 on overflow. */
+static int add_kinds(const clstm_config *c, int j0, int j1, int64_t k, size_t *total,
+                     int64_t *count) {
+    for (int j = j0; j < j1; j++) {
+        int64_t s[2];
+        size_t e;
+        kind_shape(c, (clstm_tensor_kind)j, k, s);
+        if (s[0] == 0) continue;
+        if (clstm_mul((size_t)s[0], (size_t)s[1], &e) || clstm_add(*total, e, total)) return 1;
+        ++*count;
+    }
+    return 0;
 }
 
-/* Size of both blocks in elements, with every intermediate checked. Sizes
- * are also capped so that every gemm dimension fits the BLAS integer. */
-clstm_status clstm_param_count(const clstm_config *c, size_t *n) {
-    return clstm_param_count_ex(c, n, NULL);
-}
-
-clstm_status clstm_param_count_ex(const clstm_config *c, size_t *n, size_t *n_lstm) {
+/* The one derivation of the block's layout. Checks c's sizes (SIZE;
+ * OVERFLOW, also where a gemm dimension would not fit the BLAS integer),
+ * counts its tensors and elements, and when t != NULL writes the n_tensors
+ * entries of its table. */
+static clstm_status tensor_table(const clstm_config *c, clstm_tensor *t, int64_t *n_tensors,
+                                 int64_t *per_unit, size_t *n_elems) {
     const int64_t lim = clstm_blas_dim_max() / 4;
     if (c->input_size < 1 || c->hidden_size < 1 || c->num_layers < 1) return CLSTM_ERR_SIZE;
     if (c->proj_size < 0 || (c->proj_size > 0 && c->proj_size >= c->hidden_size))
         return CLSTM_ERR_SIZE;
     if (c->hidden_size > lim || c->input_size > lim) return CLSTM_ERR_OVERFLOW;
-    /* unit_elems in checked arithmetic: 4H (D_k + R + 2) + P H */
-    size_t H4 = 4 * (size_t)c->hidden_size, N = (size_t)clstm_dirs(c);
-    size_t R = (size_t)clstm_rsize(c), PH;
-    size_t cols0, cols1, u0, u1, l0, l1, rest, total;
-    if (clstm_mul((size_t)c->proj_size, (size_t)c->hidden_size, &PH) ||
-        clstm_add(PH, c->peepholes ? 3 * (size_t)c->hidden_size : 0, &PH) ||
-        clstm_add((size_t)c->input_size, R + 2, &cols0) || clstm_mul(H4, cols0, &u0) ||
-        clstm_add(u0, PH, &u0) || clstm_mul(N, R, &cols1) || clstm_add(cols1, R + 2, &cols1) ||
-        clstm_mul(H4, cols1, &u1) || clstm_add(u1, PH, &u1) || clstm_mul(N, u0, &l0) ||
-        clstm_mul(N, u1, &l1) || clstm_mul(l1, (size_t)(c->num_layers - 1), &rest) ||
+    /* the LSTM: N units of layer 0, then N (L - 1) units alike (D_k = N*R for k > 0) */
+    const size_t N = (size_t)clstm_dirs(c), L = (size_t)c->num_layers;
+    size_t u0 = 0, u1 = 0, l0, rest, total;
+    int64_t per = 0, per1 = 0, extra = 0; /* per1 == per: layers differ in D_k only */
+    if (add_kinds(c, CLSTM_T_WEIGHT_IH, CLSTM_T_EMBEDDING, 0, &u0, &per) ||
+        add_kinds(c, CLSTM_T_WEIGHT_IH, CLSTM_T_EMBEDDING, 1, &u1, &per1) ||
+        clstm_mul(N, u0, &l0) || clstm_mul(N, u1, &rest) || clstm_mul(rest, L - 1, &rest) ||
         clstm_add(l0, rest, &total))
         return CLSTM_ERR_OVERFLOW;
-    /* the whole model: embedding.weight (V, D), head.weight (O, N*R), head.bias (O) */
+    /* the whole model: embedding.weight, head.weight, head.bias */
     const int tokens = c->encoding != CLSTM_ENCODING_NONE;
     if (tokens ? c->vocab_size < 1 : c->vocab_size != 0) return CLSTM_ERR_SIZE;
     if (c->encoding == CLSTM_ENCODING_ONEHOT && c->vocab_size != c->input_size)
         return CLSTM_ERR_SIZE;
     if (c->output_size < 0) return CLSTM_ERR_SIZE;
     if (c->vocab_size > lim || c->output_size > lim) return CLSTM_ERR_OVERFLOW;
-    size_t lstm = total, emb = 0, head = 0;
-    if (c->encoding == CLSTM_ENCODING_EMBEDDING &&
-        clstm_mul((size_t)c->vocab_size, (size_t)c->input_size, &emb))
+    size_t bytes, nt;
+    if (add_kinds(c, CLSTM_T_EMBEDDING, CLSTM_T_KINDS, -1, &total, &extra) ||
+        clstm_mul(total, sizeof(double), &bytes) || bytes > (SIZE_MAX >> 2) ||
+        clstm_mul(N * L, (size_t)per, &nt) || clstm_add(nt, (size_t)extra, &nt) ||
+        nt > INT64_MAX)
         return CLSTM_ERR_OVERFLOW;
-    if (clstm_mul((size_t)c->output_size, N * R + 1, &head) || clstm_add(total, emb, &total) ||
-        clstm_add(total, head, &total))
-        return CLSTM_ERR_OVERFLOW;
-    size_t bytes;
-    if (clstm_mul(total, sizeof(double), &bytes) || bytes > (SIZE_MAX >> 2))
-        return CLSTM_ERR_OVERFLOW;
-    *n = total;
-    if (n_lstm) *n_lstm = lstm;
+    size_t i = 0, off = 0; /* the fill: running offsets in block order */
+    for (size_t u = 0; t && u <= N * L; u++) { /* u = N*L: the model's own tensors */
+        const int own = u == N * L;
+        const int64_t k = own ? -1 : (int64_t)(u / N), d = own ? -1 : (int64_t)(u % N);
+        const int j0 = own ? CLSTM_T_EMBEDDING : 0, j1 = own ? CLSTM_T_KINDS : CLSTM_T_EMBEDDING;
+        for (int j = j0; j < j1; j++) {
+            clstm_tensor *e = &t[i];
+            int64_t s[2];
+            kind_shape(c, (clstm_tensor_kind)j, k, s);
+            if (s[0] == 0) continue;
+            memset(e, 0, sizeof *e);
+            if (own)
+                snprintf(e->info.name, sizeof e->info.name, "%s", kinds[j].name);
+            else
+                snprintf(e->info.name, sizeof e->info.name, "%s_l%lld%s", kinds[j].name,
+                         (long long)k, d ? "_reverse" : "");
+            e->info.offset = off;
+            e->info.ndim = kinds[j].ndim;
+            e->info.shape[0] = s[0];
+            e->info.shape[1] = s[1];
+            e->kind = (clstm_tensor_kind)j;
+            e->layer = k;
+            e->dir = d;
+            off += (size_t)s[0] * (size_t)s[1];
+            i++;
+        }
+    }
+    *n_tensors = (int64_t)nt;
+    if (per_unit) *per_unit = per;
+    *n_elems = total;
     return CLSTM_OK;
+}
+
+clstm_status clstm_param_count(const clstm_config *c, size_t *n) {
+    int64_t nt;
+    return tensor_table(c, NULL, &nt, NULL, n);
 }
 
 clstm_status clstm_config_read(const clstm_config *in, clstm_config *out) {
@@ -131,8 +184,9 @@ clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **
     case CLSTM_BACKEND_NAIVE: use_blas = 0; break;
     default: return CLSTM_ERR_ARG;
     }
-    size_t n, n_lstm;
-    clstm_status st = clstm_param_count_ex(cfg, &n, &n_lstm);
+    size_t n;
+    int64_t nt;
+    clstm_status st = tensor_table(cfg, NULL, &nt, NULL, &n);
     if (st != CLSTM_OK) return st;
 
     clstm_model *m = calloc(1, sizeof *m);
@@ -142,11 +196,17 @@ clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **
     m->use_blas = use_blas;
     m->id = atomic_fetch_add(&g_next_id, 1);
     m->n_params = n;
-    m->n_lstm = n_lstm;
-    m->emb_off = n_lstm;
-    m->head_off = n_lstm + (cfg->encoding == CLSTM_ENCODING_EMBEDDING
-                                ? (size_t)(cfg->vocab_size * cfg->input_size)
-                                : 0);
+    m->tensors = calloc((size_t)nt, sizeof *m->tensors);
+    if (!m->tensors) {
+        clstm_free(m);
+        return CLSTM_ERR_NOMEM;
+    }
+    tensor_table(cfg, m->tensors, &m->n_tensors, &m->unit_tensors, &n); /* OK as above */
+    const size_t emb = clstm_tensor_offset(m, CLSTM_T_EMBEDDING);
+    const size_t head = clstm_tensor_offset(m, CLSTM_T_HEAD_WEIGHT);
+    m->n_lstm = emb != CLSTM_ABSENT ? emb : head != CLSTM_ABSENT ? head : n;
+    m->emb_off = m->n_lstm;
+    m->head_off = head != CLSTM_ABSENT ? head : n;
     m->elem = cfg->dtype == CLSTM_FLOAT64 ? sizeof(double) : sizeof(float);
     m->params = alloc_block(n * m->elem);
     m->grads = alloc_block(n * m->elem);
@@ -163,6 +223,7 @@ void clstm_free(clstm_model *m) {
     if (!m) return;
     free(m->params);
     free(m->grads);
+    free(m->tensors);
     clstm_vocab_clear(m);
     clstm_metadata_clear(m);
     free(m);
@@ -201,15 +262,18 @@ clstm_status clstm_init_params(clstm_model *m, uint64_t seed) {
     const double k = 1.0 / sqrt((double)m->cfg.hidden_size);
     const double kh = 1.0 / sqrt((double)(clstm_dirs(&m->cfg) * clstm_rsize(&m->cfg)));
     uint64_t s = seed;
-    for (size_t i = 0; i < m->n_params; i++) {
-        double v;
-        if (i < m->n_lstm) v = (2.0 * uniform01(&s) - 1.0) * k;
-        else if (i < m->head_off) v = normal01(&s);
-        else v = (2.0 * uniform01(&s) - 1.0) * kh;
-        if (m->cfg.dtype == CLSTM_FLOAT64)
-            ((double *)m->params)[i] = v;
-        else
-            ((float *)m->params)[i] = (float)v;
+    for (int64_t t = 0; t < m->n_tensors; t++) { /* tensors in block order: one stream */
+        const clstm_tensor *e = &m->tensors[t];
+        const size_t i0 = e->info.offset, i1 = i0 + (size_t)e->info.shape[0] * (size_t)e->info.shape[1];
+        for (size_t i = i0; i < i1; i++) {
+            double v;
+            if (e->kind == CLSTM_T_EMBEDDING) v = normal01(&s);
+            else v = (2.0 * uniform01(&s) - 1.0) * (e->layer >= 0 ? k : kh); /* LSTM or head */
+            if (m->cfg.dtype == CLSTM_FLOAT64)
+                ((double *)m->params)[i] = v;
+            else
+                ((float *)m->params)[i] = (float)v;
+        }
     }
     return CLSTM_OK;
 }
@@ -234,69 +298,40 @@ clstm_status clstm_zero_grad(clstm_model *m) {
     return CLSTM_OK;
 }
 
-/* Tensors per unit: 4, +1 with the projection weight_hr, +1 with peepholes. */
-static int64_t unit_tensors(const clstm_config *c) {
-    return 4 + (c->proj_size > 0) + (c->peepholes != 0);
-}
-
-static int64_t lstm_tensors(const clstm_config *c) {
-    return unit_tensors(c) * clstm_dirs(c) * c->num_layers;
-}
-
-/* embedding.weight, head.weight, head.bias: the tensors after the LSTM's. */
-static clstm_status extra_tensor_info(const clstm_model *m, int64_t index,
-                                      clstm_tensor_info *out) {
-    const clstm_config *c = &m->cfg;
-    const int emb = c->encoding == CLSTM_ENCODING_EMBEDDING;
-    const int64_t O = c->output_size, NR = clstm_dirs(c) * clstm_rsize(c);
-    if (index < 0 || index > 2) return CLSTM_ERR_ARG;
-    int which = (int)index + !emb; /* 0 embedding, 1 head.weight, 2 head.bias */
-    if (which > (O > 0 ? 2 : 0) || (which == 0 && !emb)) return CLSTM_ERR_ARG;
-    memset(out, 0, sizeof *out);
-    static const char *const names[3] = {"embedding.weight", "head.weight", "head.bias"};
-    snprintf(out->name, sizeof out->name, "%s", names[which]);
-    const int64_t rows[3] = {c->vocab_size, O, O}, cols[3] = {c->input_size, NR, 1};
-    out->offset = which == 0 ? m->emb_off : m->head_off + (which == 2 ? (size_t)(O * NR) : 0);
-    out->ndim = which == 2 ? 1 : 2;
-    out->shape[0] = rows[which];
-    out->shape[1] = cols[which];
-    return CLSTM_OK;
-}
-
 clstm_status clstm_num_tensors(const clstm_model *m, int64_t *n) {
     if (!m || !n) return CLSTM_ERR_NULL;
-    *n = lstm_tensors(&m->cfg) + (m->cfg.encoding == CLSTM_ENCODING_EMBEDDING) +
-         2 * (m->cfg.output_size > 0);
+    *n = m->n_tensors;
     return CLSTM_OK;
 }
 
 clstm_status clstm_tensor_info_get(const clstm_model *m, int64_t index,
                                    clstm_tensor_info *out) {
     if (!m || !out) return CLSTM_ERR_NULL;
-    const clstm_config *c = &m->cfg;
-    const int64_t per = unit_tensors(c), N = clstm_dirs(c);
-    if (index < 0) return CLSTM_ERR_ARG;
-    if (index / per >= N * c->num_layers) return extra_tensor_info(m, index - lstm_tensors(c), out);
-    static const char *const kind[6] = {"weight_ih", "weight_hh", "bias_ih",
-                                        "bias_hh",   "weight_hr", "peephole"};
-    const int64_t u = index / per, k = u / N, d = u % N;
-    int64_t which = index % per;
-    if (which == 4 && c->proj_size == 0) which = 5; /* peephole without weight_hr */
-    const int64_t H = c->hidden_size, H4 = 4 * H, din = clstm_unit_input(c, k);
-    const int64_t R = clstm_rsize(c);
-    /* rows x cols of each tensor, in block order */
-    const int64_t rows[6] = {H4, H4, H4, H4, c->proj_size, 3 * H};
-    const int64_t cols[6] = {din, R, 1, 1, H, 1};
-    size_t off = clstm_unit_offset(c, k, d);
-    for (int64_t i = 0; i < which; i++) off += (size_t)(rows[i] * cols[i]);
-    memset(out, 0, sizeof *out);
-    snprintf(out->name, sizeof out->name, "%s_l%lld%s", kind[which], (long long)k,
-             d ? "_reverse" : "");
-    out->offset = off;
-    out->ndim = which == 2 || which == 3 || which == 5 ? 1 : 2;
-    out->shape[0] = rows[which];
-    out->shape[1] = cols[which];
+    if (index < 0 || index >= m->n_tensors) return CLSTM_ERR_ARG;
+    *out = m->tensors[index].info;
     return CLSTM_OK;
+}
+
+clstm_unit_offsets clstm_unit_layout(const clstm_model *m, int64_t k, int64_t d) {
+    clstm_unit_offsets u = {CLSTM_ABSENT, CLSTM_ABSENT, CLSTM_ABSENT,
+                            CLSTM_ABSENT, CLSTM_ABSENT, CLSTM_ABSENT};
+    size_t *const field[CLSTM_T_EMBEDDING] = {&u.w_ih, &u.w_hh, &u.b_ih,
+                                              &u.b_hh, &u.w_hr, &u.peephole};
+    const clstm_tensor *t = m->tensors + (k * clstm_dirs(&m->cfg) + d) * m->unit_tensors;
+    for (int64_t j = 0; j < m->unit_tensors; j++) *field[t[j].kind] = t[j].info.offset;
+    return u;
+}
+
+size_t clstm_tensor_offset(const clstm_model *m, clstm_tensor_kind kind) {
+    const clstm_tensor *t = m->tensors; /* the model's own are the last (at most 3) */
+    for (int64_t i = m->n_tensors - 1; i >= 0 && t[i].kind >= CLSTM_T_EMBEDDING; i--)
+        if (t[i].kind == kind) return t[i].info.offset;
+    return CLSTM_ABSENT;
+}
+
+_Static_assert(offsetof(clstm_model, cfg) == 0, "clstm_unit_offset reads cfg's model");
+size_t clstm_unit_offset(const clstm_config *c, int64_t k, int64_t d) {
+    return clstm_unit_layout((const clstm_model *)(const void *)c, k, d).w_ih;
 }
 
 clstm_status clstm_state_reset(const clstm_model *m, int64_t B, void *h, void *c, int64_t b) {

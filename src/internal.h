@@ -17,10 +17,6 @@ struct clstm_model {
     struct clstm_tensor *tensors; /* owned: the tensor table, n_tensors entries */
     int64_t n_tensors;
     int64_t unit_tensors; /* entries per unit: unit (k, d)'s start at (k*N + d) * this */
-    /* Reads of the table, kept for lstm_kernels.inc and net.c until they read it: */
-    size_t n_lstm;      /* elements of the LSTM's tensors (a prefix) */
-    size_t emb_off;     /* offset of embedding.weight (V, D), if any */
-    size_t head_off;    /* offset of head.weight (O, N*R), then head.bias (O) */
     char *vocab;        /* owned NUL-terminated UTF-8 of V characters, or NULL */
     size_t vocab_bytes;
     size_t *vocab_at;   /* (V + 1) byte offsets of each token in vocab */
@@ -71,9 +67,6 @@ clstm_unit_offsets clstm_unit_layout(const clstm_model *m, int64_t k, int64_t d)
 /* Offset of the model's EMBEDDING, HEAD_WEIGHT or HEAD_BIAS, or
  * CLSTM_ABSENT if it has none (units' kinds: clstm_unit_layout). */
 size_t clstm_tensor_offset(const clstm_model *m, clstm_tensor_kind kind);
-/* Kept for lstm_kernels.inc until it reads the table: c must be &m->cfg of
- * a model (a read of m's table); the offset of unit (k, d). */
-size_t clstm_unit_offset(const clstm_config *c, int64_t k, int64_t d);
 /* Elements in each block for config c (sizes checked: SIZE, OVERFLOW): the
  * counting pass of the table's derivation, for a config with no model. */
 clstm_status clstm_param_count(const clstm_config *c, size_t *n);

@@ -202,11 +202,6 @@ clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **
         return CLSTM_ERR_NOMEM;
     }
     tensor_table(cfg, m->tensors, &m->n_tensors, &m->unit_tensors, &n); /* OK as above */
-    const size_t emb = clstm_tensor_offset(m, CLSTM_T_EMBEDDING);
-    const size_t head = clstm_tensor_offset(m, CLSTM_T_HEAD_WEIGHT);
-    m->n_lstm = emb != CLSTM_ABSENT ? emb : head != CLSTM_ABSENT ? head : n;
-    m->emb_off = m->n_lstm;
-    m->head_off = head != CLSTM_ABSENT ? head : n;
     m->elem = cfg->dtype == CLSTM_FLOAT64 ? sizeof(double) : sizeof(float);
     m->params = alloc_block(n * m->elem);
     m->grads = alloc_block(n * m->elem);
@@ -327,11 +322,6 @@ size_t clstm_tensor_offset(const clstm_model *m, clstm_tensor_kind kind) {
     for (int64_t i = m->n_tensors - 1; i >= 0 && t[i].kind >= CLSTM_T_EMBEDDING; i--)
         if (t[i].kind == kind) return t[i].info.offset;
     return CLSTM_ABSENT;
-}
-
-_Static_assert(offsetof(clstm_model, cfg) == 0, "clstm_unit_offset reads cfg's model");
-size_t clstm_unit_offset(const clstm_config *c, int64_t k, int64_t d) {
-    return clstm_unit_layout((const clstm_model *)(const void *)c, k, d).w_ih;
 }
 
 clstm_status clstm_state_reset(const clstm_model *m, int64_t B, void *h, void *c, int64_t b) {

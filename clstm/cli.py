@@ -27,6 +27,7 @@ import numpy as np
 import clstm
 from clstm import data as D
 from clstm import distributed
+from clstm.config import SETTINGS
 from clstm.sampling import generate_text
 from clstm.tasks import ForecastTask, LanguageModelTask, SequenceTask
 from clstm.trainer import Interrupted, NonFiniteLoss, Trainer
@@ -408,10 +409,9 @@ def cmd_info(args):
     c = model.config
     print("file: %s (%d bytes)" % (args.model, os.path.getsize(args.model)))
     print("kind: %s" % (_describe(model) if isinstance(model, clstm.Model) else "a bare LSTM"))
-    for k in ("input_size", "hidden_size", "num_layers", "proj_size", "bidirectional",
-              "dropout", "peepholes", "input_forget", "clip", "encoding", "vocab_size",
-              "output_size", "softmax"):
-        print("%s: %s" % (k, c[k]))
+    for k in SETTINGS:
+        if k != "dtype":  # printed below as the NumPy dtype
+            print("%s: %s" % (k, c[k]))
     print("dtype: %s" % model.dtype)
     print("parameters: %d" % model.flat_parameters.size)
     if isinstance(model, clstm.Model):

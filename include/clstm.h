@@ -364,10 +364,13 @@ CLSTM_API clstm_status clstm_backward(clstm_model *m, int64_t T, int64_t B,
  *     e_t = embedding.weight[ids_t]  CLSTM_ENCODING_EMBEDDING  (D)
  *     y_t = LSTM(e)_t                (N*R), as clstm_forward_ex
  *     z_t = head.weight y_t + head.bias    (O), when output_size > 0
- * clstm_forward_ex/clstm_backward run the LSTM stack alone on any model
- * (their x is e); the functions below run the whole model. On a model with
- * no encoding and no head they are exactly clstm_forward_ex and
- * clstm_backward. Thread safety as for those. */
+ * The functions below run the whole model. clstm_forward_ex, clstm_backward
+ * and clstm_workspace_size are thin wrappers over the same code path that
+ * run the LSTM stack alone on any model (their x is e): a bare LSTM is a
+ * model with no encoding and no head. On such a model the two families are
+ * the same computation and their workspaces are interchangeable (a
+ * training forward by one may be followed by the other's backward).
+ * Thread safety as for clstm_forward_ex. */
 
 /* Bytes of workspace for clstm_model_forward/clstm_model_backward, as
  * clstm_workspace_size (inference memory independent of T for

@@ -206,6 +206,86 @@ static int parse_real(const char *s, double *out) {
     return 0;
 }
 
+/* The config's keys in a model file's __metadata__, in the order written:
+ * the one list the writer, the reader and clstm_metadata_reserved use. */
+typedef enum { KEY_INT, KEY_BOOL, KEY_REAL, KEY_FRACTION, KEY_DTYPE, KEY_ENCODING } key_kind;
+typedef struct {
+    const char *name;
+    key_kind kind;
+    size_t at; /* offsetof the field in clstm_config */
+    const char *bad; /* the reader's message for a malformed value */
+} config_key;
+
+#define KEY(field, kind, bad) {#field, kind, offsetof(clstm_config, field), bad}
+static const config_key CONFIG_KEYS[] = {
+    KEY(input_size, KEY_INT, "input_size is not a decimal integer"),
+    KEY(hidden_size, KEY_INT, "hidden_size is not a decimal integer"),
+    KEY(num_layers, KEY_INT, "num_layers is not a decimal integer"),
+    KEY(proj_size, KEY_INT, "proj_size is not a decimal integer"),
+    KEY(bidirectional, KEY_BOOL, "bidirectional is not 0 or 1"),
+    KEY(dropout, KEY_FRACTION, "dropout is not a number in [0, 1)"),
+    KEY(peepholes, KEY_BOOL, "peepholes is not 0 or 1"),
+    KEY(input_forget, KEY_BOOL, "input_forget is not 0 or 1"),
+    KEY(clip, KEY_REAL, "clip is not a non-negative number"),
+    KEY(dtype, KEY_DTYPE, "dtype is not float32 or float64"),
+    KEY(encoding, KEY_ENCODING, "encoding is not \"none\", \"onehot\" or \"embedding\""),
+    KEY(vocab_size, KEY_INT, "vocab_size is not a decimal integer"),
+    KEY(output_size, KEY_INT, "output_size is not a decimal integer"),
+    KEY(softmax, KEY_BOOL, "softmax is not 0 or 1"),
+};
+#undef KEY
+#define N_CONFIG_KEYS (sizeof CONFIG_KEYS / sizeof CONFIG_KEYS[0])
+static const char *const ENCODINGS[3] = {"none", "onehot", "embedding"};
+static const char *const DTYPES[2] = {"float32", "float64"};
+
+/* Index of s in names[0..n), or -1. */
+static int name_index(const char *s, const char *const *names, int n) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0) return i;
+    return -1;
+}
+
+/* Parse value v of key k into its field of c; 0, or -1 when malformed. */
+static int parse_key(const config_key *k, const char *v, clstm_config *c) {
+    void *field = (char *)c + k->at;
+    int i;
+    switch (k->kind) {
+    case KEY_INT: return parse_int(v, (int64_t *)field);
+    case KEY_BOOL: return parse_bool(v, (int *)field);
+    case KEY_REAL: return parse_real(v, (double *)field);
+    case KEY_FRACTION: return (parse_real(v, (double *)field) || *(double *)field >= 1.0) ? -1 : 0;
+    case KEY_DTYPE:
+        if ((i = name_index(v, DTYPES, 2)) < 0) return -1;
+        *(clstm_dtype *)field = (clstm_dtype)i;
+        return 0;
+    case KEY_ENCODING:
+        if ((i = name_index(v, ENCODINGS, 3)) < 0) return -1;
+        *(clstm_encoding *)field = (clstm_encoding)i;
+        return 0;
+    }
+    return -1;
+}
+
+/* Key k's value in c as the writer spells it, into buf (64 bytes). */
+static void format_key(const config_key *k, const clstm_config *c, char *buf) {
+    const void *field = (const char *)c + k->at;
+    switch (k->kind) {
+    case KEY_INT: snprintf(buf, 64, "%lld", (long long)*(const int64_t *)field); break;
+    case KEY_BOOL: snprintf(buf, 64, "%d", *(const int *)field); break;
+    case KEY_REAL:
+    case KEY_FRACTION: snprintf(buf, 64, "%.17g", *(const double *)field); break;
+    case KEY_DTYPE: snprintf(buf, 64, "%s", DTYPES[*(const clstm_dtype *)field]); break;
+    case KEY_ENCODING: snprintf(buf, 64, "%s", ENCODINGS[*(const clstm_encoding *)field]); break;
+    }
+}
+
+int clstm_metadata_reserved(const char *key) {
+    static const char *const file_keys[3] = {"format", "format_version", "vocab"};
+    for (size_t i = 0; i < N_CONFIG_KEYS; i++)
+        if (strcmp(key, CONFIG_KEYS[i].name) == 0) return 1;
+    return name_index(key, file_keys, 3) >= 0;
+}
+
 /* Sizes absent from the metadata are read off the tensors: D from
  * weight_ih_l0 (4H, D), H from weight_hh_l0 (4H, R), L from the count of
  * weight_ih_l{k}. */
@@ -228,62 +308,38 @@ static int infer_size(const st_header *h, const char *key, int64_t *v) {
 
 static int config_from_meta(st_header *h, clstm_config *c) {
     static const char *const sizes[3] = {"input_size", "hidden_size", "num_layers"};
-    static const char *const flags[3] = {"bidirectional", "peepholes", "input_forget"};
     int64_t *const size_at[3] = {&c->input_size, &c->hidden_size, &c->num_layers};
-    int *const flag_at[3] = {&c->bidirectional, &c->peepholes, &c->input_forget};
     const char *v;
     *c = clstm_config_default();
     if ((v = meta(h, "format")) && strcmp(v, "clstm") != 0)
         return fail(h, "__metadata__ format is not \"clstm\"");
     if ((v = meta(h, "format_version")) && strcmp(v, "1") != 0)
         return fail(h, "unsupported __metadata__ format_version");
-    for (int i = 0; i < 3; i++) {
-        if ((v = meta(h, sizes[i])) ? parse_int(v, size_at[i]) : infer_size(h, sizes[i], size_at[i]))
-            return fail(h, "input_size, hidden_size or num_layers is not a decimal integer "
-                           "(nor inferable from the tensors)");
-        if ((v = meta(h, flags[i])) && parse_bool(v, flag_at[i]))
-            return fail(h, "bidirectional, peepholes or input_forget is not 0 or 1");
-    }
-    if ((v = meta(h, "proj_size")) && parse_int(v, &c->proj_size))
-        return fail(h, "proj_size is not a decimal integer");
-    if ((v = meta(h, "dropout")) && (parse_real(v, &c->dropout) || c->dropout >= 1.0))
-        return fail(h, "dropout is not a number in [0, 1)");
-    if ((v = meta(h, "clip")) && parse_real(v, &c->clip))
-        return fail(h, "clip is not a non-negative number");
-    if ((v = meta(h, "encoding"))) {
-        if (strcmp(v, "none") == 0) c->encoding = CLSTM_ENCODING_NONE;
-        else if (strcmp(v, "onehot") == 0) c->encoding = CLSTM_ENCODING_ONEHOT;
-        else if (strcmp(v, "embedding") == 0) c->encoding = CLSTM_ENCODING_EMBEDDING;
-        else return fail(h, "encoding is not \"none\", \"onehot\" or \"embedding\"");
-    } else if (find(h, "embedding.weight")) {
+    for (size_t i = 0; i < N_CONFIG_KEYS; i++)
+        if ((v = meta(h, CONFIG_KEYS[i].name)) && parse_key(&CONFIG_KEYS[i], v, c))
+            return fail(h, CONFIG_KEYS[i].bad);
+    /* what the metadata leaves out is read off the tensors */
+    for (int i = 0; i < 3; i++)
+        if (!meta(h, sizes[i]) && infer_size(h, sizes[i], size_at[i]))
+            return fail(h, "input_size, hidden_size or num_layers is missing and not "
+                           "inferable from the tensors");
+    if (!meta(h, "encoding") && find(h, "embedding.weight"))
         c->encoding = CLSTM_ENCODING_EMBEDDING;
-    }
     const st_tensor *emb = find(h, "embedding.weight"), *head = find(h, "head.weight");
-    if ((v = meta(h, "vocab_size"))) {
-        if (parse_int(v, &c->vocab_size)) return fail(h, "vocab_size is not a decimal integer");
-    } else if (c->encoding == CLSTM_ENCODING_ONEHOT) {
+    const int vocab_given = meta(h, "vocab_size") != NULL;
+    if (!vocab_given && c->encoding == CLSTM_ENCODING_ONEHOT) {
         c->vocab_size = c->input_size;
-    } else if (c->encoding == CLSTM_ENCODING_EMBEDDING) {
+    } else if (!vocab_given && c->encoding == CLSTM_ENCODING_EMBEDDING) {
         if (!emb || emb->ndim != 2 || emb->shape[0] > ((uint64_t)1 << 62))
             return fail(h, "vocab_size is missing and embedding.weight is not (V, D)");
         c->vocab_size = (int64_t)emb->shape[0];
     }
-    if ((v = meta(h, "output_size"))) {
-        if (parse_int(v, &c->output_size)) return fail(h, "output_size is not a decimal integer");
-    } else if (head) {
+    if (!meta(h, "output_size") && head) {
         if (head->ndim != 2 || head->shape[0] > ((uint64_t)1 << 62))
             return fail(h, "head.weight is not (O, N*R)");
         c->output_size = (int64_t)head->shape[0];
     }
-    if ((v = meta(h, "softmax")) && parse_bool(v, &c->softmax))
-        return fail(h, "softmax is not 0 or 1");
-    if ((v = meta(h, "dtype"))) {
-        if (strcmp(v, "float32") == 0) c->dtype = CLSTM_FLOAT32;
-        else if (strcmp(v, "float64") == 0) c->dtype = CLSTM_FLOAT64;
-        else return fail(h, "dtype is not float32 or float64");
-    } else if (h->nt > 0) {
-        c->dtype = h->t[0].dtype;
-    }
+    if (!meta(h, "dtype") && h->nt > 0) c->dtype = h->t[0].dtype;
     for (size_t i = 0; i < h->nt; i++)
         if (h->t[i].dtype != c->dtype) return fail(h, "a tensor's dtype differs from the model's");
     return 0;
@@ -488,19 +544,13 @@ static char *build_header(const clstm_model *m, size_t *n) {
         cap += 6 * (strlen(m->meta_key[i]) + strlen(m->meta_val[i])) + 16;
     char *s = malloc(cap);
     if (!s) return NULL;
-    static const char *const encodings[3] = {"none", "onehot", "embedding"};
-    len = (size_t)snprintf(
-        s, cap,
-        "{\"__metadata__\":{\"format\":\"clstm\",\"format_version\":\"1\","
-        "\"input_size\":\"%lld\",\"hidden_size\":\"%lld\",\"num_layers\":\"%lld\","
-        "\"proj_size\":\"%lld\",\"bidirectional\":\"%d\",\"dropout\":\"%.17g\","
-        "\"peepholes\":\"%d\",\"input_forget\":\"%d\",\"clip\":\"%.17g\",\"dtype\":\"%s\","
-        "\"encoding\":\"%s\",\"vocab_size\":\"%lld\",\"output_size\":\"%lld\","
-        "\"softmax\":\"%d\"",
-        (long long)c->input_size, (long long)c->hidden_size, (long long)c->num_layers,
-        (long long)c->proj_size, c->bidirectional, c->dropout, c->peepholes, c->input_forget,
-        c->clip, c->dtype == CLSTM_FLOAT64 ? "float64" : "float32", encodings[c->encoding],
-        (long long)c->vocab_size, (long long)c->output_size, c->softmax);
+    len = (size_t)snprintf(s, cap, "{\"__metadata__\":{\"format\":\"clstm\","
+                                   "\"format_version\":\"1\"");
+    for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
+        char value[64];
+        format_key(&CONFIG_KEYS[i], c, value);
+        len = put_pair(s, len, CONFIG_KEYS[i].name, value);
+    }
     if (m->vocab) len = put_pair(s, len, "vocab", m->vocab);
     for (int i = 0; i < m->n_meta; i++) len = put_pair(s, len, m->meta_key[i], m->meta_val[i]);
     len += (size_t)snprintf(s + len, cap - len, "}");

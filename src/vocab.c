@@ -151,17 +151,6 @@ int clstm_utf8_valid(const char *s, size_t n) {
     return 1;
 }
 
-int clstm_metadata_reserved(const char *key) {
-    static const char *const reserved[] = {
-        "format",   "format_version", "input_size",   "hidden_size", "num_layers",
-        "proj_size", "bidirectional", "dropout",      "peepholes",   "input_forget",
-        "clip",     "dtype",          "encoding",     "vocab_size",  "output_size",
-        "softmax",  "vocab"};
-    for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
-        if (strcmp(key, reserved[i]) == 0) return 1;
-    return 0;
-}
-
 void clstm_metadata_clear(clstm_model *m) {
     for (int i = 0; i < m->n_meta; i++) {
         free(m->meta_key[i]);

@@ -1920,6 +1920,73 @@ static void test_tensors_all(void)
     test_tensors((mspec){CLSTM_ENCODING_ONEHOT, 6, 0, 4, 1, 0, 0, 0, 0});
 }
 
+/* One code path: on a bare model the LSTM-only calls and the model calls
+ * are the same plan, so their workspaces are interchangeable and give the
+ * same numbers; on a model with a head a workspace of one family is refused
+ * (STATE) by the other's backward. */
+static void test_one_path(void)
+{
+    enum { T = 5, B = 3, D = 4, H = 3, O = 2, NR = 2 * H, NL = 2 * 2 };
+    const mspec bare = {CLSTM_ENCODING_NONE, 0, D, H, 2, 0, 1, 0, 0};
+    const mspec head = {CLSTM_ENCODING_NONE, 0, D, H, 1, 0, 0, O, 0};
+    clstm_model *m = spec_model(bare, CLSTM_FLOAT64, 7), *mh = spec_model(head, CLSTM_FLOAT64, 7);
+    if (!CHECK(m && mh, "create")) goto out;
+    double x[T * B * D], y[T * B * NR], dy[T * B * NR], dx[2][T * B * D], dh0[2][NL * B * H];
+    double dc0[2][NL * B * H], grads[2][4096];
+    for (int i = 0; i < T * B * D; i++) x[i] = sin(0.7 * i);
+    for (int i = 0; i < T * B * NR; i++) dy[i] = cos(0.3 * i);
+    size_t a, b;
+    CHECK_STATUS(clstm_workspace_size(m, T, B, 1, &a), CLSTM_OK);
+    CHECK_STATUS(clstm_model_workspace_size(m, T, B, 1, &b), CLSTM_OK);
+    CHECK_EQ(a, b);
+    void *ws = xcalloc(a, 1), *gp;
+    size_t n;
+    clstm_grads(m, &gp, &n);
+    if (!CHECK(n <= 4096, "grads fit")) goto out_ws;
+    clstm_run_options opt = clstm_run_options_default();
+    opt.train = 1;
+    for (int k = 0; k < 2; k++) { /* k = 0: LSTM-only calls; 1: LSTM forward, model backward */
+        clstm_zero_grad(m);
+        CHECK_STATUS(clstm_forward_ex(m, T, B, x, NULL, NULL, y, NULL, NULL, &opt, ws, a),
+                     CLSTM_OK);
+        if (k == 0)
+            CHECK_STATUS(clstm_backward(m, T, B, dy, NULL, NULL, dx[k], dh0[k], dc0[k], ws, a),
+                         CLSTM_OK);
+        else
+            CHECK_STATUS(clstm_model_backward(m, T, B, dy, NULL, NULL, dx[k], dh0[k], dc0[k], ws,
+                                              a),
+                         CLSTM_OK);
+        memcpy(grads[k], gp, n * sizeof(double));
+    }
+    CHECK(memcmp(dx[0], dx[1], sizeof dx[0]) == 0 && memcmp(dh0[0], dh0[1], sizeof dh0[0]) == 0 &&
+              memcmp(dc0[0], dc0[1], sizeof dc0[0]) == 0 &&
+              memcmp(grads[0], grads[1], n * sizeof(double)) == 0,
+          "bare model: the model backward of an LSTM-only forward differs");
+    free(ws);
+    /* a head: the plans differ, and each family's backward refuses the other's forward */
+    double out[T * B * O], yh[T * B * H], dout[T * B * O];
+    for (int i = 0; i < T * B * O; i++) dout[i] = 1.0;
+    wsbuf w = ws_model(mh, T, B, 1);
+    CHECK_STATUS(clstm_workspace_size(mh, T, B, 1, &a), CLSTM_OK);
+    ws = xcalloc(a > w.bytes ? a : w.bytes, 1);
+    const size_t wb = a > w.bytes ? a : w.bytes;
+    CHECK_STATUS(clstm_forward_ex(mh, T, B, x, NULL, NULL, yh, NULL, NULL, &opt, ws, wb), CLSTM_OK);
+    CHECK_STATUS(clstm_model_backward(mh, T, B, dout, NULL, NULL, NULL, NULL, NULL, ws, wb),
+                 CLSTM_ERR_STATE);
+    CHECK_STATUS(clstm_model_forward(mh, T, B, x, NULL, NULL, NULL, out, NULL, NULL, &opt, ws, wb),
+                 CLSTM_OK);
+    CHECK_STATUS(clstm_backward(mh, T, B, NULL, NULL, NULL, NULL, NULL, NULL, ws, wb),
+                 CLSTM_ERR_STATE);
+    CHECK_STATUS(clstm_model_backward(mh, T, B, dout, NULL, NULL, NULL, NULL, NULL, ws, wb),
+                 CLSTM_OK);
+    free(w.p);
+out_ws:
+    free(ws);
+out:
+    clstm_free(m);
+    clstm_free(mh);
+}
+
 int main(void)
 {
     /* split even small models across threads, so the split itself is tested */
@@ -1942,6 +2009,7 @@ int main(void)
     test_torch_style_files();
     test_abi();
     test_tensors_all();
+    test_one_path();
     char path[128];
     snprintf(path, sizeof path, "%s/m.safetensors", g_dir);
     unlink(path);

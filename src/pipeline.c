@@ -136,10 +136,11 @@ static clstm_status plan_layout(const clstm_model *m, const run_plan *p, int64_t
     const int64_t R = clstm_rsize(cf), N = clstm_dirs(cf), NR = N * R;
     const int64_t O = p->head ? cf->output_size : NR;
     if (T > clstm_blas_dim_max() / B) return CLSTM_ERR_OVERFLOW; /* T*B rows in one gemm */
-    /* the caller's x (T,B,D), ids (T,B), out (T,B,O) and states (N*L,B,H
-     * or R) must fit the address space, also where the workspace does not
-     * grow with T */
-    if (!clstm_array_ok(T, B, D, m->elem) || !clstm_array_ok(T, B, 1, sizeof(int32_t)) ||
+    /* the caller's x (T,B,D) (raw input), ids (T,B), out (T,B,O) and states
+     * (N*L,B,H or R) must fit the address space, also where the workspace
+     * does not grow with T */
+    if ((p->enc == CLSTM_ENCODING_NONE && !clstm_array_ok(T, B, D, m->elem)) ||
+        !clstm_array_ok(T, B, 1, sizeof(int32_t)) ||
         !clstm_array_ok(T, B, O > NR ? O : NR, m->elem) ||
         !clstm_array_ok(N * L, B, H > R ? H : R, m->elem))
         return CLSTM_ERR_OVERFLOW;
@@ -194,10 +195,15 @@ void clstm_aligned_range(int64_t n, int64_t align, int tid, int nt, int64_t *a, 
     *b = *a + per < n ? *a + per : n;
 }
 
+/* Threads worth giving n rows of `work` multiply-adds each, at most `most`. */
+static int shared_threads(int64_t n, int64_t work, int most) {
+    if ((double)n * (double)work < (double)CLSTM_MIN_SHARED_WORK) return 1;
+    return n < most ? (int)n : most;
+}
+
 void clstm_share_rows(int64_t n, int64_t work, const slices *s, int64_t *a, int64_t *b) {
-    int nt = s->nt;
-    if ((double)n * (double)work < (double)CLSTM_MIN_SHARED_WORK) nt = 1;
-    if (n < nt) nt = n > 0 ? (int)n : 1;
+    int nt = shared_threads(n, work, s->team);
+    if (nt < 1) nt = 1;
     if (s->tid >= nt) {
         *a = *b = n;
         return;
@@ -218,13 +224,31 @@ static int64_t batch_start(const dims *d, int tid, int nt) {
     return b;
 }
 
-void clstm_make_slices(const dims *d, int tid, int nt, slices *s) {
+void clstm_make_slices(const dims *d, int tid, int nt, int team, slices *s) {
     s->tid = tid;
     s->nt = nt;
+    s->team = team;
     clstm_aligned_range(d->H, 8, tid, nt, &s->j0, &s->j1);
     clstm_aligned_range(d->R, 8, tid, nt, &s->r0, &s->r1);
-    s->b0 = batch_start(d, tid, nt);
+    s->b0 = tid < nt ? batch_start(d, tid, nt) : d->B;
     s->b1 = tid + 1 < nt ? batch_start(d, tid + 1, nt) : d->B;
+}
+
+/* The team of a call: the LSTM's measured size, or more where the head's
+ * rows (per chunk, or all T*B in backward) are worth more threads. */
+static int team_size(const run_ctx *c, int64_t head_rows) {
+    const int lstm = clstm_team_size(c->d.B, c->d.H);
+    if (!c->plan.head) return lstm;
+    const int64_t work = c->d.N * c->d.R * c->m->cfg.output_size;
+    const int head = shared_threads(head_rows, work, clstm_get_num_threads());
+    return head > lstm ? head : lstm;
+}
+
+/* This thread's slices in a team of omp_get_num_threads() (which may be
+ * fewer than asked for). */
+static void team_slices(const dims *d, slices *s) {
+    const int team = omp_get_num_threads(), lstm = clstm_team_size(d->B, d->H);
+    clstm_make_slices(d, omp_get_thread_num(), lstm < team ? lstm : team, team, s);
 }
 
 static dims make_dims(const clstm_model *m, int64_t T, int64_t B, const int64_t *lens,
@@ -263,10 +287,10 @@ static void drive_forward(const run_ctx *c) {
     const int64_t T = d->T, B = d->B, D = c->m->cfg.input_size, NR = d->N * d->R;
     const int64_t O = c->plan.head ? c->m->cfg.output_size : NR;
     const int encoded = encode_runs(&c->plan);
-#pragma omp parallel num_threads(clstm_team_size(B, d->H))
+#pragma omp parallel num_threads(team_size(c, ly->tc * B))
     {
         slices sl;
-        clstm_make_slices(d, omp_get_thread_num(), omp_get_num_threads(), &sl);
+        team_slices(d, &sl);
         for (int64_t t0 = 0; t0 < T; t0 += ly->tc) {
             const int64_t n = T - t0 < ly->tc ? T - t0 : ly->tc;
             const chunk_io io = {
@@ -293,10 +317,10 @@ static void drive_forward(const run_ctx *c) {
 static void drive_backward(const run_ctx *c) {
     const stage *run[N_STAGES];
     const int n_run = running(&c->plan, run), dt = c->m->cfg.dtype == CLSTM_FLOAT64;
-#pragma omp parallel num_threads(clstm_team_size(c->d.B, c->d.H))
+#pragma omp parallel num_threads(team_size(c, c->d.T * c->d.B))
     {
         slices sl;
-        clstm_make_slices(&c->d, omp_get_thread_num(), omp_get_num_threads(), &sl);
+        team_slices(&c->d, &sl);
         for (int k = n_run - 1; k >= 0; k--) {
             if (k < n_run - 1) {
 #pragma omp barrier

@@ -116,20 +116,29 @@ typedef struct {
     void *y, *out;
 } chunk_io;
 
-/* A thread's share: hidden units [j0, j1) and h columns [r0, r1) (split by
- * units), or batch rows [b0, b1) (split by rows; see lstm_kernels.inc). */
+/* A thread's share. The team has `team` threads; the LSTM stage uses the
+ * first nt of them (its own measured size, clstm_team_size), the others
+ * only the stages around it (a large head). In the LSTM: hidden units
+ * [j0, j1) and h columns [r0, r1) (split by units), or batch rows [b0, b1)
+ * (split by rows; see lstm_kernels.inc); all empty for tid >= nt. */
 typedef struct {
     int64_t j0, j1, r0, r1, b0, b1;
-    int tid, nt;
+    int tid, nt, team;
 } slices;
 
-void clstm_make_slices(const dims *d, int tid, int nt, slices *s);
+void clstm_make_slices(const dims *d, int tid, int nt, int team, slices *s);
+/* The LSTM's share [a, b) of n rows: n*tid/nt .. n*(tid+1)/nt, empty for
+ * tid >= nt. */
+static inline void clstm_lstm_rows(int64_t n, const slices *s, int64_t *a, int64_t *b) {
+    *a = s->tid < s->nt ? n * s->tid / s->nt : n;
+    *b = s->tid < s->nt ? n * (s->tid + 1) / s->nt : n;
+}
 /* Contiguous ranges of a multiple of `align` (the last may be shorter or
  * empty). */
 void clstm_aligned_range(int64_t n, int64_t align, int tid, int nt, int64_t *a, int64_t *b);
 /* This thread's share [a, b) of n rows of `work` multiply-adds each: rows
- * split over as many of the team as keep at least CLSTM_MIN_SHARED_WORK
- * each (the others get none). */
+ * split over as many of the whole team as keep at least
+ * CLSTM_MIN_SHARED_WORK each (the others get none). */
 #define CLSTM_MIN_SHARED_WORK (1 << 18)
 void clstm_share_rows(int64_t n, int64_t work, const slices *s, int64_t *a, int64_t *b);
 

@@ -807,12 +807,11 @@ static void test_gradients_all(void)
 
 /* A head big enough to be split over threads: 1 and 4 threads agree with
  * each other (forward, gradients) and with the reference. */
-static void test_threads(void)
+/* 1 thread against 4: the same numbers, and the reference's. */
+static void threads_case(mspec s, int64_t T, int64_t B)
 {
-    const mspec s = {CLSTM_ENCODING_EMBEDDING, 10, 4, 8, 1, 0, 1, 16, 0};
-    const int64_t T = 64, B = 16;
     static int64_t len[16];
-    for (int b = 0; b < 16; b++) len[b] = (b * 7) % 65;
+    for (int b = 0; b < B; b++) len[b] = (b * 7) % (T + 1);
     const int saved = clstm_get_num_threads();
     clstm_model *m = spec_model(s, CLSTM_FLOAT64, 3);
     if (!m) return;
@@ -863,6 +862,14 @@ static void test_threads(void)
     free(g.wc);
     inputs_free(&in);
     clstm_free(m);
+}
+
+static void test_threads(void)
+{
+    threads_case((mspec){CLSTM_ENCODING_EMBEDDING, 10, 4, 8, 1, 0, 1, 16, 0}, 64, 16);
+    /* a head worth more threads than the LSTM (H = 8 gets one): the team
+     * grows for the head, and the LSTM's extra threads stay idle */
+    threads_case((mspec){CLSTM_ENCODING_EMBEDDING, 10, 4, 8, 2, 0, 0, 5000, 0}, 9, 2);
 }
 
 /* ------------------------------------------------------------ 4. losses */

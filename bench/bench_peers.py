@@ -341,6 +341,24 @@ def ort_session(model, threads):
                                 providers=["CPUExecutionProvider"])
 
 
+def ort_int8_model(model):
+    """ONNX Runtime's int8 LSTM of the same weights: quantize_dynamic turns
+    the LSTM node into DynamicQuantizeLSTM (int8 weights with per-tensor
+    scales, activations quantized per call, integer products). The target
+    of clstm's own int8 inference."""
+    import logging
+    import tempfile
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process, per call
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = os.path.join(d, "fp32.onnx"), os.path.join(d, "int8.onnx")
+        with open(src, "wb") as f:
+            f.write(model.SerializeToString())
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+        import onnx
+        return onnx.load(dst)
+
+
 # ------------------------------------------------------------------ peers
 class Peers:
     """clstm.LSTM, torch.nn.LSTM and an ONNX Runtime session of the same
@@ -371,9 +389,11 @@ class Peers:
         self.tx = torch.from_numpy(self.x).requires_grad_(True)
         self.tdy = torch.from_numpy(self.dy)
         self.sess = None
+        self.sess8 = None
         if ort_too:
             model = lstm_to_onnx(self.cm, lengths=self.lengths is not None)
             self.sess = ort_session(model, threads)
+            self.sess8 = ort_session(ort_int8_model(model), threads)
             self.feeds = {"X": self.x}
             if self.lengths is not None:
                 self.feeds["sequence_lens"] = self.lengths.astype(np.int32)
@@ -397,6 +417,10 @@ class Peers:
 
     def ort_infer(self):
         y, h, c = self.sess.run(None, self.feeds)
+        return {"y": y, "hT": h, "cT": c}
+
+    def ort_int8_infer(self):
+        y, h, c = self.sess8.run(None, self.feeds)
         return {"y": y, "hT": h, "cT": c}
 
     # training step: zero grads, forward, backward (with dx), SGD update
@@ -431,6 +455,7 @@ class Peers:
         fns = {"clstm": self.clstm_infer, "torch": self.torch_infer}
         if self.sess is not None:
             fns["ort"] = self.ort_infer
+            fns["ort_int8"] = self.ort_int8_infer
         return fns
 
     def train_fns(self):
@@ -521,7 +546,9 @@ def section_configs(args, info, limit):
         # inference: everyone against clstm, then timing
         ref = p.clstm_infer()
         diffs = {"torch": check(cfg.name + " infer torch", ref, p.torch_infer(), args.tol),
-                 "ort": check(cfg.name + " infer ort", ref, p.ort_infer(), args.tol)}
+                 "ort": check(cfg.name + " infer ort", ref, p.ort_infer(), args.tol),
+                 # int8 is not held to --tol: its deviation from float32 is the result
+                 "ort_int8": compare({"y": ref["y"]}, {"y": p.ort_int8_infer()["y"]})[0]}
         fns = p.infer_fns()
         fns["sgemm"] = limit.runner(cfg)
         # OpenBLAS's woken worker threads busy-wait for a while after a
@@ -558,8 +585,10 @@ def section_configs(args, info, limit):
             print("  %-7s %-5s clstm %8.2f ms  torch %8.2f ms (x%.2f)%s  clstm %.1f GFLOP/s "
                   "= %.0f%% of sgemm limit  diff %s" % (
                       cfg.name, work, ms["clstm"], ms["torch"], row["ratio"]["torch"],
-                      "  ort %8.2f ms (x%.2f)" % (ms["ort"], row["ratio"]["ort"])
-                      if "ort" in ms else "", gf, row["pct_sgemm_limit"],
+                      "  ort %8.2f ms (x%.2f)  ort-int8 %8.2f ms (x%.2f)" % (
+                          ms["ort"], row["ratio"]["ort"], ms["ort_int8"],
+                          row["ratio"]["ort_int8"]) if "ort" in ms else "",
+                      gf, row["pct_sgemm_limit"],
                       " ".join("%s %.1e" % kv for kv in dd.items())), flush=True)
         del p
         gc.collect()
@@ -964,21 +993,24 @@ def report(res, args):
               "%% sgemm limit = clstm's GFLOP/s as a share of that sgemm rate (for varlen "
               "clstm's flops count valid positions only, sgemm's all T*B). diff = max abs difference from clstm (checked before "
               "timing: relative to the largest value <= %g for every output, gradient and "
-              "updated parameter)."
+              "updated parameter; ort_int8, ONNX Runtime's DynamicQuantizeLSTM from "
+              "quantize_dynamic on the same weights, is not held to it: its diff is y's "
+              "deviation from float32)."
               % (args.repeats, args.warmup, LR, TRAIN_FLOP_FACTOR, args.threads, args.tol), ""]
         body = []
         for r in rows:
             ms, ra = r["ms"], r["ratio"]
             body.append((cfg_label(r["config"]), r["work"], "%.2f" % ms["clstm"],
-                         "%.2f" % ms["torch"], f2(ms.get("ort")), "%.2f" % ra["torch"],
-                         f2(ra.get("ort")), "%.1f" % r["clstm_gflops"],
+                         "%.2f" % ms["torch"], f2(ms.get("ort")), f2(ms.get("ort_int8")),
+                         "%.2f" % ra["torch"], f2(ra.get("ort")), f2(ra.get("ort_int8")),
+                         "%.1f" % r["clstm_gflops"],
                          "%.0f%%" % r["pct_sgemm_limit"], f2(r["pct_fma_peak"], "%.0f%%"),
                          "%.1f" % r["sgemm_bound_ms"],
                          " ".join("%s %.1e" % kv for kv in r["max_abs_diff"].items()),
                          "/".join("-" if v != v else "%.0f" % v for v in
                                   (r["spread_pct"]["clstm"], r["spread_pct"]["torch"]))))
-        L += md_table(("config", "work", "clstm ms", "torch ms", "ORT ms", "torch/clstm",
-                       "ORT/clstm", "clstm GFLOP/s", "% sgemm limit", "% FMA peak",
+        L += md_table(("config", "work", "clstm ms", "torch ms", "ORT ms", "ORT int8 ms",
+                       "torch/clstm", "ORT/clstm", "ORT int8/clstm", "clstm GFLOP/s", "% sgemm limit", "% FMA peak",
                        "sgemm-bound ms", "diff", "IQR % c/t"), body)
         shapes = {}
         for r in rows:

@@ -31,6 +31,11 @@ def save_checkpoint(path, model, arrays, meta):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+# what Trainer.resume reads of a checkpoint's meta (besides format)
+META_KEYS = ("step", "epoch", "k", "n_batches", "best_val", "bad_evals", "history", "rng",
+             "dropout_rng", "opt_scalars", "window", "settings")
+
+
 def load_checkpoint(path):
     """(model, arrays, meta) from a checkpoint written by Trainer; DataError
     naming the problem for anything that is not one."""
@@ -55,13 +60,18 @@ def load_checkpoint(path):
         raise DataError("%s: a truncated or corrupted checkpoint (%s)" % (path, e)) from None
     try:
         meta = json.loads(bytes(arrays.pop("meta")).decode("utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("its meta is a JSON %s, not an object" % type(meta).__name__)
         if meta.get("format") != CHECKPOINT_FORMAT:
             raise ValueError("format %r" % meta.get("format"))
+        missing = [k for k in META_KEYS if k not in meta]
+        if missing:
+            raise ValueError("its meta lacks %s" % ", ".join(missing))
         blob = arrays.pop("model")
     except (KeyError, ValueError) as e:
         raise DataError("%s: not a clstm checkpoint (%s)" % (path, e)) from None
     try:
-        model = load_bytes(blob.tobytes())
+        model = load_bytes(blob)
     except ValueError as e:
         raise DataError("%s: the checkpoint's model is invalid (%s)" % (path, e)) from None
     return model, arrays, meta

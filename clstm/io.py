@@ -17,8 +17,7 @@ import os
 import tempfile
 
 from clstm import _core
-from clstm.lstm import LSTM
-from clstm.model import Model
+from clstm.model import LSTM, Model
 
 __all__ = ["save", "load", "save_bytes", "load_bytes", "atomic_write"]
 

@@ -9,10 +9,7 @@ works. The code is split by job:
     clstm/interop.py    torch, Keras and ONNX interchange
     clstm/threads.py    set_num_threads and the other process-wide settings
 """
-from clstm.checks import (as_int as _as_int, empty as _empty,  # noqa: F401
-                          positive_int as _positive_int, probability as _probability,
-                          to_numpy as _to_numpy)
-from clstm.config import RESERVED_METADATA as _RESERVED_METADATA, Metadata  # noqa: F401
+from clstm.config import Metadata
 from clstm.model import LSTM
 from clstm.streaming import LSTMState
 from clstm.threads import (get_min_thread_work, get_num_threads, has_blas,

@@ -519,7 +519,11 @@ class LSTM(Interchange):
 
     @dropout_rng_state.setter
     def dropout_rng_state(self, state):
-        self._dropout_rng.bit_generator.state = state
+        try:
+            self._dropout_rng.bit_generator.state = state
+        except (TypeError, ValueError, KeyError) as e:
+            raise ValueError("dropout_rng_state: expected a state read from "
+                             "dropout_rng_state (%s: %s)" % (type(e).__name__, e)) from None
 
 
 class _Guard:

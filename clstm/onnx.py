@@ -24,7 +24,7 @@ import numpy as np
 
 from clstm._version import __version__
 from clstm.io import atomic_write
-from clstm.lstm import LSTM
+from clstm.model import LSTM
 
 __all__ = ["lstm_from_onnx", "lstm_to_onnx"]
 

@@ -13,11 +13,11 @@ The Trainer writes a task's metadata into the model it trains, so a model
 trained in Python and one trained by `clstm train` are the same kind of file.
 """
 import collections
-import operator
+import math
 
 import numpy as np
 
-from clstm import losses
+from clstm import checks, losses
 from clstm.data import stream_chunks, windows
 
 __all__ = ["LanguageModelTask", "SequenceTask", "ForecastTask", "ForecastSettings"]
@@ -183,10 +183,8 @@ ForecastSettings.__doc__ = """A forecaster's metadata, parsed: window and horizo
 
 
 def _count(v, name):
-    try:
-        v = operator.index(v)
-    except TypeError:
-        raise TypeError("%s: expected an int, got %s" % (name, type(v).__name__)) from None
+    """An int >= 1 (never a bool)."""
+    v = checks.as_int(v, name)
     if v < 1:
         raise ValueError("%s: expected >= 1, got %d" % (name, v))
     return v
@@ -203,15 +201,26 @@ class ForecastTask(SequenceTask):
     def __init__(self, series, window=50, horizon=1, *, val_fraction=0.1, batch_size=32,
                  column=None):
         self.window, self.horizon = _count(window, "window"), _count(horizon, "horizon")
+        batch_size = _count(batch_size, "batch_size")
+        if isinstance(val_fraction, (bool, np.bool_)) or not isinstance(
+                val_fraction, (int, float, np.integer, np.floating)):
+            raise TypeError("val_fraction: expected a number in [0, 1), got %s"
+                            % type(val_fraction).__name__)
         if not 0 <= val_fraction < 1:
             raise ValueError("val_fraction: expected a number in [0, 1), got %r"
                              % (val_fraction,))
         if column is not None and not isinstance(column, str):
             raise TypeError("column: expected a str or None, got %s" % type(column).__name__)
-        series = np.asarray(series, dtype=np.float64)
+        try:
+            series = np.asarray(series, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise TypeError("series: expected real numbers (%s)" % e) from None
         if series.ndim != 1:
             raise ValueError("series: expected a 1-D array of values, got shape %s"
                              % (series.shape,))
+        if not np.all(np.isfinite(series)):
+            raise ValueError("series: expected finite values, got NaN or Inf at index %d"
+                             % int(np.flatnonzero(~np.isfinite(series))[0]))
         self.mean, self.std = float(series.mean()), float(series.std()) or 1.0
         self.column = column
         seqs = windows((series - self.mean) / self.std, self.window, self.horizon)
@@ -236,12 +245,17 @@ class ForecastTask(SequenceTask):
             raise ValueError("model: not a forecasting model (its task is %s)"
                              % (md.get("task") or "unknown"))
         values = []
+        valid = {"window": lambda v: v >= 1, "horizon": lambda v: v >= 1,
+                 "mean": math.isfinite, "std": lambda v: math.isfinite(v) and v > 0}
         for key, kind in (("window", int), ("horizon", int), ("mean", float), ("std", float)):
             try:
                 values.append(kind(md[key]))
             except (KeyError, ValueError):
                 raise ValueError("model: its forecasting metadata %r is %s" % (
                     key, "missing" if key not in md else "not a number: %r" % md[key])) from None
+            if not valid[key](values[-1]):
+                raise ValueError("model: its forecasting metadata %r is out of range: %r"
+                                 % (key, md[key]))
         return ForecastSettings(*values, md.get("column"))
 
     @staticmethod
@@ -250,6 +264,9 @@ class ForecastTask(SequenceTask):
         window of it, on the series' own scale)."""
         s = settings
         z = (np.asarray(series, dtype=np.float64) - s.mean) / s.std
+        if z.ndim != 1 or len(z) < s.window:
+            raise ValueError("series: expected at least the window's %d values, got shape %s"
+                             % (s.window, z.shape))
         x = z[-s.window:].reshape(s.window, 1, 1)
         out, _ = model.forward(x.astype(model.dtype), train=False)
         return out[-1, 0] * s.std + s.mean

@@ -234,10 +234,9 @@ void clstm_make_slices(const dims *d, int tid, int nt, int team, slices *s) {
     s->b1 = tid + 1 < nt ? batch_start(d, tid + 1, nt) : d->B;
 }
 
-/* The team of a call: the LSTM's measured size, or more where the head's
- * rows (per chunk, or all T*B in backward) are worth more threads. */
-static int team_size(const run_ctx *c, int64_t head_rows) {
-    const int lstm = clstm_team_size(c->d.B, c->d.H);
+/* The team of a call: the LSTM's measured size `lstm`, or more where the
+ * head's rows (per chunk, or all T*B in backward) are worth more threads. */
+static int team_size(const run_ctx *c, int lstm, int64_t head_rows) {
     if (!c->plan.head) return lstm;
     const int64_t work = c->d.N * c->d.R * c->m->cfg.output_size;
     const int head = shared_threads(head_rows, work, clstm_get_num_threads());
@@ -245,9 +244,9 @@ static int team_size(const run_ctx *c, int64_t head_rows) {
 }
 
 /* This thread's slices in a team of omp_get_num_threads() (which may be
- * fewer than asked for). */
-static void team_slices(const dims *d, slices *s) {
-    const int team = omp_get_num_threads(), lstm = clstm_team_size(d->B, d->H);
+ * fewer than asked for), the LSTM using `lstm` of them. */
+static void team_slices(const dims *d, int lstm, slices *s) {
+    const int team = omp_get_num_threads();
     clstm_make_slices(d, omp_get_thread_num(), lstm < team ? lstm : team, team, s);
 }
 
@@ -286,11 +285,11 @@ static void drive_forward(const run_ctx *c) {
     const size_t el = c->m->elem;
     const int64_t T = d->T, B = d->B, D = c->m->cfg.input_size, NR = d->N * d->R;
     const int64_t O = c->plan.head ? c->m->cfg.output_size : NR;
-    const int encoded = encode_runs(&c->plan);
-#pragma omp parallel num_threads(team_size(c, ly->tc * B))
+    const int encoded = encode_runs(&c->plan), lstm = clstm_team_size(B, d->H);
+#pragma omp parallel num_threads(team_size(c, lstm, ly->tc * B))
     {
         slices sl;
-        team_slices(d, &sl);
+        team_slices(d, lstm, &sl);
         for (int64_t t0 = 0; t0 < T; t0 += ly->tc) {
             const int64_t n = T - t0 < ly->tc ? T - t0 : ly->tc;
             const chunk_io io = {
@@ -317,10 +316,11 @@ static void drive_forward(const run_ctx *c) {
 static void drive_backward(const run_ctx *c) {
     const stage *run[N_STAGES];
     const int n_run = running(&c->plan, run), dt = c->m->cfg.dtype == CLSTM_FLOAT64;
-#pragma omp parallel num_threads(team_size(c, c->d.T * c->d.B))
+    const int lstm = clstm_team_size(c->d.B, c->d.H);
+#pragma omp parallel num_threads(team_size(c, lstm, c->d.T * c->d.B))
     {
         slices sl;
-        team_slices(&c->d, &sl);
+        team_slices(&c->d, lstm, &sl);
         for (int k = n_run - 1; k >= 0; k--) {
             if (k < n_run - 1) {
 #pragma omp barrier

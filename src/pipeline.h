@@ -175,7 +175,7 @@ static inline int clstm_dropped(uint64_t key, uint64_t idx, uint32_t thresh) {
 typedef void (*stage_forward_fn)(const run_ctx *c, const slices *s, const chunk_io *io);
 typedef void (*stage_backward_fn)(const run_ctx *c, const slices *s);
 
-/* encode: io->x = the chunk's LSTM input (writes e, or points into x) */
+/* encode: writes the chunk's LSTM input e (the driver points io->x at it) */
 void clstm_encode_forward_f32(const run_ctx *c, const slices *s, const chunk_io *io);
 void clstm_encode_forward_f64(const run_ctx *c, const slices *s, const chunk_io *io);
 /* embedding rows' gradients from de (e), after the LSTM's backward */

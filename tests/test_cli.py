@@ -453,6 +453,9 @@ def test_forecaster_trained_in_python_is_accepted(world, tmp_path):
     Trainer(model, ForecastTask(series, window=10, horizon=2, column="y"), epochs=2,
             progress=False, out=str(out)).fit()
     assert dict(clstm.load(str(out)).metadata) == dict(clstm.load(str(world.forecaster)).metadata)
+    assert dict(clstm.load(str(out)).metadata) == {
+        "task": "forecast", "window": "10", "horizon": "2", "mean": repr(float(series.mean())),
+        "std": repr(float(series.std())), "column": "y"}
     r = run_main(["forecast", out, "--csv", world.csv], tmp_path)
     assert_ok(r)
     lines = r.out.splitlines()
@@ -491,6 +494,7 @@ def test_classifier_trained_in_python_is_accepted(world, tmp_path):
     Trainer(model, SequenceTask(train, val, 32, kind="classify"), lr=0.02, epochs=3,
             progress=False, out=str(out)).fit()
     assert dict(clstm.load(str(out)).metadata) == dict(clstm.load(str(world.classifier)).metadata)
+    assert dict(clstm.load(str(out)).metadata) == {"task": "classify", "classes": "2"}
     r = run_main(["evaluate", out, "--npz", world.npz_test], tmp_path)
     assert_ok(r)
     assert ACCURACY.search(r.out) and _confusion(r.out, 2).sum() == 300

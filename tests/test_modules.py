@@ -78,5 +78,11 @@ def test_layout_round_trip(batch_first, shape):
     assert t.ndim == 3 and layout.shape(lay, t.shape[0], t.shape[1], (4,)) == a.shape
     np.testing.assert_array_equal(layout.from_time_first(np.ascontiguousarray(t), lay), a)
     np.testing.assert_array_equal(layout.to_time_first(a, lay), t)
+    # against explicit indexing: t[time, batch] is a[time] unbatched, a[batch, time]
+    # batch-first, a[time, batch] time-first
+    for i in range(t.shape[0]):
+        for j in range(t.shape[1]):
+            want = a[i] if a.ndim == 2 else a[j, i] if batch_first else a[i, j]
+            np.testing.assert_array_equal(t[i, j], want)
     with pytest.raises(ValueError, match=r"a: expected shape \((B, T|T, B), F\) or \(T, F\)"):
         layout.split(a[None, None], batch_first, "a", ("F",))

@@ -191,6 +191,22 @@ def test_bad_checkpoint_is_a_clear_error(tmp_path, content, why):
         TR.load_checkpoint(str(p))
 
 
+@pytest.mark.parametrize("meta,why", [
+    ([1], "its meta is a JSON list, not an object"),
+    ({"format": None}, "format None"),
+    ("lacks", "its meta lacks step, epoch")])
+def test_checkpoint_with_bad_meta_is_a_clear_error(tmp_path, meta, why):
+    import json
+    from clstm import checkpoints
+    if meta == "lacks":
+        meta = {"format": checkpoints.CHECKPOINT_FORMAT}
+    p = tmp_path / "bad.ckpt.npz"
+    np.savez(p, model=np.frombuffer(clstm.save_bytes(clstm.LSTM(2, 3, seed=0)), np.uint8),
+             meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8))
+    with pytest.raises(D.DataError, match=why):
+        TR.load_checkpoint(str(p))
+
+
 def test_lr_schedules():
     s = clstm.optim.LRSchedule(1.0, "cosine", total_steps=110, warmup=10)
     assert s(1) == pytest.approx(0.1) and s(10) == pytest.approx(1.0)
@@ -314,7 +330,13 @@ def test_forecast_task_metadata_round_trip(tmp_path):
     (dict(val_fraction=1.0), ValueError, r"val_fraction: expected a number in \[0, 1\)"),
     (dict(column=3), TypeError, "column: expected a str"),
     (dict(series=np.zeros((5, 2))), ValueError, "series: expected a 1-D array"),
-    (dict(series=np.zeros(9)), D.DataError, "too short")])
+    (dict(series=np.zeros(9)), D.DataError, "too short"),
+    (dict(window=True), TypeError, "window: expected an int, got bool"),
+    (dict(batch_size=0), ValueError, "batch_size: expected >= 1"),
+    (dict(val_fraction="x"), TypeError, r"val_fraction: expected a number in \[0, 1\)"),
+    (dict(series=["a"] * 50), TypeError, "series: expected real numbers"),
+    (dict(series=np.r_[np.arange(20.0), np.nan, np.arange(29.0)]), ValueError,
+     "series: expected finite values, got NaN or Inf at index 20")])
 def test_forecast_task_bad_arguments(kw, error, match):
     args = dict(series=np.arange(50.0), window=8, horizon=2)
     args.update(kw)
@@ -332,6 +354,16 @@ def test_forecast_settings_errors():
     model.metadata["horizon"] = "1"
     with pytest.raises(ValueError, match="'mean' is missing"):
         TR.ForecastTask.settings(model)
+    model.metadata.update(mean="0.5", std="2")
+    s = TR.ForecastTask.settings(model)
+    with pytest.raises(ValueError, match="series: expected at least the window's 8 values"):
+        TR.ForecastTask.forecast(model, np.arange(7.0), s)
+    for key, bad in (("window", "0"), ("horizon", "0"), ("mean", "nan"), ("std", "0"),
+                     ("std", "-1"), ("std", "inf")):
+        model.metadata.update(window="8", horizon="1", mean="0.5", std="2")
+        model.metadata[key] = bad
+        with pytest.raises(ValueError, match="'%s' is out of range: '%s'" % (key, bad)):
+            TR.ForecastTask.settings(model)
 
 
 def test_model_public_api_for_the_trainer():
@@ -353,4 +385,8 @@ def test_model_public_api_for_the_trainer():
     y1, _ = model.forward(x, train=True)
     y2, _ = model.forward(x, train=True, dropout_seed=a[0])
     np.testing.assert_array_equal(y1, y2)
+    y3, _ = model.forward(x, train=True, dropout_seed=a[1])  # dropout is on: seeds matter
+    assert not np.array_equal(y1, y3)
+    with pytest.raises(ValueError, match="dropout_rng_state"):
+        model.dropout_rng_state = {"bit_generator": "nope"}
     assert clstm.Model(3, 5, 2, seed=4).next_dropout_seed() == 0  # no dropout: no draw

@@ -1,0 +1,122 @@
+/* The int8 products of quantized models (q8.h): packing, the activations'
+ * quantization, the portable product, and the one table of kernels per
+ * instruction set, chosen at run time. */
+#include <math.h>
+#include <string.h>
+#include "pipeline.h"
+#include "q8.h"
+
+void clstm_q8_pack(int8_t *Wp, int32_t *colsum, const int8_t *W, int64_t ldw, int64_t N,
+                   int64_t K) {
+    const int64_t Kp = clstm_q8_kp(K), np = (N + Q8_PANEL - 1) / Q8_PANEL;
+    memset(Wp, 0, (size_t)(np * Q8_PANEL * Kp));
+    for (int64_t n = 0; n < N; n++) {
+        int8_t *col = Wp + (n / Q8_PANEL) * Q8_PANEL * Kp + 4 * (n % Q8_PANEL);
+        int32_t sum = 0;
+        for (int64_t k = 0; k < K; k++) {
+            col[(k / 4) * 4 * Q8_PANEL + k % 4] = W[n * ldw + k];
+            sum += W[n * ldw + k];
+        }
+        colsum[n] = sum;
+    }
+}
+
+CLSTM_CLONES void clstm_q8_quantize_rows(int64_t M, int64_t K, const float *X, int64_t ldx,
+                                         int8_t *A, int64_t lda, float *sa) {
+    const int64_t Kp = clstm_q8_kp(K);
+    for (int64_t m = 0; m < M; m++) {
+        const float *restrict x = X + m * ldx;
+        int8_t *restrict q = A + m * lda;
+        float amax = 0;
+        int bad = 0;
+        for (int64_t k = 0; k < K; k++) {
+            const float a = fabsf(x[k]);
+            amax = a > amax ? a : amax;
+            bad |= !(a <= 3.402823466e38f); /* NaN or Inf */
+        }
+        if (bad || amax == 0) {
+            memset(q, 0, (size_t)Kp);
+            sa[m] = bad ? NAN : 0.0f;
+            continue;
+        }
+        const float inv = 127.0f / amax;
+        for (int64_t k = 0; k < K; k++) {
+            float v = rintf(x[k] * inv);
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            q[k] = (int8_t)v;
+        }
+        for (int64_t k = K; k < Kp; k++) q[k] = 0;
+        sa[m] = amax / 127.0f;
+    }
+}
+
+/* The portable product: the same sums in plain C, column by column of a
+ * panel. */
+static void gemm_portable(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda,
+                          const float *sa, const int8_t *Wp, const int32_t *colsum,
+                          const float *sw, float *C, int64_t ldc) {
+    const int64_t Kp = clstm_q8_kp(K);
+    for (int64_t m = 0; m < M; m++) {
+        const int8_t *a = A + m * lda;
+        for (int64_t n = 0; n < N; n++) {
+            const int8_t *col = Wp + (n / Q8_PANEL) * Q8_PANEL * Kp + 4 * (n % Q8_PANEL);
+            int32_t acc = 0;
+            for (int64_t kq = 0; kq < Kp / 4; kq++) {
+                const int8_t *w = col + kq * 4 * Q8_PANEL, *x = a + 4 * kq;
+                acc += x[0] * w[0] + x[1] * w[1] + x[2] * w[2] + x[3] * w[3];
+            }
+            C[m * ldc + n] = (float)acc * (sa[m] * sw[n]);
+        }
+    }
+}
+
+static int always(void) { return 1; }
+static const q8_kernels portable = {"portable", always, gemm_portable};
+
+/* The kernels of each instruction set, by Q8_* number. */
+static const q8_kernels *const isa_table[Q8_ISA_COUNT] = {
+    [Q8_PORTABLE] = &portable,
+#ifdef Q8_X86
+    [Q8_AVX2] = &clstm_q8_avx2,
+    [Q8_AVX_VNNI] = &clstm_q8_avx_vnni,
+    [Q8_AVX512_VNNI] = &clstm_q8_avx512_vnni,
+#endif
+};
+
+/* The best entry this CPU has, at most limit (as packed.c). */
+static int pick_isa(int limit) {
+    for (int i = limit; i > Q8_PORTABLE; i--)
+        if (isa_table[i] && isa_table[i]->cpu_has()) return i;
+    return Q8_PORTABLE;
+}
+
+static int isa_limit = Q8_ISA_COUNT - 1, isa_active = -1;
+
+static const q8_kernels *active_kernels(void) {
+    int a = __atomic_load_n(&isa_active, __ATOMIC_RELAXED);
+    if (a < 0) {
+        int unset = -1;
+        a = pick_isa(__atomic_load_n(&isa_limit, __ATOMIC_RELAXED));
+        if (!__atomic_compare_exchange_n(&isa_active, &unset, a, 0, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED))
+            a = unset;
+    }
+    return isa_table[a];
+}
+
+int clstm_q8_limit_isa(int isa) {
+    if (isa < Q8_PORTABLE || isa >= Q8_ISA_COUNT) isa = Q8_ISA_COUNT - 1;
+    __atomic_store_n(&isa_limit, isa, __ATOMIC_RELAXED);
+    const int a = pick_isa(isa);
+    __atomic_store_n(&isa_active, a, __ATOMIC_RELAXED);
+    return a;
+}
+
+const char *clstm_q8_isa_name(void) { return active_kernels()->name; }
+
+void clstm_q8_gemm(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda,
+                   const float *sa, const int8_t *Wp, const int32_t *colsum, const float *sw,
+                   float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    active_kernels()->gemm(M, N, K, A, lda, sa, Wp, colsum, sw, C, ldc);
+}

@@ -1,5 +1,5 @@
 # Declarations of the C API (include/clstm.h) for the Cython binding.
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
 
 cdef extern from "clstm.h" nogil:
     ctypedef enum clstm_status:
@@ -143,3 +143,9 @@ cdef extern from "clstm.h" nogil:
     clstm_status clstm_metadata_count(const clstm_model *m, int64_t *n)
     clstm_status clstm_metadata_at(const clstm_model *m, int64_t i, const char **key,
                                    const char **value)
+    clstm_status clstm_quantize(const clstm_model *src, clstm_model **out)
+    int clstm_is_quantized(const clstm_model *m)
+    clstm_status clstm_tensor_int8(const clstm_model *m, int64_t index, const int8_t **q,
+                                   const float **scale)
+    const char *clstm_int8_kernel()
+    clstm_status clstm_int8_kernel_limit(const char *name)

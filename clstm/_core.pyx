@@ -6,7 +6,7 @@ arrays of the right shapes and checks only what C cannot see: the element
 counts of the buffers, so a mistake raises instead of corrupting memory."""
 import os
 
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
 from cpython.buffer cimport PyBUF_FORMAT
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from clstm._clstm cimport *
@@ -38,6 +38,17 @@ cdef int check(clstm_status st, str what) except -1:
     if st == CLSTM_ERR_DTYPE:
         raise TypeError(msg)
     raise ValueError(msg)
+
+
+def int8_kernel():
+    """The int8 kernel in use (clstm_int8_kernel)."""
+    return clstm_int8_kernel().decode()
+
+
+def int8_kernel_limit(str name):
+    """Use no int8 kernel above `name` (clstm_int8_kernel_limit)."""
+    cdef bytes b = name.encode()
+    check(clstm_int8_kernel_limit(b), "int8_kernel_limit(%r)" % name)
 
 
 def has_blas():
@@ -96,6 +107,7 @@ cdef class Model:
     cdef readonly bint float64
     cdef readonly int64_t D, H, L, R, N, V, O
     cdef readonly int encoding
+    cdef readonly bint quantized
 
     def __cinit__(self, *args, **kwargs):
         self.m = NULL
@@ -126,6 +138,27 @@ cdef class Model:
         self.R = cfg.proj_size if cfg.proj_size > 0 else cfg.hidden_size
         self.N = 2 if cfg.bidirectional else 1
         self.encoding, self.V, self.O = cfg.encoding, cfg.vocab_size, cfg.output_size
+        self.quantized = clstm_is_quantized(self.m)
+
+    def quantize(self):
+        """A quantized copy (clstm_quantize)."""
+        cdef clstm_model *q = NULL
+        cdef clstm_status st
+        with nogil:
+            st = clstm_quantize(self.m, &q)
+        check(st, "quantize")
+        return Model._adopt(q)
+
+    def tensor_int8(self, int64_t index):
+        """Copies of tensor `index`'s int8 weights (rows*cols) and scales (rows)."""
+        cdef const int8_t *q = NULL
+        cdef const float *s = NULL
+        cdef clstm_tensor_info info
+        check(clstm_tensor_int8(self.m, index, &q, &s), "tensor_int8")
+        check(clstm_tensor_info_get(self.m, index, &info), "tensor_int8")
+        rows, cols = info.shape[0], info.shape[1]
+        return (bytes((<const char *>q)[:rows * cols]),
+                bytes((<const char *>s)[:rows * sizeof(float)]))
 
     @staticmethod
     cdef Model _adopt(clstm_model *m):

@@ -144,6 +144,8 @@ class LSTM(Interchange):
         self._dropout_rng = np.random.default_rng([self.seed, 0xD0])
         self._params = np.asarray(self._m.params_block())
         self._grads = np.asarray(self._m.grads_block())
+        if core.quantized:  # int8 weights: the float block is a dequantized copy to read
+            self._params.flags.writeable = self._grads.flags.writeable = False
         self._tensors = self._m.tensors()
         self._width = self.output_size or self.num_directions * self._R  # out's last axis
         self._lock = threading.Lock()
@@ -181,6 +183,31 @@ class LSTM(Interchange):
     def metadata(self):
         """User metadata (str -> str), saved with the model; see Metadata."""
         return Metadata(self._m)
+
+    @property
+    def quantized(self):
+        """True for a quantized (int8) model: inference only (clstm.quantize)."""
+        return bool(self._m.quantized)
+
+    def _refuse_quantized(self, what):
+        if self._m.quantized:
+            raise ValueError("%s: the model is quantized (int8) and runs inference only; "
+                             "train or change its float32 original, then quantize again"
+                             % what)
+
+    def int8_tensors(self):
+        """{name: (q, scale)} of a quantized model: q the int8 weights (the
+        tensor's shape), scale their rows' float32 scales (w = q * scale
+        row by row). Copies."""
+        if not self._m.quantized:
+            raise ValueError("int8_tensors: the model is not quantized (clstm.quantize)")
+        out = {}
+        for i, (name, _, shape) in enumerate(self._tensors):
+            if len(shape) == 2 and not name.startswith(("bias", "peephole", "head.bias")):
+                q, s = self._m.tensor_int8(i)
+                out[name] = (np.frombuffer(q, np.int8).reshape(shape).copy(),
+                             np.frombuffer(s, np.float32).copy())
+        return out
 
     @property
     def is_bare_lstm(self):
@@ -238,6 +265,7 @@ class LSTM(Interchange):
         if strict and (missing or unexpected):
             raise KeyError("state_dict: missing keys %s, unexpected keys %s"
                            % (missing, unexpected))
+        self._refuse_quantized("load_state_dict")
         staged = {}
         for name, view in views.items():
             if name not in state_dict:
@@ -349,7 +377,7 @@ class LSTM(Interchange):
         return v
 
     # --------------------------------------------------------------- compute
-    def forward(self, x, state=None, *, lengths=None, train=True, dropout_seed=None):
+    def forward(self, x, state=None, *, lengths=None, train=None, dropout_seed=None):
         """Run the LSTM over x; returns y, (h, c).
 
         x: (T, B, D), (B, T, D) with batch_first, or (T, D) unbatched. Floating
@@ -362,9 +390,15 @@ class LSTM(Interchange):
         there are 0, final states are taken at each sequence's last valid step
         (the initial state for length 0), and the reverse direction starts
         there. train=True keeps what backward() needs (memory grows with T);
-        train=False needs memory independent of T (unidirectional models).
+        train=False needs memory independent of T (unidirectional models);
+        None (the default) is True for a float model and False for a
+        quantized one, which runs inference only.
         dropout_seed: the masks of this training forward (None: the next seed
         of a stream seeded by the model's seed)."""
+        if train is None:
+            train = not self._m.quantized
+        elif train:
+            self._refuse_quantized("forward(train=True)")
         if self.encoding is None:
             x3, lay = self._input(x)
             ids, (T, B) = None, x3.shape[:2]
@@ -463,6 +497,7 @@ class LSTM(Interchange):
             raise NotImplementedError("backward: not available for a model with clip (the "
                                       "gradient of a clipped gate is not implemented)")
         name = "d" + self._OUT
+        self._refuse_quantized("backward")
         with self._lock:
             if self._pending is None:
                 raise ValueError("backward() needs a preceding forward(..., train=True) "
@@ -696,7 +731,7 @@ class Model(LSTM):
         return "".join(vocab[i] for i in ids.tolist())
 
     # ------------------------------------------------------------ compute
-    def forward(self, inputs, state=None, *, lengths=None, train=True, dropout_seed=None):
+    def forward(self, inputs, state=None, *, lengths=None, train=None, dropout_seed=None):
         """Run the whole model; returns out, (h, c) (or out, state for an
         LSTMState, advanced in place).
 

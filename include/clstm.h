@@ -635,6 +635,66 @@ CLSTM_API clstm_status clstm_save_buffer(const clstm_model *m, void *data, size_
  * when there is nothing more to say). Thread-safe. */
 CLSTM_API clstm_status clstm_load_ex(const char *path, clstm_model **out, const char **why);
 
+/* ------------------------------------------------------ quantized models */
+/* An int8 model for inference: a copy of a trained model whose weight
+ * matrices are int8, run by the same clstm_model_forward / clstm_forward_ex
+ * calls with the same float32 inputs, outputs and states.
+ *
+ * What is quantized, and how:
+ * - Weights: weight_ih, weight_hh, weight_hr, embedding.weight and
+ *   head.weight become int8 with one float32 scale per row (per output):
+ *   s = max|w_row| / 127, q = round(w / s) in [-127, 127] (an all-zero row
+ *   gets s = 1). Biases, peepholes and head.bias stay float32.
+ * - Activations: every product's input rows (x_t of each layer, h_{t-1},
+ *   o*tanh(c_t) before a projection, the head's input) are quantized when
+ *   they are used, per row (one sequence at one step): s = max|row| / 127,
+ *   q = rint(row * 127 / max|row|). A row of zeros stays zero; a row with
+ *   NaN or Inf gives NaN products.
+ * - Products: exact int32 sums of q_x * q_w, then (float)sum * (s_x * s_w).
+ *   The embedding's rows are looked up as q * s.
+ * - Float32: the gate arithmetic, the cell state, the biases, the head's
+ *   bias, the peepholes and the clip.
+ * Every instruction-set path (AVX-512 VNNI, AVX-VNNI, AVX2, portable C,
+ * chosen at run time) computes the same int32 sums and the same float
+ * operations after them: the outputs are the same bits on every path, and
+ * at every thread count.
+ *
+ * Error to expect, against the float32 model: each product carries a
+ * relative error of about 2^-8 of its row's largest term per factor, which
+ * the recurrence carries forward; on the trained models of
+ * bench/quantized.py (README's table) outputs differ by about 1e-2 at
+ * most, and validation losses and accuracies move by well under 1%.
+ *
+ * A quantized model is inference only: clstm_backward, clstm_model_backward
+ * and training forwards return CLSTM_ERR_UNSUPPORTED. Its parameter block
+ * (clstm_params) holds float32 copies of every tensor, the quantized ones
+ * dequantized (q * s): read them, do not write them (a weight written there
+ * is not seen by the int8 products; a bias or peephole is). Its files hold
+ * the int8 tensors as safetensors "I8" with their scales as "<name>.scale"
+ * (F32, one per row), and "quantized": "int8" in the metadata: about a
+ * quarter of the float32 file. */
+
+/* A quantized copy of src (float32 or float64; its vocabulary and user
+ * metadata come along); *out owns it. Errors: NULL, ARG (src already
+ * quantized, or a parameter NaN or Inf), UNSUPPORTED (a matrix with over
+ * 65536 columns: its int32 sums could overflow), NOMEM. */
+CLSTM_API clstm_status clstm_quantize(const clstm_model *src, clstm_model **out);
+/* 1 if m is a quantized model, else 0 (also for NULL). */
+CLSTM_API int clstm_is_quantized(const clstm_model *m);
+/* The int8 form of tensor `index` of a quantized model: *q its (rows,
+ * cols) weights, *scale its rows' scales, valid until clstm_free. Errors:
+ * NULL, ARG (index out of range, or a tensor that is not int8). */
+CLSTM_API clstm_status clstm_tensor_int8(const clstm_model *m, int64_t index, const int8_t **q,
+                                         const float **scale);
+/* The int8 kernel in use: "avx512-vnni", "avx-vnni", "avx2" or
+ * "portable" (the best this CPU and OS run). Thread-safe. */
+CLSTM_API const char *clstm_int8_kernel(void);
+/* Use no int8 kernel above `name` (one of the names above), for tests and
+ * comparisons: the outputs do not change, only the speed. Process-wide;
+ * do not call it while another thread runs a quantized model. Errors:
+ * NULL, ARG (an unknown name). */
+CLSTM_API clstm_status clstm_int8_kernel_limit(const char *name);
+
 /* -------------------------------------------------------------- optimizers */
 /* One optimizer step over a flat parameter vector and its gradient, as
  * torch.optim computes it, so a C program can train or fine-tune (e.g. on

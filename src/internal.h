@@ -25,6 +25,8 @@ struct clstm_model {
     char *meta_key[CLSTM_MAX_METADATA]; /* owned user metadata, n_meta pairs */
     char *meta_val[CLSTM_MAX_METADATA];
     int n_meta;
+    int quantized;      /* int8 weights (quantize.c): tensors[i].q8 of the
+                           quantized kinds; inference only */
 };
 
 /* A "unit" is one direction of one layer: index u = k*N + d. Its tensors
@@ -51,11 +53,34 @@ typedef enum {
     CLSTM_T_KINDS
 } clstm_tensor_kind;
 
+/* A quantized tensor (quantize.c; q8.h): its int8 rows, one scale per row,
+ * and the packed form the products read. Owned by its table entry. */
+typedef struct {
+    int8_t *q;      /* (rows, cols) row-major, in [-127, 127] */
+    float *scale;   /* (rows), finite and > 0 */
+    int8_t *packed; /* q8.h's layout: N = rows, K = cols */
+    int32_t *colsum;
+} clstm_q8_tensor;
+
 typedef struct clstm_tensor {
     clstm_tensor_info info; /* what clstm_tensor_info_get returns */
     clstm_tensor_kind kind;
     int64_t layer, dir;     /* the unit (k, d); -1 for the model's own tensors */
+    clstm_q8_tensor *q8;    /* a quantized model's int8 form, else NULL */
 } clstm_tensor;
+
+/* Quantized models (quantize.c). The kinds stored as int8: W_ih, W_hh,
+ * W_hr, the embedding and the head's weight. */
+int clstm_kind_quantized(clstm_tensor_kind kind);
+/* Give tensor `index` of m (a float32 model being made quantized) the
+ * int8 form q (rows, cols) with scales: checked (ARG: a scale not finite
+ * and > 0, or a weight of -128; UNSUPPORTED: cols > CLSTM_Q8_MAX_K),
+ * copied, packed, and its dequantized values written to the block. */
+clstm_status clstm_q8_attach(clstm_model *m, int64_t index, const int8_t *q,
+                             const float *scale);
+void clstm_q8_free(clstm_model *m);
+/* The int8 form of the tensor at block offset `offset`, or NULL. */
+const clstm_q8_tensor *clstm_q8_of(const clstm_model *m, size_t offset);
 
 /* Element offsets of unit (k, d)'s tensors in both blocks (0 <= k < L,
  * 0 <= d < N); CLSTM_ABSENT for a tensor the config has not. */

@@ -13,5 +13,6 @@
 #define SIGM clstm_sigmoidf
 #define TANH clstm_tanhf
 #define PACKED 1
+#define Q8 0
 #include "lstm_kernels.inc"
 #include "stage_kernels.inc"

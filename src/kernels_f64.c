@@ -11,5 +11,6 @@
 #define SIGM(x) (1.0 / (1.0 + exp(-(x))))
 #define TANH tanh
 #define PACKED 0
+#define Q8 0
 #include "lstm_kernels.inc"
 #include "stage_kernels.inc"

@@ -216,6 +216,7 @@ clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **
 
 void clstm_free(clstm_model *m) {
     if (!m) return;
+    clstm_q8_free(m);
     free(m->params);
     free(m->grads);
     free(m->tensors);

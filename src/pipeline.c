@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <string.h>
 #include "pipeline.h"
+#include "q8.h"
 
 /* ------------------------------------------------------------ the plan */
 
@@ -59,12 +60,21 @@ static void lstm_plan(const plan_args *a, carver *c, ws_layout *ly) {
      * layers take turns chunk by chunk and each packs only in its first;
      * the fused panel only where it can run (float32 with BLAS, B > 1; the
      * CPU's kernel is a run-time matter, so not checked here) */
-    const int64_t packs = ly->chunked ? L : 1;
+    const int64_t packs = ly->chunked && !a->m->quantized ? L : 1;
     const int fusable = a->m->elem == sizeof(float) && a->m->use_blas && B > 1;
+    if (a->m->quantized) { /* packed in the model; a layer's input and a step's rows */
+        const int64_t wide = D > NR ? D : NR, deep = R > H ? R : H;
+        c->elem = 1;
+        ly->q8x = carve(c, prod3(tc, B, clstm_q8_kp(wide)));
+        ly->q8h = carve(c, prod3(1, B, clstm_q8_kp(deep)));
+        c->elem = sizeof(float);
+        ly->q8xs = carve(c, prod3(tc, B, 1));
+        ly->q8hs = carve(c, prod3(1, B, 1));
+    }
     const int64_t kmax = R + (fusable ? (L > 1 && NR > D ? NR : D) : 0);
-    ly->wp_stride = prod3(1, 4 * H, kmax);
-    ly->wp = carve(c, prod3(packs, 4 * H, kmax));
-    ly->bias = carve(c, prod3(packs, 1, 4 * H));
+    ly->wp_stride = a->m->quantized ? 0 : prod3(1, 4 * H, kmax);
+    ly->wp = carve(c, a->m->quantized ? 0 : prod3(packs, 4 * H, kmax));
+    ly->bias = carve(c, a->m->quantized ? 0 : prod3(packs, 1, 4 * H));
     ly->ms = carve(c, prod3(1, B, H));
     ly->junk = carve(c, prod3(1, B, 2 * H));
     if (!a->p->train) {
@@ -106,22 +116,42 @@ static int lstm_runs(const run_plan *p) { return 1; }
 static int head_runs(const run_plan *p) { return p->head; }
 
 /* The stages in pipeline order: whether a call runs it, its workspace, and
- * its forward and backward by dtype (index clstm_dtype). */
+ * its forward and backward by kernel set (kernels_of: float32, float64,
+ * int8; a quantized model has no backward). */
+enum { K_F32, K_F64, K_Q8, K_SETS };
 typedef struct {
     int (*runs)(const run_plan *p);
     void (*plan)(const plan_args *a, carver *c, ws_layout *ly);
-    stage_forward_fn forward[2];
-    stage_backward_fn backward[2];
+    stage_forward_fn forward[K_SETS];
+    stage_backward_fn backward[K_SETS];
 } stage;
 
 static const stage STAGES[] = {
-    {encode_runs, encode_plan, {clstm_encode_forward_f32, clstm_encode_forward_f64},
-     {clstm_encode_backward_f32, clstm_encode_backward_f64}},
-    {lstm_runs, lstm_plan, {clstm_lstm_forward_f32, clstm_lstm_forward_f64},
-     {clstm_lstm_backward_f32, clstm_lstm_backward_f64}},
-    {head_runs, head_plan, {clstm_head_forward_f32, clstm_head_forward_f64},
-     {clstm_head_backward_f32, clstm_head_backward_f64}},
+    {encode_runs, encode_plan,
+     {clstm_encode_forward_f32, clstm_encode_forward_f64, clstm_encode_forward_f32},
+     {clstm_encode_backward_f32, clstm_encode_backward_f64, NULL}},
+    {lstm_runs, lstm_plan,
+     {clstm_lstm_forward_f32, clstm_lstm_forward_f64, clstm_lstm_forward_q8},
+     {clstm_lstm_backward_f32, clstm_lstm_backward_f64, NULL}},
+    {head_runs, head_plan,
+     {clstm_head_forward_f32, clstm_head_forward_f64, clstm_head_forward_q8},
+     {clstm_head_backward_f32, clstm_head_backward_f64, NULL}},
 };
+
+static int kernels_of(const clstm_model *m) {
+    return m->quantized ? K_Q8 : m->cfg.dtype == CLSTM_FLOAT64 ? K_F64 : K_F32;
+}
+
+int clstm_q8_team(int64_t B, int64_t H) {
+    const int n = clstm_team_size(B, H);
+    const int64_t most = B / CLSTM_BATCH_ROWS_MIN;
+    return most < 1 ? 1 : most < n ? (int)most : n;
+}
+
+/* The LSTM stage's team (measured sizes: clstm_team_size). */
+static int lstm_team(const clstm_model *m, int64_t B, int64_t H) {
+    return m->quantized ? clstm_q8_team(B, H) : clstm_team_size(B, H);
+}
 #define N_STAGES ((int)(sizeof STAGES / sizeof STAGES[0]))
 
 /* The workspace of plan p for (T, B): a header, the lengths, then each
@@ -279,13 +309,13 @@ static int running(const run_plan *p, const stage **run) {
  * overwrites their buffers); the LSTM alone orders its own. */
 static void drive_forward(const run_ctx *c) {
     const stage *run[N_STAGES];
-    const int n_run = running(&c->plan, run), dt = c->m->cfg.dtype == CLSTM_FLOAT64;
+    const int n_run = running(&c->plan, run), dt = kernels_of(c->m);
     const dims *d = &c->d;
     const ws_layout *ly = c->ly;
     const size_t el = c->m->elem;
     const int64_t T = d->T, B = d->B, D = c->m->cfg.input_size, NR = d->N * d->R;
     const int64_t O = c->plan.head ? c->m->cfg.output_size : NR;
-    const int encoded = encode_runs(&c->plan), lstm = clstm_team_size(B, d->H);
+    const int encoded = encode_runs(&c->plan), lstm = lstm_team(c->m, B, d->H);
 #pragma omp parallel num_threads(team_size(c, lstm, ly->tc * B))
     {
         slices sl;
@@ -315,7 +345,7 @@ static void drive_forward(const run_ctx *c) {
 /* Backward: every running stage in reverse order, one barrier between. */
 static void drive_backward(const run_ctx *c) {
     const stage *run[N_STAGES];
-    const int n_run = running(&c->plan, run), dt = c->m->cfg.dtype == CLSTM_FLOAT64;
+    const int n_run = running(&c->plan, run), dt = kernels_of(c->m);
     const int lstm = clstm_team_size(c->d.B, c->d.H);
 #pragma omp parallel num_threads(team_size(c, lstm, c->d.T * c->d.B))
     {
@@ -336,6 +366,7 @@ static clstm_status run_forward(const clstm_model *m, run_plan p, int64_t T, int
                                 const clstm_run_options *opt, void *ws, size_t ws_bytes) {
     if (opt->struct_size < sizeof(clstm_run_options)) return CLSTM_ERR_ARG;
     p.train = opt->train != 0;
+    if (p.train && m->quantized) return CLSTM_ERR_UNSUPPORTED;
     ws_layout ly;
     clstm_status st = plan_layout(m, &p, T, B, &ly);
     if (st == CLSTM_OK) st = clstm_check_lengths(opt->lengths, B, T);
@@ -368,6 +399,7 @@ static clstm_status run_backward(clstm_model *m, run_plan p, int64_t T, int64_t 
                                  const void *dout, const void *dhT, const void *dcT, void *dx,
                                  void *dh0, void *dc0, void *ws, size_t ws_bytes) {
     p.train = 1;
+    if (m->quantized) return CLSTM_ERR_UNSUPPORTED;
     ws_layout ly;
     clstm_status st = plan_layout(m, &p, T, B, &ly);
     if (st != CLSTM_OK) return st;
@@ -410,6 +442,7 @@ static clstm_status workspace_size(const clstm_model *m, run_plan p, int64_t T, 
     if (!m || !bytes) return CLSTM_ERR_NULL;
     ws_layout ly;
     p.train = train != 0;
+    if (p.train && m->quantized) return CLSTM_ERR_UNSUPPORTED;
     clstm_status st = plan_layout(m, &p, T, B, &ly);
     if (st == CLSTM_OK) *bytes = ly.total;
     return st;

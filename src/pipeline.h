@@ -65,7 +65,12 @@ typedef struct {
  *   (T,B,H), k_hp (T,B,R), k_m (T,B,H), k_dh (T,B,P) (the last two with a
  *   projection); then the backward buffers da0, da1 (B,4H), dhrec, dh
  *   (B,R), dc (B,H), dybuf (T,B,NR).
- * Inference: g (tc,B,4H) gate scratch, ybuf0/1 (tc,B,NR) between layers. */
+ * Inference: g (tc,B,4H) gate scratch, ybuf0/1 (tc,B,NR) between layers.
+ * Quantized models (inference only; no wp or bias panels: their weights
+ * are packed in the model): q8x (tc*B rows of clstm_q8_kp(max(D, NR))
+ * bytes) and q8xs (tc*B floats), a layer's input rows and scales, then
+ * the head's; q8h (B rows of clstm_q8_kp(max(R, H)) bytes) and q8hs (B
+ * floats), h_{t-1} or o*tanh(c_t) of a step. */
 typedef struct {
     size_t total;
     int chunked;
@@ -76,6 +81,7 @@ typedef struct {
     size_t l_y, l_xd, k_g, k_ct, k_cp, k_hp, k_m, k_dh;
     size_t g, ybuf0, ybuf1;
     size_t da0, da1, dhrec, dh, dc, dybuf;
+    size_t q8x, q8xs, q8h, q8hs;
 } ws_layout;
 
 /* Sizes and settings of one call, shared by the team. */
@@ -195,6 +201,15 @@ void clstm_head_forward_f64(const run_ctx *c, const slices *s, const chunk_io *i
 /* dy = dout W, dW += dout^T y, db += sum dout (valid rows) */
 void clstm_head_backward_f32(const run_ctx *c, const slices *s);
 void clstm_head_backward_f64(const run_ctx *c, const slices *s);
+
+/* Quantized models (kernels_q8.c: the LSTM template over int8 products;
+ * forward only, split by batch rows). The encode stage is float32's: it
+ * reads the embedding's dequantized copy in the parameter block. */
+void clstm_lstm_forward_q8(const run_ctx *c, const slices *s, const chunk_io *io);
+void clstm_head_forward_q8(const run_ctx *c, const slices *s, const chunk_io *io);
+/* The LSTM stage's team for a quantized model: split by batch rows, at
+ * least CLSTM_BATCH_ROWS_MIN rows per thread. */
+int clstm_q8_team(int64_t B, int64_t H);
 
 /* Softmax and the losses (stage_kernels.inc; loss.c checks arguments). */
 void clstm_softmax_rows_f32(int64_t n, int64_t k, const float *z, double temperature, float *p);

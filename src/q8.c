@@ -114,6 +114,20 @@ int clstm_q8_limit_isa(int isa) {
 
 const char *clstm_q8_isa_name(void) { return active_kernels()->name; }
 
+const char *clstm_int8_kernel(void) { return clstm_q8_isa_name(); }
+
+clstm_status clstm_int8_kernel_limit(const char *name) {
+    static const char *const names[Q8_ISA_COUNT] = {"portable", "avx2", "avx-vnni",
+                                                    "avx512-vnni"};
+    if (!name) return CLSTM_ERR_NULL;
+    for (int i = 0; i < Q8_ISA_COUNT; i++)
+        if (strcmp(name, names[i]) == 0) {
+            clstm_q8_limit_isa(i);
+            return CLSTM_OK;
+        }
+    return CLSTM_ERR_ARG;
+}
+
 void clstm_q8_gemm(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda,
                    const float *sa, const int8_t *Wp, const int32_t *colsum, const float *sw,
                    float *C, int64_t ldc) {

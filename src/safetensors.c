@@ -31,9 +31,14 @@
 #define ST_BIG_ENDIAN 0
 #endif
 
+/* A tensor's element type in a file: the model dtypes, and int8. */
+enum { ST_F32 = CLSTM_FLOAT32, ST_F64 = CLSTM_FLOAT64, ST_I8, ST_DTYPES };
+static const char *const ST_DTYPE_NAMES[ST_DTYPES] = {"F32", "F64", "I8"};
+static const unsigned ST_DTYPE_BYTES[ST_DTYPES] = {4, 8, 1};
+
 typedef struct {
     const char *name;
-    clstm_dtype dtype;
+    int dtype; /* ST_* */
     int ndim;
     uint64_t shape[ST_MAX_DIMS];
     uint64_t begin, end;
@@ -109,9 +114,9 @@ static int parse_tensor(clstm_json *j, st_header *h, const char *name) {
         if (strcmp(k, "dtype") == 0) {
             bit = 1;
             if (clstm_json_string(j, &v)) return fail(h, "tensor dtype is not a string");
-            if (strcmp(v, "F32") == 0) t.dtype = CLSTM_FLOAT32;
-            else if (strcmp(v, "F64") == 0) t.dtype = CLSTM_FLOAT64;
-            else return fail(h, "tensor dtype is not F32 or F64");
+            for (t.dtype = 0; t.dtype < ST_DTYPES; t.dtype++)
+                if (strcmp(v, ST_DTYPE_NAMES[t.dtype]) == 0) break;
+            if (t.dtype == ST_DTYPES) return fail(h, "tensor dtype is not F32, F64 or I8");
         } else if (strcmp(k, "shape") == 0) {
             bit = 2;
             if (parse_uints(j, t.shape, 0, ST_MAX_DIMS, &t.ndim))
@@ -280,10 +285,10 @@ static void format_key(const config_key *k, const clstm_config *c, char *buf) {
 }
 
 int clstm_metadata_reserved(const char *key) {
-    static const char *const file_keys[3] = {"format", "format_version", "vocab"};
+    static const char *const file_keys[4] = {"format", "format_version", "vocab", "quantized"};
     for (size_t i = 0; i < N_CONFIG_KEYS; i++)
         if (strcmp(key, CONFIG_KEYS[i].name) == 0) return 1;
-    return name_index(key, file_keys, 3) >= 0;
+    return name_index(key, file_keys, 4) >= 0;
 }
 
 /* Sizes absent from the metadata are read off the tensors: D from
@@ -306,7 +311,15 @@ static int infer_size(const st_header *h, const char *key, int64_t *v) {
     return 0;
 }
 
-static int config_from_meta(st_header *h, clstm_config *c) {
+/* A quantized model's file (clstm.h: "quantized": "int8"); -1 on a bad
+ * value. */
+static int quantized_file(st_header *h) {
+    const char *v = meta(h, "quantized");
+    if (!v) return 0;
+    return strcmp(v, "int8") == 0 ? 1 : fail(h, "__metadata__ quantized is not \"int8\"");
+}
+
+static int config_from_meta(st_header *h, clstm_config *c, int quantized) {
     static const char *const sizes[3] = {"input_size", "hidden_size", "num_layers"};
     int64_t *const size_at[3] = {&c->input_size, &c->hidden_size, &c->num_layers};
     const char *v;
@@ -339,9 +352,13 @@ static int config_from_meta(st_header *h, clstm_config *c) {
             return fail(h, "head.weight is not (O, N*R)");
         c->output_size = (int64_t)head->shape[0];
     }
-    if (!meta(h, "dtype") && h->nt > 0) c->dtype = h->t[0].dtype;
+    if (quantized) /* its tensors' dtypes are checked one by one (fill_params) */
+        return c->dtype == CLSTM_FLOAT32 ? 0 : fail(h, "a quantized model's dtype is not float32");
+    if (!meta(h, "dtype") && h->nt > 0 && h->t[0].dtype != ST_I8)
+        c->dtype = (clstm_dtype)h->t[0].dtype; /* (I8 without "quantized": refused below) */
     for (size_t i = 0; i < h->nt; i++)
-        if (h->t[i].dtype != c->dtype) return fail(h, "a tensor's dtype differs from the model's");
+        if (h->t[i].dtype != (int)c->dtype)
+            return fail(h, "a tensor's dtype differs from the model's");
     return 0;
 }
 
@@ -362,7 +379,7 @@ static int check_tiling(st_header *h, uint64_t size) {
     uint64_t at = 0;
     int bad = 0;
     for (size_t i = 0; i < h->nt && !bad; i++) {
-        uint64_t bytes = s[i]->dtype == CLSTM_FLOAT64 ? 8 : 4;
+        uint64_t bytes = ST_DTYPE_BYTES[s[i]->dtype];
         for (int d = 0; d < s[i]->ndim; d++)
             bad |= __builtin_mul_overflow(bytes, s[i]->shape[d], &bytes);
         bad |= s[i]->begin != at || s[i]->end - s[i]->begin != bytes;
@@ -374,21 +391,71 @@ static int check_tiling(st_header *h, uint64_t size) {
     return at == size ? 0 : fail(h, "the data buffer's size differs from the tensors' total");
 }
 
-/* Copy each of the model's tensors from the file, checking name and shape. */
+/* The file's tensor `name` with the given dtype, rank and shape, or NULL
+ * (and the reason in h). */
+static const st_tensor *find_exact(st_header *h, const char *name, int dtype, int ndim,
+                                   const int64_t shape[2]) {
+    const st_tensor *t = find(h, name);
+    if (!t) {
+        fail(h, "a tensor of the model is missing, or an unknown one present");
+        return NULL;
+    }
+    if (t->ndim != ndim || t->shape[0] != (uint64_t)shape[0] ||
+        (ndim == 2 && t->shape[1] != (uint64_t)shape[1])) {
+        fail(h, "a tensor's shape differs from the model's");
+        return NULL;
+    }
+    if (t->dtype != dtype) {
+        fail(h, "a tensor's dtype is not the model's (a quantized model: I8 weights, F32 "
+                "scales, biases and peepholes)");
+        return NULL;
+    }
+    return t;
+}
+
+/* A quantized tensor: its I8 weights and its "<name>.scale" (F32, one per
+ * row), checked (clstm_q8_attach) and given to m. */
+static int fill_int8(st_header *h, clstm_model *m, int64_t i, const unsigned char *data) {
+    const clstm_tensor_info *info = &m->tensors[i].info;
+    char name[CLSTM_NAME_MAX + 8];
+    snprintf(name, sizeof name, "%s.scale", info->name);
+    const int64_t rows[2] = {info->shape[0], 1};
+    const st_tensor *q = find_exact(h, info->name, ST_I8, 2, info->shape);
+    const st_tensor *sc = q ? find_exact(h, name, ST_F32, 1, rows) : NULL;
+    if (!sc) return -1;
+    float *scale = malloc(sizeof(float) * (size_t)rows[0]); /* aligned for the checks */
+    if (!scale) return oom(h);
+    memcpy(scale, data + sc->begin, sc->end - sc->begin);
+    const clstm_status st = clstm_q8_attach(m, i, (const int8_t *)(data + q->begin), scale);
+    free(scale);
+    if (st == CLSTM_ERR_NOMEM) return oom(h);
+    if (st == CLSTM_ERR_UNSUPPORTED)
+        return fail(h, "a quantized matrix has over 65536 columns (its int32 sums could "
+                       "overflow)");
+    if (st != CLSTM_OK)
+        return fail(h, "a quantized tensor has a scale that is zero, negative, NaN or Inf, "
+                       "or a weight of -128");
+    return 0;
+}
+
+/* Copy each of the model's tensors from the file, checking name, shape and
+ * dtype; a quantized model's int8 tensors and their scales by fill_int8. */
 static int fill_params(st_header *h, clstm_model *m, const unsigned char *data) {
-    int64_t n;
-    clstm_num_tensors(m, &n);
-    if ((size_t)n != h->nt) return fail(h, "the file's tensors are not the model's: missing or "
-                                           "unknown names");
+    const int64_t n = m->n_tensors;
+    int64_t expect = n;
+    for (int64_t i = 0; m->quantized && i < n; i++)
+        expect += clstm_kind_quantized(m->tensors[i].kind);
+    if ((size_t)expect != h->nt)
+        return fail(h, "the file's tensors are not the model's: missing or unknown names");
     for (int64_t i = 0; i < n; i++) {
-        clstm_tensor_info info;
-        clstm_tensor_info_get(m, i, &info);
-        const st_tensor *t = find(h, info.name);
-        if (!t) return fail(h, "a tensor of the model is missing, or an unknown one present");
-        if (t->ndim != info.ndim || t->shape[0] != (uint64_t)info.shape[0] ||
-            (info.ndim == 2 && t->shape[1] != (uint64_t)info.shape[1]))
-            return fail(h, "a tensor's shape differs from the model's");
-        memcpy((char *)m->params + info.offset * m->elem, data + t->begin, t->end - t->begin);
+        const clstm_tensor_info *info = &m->tensors[i].info;
+        if (m->quantized && clstm_kind_quantized(m->tensors[i].kind)) {
+            if (fill_int8(h, m, i, data)) return -1;
+            continue;
+        }
+        const st_tensor *t = find_exact(h, info->name, (int)m->cfg.dtype, info->ndim, info->shape);
+        if (!t) return -1;
+        memcpy((char *)m->params + info->offset * m->elem, data + t->begin, t->end - t->begin);
     }
     return 0;
 }
@@ -412,19 +479,25 @@ static clstm_status load_buffer(const unsigned char *buf, size_t size, clstm_mod
     size_t count;
     const char *vocab;
     clstm_model *m = NULL;
+    int quantized = 0;
     if (!arena) {
         st = CLSTM_ERR_NOMEM;
     } else if (!parse_header(buf + 8, (size_t)n, arena, &h) &&
-               !check_tiling(&h, size - 8 - n) && !config_from_meta(&h, &cfg)) {
+               !check_tiling(&h, size - 8 - n) && (quantized = quantized_file(&h)) >= 0 &&
+               !config_from_meta(&h, &cfg, quantized)) {
         /* the data size first: a config from the file must not make us
-         * allocate more than the file holds */
+         * allocate more than the file holds (a quantized file: at least a
+         * byte per parameter; the exact count is fill_params' check) */
         st = clstm_param_count(&cfg, &count);
-        if (st == CLSTM_OK && count * (cfg.dtype == CLSTM_FLOAT64 ? 8 : 4) != size - 8 - n) {
+        if (st == CLSTM_OK && (quantized ? count > size - 8 - n
+                                         : count * (cfg.dtype == CLSTM_FLOAT64 ? 8 : 4) !=
+                                               size - 8 - n)) {
             st = CLSTM_ERR_FORMAT;
             fail(&h, "the data size does not match the configured model (its config, or "
                      "tensors missing or unknown)");
         }
         if (st == CLSTM_OK) st = clstm_create(&cfg, 0, &m);
+        if (st == CLSTM_OK) m->quantized = quantized;
         if (st != CLSTM_OK && st != CLSTM_ERR_NOMEM) {
             st = CLSTM_ERR_FORMAT;
             fail(&h, "the __metadata__ config is invalid (sizes, proj_size, dropout, clip, "
@@ -533,13 +606,50 @@ static size_t put_pair(char *s, size_t len, const char *key, const char *value) 
     return len;
 }
 
+/* One tensor of the file: its entry in the header and its bytes. */
+typedef struct {
+    char name[CLSTM_NAME_MAX + 8];
+    int dtype; /* ST_* */
+    int ndim;
+    int64_t shape[2];
+    const void *data;
+    size_t bytes;
+} st_entry;
+
+/* The file's tensors in data order: a float model's in block order; a
+ * quantized model's float32 tensors (biases, peepholes, head.bias), then
+ * the scales of its int8 tensors, then the int8 tensors, each group in
+ * block order, so that every F32 tensor is 4-byte aligned in the file.
+ * Writes m's count of entries into *count; e may be NULL (count only). */
+static void file_entries(const clstm_model *m, st_entry *e, size_t *count) {
+    size_t k = 0;
+    for (int pass = 0; pass < (m->quantized ? 3 : 1); pass++)
+        for (int64_t i = 0; i < m->n_tensors; i++) {
+            const clstm_tensor *t = &m->tensors[i];
+            const int q8 = m->quantized && clstm_kind_quantized(t->kind);
+            if (q8 ? pass == 0 : pass > 0) continue; /* pass 0: float; 1, 2: int8 */
+            if (e) {
+                st_entry *x = &e[k];
+                const int scale = pass == 1, weights = pass == 2;
+                snprintf(x->name, sizeof x->name, "%s%s", t->info.name, scale ? ".scale" : "");
+                x->dtype = weights ? ST_I8 : scale ? ST_F32 : (int)m->cfg.dtype;
+                x->ndim = scale ? 1 : t->info.ndim;
+                x->shape[0] = t->info.shape[0];
+                x->shape[1] = scale ? 1 : t->info.shape[1];
+                x->data = weights ? (const void *)t->q8->q
+                          : scale ? (const void *)t->q8->scale
+                                  : (const void *)((const char *)m->params + t->info.offset * m->elem);
+                x->bytes = (size_t)(x->shape[0] * x->shape[1]) * ST_DTYPE_BYTES[x->dtype];
+            }
+            k++;
+        }
+    *count = k;
+}
+
 /* The header: JSON padded with spaces so that 8 + N is a multiple of 8.
  * Returns a malloc'd buffer of *n bytes, or NULL (out of memory). */
-static char *build_header(const clstm_model *m, size_t *n) {
-    const clstm_config *c = &m->cfg;
-    int64_t nt;
-    clstm_num_tensors(m, &nt);
-    size_t cap = 1024 + (size_t)nt * 192 + 6 * m->vocab_bytes + 16, len;
+static char *build_header(const clstm_model *m, const st_entry *e, size_t ne, size_t *n) {
+    size_t cap = 1024 + ne * 200 + 6 * m->vocab_bytes + 16, len, at = 0;
     for (int i = 0; i < m->n_meta; i++)
         cap += 6 * (strlen(m->meta_key[i]) + strlen(m->meta_val[i])) + 16;
     char *s = malloc(cap);
@@ -548,26 +658,25 @@ static char *build_header(const clstm_model *m, size_t *n) {
                                    "\"format_version\":\"1\"");
     for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
         char value[64];
-        format_key(&CONFIG_KEYS[i], c, value);
+        format_key(&CONFIG_KEYS[i], &m->cfg, value);
         len = put_pair(s, len, CONFIG_KEYS[i].name, value);
     }
+    if (m->quantized) len = put_pair(s, len, "quantized", "int8");
     if (m->vocab) len = put_pair(s, len, "vocab", m->vocab);
     for (int i = 0; i < m->n_meta; i++) len = put_pair(s, len, m->meta_key[i], m->meta_val[i]);
     len += (size_t)snprintf(s + len, cap - len, "}");
-    for (int64_t i = 0; i < nt; i++) {
-        clstm_tensor_info t;
-        clstm_tensor_info_get(m, i, &t);
-        size_t elems = (size_t)(t.shape[0] * (t.ndim == 2 ? t.shape[1] : 1));
+    for (size_t i = 0; i < ne; i++) {
         char dims[48];
-        if (t.ndim == 2)
-            snprintf(dims, sizeof dims, "%lld,%lld", (long long)t.shape[0], (long long)t.shape[1]);
+        if (e[i].ndim == 2)
+            snprintf(dims, sizeof dims, "%lld,%lld", (long long)e[i].shape[0],
+                     (long long)e[i].shape[1]);
         else
-            snprintf(dims, sizeof dims, "%lld", (long long)t.shape[0]);
+            snprintf(dims, sizeof dims, "%lld", (long long)e[i].shape[0]);
         len += (size_t)snprintf(s + len, cap - len,
                                 ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%s],\"data_offsets\":"
                                 "[%zu,%zu]}",
-                                t.name, m->elem == 8 ? "F64" : "F32", dims, t.offset * m->elem,
-                                (t.offset + elems) * m->elem);
+                                e[i].name, ST_DTYPE_NAMES[e[i].dtype], dims, at, at + e[i].bytes);
+        at += e[i].bytes;
     }
     len += (size_t)snprintf(s + len, cap - len, "}");
     while ((len + 8) % 8 && len + 1 < cap) s[len++] = ' ';
@@ -575,51 +684,60 @@ static char *build_header(const clstm_model *m, size_t *n) {
     return s;
 }
 
-/* The file's bytes as three pieces: the 8-byte header length, the header and
- * the parameter block. One layout for both writers, the file's and the
+/* The file's bytes as pieces: the 8-byte header length, the header and
+ * each tensor's data. One layout for both writers, the file's and the
  * buffer's, so they cannot differ by a byte. */
 typedef struct {
     unsigned char len8[8];
-    char *header; /* owned: free with pieces_free */
-    const void *at[3];
-    size_t bytes[3];
-    size_t total;
+    char *header;     /* owned: free with pieces_free */
+    st_entry *tensor; /* owned: n - 2 entries */
+    const void **at;  /* owned: n pieces */
+    size_t *bytes;
+    size_t n, total;
 } st_pieces;
 
 static clstm_status pieces_make(const clstm_model *m, st_pieces *p, const char **why) {
     memset(p, 0, sizeof *p);
     if (ST_BIG_ENDIAN) return CLSTM_ERR_UNSUPPORTED;
-    int64_t nt;
-    clstm_num_tensors(m, &nt);
-    if (nt > ST_MAX_TENSORS) { /* the loader would refuse it */
+    size_t ne, n = 0;
+    file_entries(m, NULL, &ne);
+    if (ne > ST_MAX_TENSORS) { /* the loader would refuse it */
         *why = "over 4096 tensors: clstm_load would refuse the file";
         return CLSTM_ERR_SIZE;
     }
-    size_t n;
-    p->header = build_header(m, &n);
+    p->tensor = malloc(sizeof *p->tensor * (ne ? ne : 1));
+    p->at = malloc(sizeof *p->at * (ne + 2));
+    p->bytes = malloc(sizeof *p->bytes * (ne + 2));
+    if (p->tensor) file_entries(m, p->tensor, &ne);
+    if (p->tensor && p->at && p->bytes) p->header = build_header(m, p->tensor, ne, &n);
     if (!p->header) {
         *why = "out of memory";
         return CLSTM_ERR_NOMEM;
     }
     for (int i = 0; i < 8; i++) p->len8[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    p->n = ne + 2;
     p->at[0] = p->len8;
     p->bytes[0] = 8;
     p->at[1] = p->header;
     p->bytes[1] = n;
-    p->at[2] = m->params;
-    p->bytes[2] = m->n_params * m->elem; /* the block exists: no overflow */
-    if (__builtin_add_overflow(8 + n, p->bytes[2], &p->total)) {
-        free(p->header);
-        p->header = NULL;
-        *why = "the file would exceed SIZE_MAX bytes";
-        return CLSTM_ERR_OVERFLOW;
+    p->total = 8 + n;
+    for (size_t i = 0; i < ne; i++) {
+        p->at[i + 2] = p->tensor[i].data;
+        p->bytes[i + 2] = p->tensor[i].bytes; /* the model's memory: no overflow */
+        if (__builtin_add_overflow(p->total, p->bytes[i + 2], &p->total)) {
+            *why = "the file would exceed SIZE_MAX bytes";
+            return CLSTM_ERR_OVERFLOW;
+        }
     }
     return CLSTM_OK;
 }
 
 static void pieces_free(st_pieces *p) {
     free(p->header);
-    p->header = NULL;
+    free(p->tensor);
+    free(p->at);
+    free(p->bytes);
+    memset(p, 0, sizeof *p);
 }
 
 static atomic_uint g_tmp_counter = 0; /* unique temp names within a process */
@@ -649,7 +767,10 @@ static clstm_status save_model(const clstm_model *m, const char *path, const cha
     if (!m || !path) return CLSTM_ERR_NULL;
     st_pieces pc;
     clstm_status st = pieces_make(m, &pc, why);
-    if (st != CLSTM_OK) return st;
+    if (st != CLSTM_OK) {
+        pieces_free(&pc);
+        return st;
+    }
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 48);
     if (!tmp) {
@@ -665,7 +786,7 @@ static clstm_status save_model(const clstm_model *m, const char *path, const cha
     if (!f && fd >= 0) close(fd);
     if (!ok) *why = "cannot create a temporary file beside the target (a missing or "
                     "read-only directory?)";
-    for (int i = 0; ok && i < 3; i++) {
+    for (size_t i = 0; ok && i < pc.n; i++) {
         if (fwrite(pc.at[i], 1, pc.bytes[i], f) != pc.bytes[i]) {
             ok = 0;
             *why = "writing the temporary file failed (disk full?)";
@@ -727,7 +848,7 @@ clstm_status clstm_save_buffer(const clstm_model *m, void *data, size_t capacity
         st = CLSTM_ERR_SIZE;
     } else if (st == CLSTM_OK) {
         unsigned char *to = data;
-        for (int i = 0; i < 3; i++) {
+        for (size_t i = 0; i < pc.n; i++) {
             memcpy(to, pc.at[i], pc.bytes[i]);
             to += pc.bytes[i];
         }

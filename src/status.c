@@ -18,7 +18,9 @@ const char *clstm_status_string(clstm_status s) {
     case CLSTM_ERR_STATE:
         return "backward needs the workspace of a training-mode forward of this model "
                "with the same T and B, not yet consumed by a backward";
-    case CLSTM_ERR_UNSUPPORTED: return "option not supported by this build";
+    case CLSTM_ERR_UNSUPPORTED:
+        return "not supported by this build or model (e.g. a BLAS backend not compiled in, "
+               "backward with clip, training a quantized model)";
     case CLSTM_ERR_ARG: return "invalid argument";
     case CLSTM_ERR_IO: return "file input/output failed (open, read, write, sync or rename)";
     case CLSTM_ERR_FORMAT: return "malformed or inconsistent model file";

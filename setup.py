@@ -15,6 +15,9 @@ from setuptools import Extension, setup
 ext = Extension(
     "clstm._core",
     sources=["clstm/_core.pyx"] + sorted(glob.glob("src/*.c")),
+    # headers and templates too: build_ext rebuilds only on changes it is told of
+    # (an edit to src/lstm_kernels.inc alone once left a stale extension)
+    depends=sorted(glob.glob("src/*.h") + glob.glob("src/*.inc")) + ["include/clstm.h"],
     include_dirs=["include", "src", scipy_openblas64.get_include_dir()],
     define_macros=[
         ("CLSTM_USE_CBLAS", None),

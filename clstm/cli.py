@@ -8,6 +8,7 @@
   clstm forecast MODEL --csv FILE --column NAME
   clstm evaluate MODEL --npz FILE  accuracy and confusion matrix
   clstm info MODEL                 what a model file holds
+  clstm quantize MODEL OUT         an int8 copy for inference (about 4x smaller)
   clstm export MODEL --onnx OUT    a bare LSTM as ONNX
 
 Bad input gives a one-line message and exit status 2; Ctrl-C during
@@ -413,12 +414,32 @@ def cmd_info(args):
         if k != "dtype":  # printed below as the NumPy dtype
             print("%s: %s" % (k, c[k]))
     print("dtype: %s" % model.dtype)
+    print("quantized: %s" % ("int8 (kernel %s)" % clstm.int8_kernel() if model.quantized
+                             else "no"))
     print("parameters: %d" % model.flat_parameters.size)
     if isinstance(model, clstm.Model):
         if model.vocab is not None:
             print("vocab: %s" % json.dumps(model.vocab, ensure_ascii=False))
         for k, v in sorted(model.metadata.items()):
             print("metadata %s: %s" % (k, v))
+    return 0
+
+
+def cmd_quantize(args):
+    model = _load_model(args.model)
+    try:
+        q = clstm.quantize(model)
+    except ValueError as e:
+        raise UsageError("%s: %s" % (args.model, e)) from None
+    if os.path.isdir(args.out):
+        raise UsageError("%s: is a directory; give a file name" % args.out)
+    try:
+        clstm.save(q, args.out)
+    except (OSError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    before, after = os.path.getsize(args.model), os.path.getsize(args.out)
+    print("wrote %s: int8, %d bytes (%s: %d bytes, %.1fx smaller); int8 kernel %s"
+          % (args.out, after, args.model, before, before / after, clstm.int8_kernel()))
     return 0
 
 
@@ -499,6 +520,11 @@ def build_parser():
     i = sub.add_parser("info", help="describe a model file", formatter_class=fmt)
     i.add_argument("model", metavar="MODEL")
     i.set_defaults(func=cmd_info)
+    q = sub.add_parser("quantize", help="an int8 copy of a model, for inference",
+                       formatter_class=fmt)
+    q.add_argument("model", metavar="MODEL", help="a float32 or float64 model file")
+    q.add_argument("out", metavar="OUT", help="the quantized model file to write")
+    q.set_defaults(func=cmd_quantize)
     e = sub.add_parser("export", help="export a bare LSTM model to ONNX", formatter_class=fmt)
     e.add_argument("model", metavar="MODEL")
     e.add_argument("--onnx", metavar="OUT", required=True, help="the .onnx file to write")

@@ -16,6 +16,9 @@ __all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "LRSchedule", "create"]
 
 def _pairs(target):
     if hasattr(target, "flat_parameters") and hasattr(target, "flat_grads"):
+        if getattr(target, "quantized", False):
+            raise ValueError("params: the model is quantized (int8) and runs inference only; "
+                             "optimize its float32 original, then quantize it again")
         return [(target.flat_parameters, target.flat_grads)]
     pairs = list(target)
     for i, pair in enumerate(pairs):

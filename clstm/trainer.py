@@ -96,6 +96,9 @@ class Trainer:
                  out=None, checkpoint=None, checkpoint_every=0, log=None, progress=True,
                  sample_every=0, sample_length=200, sample_prime="", config=None,
                  distributed=None):
+        if getattr(model, "quantized", False):
+            raise ValueError("model: a quantized (int8) model runs inference only; train its "
+                             "float32 original, then quantize it (clstm.quantize)")
         self.model, self.task = model, task
         self.dp = distributed if distributed is not None and distributed.size > 1 else None
         self.is_root = self.dp is None or self.dp.rank == 0

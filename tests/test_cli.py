@@ -559,6 +559,57 @@ def test_info(world, tmp_path):
     assert "metadata window: 10" in r.out and "metadata horizon: 2" in r.out
 
 
+# --------------------------------------------------------------- quantize
+@pytest.mark.parametrize("which", ["char", "forecaster", "classifier", "bare"])
+def test_quantize_then_every_command(which, world, tmp_path):
+    """`clstm quantize` writes an int8 copy equal to clstm.quantize's, about
+    4x smaller where the weights dominate, and sample, forecast, evaluate
+    and info run on it."""
+    src = getattr(world, which)
+    out = tmp_path / "q.safetensors"
+    r = run_main(["quantize", src, out], tmp_path)
+    assert_ok(r)
+    assert r.out.startswith("wrote %s: int8, %d bytes" % (out, os.path.getsize(out)))
+    q, f = clstm.load(str(out)), clstm.load(str(src))
+    assert q.quantized and dict(q.metadata) == dict(f.metadata)
+    expect = clstm.quantize(f)
+    for k, (w, s) in expect.int8_tensors().items():
+        np.testing.assert_array_equal(q.int8_tensors()[k][0], w)
+        np.testing.assert_array_equal(q.int8_tensors()[k][1], s)
+    r = run_main(["info", out], tmp_path)
+    assert_ok(r)
+    assert re.search(r"^quantized: int8 \(kernel [a-z0-9-]+\)$", r.out, re.M)
+    assert "quantized: no" in run_main(["info", src], tmp_path).out
+    if which == "char":
+        r = run_main(["sample", out, "--prime", "the ", "--length", "40", "--temperature",
+                      "0"], tmp_path)
+        assert_ok(r)
+        assert r.out[:-1] == TR.generate_text(q, "the ", 40, 0.0)
+    if which == "forecaster":
+        r = run_main(["forecast", out, "--csv", world.csv], tmp_path)
+        assert_ok(r)
+        assert r.out.startswith("forecast of the next 2 values")
+    if which == "classifier":
+        r = run_main(["evaluate", out, "--npz", world.npz], tmp_path)
+        assert_ok(r)
+        full = ACCURACY.search(run_main(["evaluate", src, "--npz", world.npz], tmp_path).out)
+        acc = float(ACCURACY.search(r.out).group(1))
+        assert abs(acc - float(full.group(1))) <= 0.02, (acc, full.group(0))
+
+
+def test_quantize_refusals(world, tmp_path):
+    q = tmp_path / "q.safetensors"
+    assert_ok(run_main(["quantize", world.char, q], tmp_path))
+    assert_refused(run_main(["quantize", q, tmp_path / "q2.safetensors"], tmp_path),
+                   "quantize", "already quantized")
+    assert not (tmp_path / "q2.safetensors").exists()
+    assert_refused(run_main(["quantize", world.char, tmp_path], tmp_path), "quantize",
+                   "directory")
+    assert_refused(run_main(["quantize", world.char, tmp_path / "no" / "q.safetensors"],
+                            tmp_path), "quantize", "q.safetensors")
+    assert tmp_files(tmp_path) == []
+
+
 def test_export_bare_lstm(world, tmp_path):
     onnx = pytest.importorskip("onnx")
     out = tmp_path / "bare.onnx"

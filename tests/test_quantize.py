@@ -205,3 +205,15 @@ def test_metadata_and_vocab_come_along():
     q = clstm.quantize(m)
     assert q.vocab == m.vocab and dict(q.metadata) == {"task": "demo"}
     assert clstm.int8_kernel() in ("portable", "avx2", "avx-vnni", "avx512-vnni")
+
+
+def test_training_a_quantized_model_refused():
+    from clstm.tasks import SequenceTask
+    from clstm.data import Sequences
+    from clstm.trainer import Trainer
+    q = clstm.quantize(_model(15, dict(), output_size=2))
+    seqs = Sequences(np.zeros((4, 3, 10), np.float32), np.full(4, 3), np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match="quantized.*inference only"):
+        Trainer(q, SequenceTask(seqs, None, 2))
+    with pytest.raises(ValueError, match="quantized.*inference only"):
+        clstm.optim.Adam(q)

@@ -68,7 +68,10 @@ CONFIGS = {c.name: c for c in (Config("large", 100, 64, 512, 512, 1),
                                Config("deep", 100, 32, 256, 256, 2),
                                Config("small", 200, 16, 128, 128, 1),
                                Config("bidir", 100, 32, 256, 256, 2, bidir=True),
-                               Config("varlen", 200, 16, 128, 128, 1, varlen=True))}
+                               Config("varlen", 200, 16, 128, 128, 1, varlen=True),
+                               # one whole sequence per call (issue 16's B = 1 targets)
+                               Config("b1-256", 200, 1, 256, 256, 1),
+                               Config("b1-512", 200, 1, 512, 512, 1))}
 TRAIN_FLOP_FACTOR = 3  # forward + backward (dgates -> dx, dh; dW) ~ 3x forward
 
 torch = ort = None  # imported by load_peers(), so memory children can do without
@@ -374,6 +377,7 @@ class Peers:
         self.cm = clstm.LSTM(cfg.D, cfg.H, cfg.L, bidirectional=cfg.bidir, dtype=np.float32,
                              seed=seed)
         self.cm.load_state_dict(self.tm.state_dict())
+        self.cq = clstm.quantize(self.cm)  # clstm's int8 model of the same weights
         self.copt = clstm.optim.SGD(self.cm, lr=LR)
         self.topt = torch.optim.SGD(self.tm.parameters(), lr=LR)
         rng = np.random.default_rng(seed)
@@ -393,7 +397,9 @@ class Peers:
         if ort_too:
             model = lstm_to_onnx(self.cm, lengths=self.lengths is not None)
             self.sess = ort_session(model, threads)
-            self.sess8 = ort_session(ort_int8_model(model), threads)
+            self.int8_onnx = ort_int8_model(model)
+            self.sess8 = ort_session(self.int8_onnx, threads)
+            self.fp32_onnx_bytes = model.ByteSize()
             self.feeds = {"X": self.x}
             if self.lengths is not None:
                 self.feeds["sequence_lens"] = self.lengths.astype(np.int32)
@@ -408,6 +414,10 @@ class Peers:
     # inference
     def clstm_infer(self):
         y, (h, c) = self.cm.forward(self.x, lengths=self.lengths, train=False)
+        return {"y": y, "hT": h, "cT": c}
+
+    def clstm_int8_infer(self):
+        y, (h, c) = self.cq.forward(self.x, lengths=self.lengths, train=False)
         return {"y": y, "hT": h, "cT": c}
 
     def torch_infer(self):
@@ -452,7 +462,8 @@ class Peers:
         return out
 
     def infer_fns(self):
-        fns = {"clstm": self.clstm_infer, "torch": self.torch_infer}
+        fns = {"clstm": self.clstm_infer, "torch": self.torch_infer,
+               "clstm_int8": self.clstm_int8_infer}
         if self.sess is not None:
             fns["ort"] = self.ort_infer
             fns["ort_int8"] = self.ort_int8_infer
@@ -548,7 +559,8 @@ def section_configs(args, info, limit):
         diffs = {"torch": check(cfg.name + " infer torch", ref, p.torch_infer(), args.tol),
                  "ort": check(cfg.name + " infer ort", ref, p.ort_infer(), args.tol),
                  # int8 is not held to --tol: its deviation from float32 is the result
-                 "ort_int8": compare({"y": ref["y"]}, {"y": p.ort_int8_infer()["y"]})[0]}
+                 "ort_int8": compare({"y": ref["y"]}, {"y": p.ort_int8_infer()["y"]})[0],
+                 "clstm_int8": compare({"y": ref["y"]}, {"y": p.clstm_int8_infer()["y"]})[0]}
         fns = p.infer_fns()
         fns["sgemm"] = limit.runner(cfg)
         # OpenBLAS's woken worker threads busy-wait for a while after a
@@ -581,6 +593,8 @@ def section_configs(args, info, limit):
                    "sgemm_bound_ms": bound_ms, "sgemm_limit_gflops": lim_gf,
                    "sgemm_limit_from_rates_gflops": lim["gflops"], "max_abs_diff": dd,
                    "limit_shapes": lim["shapes"]}
+            if work == "infer":
+                row["int8"] = int8_summary(p, ms, dd)
             rows.append(row)
             print("  %-7s %-5s clstm %8.2f ms  torch %8.2f ms (x%.2f)%s  clstm %.1f GFLOP/s "
                   "= %.0f%% of sgemm limit  diff %s" % (
@@ -590,9 +604,32 @@ def section_configs(args, info, limit):
                           row["ratio"]["ort_int8"]) if "ort" in ms else "",
                       gf, row["pct_sgemm_limit"],
                       " ".join("%s %.1e" % kv for kv in dd.items())), flush=True)
+            if work == "infer":
+                i8 = row["int8"]
+                print("  %-7s int8  clstm %8.2f ms  ort-int8 %8.2f ms (x%.2f)  deviation from "
+                      "float32: clstm %.1e, ort %.1e  bytes: fp32 %d, clstm-int8 %d, ort-int8 "
+                      "%d" % (cfg.name, i8["clstm_ms"], i8["ort_ms"], i8["ort_over_clstm"],
+                              i8["deviation"]["clstm"], i8["deviation"]["ort"],
+                              i8["bytes"]["fp32"], i8["bytes"]["clstm_int8"],
+                              i8["bytes"]["ort_int8"]), flush=True)
         del p
         gc.collect()
     return rows
+
+
+def int8_summary(p, ms, deviation):
+    """clstm's int8 model against ONNX Runtime's (DynamicQuantizeLSTM) on
+    the same weights: times, the ratio, the deviations from float32 and the
+    model sizes (clstm's safetensors files; ORT's serialized ONNX)."""
+    return {"clstm_ms": ms["clstm_int8"], "ort_ms": ms.get("ort_int8"),
+            "ort_over_clstm": (ms["ort_int8"] / ms["clstm_int8"] if "ort_int8" in ms
+                               else None),
+            "kernel": clstm.int8_kernel(),
+            "deviation": {"clstm": deviation["clstm_int8"], "ort": deviation.get("ort_int8")},
+            "bytes": {"fp32": len(clstm.save_bytes(p.cm)),
+                      "clstm_int8": len(clstm.save_bytes(p.cq)),
+                      "ort_fp32": getattr(p, "fp32_onnx_bytes", None),
+                      "ort_int8": p.int8_onnx.ByteSize() if p.sess8 is not None else None}}
 
 
 def section_streaming(args):
@@ -604,6 +641,8 @@ def section_streaming(args):
     p = Peers(cfg, args.threads, args.seed, ort_too=False)
     from clstm.onnx import lstm_to_onnx
     sess_step = ort_session(lstm_to_onnx(p.cm, initial_state=True), args.threads)
+    sess_step8 = ort_session(ort_int8_model(lstm_to_onnx(p.cm, initial_state=True)),
+                             args.threads)
     sess_seq = ort_session(lstm_to_onnx(p.cm), args.threads)
     cell = torch.nn.LSTMCell(D, H)
     with torch.no_grad():
@@ -611,23 +650,28 @@ def section_streaming(args):
             getattr(cell, n).copy_(getattr(p.tm, n + "_l0"))
     xs = p.x[:, 0, :]  # (T, D)
     txs = torch.from_numpy(p.x)  # (T, 1, D)
-    st = {"clstm": p.cm.initial_state(1),
-          "torch_lstm": None,
-          "torch_cell": None,
-          "ort": {"initial_h": np.zeros((1, 1, H), np.float32),
-                  "initial_c": np.zeros((1, 1, H), np.float32)}}
+    def ort_zero():
+        return {"initial_h": np.zeros((1, 1, H), np.float32),
+                "initial_c": np.zeros((1, 1, H), np.float32)}
+
+    st = {"clstm": p.cm.initial_state(1), "clstm_int8": p.cq.initial_state(1),
+          "torch_lstm": None, "torch_cell": None, "ort": ort_zero(), "ort_int8": ort_zero()}
     pos = {k: 0 for k in st}
 
     def reset_all():
         st["clstm"].reset()
+        st["clstm_int8"].reset()
         st["torch_lstm"] = st["torch_cell"] = None
-        st["ort"] = {"initial_h": np.zeros((1, 1, H), np.float32),
-                     "initial_c": np.zeros((1, 1, H), np.float32)}
+        st["ort"], st["ort_int8"] = ort_zero(), ort_zero()
         for k in pos:
             pos[k] = 0
 
     def step_clstm(t):
         y, st["clstm"] = p.cm.step(xs[t:t + 1], st["clstm"])
+        return y
+
+    def step_clstm_int8(t):
+        y, st["clstm_int8"] = p.cq.step(xs[t:t + 1], st["clstm_int8"])
         return y
 
     def step_torch_lstm(t):
@@ -641,21 +685,30 @@ def section_streaming(args):
         st["torch_cell"] = (h, c)
         return h.numpy()
 
-    def step_ort(t):
-        feeds = {"X": p.x[t:t + 1], **st["ort"]}
-        y, h, c = sess_step.run(None, feeds)
-        st["ort"] = {"initial_h": h, "initial_c": c}
-        return y[0]
+    def ort_stepper(name, sess):
+        def step(t):
+            y, h, c = sess.run(None, {"X": p.x[t:t + 1], **st[name]})
+            st[name] = {"initial_h": h, "initial_c": c}
+            return y[0]
+        return step
 
     steppers = {"clstm": step_clstm, "torch_lstm": step_torch_lstm,
-                "torch_cell": step_torch_cell, "ort": step_ort}
-    # check: T steps of each against clstm's whole-sequence forward
+                "torch_cell": step_torch_cell, "ort": ort_stepper("ort", sess_step),
+                "clstm_int8": step_clstm_int8, "ort_int8": ort_stepper("ort_int8", sess_step8)}
+    # check: T steps of each against clstm's whole-sequence forward (int8:
+    # clstm's stream against its own whole call, bit for bit; ORT's int8
+    # deviation from float32 is recorded, not checked)
     ref_y = p.clstm_infer()["y"][:, 0, :]
+    ref = {"clstm_int8": p.clstm_int8_infer()["y"][:, 0, :]}
     reset_all()
     diffs = {}
     for name, fn in steppers.items():
         ys = np.stack([np.asarray(fn(t)).reshape(H) for t in range(T)])
-        diffs[name] = check("streaming " + name, {"y": ref_y}, {"y": ys}, args.tol)
+        if name == "ort_int8":
+            diffs[name] = compare({"y": ref_y}, {"y": ys})[0]
+        else:
+            diffs[name] = check("streaming " + name, {"y": ref.get(name, ref_y)}, {"y": ys},
+                                0.0 if name in ref else args.tol)
     reset_all()
     # timing: rounds of `chunk` steps per peer, peers rotated, every step timed
     per = {k: [] for k in steppers}
@@ -677,11 +730,12 @@ def section_streaming(args):
     step_us = {k: 1e6 * statistics.median(v) for k, v in per.items()}
     # whole sequence of T steps in one call, / T
     seq_fns = {"clstm": p.clstm_infer, "torch_lstm": p.torch_infer,
-               "ort": lambda: sess_seq.run(None, {"X": p.x})}
+               "ort": lambda: sess_seq.run(None, {"X": p.x}), "clstm_int8": p.clstm_int8_infer}
     ts = interleaved(seq_fns, 3 if args.quick else 15, 2)
     seq_us = {k: 1e6 * statistics.median(v) / T for k, v in ts.items()}
     c_res = run_c_stream(args, D, H, T, steps, args.threads)
     c_one = run_c_stream(args, D, H, T, steps, 1) if args.threads > 1 else None
+    c_int8 = run_c_stream(args, D, H, T, steps, args.threads, int8=True)
     blas = OpenBLAS()
     mt = 0.1 if args.quick else 0.4
     bound = {"sgemm_m1_us": blas.one_thread_us("sgemm", H, 4 * H, mt),
@@ -691,21 +745,22 @@ def section_streaming(args):
     out = {"blas_one_product": bound, "D": D, "H": H, "B": 1, "T": T, "steps": rounds * chunk, "step_us": step_us,
            "step_p90_us": {k: 1e6 * statistics.quantiles(v, n=10)[8] for k, v in per.items()},
            "seq_per_step_us": seq_us, "max_abs_diff": diffs, "c": c_res,
-           "c_1thread": c_one}
+           "c_1thread": c_one, "c_int8": c_int8, "int8_kernel": clstm.int8_kernel()}
     print("  per step (us, median): " + "  ".join("%s %.1f" % kv for kv in step_us.items()))
     print("  inside one T=%d call (us/step): " % T
           + "  ".join("%s %.1f" % kv for kv in seq_us.items()))
-    for c in (c_res, c_one):
+    for c in (c_res, c_one, c_int8):
         if c and c.get("step_ns_median"):
-            print("  C clstm_forward_ex T=1, %d thread(s): %.1f us/step; whole call / T: "
-                  "%.1f us/step" % (c["threads"], c["step_ns_median"] / 1e3,
+            print("  C clstm_forward_ex T=1, %s, %d thread(s): %.1f us/step; whole call / T: "
+                  "%.1f us/step" % ("int8 (%s)" % c["kernel"] if c["int8"] else "float32",
+                                    c["threads"], c["step_ns_median"] / 1e3,
                                     c["seq_per_step_ns"] / 1e3))
         elif c:
             print("  C: " + c.get("note", "?"))
     return out
 
 
-def run_c_stream(args, D, H, T, steps, threads):
+def run_c_stream(args, D, H, T, steps, threads, int8=False):
     """Build (make) and run examples/bench_step; its JSON, or a note."""
     exe = os.path.join(ROOT, "build", "examples", "bench_step")
     mk = subprocess.run(["make", "-s", "build/examples/bench_step"], cwd=ROOT,
@@ -714,7 +769,7 @@ def run_c_stream(args, D, H, T, steps, threads):
         return {"note": "could not build examples/bench_step (make): "
                 + (mk.stderr.strip().splitlines() or ["?"])[-1]}
     cmd = [exe, "--input", str(D), "--hidden", str(H), "--threads", str(threads),
-           "--steps", str(max(steps, T)), "--seq", str(T)]
+           "--steps", str(max(steps, T)), "--seq", str(T)] + (["--int8"] if int8 else [])
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         return {"note": "bench_step failed: " + r.stderr.strip()}
@@ -1012,6 +1067,27 @@ def report(res, args):
         L += md_table(("config", "work", "clstm ms", "torch ms", "ORT ms", "ORT int8 ms",
                        "torch/clstm", "ORT/clstm", "ORT int8/clstm", "clstm GFLOP/s", "% sgemm limit", "% FMA peak",
                        "sgemm-bound ms", "diff", "IQR % c/t"), body)
+        i8 = [r for r in rows if r.get("int8")]
+        if i8:
+            L += ["", "### int8 inference", "",
+                  "clstm's quantized model (clstm.quantize: int8 weights, one scale per row; "
+                  "activations quantized per row; int8 kernel `%s`) against ONNX Runtime's "
+                  "DynamicQuantizeLSTM (onnxruntime.quantization.quantize_dynamic, QInt8) on "
+                  "the same weights, timed in the same interleaved runs as the table above. "
+                  "ORT/clstm > 1: clstm faster. deviation = max |y_int8 - y_float32|. bytes: "
+                  "clstm's safetensors files; ORT's serialized ONNX models."
+                  % i8[0]["int8"]["kernel"], ""]
+            L += md_table(("config", "clstm int8 ms", "ORT int8 ms", "ORT int8/clstm int8",
+                           "clstm fp32 ms", "deviation clstm", "deviation ORT",
+                           "bytes fp32", "bytes clstm int8", "bytes ORT int8"),
+                          [(cfg_label(r["config"]), "%.2f" % r["int8"]["clstm_ms"],
+                            f2(r["int8"]["ort_ms"]), f2(r["int8"]["ort_over_clstm"]),
+                            "%.2f" % r["ms"]["clstm"],
+                            "%.1e" % r["int8"]["deviation"]["clstm"],
+                            f2(r["int8"]["deviation"]["ort"], "%.1e"),
+                            "%d" % r["int8"]["bytes"]["fp32"],
+                            "%d" % r["int8"]["bytes"]["clstm_int8"],
+                            f2(r["int8"]["bytes"]["ort_int8"], "%d")) for r in i8])
         shapes = {}
         for r in rows:
             for s in r["limit_shapes"]:

@@ -2,11 +2,11 @@
  * the way.
  *
  *     bench_step [--input D] [--hidden H] [--layers L] [--batch B]
- *                [--threads N] [--steps S] [--seq T] [--min-work MACS]
+ *                [--threads N] [--steps S] [--seq T] [--min-work MACS] [--int8]
  *
  * Defaults: D = H = 256, L = 1, B = 1, threads 1, S = 5000, T = 200;
  * --min-work sets clstm_set_min_thread_work (1: every thread; default: the
- * library's).
+ * library's); --int8 runs its quantized copy (clstm_quantize).
  * A float32 model of random weights (seed 1) is created, and then:
  *   step: S calls of clstm_forward_ex with T = 1, the state advanced in
  *         place (h0 = hT, c0 = cT) and one inference workspace reused, each
@@ -31,7 +31,7 @@
 
 #define USAGE                                                                         \
     "usage: bench_step [--input D] [--hidden H] [--layers L] [--batch B] [--threads N] " \
-    "[--steps S] [--seq T] [--min-work MACS]"
+    "[--steps S] [--seq T] [--min-work MACS] [--int8]"
 
 static double now_ns(void) {
     struct timespec ts;
@@ -69,7 +69,12 @@ static int parse_pos(const char *s, int64_t *out) {
 
 int main(int argc, char **argv) {
     int64_t D = 256, H = 256, L = 1, B = 1, threads = 1, S = 5000, T = 200, min_work = 0;
+    int int8 = 0;
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--int8") == 0) {
+            int8 = 1;
+            continue;
+        }
         int64_t *dst = strcmp(argv[i], "--input") == 0     ? &D
                        : strcmp(argv[i], "--hidden") == 0  ? &H
                        : strcmp(argv[i], "--layers") == 0  ? &L
@@ -110,6 +115,16 @@ int main(int argc, char **argv) {
     if (st != CLSTM_OK) {
         fprintf(stderr, "bench_step: clstm_create: %s\n", clstm_status_string(st));
         return 1;
+    }
+    if (int8) {
+        clstm_model *q = NULL;
+        st = clstm_quantize(m, &q);
+        clstm_free(m);
+        m = q;
+        if (st != CLSTM_OK) {
+            fprintf(stderr, "bench_step: clstm_quantize: %s\n", clstm_status_string(st));
+            return 1;
+        }
     }
     size_t ws1 = 0, wsT = 0;
     clstm_status s1 = clstm_workspace_size(m, 1, B, 0, &ws1);
@@ -168,12 +183,13 @@ int main(int argc, char **argv) {
     }
     qsort(t_step, (size_t)S, sizeof *t_step, cmp_double);
     qsort(t_seq, 21, sizeof *t_seq, cmp_double);
-    printf("{\"D\": %lld, \"H\": %lld, \"L\": %lld, \"B\": %lld, \"threads\": %lld, "
+    printf("{\"int8\": %s, \"kernel\": \"%s\", \"D\": %lld, \"H\": %lld, \"L\": %lld, "
+           "\"B\": %lld, \"threads\": %lld, "
            "\"steps\": %lld, \"T\": %lld, \"step_ns_median\": %.1f, \"step_ns_p10\": %.1f, "
            "\"step_ns_p90\": %.1f, \"seq_ns_median\": %.1f, \"seq_per_step_ns\": %.1f, "
            "\"stream_vs_seq_max_abs_diff\": %.3g}\n",
-           (long long)D, (long long)H, (long long)L, (long long)B, (long long)threads,
-           (long long)S, (long long)T, quantile(t_step, S, 0.5), quantile(t_step, S, 0.1),
+           int8 ? "true" : "false", int8 ? clstm_int8_kernel() : "float32", (long long)D,
+           (long long)H, (long long)L, (long long)B, (long long)threads, (long long)S, (long long)T, quantile(t_step, S, 0.5), quantile(t_step, S, 0.1),
            quantile(t_step, S, 0.9), t_seq[10], t_seq[10] / (double)T, max_diff);
     if (!(max_diff <= 1e-4)) {
         fprintf(stderr, "bench_step: streamed state differs from the whole-sequence one by "

@@ -126,13 +126,15 @@ def test_every_kernel_and_thread_count_same_bits(kernels, features):
     """Exact int32 sums and the same float operations after them: every
     kernel this CPU has, at 1 and 2 threads, gives the same bits."""
     rng = np.random.default_rng(7)
-    q = clstm.quantize(_model(8, features, output_size=5))
-    x = rng.standard_normal((9, 12, 10)).astype(np.float32)  # 12 rows: split by rows
-    lens = rng.integers(0, 10, 12)
+    q = clstm.quantize(_model(8, dict(features, num_layers=2), output_size=5))
+    # 13 rows: split by rows; 70 steps: two 32-step chunks and a shorter one
+    # (threads run different layers, products and chunks at once)
+    x = rng.standard_normal((70, 13, 10)).astype(np.float32)
+    lens = rng.integers(0, 71, 13)
     first = None
     for name in kernels:
         _core.int8_kernel_limit(name)
-        for threads in (1, 2):
+        for threads in (1, 2, 2, 2):
             clstm.set_num_threads(threads)
             out, (h, c) = q.forward(x, lengths=lens)
             if first is None:

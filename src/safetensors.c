@@ -358,7 +358,9 @@ static int config_from_meta(st_header *h, clstm_config *c, int quantized) {
         c->dtype = (clstm_dtype)h->t[0].dtype; /* (I8 without "quantized": refused below) */
     for (size_t i = 0; i < h->nt; i++)
         if (h->t[i].dtype != (int)c->dtype)
-            return fail(h, "a tensor's dtype differs from the model's");
+            return fail(h, h->t[i].dtype == ST_I8
+                               ? "an I8 tensor in a file without __metadata__ quantized \"int8\""
+                               : "a tensor's dtype differs from the model's");
     return 0;
 }
 

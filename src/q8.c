@@ -40,10 +40,14 @@ CLSTM_CLONES void clstm_q8_quantize_rows(int64_t M, int64_t K, const float *X, i
             continue;
         }
         const float inv = 127.0f / amax;
-        for (int64_t k = 0; k < K; k++) {
-            float v = rintf(x[k] * inv);
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-            q[k] = (int8_t)v;
+        if (!(inv <= 3.402823466e38f)) { /* amax < 127 / FLT_MAX: inv is Inf, 0 * inv NaN */
+            for (int64_t k = 0; k < K; k++) q[k] = (int8_t)rint((double)x[k] * (127.0 / amax));
+        } else {
+            for (int64_t k = 0; k < K; k++) {
+                float v = rintf(x[k] * inv);
+                v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                q[k] = (int8_t)v;
+            }
         }
         for (int64_t k = K; k < Kp; k++) q[k] = 0;
         sa[m] = amax / 127.0f;

@@ -2,9 +2,13 @@
 """Write the fuzzing seed corpus for tests/fuzz/fuzz_load.c.
 
 Valid clstm model files (small configs, saved with the installed clstm
-package) plus hand-made near-misses: truncated files, broken JSON headers,
-bad offsets, bad dtypes and shapes. Deterministic (fixed seeds), so
-re-running it reproduces the committed corpus.
+package; quantized ones among them, for the I8 and scale paths) plus
+hand-made near-misses: truncated files, broken JSON headers, bad offsets,
+bad dtypes and shapes, bad scales and int8 weights. Deterministic (fixed
+seeds), so re-running it reproduces the committed corpus.
+
+tensors_of / build take a file apart and put it back together; the
+hostile-file tests (tests/test_quantize_files.py) use them too.
 
     python tests/fuzz/make_corpus.py [outdir]   (default tests/fuzz/corpus)
 """
@@ -38,14 +42,23 @@ CONFIGS = {
                        output_size=3, dtype=np.float64),
     "raw_head": dict(input_size=2, hidden_size=3, output_size=2, bidirectional=True,
                      _metadata={"task": "forecast", "mean": "0.5", "note": "a \"quoted\" \u00e9"}),
+    # quantized (clstm.quantize): I8 weights, F32 "<name>.scale", "quantized": "int8"
+    "q8_embed_head": dict(encoding="embedding", vocab="abcde", input_size=3, hidden_size=4,
+                          output_size=5, softmax=True, _quantize=True),
+    "q8_bidir_proj_peep": dict(input_size=3, hidden_size=5, num_layers=2, bidirectional=True,
+                               proj_size=2, peepholes=True, input_forget=True, clip=2.0,
+                               _quantize=True),
 }
 
 
 def model_bytes(cfg):
     cfg = dict(cfg)
     metadata = cfg.pop("_metadata", {})
+    quantize = cfg.pop("_quantize", False)
     model = clstm.Model(seed=1, **cfg)
     model.metadata.update(metadata)
+    if quantize:
+        model = clstm.quantize(model)
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "m.clstm")
         clstm.save(model, p)
@@ -62,6 +75,28 @@ def join(header, data, raw_header=None):
     h = raw_header if raw_header is not None else json.dumps(
         header, separators=(",", ":")).encode()
     return struct.pack("<Q", len(h)) + h + data
+
+
+def tensors_of(blob):
+    """(metadata, {name: [dtype, shape, data bytes]}) of a safetensors file,
+    the tensors in the order of their data."""
+    header, data = split(blob)
+    metadata = header.pop("__metadata__", None)
+    order = sorted(header, key=lambda k: header[k]["data_offsets"][0])
+    return metadata, {k: [header[k]["dtype"], list(header[k]["shape"]),
+                          data[slice(*header[k]["data_offsets"])]] for k in order}
+
+
+def build(metadata, tensors):
+    """A safetensors file of `tensors` ({name: [dtype, shape, data bytes]}),
+    their data laid out in the dict's order; no "__metadata__" when
+    metadata is None."""
+    header = {} if metadata is None else {"__metadata__": metadata}
+    at = 0
+    for name, (dtype, shape, data) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [at, at + len(data)]}
+        at += len(data)
+    return join(header, b"".join(t[2] for t in tensors.values()))
 
 
 def first_tensor(header):
@@ -137,6 +172,40 @@ def main():
     # data section edits
     files["data_nan"] = join(header, b"\xff\xff\xff\x7f" * (len(data) // 4))
     files["data_extra"] = base + b"\0" * 8
+
+    # quantized near-misses: each edits valid_q8_embed_head's metadata or
+    # tensors ({name: [dtype, shape, bytes]}) in place
+    def q8_file(edit):
+        meta, t = tensors_of(files["valid_q8_embed_head"])
+        edit(meta, t)
+        return build(meta, t)
+
+    def scale(value):
+        def edit(meta, t):
+            t["weight_hh_l0.scale"][2] = struct.pack("<f", value) + t["weight_hh_l0.scale"][2][4:]
+        return edit
+
+    def as_f64(meta, t):
+        t["weight_ih_l0.scale"][:3:2] = ["F64", np.frombuffer(
+            t["weight_ih_l0.scale"][2], "<f4").astype("<f8").tobytes()]
+
+    def as_f32(meta, t):  # the dequantized weights, in place of the int8 ones
+        q = np.frombuffer(t["weight_hh_l0"][2], np.int8).reshape(t["weight_hh_l0"][1])
+        s = np.frombuffer(t["weight_hh_l0.scale"][2], "<f4")
+        t["weight_hh_l0"][:3:2] = ["F32", (q * s[:, None]).astype("<f4").tobytes()]
+
+    files["q8_scale_zero"] = q8_file(scale(0.0))
+    files["q8_scale_neg"] = q8_file(scale(-0.5))
+    files["q8_scale_nan"] = q8_file(scale(float("nan")))
+    files["q8_scale_inf"] = q8_file(scale(float("inf")))
+    files["q8_weight_m128"] = q8_file(
+        lambda meta, t: t["head.weight"].__setitem__(2, b"\x80" + t["head.weight"][2][1:]))
+    files["q8_scale_missing"] = q8_file(lambda meta, t: t.pop("embedding.weight.scale"))
+    files["q8_scale_f64"] = q8_file(as_f64)
+    files["q8_weight_f32"] = q8_file(as_f32)
+    files["q8_meta_missing"] = q8_file(lambda meta, t: meta.pop("quantized"))
+    files["q8_meta_int4"] = q8_file(lambda meta, t: meta.update(quantized="int4"))
+    files["q8_meta_float64"] = q8_file(lambda meta, t: meta.update(dtype="float64"))
 
     total = 0
     for name, blob in sorted(files.items()):

@@ -937,6 +937,50 @@ static void test_files(void)
     clstm_free(m);
 }
 
+/* ------------------------------------------------------------ quantized models */
+
+static void test_quantized(void)
+{
+    clstm_model *m = make(small_config()), *q = SENTINEL;
+    if (!m) return;
+    CHECK_STATUS(clstm_quantize(NULL, &q), CLSTM_ERR_NULL);
+    CHECK(q == NULL, "quantize(NULL) left *out %p", (void *)q);
+    CHECK_STATUS(clstm_quantize(m, NULL), CLSTM_ERR_NULL);
+    CHECK_EQ(clstm_is_quantized(NULL), 0);
+    CHECK_EQ(clstm_is_quantized(m), 0);
+    q = NULL;
+    if (!CHECK_STATUS(clstm_quantize(m, &q), CLSTM_OK)) goto done;
+    CHECK_EQ(clstm_is_quantized(q), 1);
+
+    int64_t nt = 0;
+    CHECK_STATUS(clstm_num_tensors(q, &nt), CLSTM_OK);
+    const int8_t *w8 = (const int8_t *)SENTINEL;
+    const float *s = (const float *)SENTINEL;
+    CHECK_STATUS(clstm_tensor_int8(NULL, 0, &w8, &s), CLSTM_ERR_NULL);
+    CHECK_STATUS(clstm_tensor_int8(q, 0, NULL, &s), CLSTM_ERR_NULL);
+    CHECK_STATUS(clstm_tensor_int8(q, 0, &w8, NULL), CLSTM_ERR_NULL);
+    const int64_t bad_index[] = {-1, INT64_MIN, nt, nt + 1, INT64_MAX, TWO62,
+                                 2 /* bias_ih_l0: not int8 */};
+    for (size_t k = 0; k < sizeof bad_index / sizeof *bad_index; k++)
+        CHECK_STATUS(clstm_tensor_int8(q, bad_index[k], &w8, &s), CLSTM_ERR_ARG);
+    CHECK_STATUS(clstm_tensor_int8(m, 0, &w8, &s), CLSTM_ERR_ARG); /* a float model */
+    CHECK(w8 == (const int8_t *)SENTINEL && s == (const float *)SENTINEL,
+          "a failed clstm_tensor_int8 wrote its outputs");
+    CHECK_STATUS(clstm_tensor_int8(q, 0, &w8, &s), CLSTM_OK);
+
+    const char *kernel = clstm_int8_kernel();
+    CHECK(kernel && kernel[0], "clstm_int8_kernel() is empty");
+    static const char *const bad_names[] = {"", "AVX2", "avx2 ", "sse", "avx512"};
+    CHECK_STATUS(clstm_int8_kernel_limit(NULL), CLSTM_ERR_NULL);
+    for (size_t k = 0; k < sizeof bad_names / sizeof *bad_names; k++)
+        CHECK_STATUS(clstm_int8_kernel_limit(bad_names[k]), CLSTM_ERR_ARG);
+    CHECK(strcmp(clstm_int8_kernel(), kernel) == 0, "a refused limit changed the kernel to %s",
+          clstm_int8_kernel());
+done:
+    clstm_free(q);
+    clstm_free(m);
+}
+
 /* ------------------------------------------------------------ optimizers */
 
 static void test_optim(void)
@@ -1061,6 +1105,7 @@ int main(void)
     test_losses();
     test_vocab_metadata();
     test_files();
+    test_quantized();
     test_optim();
     test_big_forward();
     return ctest_finish();

@@ -5,7 +5,11 @@ trained) in Python, saved, and run by the programs of examples/ (built by
   generate  character models: the text of a greedy (and of a seeded sampled)
             continuation computed in Python;
   finetune  character and regression models: the losses and parameters of
-            the same truncated-BPTT training done in Python.
+            the same truncated-BPTT training done in Python;
+  quantize  character, token and real-valued models: its report (sizes, the
+            largest deviation of the int8 outputs) against the Python
+            package's, and the file it writes, which is clstm.quantize's
+            model byte for byte and which generate runs.
 Bad usage and unsupported models: an exit status, a message on stderr and
 nothing on stdout."""
 import pathlib
@@ -521,3 +525,162 @@ def test_finetune_refuses_untrainable_models(tmp_path, model, needle):
     out = run(FINETUNE, src, dst, stdin="1 2 3 4 5\n")
     assert out.returncode == 1 and needle in out.stderr and "cannot train" in out.stderr
     assert not dst.exists()
+
+
+# ------------------------------------------------------------- quantize
+QUANTIZE = EXAMPLES / "quantize"
+needs_quantize = pytest.mark.skipif(not QUANTIZE.exists(),
+                                    reason="run `make` to build the examples")
+REPORT = [r"int8 kernel: (?P<kernel>\S+)",
+          r"file size: (?P<float_bytes>\d+) bytes float, (?P<int8_bytes>\d+) bytes int8 "
+          r"\((?P<ratio>[0-9.]+)x smaller\)",
+          r"max \|int8 - float\| of the (?P<what>outputs|LSTM outputs) over (?P<steps>\d+) "
+          r"steps \((?P<input>the text|random ids|random features)\): (?P<dev>\S+)",
+          r"wrote (?P<path>.+)"]
+
+
+def quantize_report(stdout):
+    lines = stdout.splitlines()
+    assert len(lines) == len(REPORT), stdout
+    report = {}
+    for line, pattern in zip(lines, REPORT):
+        found = re.fullmatch(pattern, line)
+        assert found, (line, pattern)
+        report.update(found.groupdict())
+    return report
+
+
+def splitmix64(n):
+    """The example's pseudo-random stream: n 64-bit values from seed 0."""
+    mask, state, out = (1 << 64) - 1, 0, []
+    for _ in range(n):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        out.append(z ^ (z >> 31))
+    return out
+
+
+def check_quantize_run(m, src, dst, inputs, what, args=()):
+    """Run the example on m (saved at src) and check its report against m
+    and clstm.quantize(m) on `inputs`, and the file it wrote."""
+    out = run(QUANTIZE, src, dst, *args)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    report = quantize_report(out.stdout)
+    q = clstm.quantize(m)
+    assert report["kernel"] == clstm.int8_kernel()
+    assert int(report["float_bytes"]) == len(clstm.save_bytes(m)) == src.stat().st_size
+    assert int(report["int8_bytes"]) == len(clstm.save_bytes(q))
+    assert report["path"] == str(dst) and report["input"] == what
+    assert report["what"] == ("outputs" if m.output_size else "LSTM outputs")
+    yq, yf = q.forward(inputs, train=False)[0], m.forward(inputs, train=False)[0]
+    dev = np.max(np.abs(yq.astype(np.float64) - yf))
+    assert int(report["steps"]) == len(inputs)
+    # printed to 9 digits; a float32 model's outputs may differ by float32
+    # rounding between the example's call and this one (thread splits)
+    rounding = (2.0 ** -20 if m.dtype == np.float32 else 1e-12) * float(np.max(np.abs(yf)))
+    assert float(report["dev"]) == pytest.approx(dev, rel=1e-8, abs=rounding)
+    # each product's error is about 2^-8 of its largest term per int8 factor
+    # (clstm.h): under 2% of the largest output (the trained character
+    # models' logits reach 8, their deviations 0.07)
+    assert 0 < dev < 0.02 * np.max(np.abs(yf))
+    # the file is clstm.quantize's model, byte for byte, and runs as it does
+    assert dst.read_bytes() == clstm.save_bytes(q)
+    back = clstm.load(dst)
+    assert back.quantized
+    assert back.forward(inputs, train=False)[0].tobytes() == yq.tobytes()
+    return q
+
+
+@needs_quantize
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("encoding", ["onehot", "embedding"])
+def test_quantize_character_model(tmp_path, encoding, dtype):
+    m = char_model(encoding, dtype)
+    src, dst = tmp_path / "chars.safetensors", tmp_path / "int8.safetensors"
+    clstm.save(m, src)
+    text = "the lazy dog jumps over the quick brown fox"
+    check_quantize_run(m, src, dst, m.encode(text), "the text", [text])
+    dst.unlink()
+    default = "the quick brown fox jumps over the lazy dog.\n"  # the example's
+    check_quantize_run(m, src, dst, m.encode(default), "the text")
+
+
+@needs_quantize
+@pytest.mark.parametrize("make", [
+    lambda: clstm.Model(4, 8, 2, proj_size=3, output_size=3, seed=1),
+    lambda: clstm.LSTM(3, 6, 2, bidirectional=True, peepholes=True, dtype=np.float64, seed=2),
+    lambda: clstm.Model(hidden_size=6, vocab_size=5, output_size=5, seed=3),  # no vocabulary
+], ids=["head", "bare-bidirectional-f64", "ids-without-vocab"])
+def test_quantize_other_models(tmp_path, make):
+    m = make()
+    src, dst = tmp_path / "m.safetensors", tmp_path / "int8.safetensors"
+    clstm.save(m, src)
+    if m.encoding:
+        inputs, what = np.array([v % m.vocab_size for v in splitmix64(64)]), "random ids"
+    else:
+        u = np.array(splitmix64(64 * m.input_size), dtype=np.uint64) >> np.uint64(11)
+        inputs = (u.astype(np.float64) * 2.0 ** -52 - 1.0).reshape(64, m.input_size)
+        what = "random features"
+    check_quantize_run(m, src, dst, inputs.astype(m.dtype) if not m.encoding else inputs, what)
+
+
+@needs_quantize
+def test_quantize_errors(tmp_path):
+    m = char_model("onehot", np.float32, steps=0)
+    good, dst = tmp_path / "chars.safetensors", tmp_path / "int8.safetensors"
+    clstm.save(m, good)
+    done = tmp_path / "done.safetensors"
+    clstm.save(clstm.quantize(m), done)
+    nan = tmp_path / "nan.safetensors"
+    sd = m.state_dict()
+    sd["head.weight"][0, 0] = np.nan
+    bad = clstm.Model(hidden_size=m.hidden_size, vocab=m.vocab, output_size=m.output_size,
+                      softmax=True)
+    bad.load_state_dict(sd)
+    clstm.save(bad, nan)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{}")
+    cases = [
+        ([], 2, "usage"),
+        ([good], 2, "usage"),
+        ([good, dst, "text", "extra"], 2, "usage"),
+        ([tmp_path / "nope.safetensors", dst], 1, "nope.safetensors"),
+        ([garbage, dst], 1, "garbage.safetensors"),
+        ([done, dst], 1, "already quantized"),
+        ([nan, dst], 1, "NaN or Inf"),
+        ([good, dst, "the fox!"], 2, "'!'"),  # not in the vocabulary
+        ([good, dst, ""], 2, "empty"),
+        ([good, tmp_path / "no" / "such" / "dir.safetensors"], 1, "dir.safetensors"),
+    ]
+    for args, rc, needle in cases:
+        out = run(QUANTIZE, *args)
+        assert out.returncode == rc, (args, out.returncode, out.stderr)
+        assert needle in out.stderr and len(out.stderr.splitlines()) == 1, (args, out.stderr)
+        assert out.stdout == "", args
+        assert not dst.exists(), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "chars.safetensors", "done.safetensors", "garbage.safetensors", "nan.safetensors"]
+
+
+@needs_quantize
+@needs_generate
+@pytest.mark.parametrize("encoding", ["onehot", "embedding"])
+def test_generate_runs_the_quantized_file(tmp_path, encoding):
+    # examples/quantize.c's file, run by examples/generate.c unchanged: the
+    # text of the quantized model in Python, greedy and sampled
+    m = char_model(encoding, np.float32)
+    src, dst = tmp_path / "chars.safetensors", tmp_path / "int8.safetensors"
+    clstm.save(m, src)
+    assert run(QUANTIZE, src, dst).returncode == 0
+    q = clstm.load(dst)
+    greedy = python_generate(q, "the qu", 60)
+    assert len(set(greedy)) > 3, "the test model is too weak to test anything"
+    out = run(GENERATE, dst, "--prime", "the qu", "--length", 60, "--temperature", 0)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert out.stdout == "the qu" + greedy
+    out = run(GENERATE, dst, "--prime", "fox", "--length", 50, "--seed", 7)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "fox" + python_generate(q, "fox", 50, 1.0, 7)

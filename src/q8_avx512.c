@@ -3,7 +3,7 @@
  * broadcast activation quad gets 128 added (XOR 0x80) and 128 * colsum[n]
  * comes off the sums at the end; both stay exact in int32 for K <=
  * CLSTM_Q8_MAX_K (q8.h). Blocks of 6 rows x 4 panels: 24 of the 32 zmm
- * registers accumulate, 4 hold weights; the single row takes 4 panels. */
+ * registers accumulate, 4 hold weights. */
 #include <string.h>
 #include "q8.h"
 
@@ -15,7 +15,6 @@
 #define VL 16
 #define MR_MAX 6
 #define NR_MAX 4
-#define NR_ROW 4
 typedef __m512i vi;
 typedef __m512 vf;
 

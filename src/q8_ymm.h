@@ -2,7 +2,7 @@
  * the TARGET each defines first: the register block and the 256-bit
  * vector operations of q8_kernel.inc, all but the multiply-add (q8_prep,
  * q8_mac, q8_offset). Blocks of 2 rows x 2 panels: 8 of the 16 ymm
- * registers accumulate, 4 hold weights; the single row takes 4 panels. */
+ * registers accumulate, 4 hold weights. */
 #ifndef CLSTM_Q8_YMM_H
 #define CLSTM_Q8_YMM_H
 
@@ -13,7 +13,6 @@
 #define VL 8
 #define MR_MAX 2
 #define NR_MAX 2
-#define NR_ROW 4
 typedef __m256i vi;
 typedef __m256 vf;
 

@@ -69,10 +69,10 @@ typedef struct {
                  int64_t ldc);
 } q8_kernels;
 
-/* (the x86 kernels' table entries: to come with q8_avx2.c, q8_avx512.c)
+/* The x86 kernels' table entries (q8_avx2.c, q8_avx_vnni.c, q8_avx512.c). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(CLSTM_NO_SIMD)
 #define Q8_X86 1
 extern const q8_kernels clstm_q8_avx2, clstm_q8_avx_vnni, clstm_q8_avx512_vnni;
-#endif */
+#endif
 
 #endif

@@ -1110,16 +1110,23 @@ def report(res, args):
               "One step at a time: median (p90) over %d steps per peer, each step timed "
               "alone, peers rotated in chunks of 100. Whole-sequence: one call over T=%d "
               "steps, median time / T. Checked first: T steps of each stepper against "
-              "clstm's whole-sequence output." % (s["steps"], s["T"]), ""]
+              "clstm's whole-sequence output (clstm int8: its own whole-sequence output, "
+              "bit for bit; ORT int8: its diff is its deviation from float32)."
+              % (s["steps"], s["T"]), ""]
         names = {"clstm": "clstm LSTM.step (LSTMState)", "torch_lstm": "torch nn.LSTM, T=1",
-                 "torch_cell": "torch nn.LSTMCell", "ort": "ORT session.run, T=1 + state"}
+                 "torch_cell": "torch nn.LSTMCell", "ort": "ORT session.run, T=1 + state",
+                 "clstm_int8": "clstm int8 (clstm.quantize) LSTM.step",
+                 "ort_int8": "ORT int8 (DynamicQuantizeLSTM) session.run, T=1 + state"}
         body = [(names[k], "%.1f (%.1f)" % (v, s["step_p90_us"][k]),
                  f2(s["seq_per_step_us"].get(k), "%.1f"), "%.1e" % s["max_abs_diff"][k])
                 for k, v in s["step_us"].items()]
-        cs = [c for c in (s["c"], s.get("c_1thread")) if c and c.get("step_ns_median")]
+        cs = [c for c in (s["c"], s.get("c_1thread"), s.get("c_int8"))
+              if c and c.get("step_ns_median")]
         for c in cs:
-            body.append(("C: clstm_forward_ex T=1 in place, %d thread(s) (examples/bench_step)"
-                         % c["threads"],
+            body.append(("C: clstm_forward_ex T=1 in place, %s, %d thread(s) "
+                         "(examples/bench_step)"
+                         % ("int8 (%s)" % c["kernel"] if c.get("int8") else "float32",
+                            c["threads"]),
                          "%.1f (%.1f)" % (c["step_ns_median"] / 1e3, c["step_ns_p90"] / 1e3),
                          "%.1f" % (c["seq_per_step_ns"] / 1e3),
                          "%.1e" % c["stream_vs_seq_max_abs_diff"]))

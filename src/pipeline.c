@@ -66,10 +66,11 @@ static void lstm_plan(const plan_args *a, carver *c, ws_layout *ly) {
         const int64_t wide = D > NR ? D : NR, deep = R > H ? R : H;
         c->elem = 1;
         ly->q8x = carve(c, prod3(tc, B, clstm_q8_kp(wide)));
-        ly->q8h = carve(c, prod3(1, B, clstm_q8_kp(deep)));
+        const int64_t slots = B < CLSTM_BATCH_ROWS_MIN * CLSTM_Q8_UNIT_TEAM ? CLSTM_Q8_UNIT_TEAM : 1;
+        ly->q8h = carve(c, prod3(slots, B, clstm_q8_kp(deep)));
         c->elem = sizeof(float);
         ly->q8xs = carve(c, prod3(tc, B, 1));
-        ly->q8hs = carve(c, prod3(1, B, 1));
+        ly->q8hs = carve(c, prod3(slots, B, 1));
     }
     const int64_t kmax = R + (fusable ? (L > 1 && NR > D ? NR : D) : 0);
     ly->wp_stride = a->m->quantized ? 0 : prod3(1, 4 * H, kmax);
@@ -144,8 +145,12 @@ static int kernels_of(const clstm_model *m) {
 
 int clstm_q8_team(int64_t B, int64_t H) {
     const int n = clstm_team_size(B, H);
-    const int64_t most = B / CLSTM_BATCH_ROWS_MIN;
-    return most < 1 ? 1 : most < n ? (int)most : n;
+    if (B >= (int64_t)CLSTM_BATCH_ROWS_MIN * n) return n; /* by rows */
+    if (B >= (int64_t)CLSTM_BATCH_ROWS_MIN * CLSTM_Q8_UNIT_TEAM)
+        return (int)(B / CLSTM_BATCH_ROWS_MIN); /* by rows, fewer threads */
+    int64_t units = (H + 15) / 16; /* by units, whole panels */
+    if (units > CLSTM_Q8_UNIT_TEAM) units = CLSTM_Q8_UNIT_TEAM;
+    return units < n ? (int)units : n;
 }
 
 /* The LSTM stage's team (measured sizes: clstm_team_size). */

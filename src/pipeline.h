@@ -70,7 +70,8 @@ typedef struct {
  * are packed in the model): q8x (tc*B rows of clstm_q8_kp(max(D, NR))
  * bytes) and q8xs (tc*B floats), a layer's input rows and scales, then
  * the head's; q8h (B rows of clstm_q8_kp(max(R, H)) bytes) and q8hs (B
- * floats), h_{t-1} or o*tanh(c_t) of a step. */
+ * floats), h_{t-1} or o*tanh(c_t) of a step, B rows per thread of a team
+ * split by units (B < 3 * CLSTM_Q8_UNIT_TEAM). */
 typedef struct {
     size_t total;
     int chunked;
@@ -207,8 +208,12 @@ void clstm_head_backward_f64(const run_ctx *c, const slices *s);
  * reads the embedding's dequantized copy in the parameter block. */
 void clstm_lstm_forward_q8(const run_ctx *c, const slices *s, const chunk_io *io);
 void clstm_head_forward_q8(const run_ctx *c, const slices *s, const chunk_io *io);
-/* The LSTM stage's team for a quantized model: split by batch rows, at
- * least CLSTM_BATCH_ROWS_MIN rows per thread. */
+/* The LSTM stage's team for a quantized model: clstm_team_size's, split
+ * by batch rows where each thread gets at least CLSTM_BATCH_ROWS_MIN rows
+ * (with fewer threads where B is large but short of that), else by units
+ * with at most CLSTM_Q8_UNIT_TEAM threads (lstm_kernels.inc: part_of_q8;
+ * each quantizes every row of a step into its own B rows of q8h). */
+#define CLSTM_Q8_UNIT_TEAM 16
 int clstm_q8_team(int64_t B, int64_t H);
 
 /* Softmax and the losses (stage_kernels.inc; loss.c checks arguments). */

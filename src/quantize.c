@@ -51,7 +51,11 @@ clstm_status clstm_q8_attach(clstm_model *m, int64_t index, const int8_t *q,
     const size_t n = (size_t)(rows * cols);
     e->q = malloc(n ? n : 1);
     e->scale = malloc(sizeof(float) * (size_t)rows);
-    e->packed = aligned_alloc(64, (clstm_q8_packed_bytes(rows, cols) + 63) & ~(size_t)63);
+    /* the gate weights (4H rows) gate by gate, each from a panel's start,
+     * so that a thread's units of every gate are whole panels */
+    const int64_t groups = t->kind == CLSTM_T_WEIGHT_IH || t->kind == CLSTM_T_WEIGHT_HH ? 4 : 1;
+    const size_t group_bytes = clstm_q8_packed_bytes(rows / groups, cols);
+    e->packed = aligned_alloc(64, ((size_t)groups * group_bytes + 63) & ~(size_t)63);
     e->colsum = malloc(sizeof(int32_t) * (size_t)rows);
     if (!e->q || !e->scale || !e->packed || !e->colsum) {
         q8_tensor_free(e);
@@ -59,7 +63,9 @@ clstm_status clstm_q8_attach(clstm_model *m, int64_t index, const int8_t *q,
     }
     memcpy(e->q, q, n);
     memcpy(e->scale, scale, sizeof(float) * (size_t)rows);
-    clstm_q8_pack(e->packed, e->colsum, q, cols, rows, cols);
+    for (int64_t g = 0, gr = rows / groups; g < groups; g++)
+        clstm_q8_pack(e->packed + g * group_bytes, e->colsum + g * gr, q + g * gr * cols, cols,
+                      gr, cols);
     float *w = (float *)m->params + t->info.offset;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t k = 0; k < cols; k++) w[r * cols + k] = (float)q[r * cols + k] * scale[r];

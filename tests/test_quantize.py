@@ -125,12 +125,17 @@ def kernels():
 def test_every_kernel_and_thread_count_same_bits(kernels, features):
     """Exact int32 sums and the same float operations after them: every
     kernel this CPU has, at 1 and 2 threads, gives the same bits."""
+    for B in (13, 4):  # split by batch rows; by hidden units (fewer than 3 rows a thread)
+        _same_bits_everywhere(kernels, features, B)
+
+
+def _same_bits_everywhere(kernels, features, B):
     rng = np.random.default_rng(7)
-    q = clstm.quantize(_model(8, dict(features, num_layers=2), output_size=5))
-    # 13 rows: split by rows; 70 steps: two 32-step chunks and a shorter one
-    # (threads run different layers, products and chunks at once)
-    x = rng.standard_normal((70, 13, 10)).astype(np.float32)
-    lens = rng.integers(0, 71, 13)
+    q = clstm.quantize(clstm.Model(10, 40, seed=8, output_size=5, **dict(features, num_layers=2)))
+    # 70 steps: two 32-step chunks and a shorter one (threads run different
+    # layers, products and chunks at once); H = 40: a part of a panel
+    x = rng.standard_normal((70, B, 10)).astype(np.float32)
+    lens = rng.integers(0, 71, B)
     first = None
     for name in kernels:
         _core.int8_kernel_limit(name)

@@ -29,6 +29,10 @@ CLSTM_CLONES void clstm_q8_quantize_rows(int64_t M, int64_t K, const float *X, i
         int8_t *restrict q = A + m * lda;
         float amax = 0;
         int bad = 0;
+        /* omp simd: gcc's -O2 cost model left both loops scalar, 9% of a
+         * T=100 B=64 H=512 forward; max, rint and the clamp give the same
+         * bits in any order and width */
+#pragma omp simd reduction(max : amax) reduction(| : bad)
         for (int64_t k = 0; k < K; k++) {
             const float a = fabsf(x[k]);
             amax = a > amax ? a : amax;
@@ -43,6 +47,7 @@ CLSTM_CLONES void clstm_q8_quantize_rows(int64_t M, int64_t K, const float *X, i
         if (!(inv <= 3.402823466e38f)) { /* amax < 127 / FLT_MAX: inv is Inf, 0 * inv NaN */
             for (int64_t k = 0; k < K; k++) q[k] = (int8_t)rint((double)x[k] * (127.0 / amax));
         } else {
+#pragma omp simd
             for (int64_t k = 0; k < K; k++) {
                 float v = rintf(x[k] * inv);
                 v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;

@@ -433,6 +433,8 @@ def cmd_quantize(args):
         raise UsageError("%s: %s" % (args.model, e)) from None
     if os.path.isdir(args.out):
         raise UsageError("%s: is a directory; give a file name" % args.out)
+    if os.path.exists(args.out) and os.path.samefile(args.out, args.model):
+        raise UsageError("%s: is the input model; give another file name" % args.out)
     try:
         clstm.save(q, args.out)
     except (OSError, ValueError) as e:

@@ -227,12 +227,14 @@ class LSTM(Interchange):
     # ------------------------------------------------------------ parameters
     @property
     def flat_parameters(self):
-        """1-D writable view of the whole parameter block (torch's order)."""
+        """1-D view of the whole parameter block (torch's order); writable,
+        except for a quantized model (its dequantized weights, to read)."""
         return self._params
 
     @property
     def flat_grads(self):
-        """1-D writable view of the whole gradient block."""
+        """1-D view of the whole gradient block (writable, except for a
+        quantized model)."""
         return self._grads
 
     def _views(self, block):
@@ -240,11 +242,12 @@ class LSTM(Interchange):
                 for name, off, shape in self._tensors}
 
     def named_parameters(self):
-        """{name: writable view} with torch.nn.LSTM's names and shapes."""
+        """{name: view} with torch.nn.LSTM's names and shapes (writable,
+        except for a quantized model)."""
         return self._views(self._params)
 
     def named_grads(self):
-        """{name: writable view} of the gradients, same names as the parameters."""
+        """{name: view} of the gradients, same names as the parameters."""
         return self._views(self._grads)
 
     def state_dict(self):
@@ -256,6 +259,7 @@ class LSTM(Interchange):
 
         Every value is checked before anything is written: on error the model
         is unchanged. strict=True requires exactly this model's names."""
+        self._refuse_quantized("load_state_dict")
         if not hasattr(state_dict, "items"):
             raise TypeError("state_dict: expected a mapping of name -> array, got %s"
                             % type(state_dict).__name__)
@@ -265,7 +269,6 @@ class LSTM(Interchange):
         if strict and (missing or unexpected):
             raise KeyError("state_dict: missing keys %s, unexpected keys %s"
                            % (missing, unexpected))
-        self._refuse_quantized("load_state_dict")
         staged = {}
         for name, view in views.items():
             if name not in state_dict:
@@ -493,11 +496,11 @@ class LSTM(Interchange):
         dx, (dh0, dc0) in the forward's layout (dx None for a token model:
         ids have no gradient) and ADDS the parameter gradients into flat_grads
         (see zero_grad). Each training forward allows one backward."""
+        self._refuse_quantized("backward")
         if self.clip is not None:
             raise NotImplementedError("backward: not available for a model with clip (the "
                                       "gradient of a clipped gate is not implemented)")
         name = "d" + self._OUT
-        self._refuse_quantized("backward")
         with self._lock:
             if self._pending is None:
                 raise ValueError("backward() needs a preceding forward(..., train=True) "

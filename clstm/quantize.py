@@ -25,9 +25,9 @@ def quantize(model):
     if model.quantized:
         raise ValueError("model: already quantized; quantize its float original")
     for name, value in model.named_parameters().items():
-        if not np.all(np.isfinite(value)):
-            raise ValueError("model: %s holds NaN or Inf; a quantized model needs finite "
-                             "weights" % name)
+        if not np.all(np.abs(value) <= np.finfo(np.float32).max):
+            raise ValueError("model: %s holds NaN, Inf or values beyond float32's range; a "
+                             "quantized model needs finite float32 weights" % name)
         if value.ndim == 2 and value.shape[1] > 65536:
             raise ValueError("model: %s has %d columns; int8 products support at most "
                              "65536 (their int32 sums must not overflow)"

@@ -98,7 +98,8 @@ typedef enum {
     CLSTM_ERR_WORKSPACE = 5,   /* workspace NULL or smaller than required */
     CLSTM_ERR_DTYPE = 6,       /* unknown dtype */
     CLSTM_ERR_STATE = 7,       /* backward without a matching training forward */
-    CLSTM_ERR_UNSUPPORTED = 8, /* option not compiled in (e.g. BLAS backend) */
+    CLSTM_ERR_UNSUPPORTED = 8, /* not in this build or for this model (e.g. a BLAS
+                                  backend, training a quantized model) */
     CLSTM_ERR_ARG = 9,         /* any other invalid argument (index, config) */
     CLSTM_ERR_IO = 10,         /* open, read, write, fsync or rename failed */
     CLSTM_ERR_FORMAT = 11,     /* malformed or inconsistent model file */
@@ -202,7 +203,8 @@ CLSTM_API clstm_status clstm_get_config(const clstm_model *m, clstm_config *out)
  * generator seeded with `seed` (so a model's LSTM part does not depend on
  * whether it has an embedding or head). Values are drawn in double and rounded to the
  * dtype, so the same seed gives the same model on every machine, and float32
- * and float64 models of one seed agree to float32 rounding. */
+ * and float64 models of one seed agree to float32 rounding. Errors: NULL,
+ * UNSUPPORTED (a quantized model: its int8 weights would not change). */
 CLSTM_API clstm_status clstm_init_params(clstm_model *m, uint64_t seed);
 
 /* ------------------------------------------------------------- parameters */
@@ -254,7 +256,9 @@ CLSTM_API clstm_status clstm_tensor_info_get(const clstm_model *m, int64_t index
  * is never smaller than the inference one for the same B. Errors: NULL, SIZE,
  * OVERFLOW (also, with train = 0, when the call's (T, B, .) arrays x and y
  * could not exist in memory, although the workspace itself does not grow
- * with T). */
+ * with T), UNSUPPORTED (train = 1 on a quantized model: inference only).
+ * The same holds for clstm_model_workspace_size, and for the forward calls
+ * with train set. */
 CLSTM_API clstm_status clstm_workspace_size(const clstm_model *m, int64_t T,
                                             int64_t B, int train, size_t *bytes);
 
@@ -643,8 +647,8 @@ CLSTM_API clstm_status clstm_load_ex(const char *path, clstm_model **out, const 
  * What is quantized, and how:
  * - Weights: weight_ih, weight_hh, weight_hr, embedding.weight and
  *   head.weight become int8 with one float32 scale per row (per output):
- *   s = max|w_row| / 127, q = round(w / s) in [-127, 127] (an all-zero row
- *   gets s = 1). Biases, peepholes and head.bias stay float32.
+ *   s = max|w_row| / 127, q = rint(w / s) (ties to even) in [-127, 127]
+ *   (an all-zero row gets s = 1). Biases, peepholes and head.bias stay float32.
  * - Activations: every product's input rows (x_t of each layer, h_{t-1},
  *   o*tanh(c_t) before a projection, the head's input) are quantized when
  *   they are used, per row (one sequence at one step): s = max|row| / 127,
@@ -681,7 +685,8 @@ CLSTM_API clstm_status clstm_load_ex(const char *path, clstm_model **out, const 
 
 /* A quantized copy of src (float32 or float64; its vocabulary and user
  * metadata come along); *out owns it. Errors: NULL, ARG (src already
- * quantized, or a parameter NaN or Inf), UNSUPPORTED (a matrix with over
+ * quantized, or a parameter NaN, Inf or beyond float32's range; a row of
+ * weights too small for float32 becomes zeros), UNSUPPORTED (a matrix with over
  * 65536 columns: its int32 sums could overflow), NOMEM. */
 CLSTM_API clstm_status clstm_quantize(const clstm_model *src, clstm_model **out);
 /* 1 if m is a quantized model, else 0 (also for NULL). */

@@ -255,6 +255,7 @@ static double normal01(uint64_t *s) {
 
 clstm_status clstm_init_params(clstm_model *m, uint64_t seed) {
     if (!m) return CLSTM_ERR_NULL;
+    if (m->quantized) return CLSTM_ERR_UNSUPPORTED; /* its int8 weights would stay */
     const double k = 1.0 / sqrt((double)m->cfg.hidden_size);
     const double kh = 1.0 / sqrt((double)(clstm_dirs(&m->cfg) * clstm_rsize(&m->cfg)));
     uint64_t s = seed;

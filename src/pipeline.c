@@ -362,9 +362,10 @@ static void backward_team(const run_ctx *c, int lstm) {
 /* Run body on a team of `team` threads, the LSTM using `lstm` of them. A
  * team of one runs outside any parallel region (its barriers are then
  * no-ops): entering one cost a streaming step 1.6 us of its 2.0 us at H = 8
- * (examples/bench_step). */
+ * (examples/bench_step). Not inside a caller's parallel region: there the
+ * thread numbers and the barriers would be the caller's team's. */
 static void in_team(void (*body)(const run_ctx *, int), const run_ctx *c, int team, int lstm) {
-    if (team == 1) {
+    if (team == 1 && !omp_in_parallel()) {
         body(c, lstm);
         return;
     }

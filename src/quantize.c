@@ -80,7 +80,8 @@ clstm_status clstm_q8_attach(clstm_model *m, int64_t index, const int8_t *q,
 static void quantize_row(const double *w, int64_t cols, int8_t *q, float *s) {
     double amax = 0;
     for (int64_t k = 0; k < cols; k++) amax = fabs(w[k]) > amax ? fabs(w[k]) : amax;
-    const float scale = amax > 0 ? (float)(amax / 127.0) : 1.0f;
+    /* a row too small for float32 (float64 source) is a row of zeros */
+    const float scale = (float)(amax / 127.0) > 0 ? (float)(amax / 127.0) : 1.0f;
     for (int64_t k = 0; k < cols; k++) {
         const double v = rint(w[k] / (double)scale);
         q[k] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
@@ -115,12 +116,13 @@ static clstm_status quantize_tensor(const clstm_model *src, clstm_model *m, int6
     return st;
 }
 
-/* 1 if every parameter of m is finite. */
+/* 1 if every parameter of m is finite as a float32 (a float64 source's
+ * may be beyond its range). */
 static int params_finite(const clstm_model *m) {
     for (size_t i = 0; i < m->n_params; i++) {
         const double v = m->cfg.dtype == CLSTM_FLOAT64 ? ((const double *)m->params)[i]
                                                        : (double)((const float *)m->params)[i];
-        if (!isfinite(v)) return 0;
+        if (!(fabs(v) <= 3.4028234663852886e38)) return 0;
     }
     return 1;
 }

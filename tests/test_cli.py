@@ -605,6 +605,12 @@ def test_quantize_refusals(world, tmp_path):
     assert not (tmp_path / "q2.safetensors").exists()
     assert_refused(run_main(["quantize", world.char, tmp_path], tmp_path), "quantize",
                    "directory")
+    assert_refused(run_main(["quantize", q, q], tmp_path), "quantize", "already quantized")
+    src = tmp_path / "src.safetensors"
+    shutil.copy(world.char, src)
+    before = src.read_bytes()
+    assert_refused(run_main(["quantize", src, src], tmp_path), "quantize", "input model")
+    assert src.read_bytes() == before
     assert_refused(run_main(["quantize", world.char, tmp_path / "no" / "q.safetensors"],
                             tmp_path), "quantize", "q.safetensors")
     assert tmp_files(tmp_path) == []

@@ -183,6 +183,8 @@ def test_inference_only():
         q.backward(np.zeros((2, 1, 4), np.float32))
     with pytest.raises(ValueError, match="quantized.*inference only"):
         q.load_state_dict(m.state_dict())
+    with pytest.raises(ValueError, match="quantized.*inference only"):
+        q.load_state_dict({})  # refused for what it is, not for the missing keys
     with pytest.raises(ValueError, match="read-only"):
         q.flat_parameters[0] = 1.0
     with pytest.raises(ValueError, match="already quantized"):
@@ -201,7 +203,7 @@ def test_nan_weights_refused_and_nothing_changed():
     m = _model(13, dict())
     m.named_parameters()["weight_hh_l0"][3, 2] = np.inf
     before = m.flat_parameters.copy()
-    with pytest.raises(ValueError, match="weight_hh_l0 holds NaN or Inf"):
+    with pytest.raises(ValueError, match="weight_hh_l0 holds NaN, Inf or values beyond float32"):
         clstm.quantize(m)
     np.testing.assert_array_equal(m.flat_parameters, before)
 
@@ -224,3 +226,17 @@ def test_training_a_quantized_model_refused():
         Trainer(q, SequenceTask(seqs, None, 2))
     with pytest.raises(ValueError, match="quantized.*inference only"):
         clstm.optim.Adam(q)
+
+
+def test_float64_beyond_float32_range():
+    """A float64 source: a weight beyond float32's range is refused (it
+    would be Inf), a row too small for float32 quantizes to zeros."""
+    m = _model(16, dict(), dtype=np.float64)
+    m.named_parameters()["bias_hh_l0"][0] = 1e45
+    with pytest.raises(ValueError, match="bias_hh_l0 holds NaN, Inf or values beyond float32"):
+        clstm.quantize(m)
+    m.named_parameters()["bias_hh_l0"][0] = 0.0
+    m.named_parameters()["weight_hh_l0"][5] = 1e-50
+    q = clstm.quantize(m)
+    qw, s = q.int8_tensors()["weight_hh_l0"]
+    assert np.all(qw[5] == 0) and s[5] == 1.0

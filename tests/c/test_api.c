@@ -968,6 +968,52 @@ static void test_threads(void)
     CHECK_EQ(clstm_get_num_threads(), old);
 }
 
+/* Forwards run from the threads of the caller's own OpenMP region, each
+ * with its own workspace (clstm.h: any number of threads may run inference
+ * on one model): every thread gets the serial result, float and int8.
+ * (A team of one once ran in the caller's region, with its thread numbers
+ * and barriers: threads 1..3 computed nothing.) */
+static void test_forward_inside_caller_region(void)
+{
+    clstm_config cfg = clstm_config_default();
+    cfg.input_size = 8;
+    cfg.hidden_size = 8;
+    clstm_model *f = NULL, *q = NULL;
+    if (!CHECK_STATUS(clstm_create(&cfg, 1, &f), CLSTM_OK) ||
+        !CHECK_STATUS(clstm_quantize(f, &q), CLSTM_OK)) {
+        clstm_free(f);
+        return;
+    }
+    clstm_model *models[2] = {f, q};
+    enum { TT = 5, BB = 1, N = TT * BB * 8 };
+    float x[N], ref[N];
+    for (int i = 0; i < N; i++) x[i] = sinf((float)i);
+    for (int k = 0; k < 2; k++) {
+        size_t wsb = 0;
+        CHECK_STATUS(clstm_workspace_size(models[k], TT, BB, 0, &wsb), CLSTM_OK);
+        void *ws0 = malloc(wsb);
+        CHECK_STATUS(clstm_forward(models[k], TT, BB, x, NULL, NULL, ref, NULL, NULL, 0, ws0,
+                                   wsb),
+                     CLSTM_OK);
+        free(ws0);
+        int bad = 0;
+#pragma omp parallel num_threads(4) reduction(+ : bad)
+        {
+            float y[N];
+            void *ws = malloc(wsb);
+            for (int i = 0; i < N; i++) y[i] = -999;
+            bad += !ws || clstm_forward(models[k], TT, BB, x, NULL, NULL, y, NULL, NULL, 0, ws,
+                                        wsb) != CLSTM_OK;
+            for (int i = 0; i < N; i++) bad += y[i] != ref[i];
+            free(ws);
+        }
+        CHECK(bad == 0, "%s model: %d elements differ from the serial run",
+              k ? "int8" : "float32", bad);
+    }
+    clstm_free(q);
+    clstm_free(f);
+}
+
 int main(void)
 {
     test_version();
@@ -984,5 +1030,6 @@ int main(void)
     test_forward_ex_errors();
     test_forward_is_forward_ex();
     test_threads();
+    test_forward_inside_caller_region();
     return ctest_finish();
 }

@@ -6,6 +6,8 @@ arrays of the right shapes and checks only what C cannot see: the element
 counts of the buffers, so a mistake raises instead of corrupting memory."""
 import os
 
+import numpy as np
+
 from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
 from cpython.buffer cimport PyBUF_FORMAT
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -259,6 +261,9 @@ cdef class Model:
         return self._block(False)
 
     def grads_block(self):
+        """The gradient block (empty for a quantized model, which has none)."""
+        if self.quantized:
+            return np.zeros(0, np.float32)
         return self._block(True)
 
     def tensors(self):

@@ -233,8 +233,8 @@ class LSTM(Interchange):
 
     @property
     def flat_grads(self):
-        """1-D view of the whole gradient block (writable, except for a
-        quantized model)."""
+        """1-D writable view of the whole gradient block (empty for a
+        quantized model, which has none)."""
         return self._grads
 
     def _views(self, block):
@@ -248,6 +248,7 @@ class LSTM(Interchange):
 
     def named_grads(self):
         """{name: view} of the gradients, same names as the parameters."""
+        self._refuse_quantized("named_grads")
         return self._views(self._grads)
 
     def state_dict(self):

@@ -225,6 +225,8 @@ CLSTM_API clstm_status clstm_init_params(clstm_model *m, uint64_t seed);
  * so the LSTM's tensors are always a prefix of the block, at the offsets a
  * bare LSTM of the same config has. */
 CLSTM_API clstm_status clstm_params(clstm_model *m, void **data, size_t *n);
+/* A quantized model (inference only) has no gradient block: clstm_grads
+ * sets *data = NULL and *n = 0, and clstm_zero_grad does nothing. */
 CLSTM_API clstm_status clstm_grads(clstm_model *m, void **data, size_t *n);
 
 /* Set every gradient to zero. */
@@ -675,7 +677,8 @@ CLSTM_API clstm_status clstm_load_ex(const char *path, clstm_model **out, const 
  * 0.16%.
  *
  * A quantized model is inference only: clstm_backward, clstm_model_backward
- * and training forwards return CLSTM_ERR_UNSUPPORTED. Its parameter block
+ * and training forwards return CLSTM_ERR_UNSUPPORTED, and it has no
+ * gradient block (clstm_grads gives NULL and 0). Its parameter block
  * (clstm_params) holds float32 copies of every tensor, the quantized ones
  * dequantized (q * s): read them, do not write them (a weight written there
  * is not seen by the int8 products; a bias or peephole is). Its files hold

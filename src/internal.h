@@ -79,6 +79,9 @@ int clstm_kind_quantized(clstm_tensor_kind kind);
 clstm_status clstm_q8_attach(clstm_model *m, int64_t index, const int8_t *q,
                              const float *scale);
 void clstm_q8_free(clstm_model *m);
+/* Make m, just created, a quantized model: inference only, so its
+ * gradient block goes (a quarter of its memory). */
+void clstm_q8_begin(clstm_model *m);
 /* The int8 form of the tensor at block offset `offset`, or NULL. */
 const clstm_q8_tensor *clstm_q8_of(const clstm_model *m, size_t offset);
 

@@ -284,14 +284,14 @@ clstm_status clstm_params(clstm_model *m, void **data, size_t *n) {
 
 clstm_status clstm_grads(clstm_model *m, void **data, size_t *n) {
     if (!m || !data || !n) return CLSTM_ERR_NULL;
-    *data = m->grads;
-    *n = m->n_params;
+    *data = m->grads; /* NULL for a quantized model */
+    *n = m->grads ? m->n_params : 0;
     return CLSTM_OK;
 }
 
 clstm_status clstm_zero_grad(clstm_model *m) {
     if (!m) return CLSTM_ERR_NULL;
-    memset(m->grads, 0, m->n_params * m->elem);
+    if (m->grads) memset(m->grads, 0, m->n_params * m->elem);
     return CLSTM_OK;
 }
 

@@ -14,6 +14,12 @@ int clstm_kind_quantized(clstm_tensor_kind kind) {
 
 int clstm_is_quantized(const clstm_model *m) { return m && m->quantized; }
 
+void clstm_q8_begin(clstm_model *m) {
+    m->quantized = 1;
+    free(m->grads);
+    m->grads = NULL;
+}
+
 static void q8_tensor_free(clstm_q8_tensor *q) {
     if (!q) return;
     free(q->q);
@@ -141,7 +147,7 @@ clstm_status clstm_quantize(const clstm_model *src, clstm_model **out) {
     clstm_model *m;
     clstm_status st = clstm_create(&cfg, 0, &m);
     if (st != CLSTM_OK) return st;
-    m->quantized = 1;
+    clstm_q8_begin(m);
     for (int64_t i = 0; st == CLSTM_OK && i < m->n_tensors; i++) {
         const clstm_tensor *t = &src->tensors[i];
         if (clstm_kind_quantized(t->kind)) {

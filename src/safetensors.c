@@ -499,7 +499,7 @@ static clstm_status load_buffer(const unsigned char *buf, size_t size, clstm_mod
                      "tensors missing or unknown)");
         }
         if (st == CLSTM_OK) st = clstm_create(&cfg, 0, &m);
-        if (st == CLSTM_OK) m->quantized = quantized;
+        if (st == CLSTM_OK && quantized) clstm_q8_begin(m);
         if (st != CLSTM_OK && st != CLSTM_ERR_NOMEM) {
             st = CLSTM_ERR_FORMAT;
             fail(&h, "the __metadata__ config is invalid (sizes, proj_size, dropout, clip, "

@@ -187,6 +187,10 @@ def test_inference_only():
         q.load_state_dict({})  # refused for what it is, not for the missing keys
     with pytest.raises(ValueError, match="read-only"):
         q.flat_parameters[0] = 1.0
+    assert q.flat_grads.size == 0  # no gradient block: inference only
+    with pytest.raises(ValueError, match="quantized.*inference only"):
+        q.named_grads()
+    q.zero_grad()
     with pytest.raises(ValueError, match="already quantized"):
         clstm.quantize(q)
     with pytest.raises(ValueError, match="not quantized"):

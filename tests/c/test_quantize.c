@@ -332,6 +332,11 @@ static void test_quantize_configs(void)
         if (!(q = quantize(f))) goto next;
         CHECK(clstm_is_quantized(q) == 1 && clstm_is_quantized(f) == 0, "%s: is_quantized",
               k->name);
+        void *gq = (void *)1;
+        size_t ngq = 1;
+        CHECK(clstm_grads(q, &gq, &ngq) == CLSTM_OK && gq == NULL && ngq == 0 &&
+                  clstm_zero_grad(q) == CLSTM_OK,
+              "%s: a quantized model has no gradient block", k->name);
         clstm_config cq = clstm_config_default(), cf = cq;
         clstm_get_config(q, &cq);
         clstm_get_config(f, &cf);

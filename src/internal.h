@@ -201,6 +201,24 @@ int clstm_packed_available(void);
  * the one now in use. Not thread-safe against running products. */
 int clstm_packed_limit_isa(int isa);
 
+/* One run-time choice among a table of kernels by instruction set
+ * (packed.c, q8.c; status.c): entries 0 .. count - 1, best last; has(i)
+ * says whether entry i exists and this CPU (and OS) runs it (entry 0 is
+ * the fallback, never asked). The entry in use is picked at the first
+ * use: the best the CPU has, at most limit. Any threads racing there pick
+ * the same, and the tables are constant, so relaxed atomics are enough; a
+ * limit set meanwhile wins the race. */
+typedef struct {
+    int (*has)(int i);
+    int count;
+    int limit, active; /* initialise limit to count - 1, active to -1 */
+} clstm_isa_choice;
+/* The entry in use. */
+int clstm_isa_active(clstm_isa_choice *c);
+/* For tests: use no entry above isa (out of range: the best); returns the
+ * one now in use. Not thread-safe against running products. */
+int clstm_isa_limit(clstm_isa_choice *c, int isa);
+
 /* Free the model's vocabulary and user metadata (vocab.c). */
 void clstm_vocab_clear(clstm_model *m);
 void clstm_metadata_clear(clstm_model *m);

@@ -78,40 +78,14 @@ static const pk_kernels *const isa_table[ISA_COUNT] = {
 #endif
 };
 
-/* The best entry this CPU has, at most limit (cpu_has reads what libgcc's
- * constructor detected: no __builtin_cpu_init, which would write it). */
-static int pick_isa(int limit) {
-    for (int i = limit; i > ISA_NONE; i--)
-        if (isa_table[i] && isa_table[i]->cpu_has()) return i;
-    return ISA_NONE;
-}
+static int has_isa(int i) { return isa_table[i] && isa_table[i]->cpu_has(); }
+static clstm_isa_choice choice = {has_isa, ISA_COUNT, ISA_COUNT - 1, -1};
 
-/* isa_active: the entry in use, -1 until the first product picks it. Any
- * threads racing there pick the same, and the table is constant, so
- * relaxed atomics are enough; a limit set meanwhile wins the race. */
-static int isa_limit = ISA_AVX512, isa_active = -1;
-
-static const pk_kernels *active_kernels(void) {
-    int a = __atomic_load_n(&isa_active, __ATOMIC_RELAXED);
-    if (a < 0) {
-        int unset = -1;
-        a = pick_isa(__atomic_load_n(&isa_limit, __ATOMIC_RELAXED));
-        if (!__atomic_compare_exchange_n(&isa_active, &unset, a, 0, __ATOMIC_RELAXED,
-                                         __ATOMIC_RELAXED))
-            a = unset;
-    }
-    return isa_table[a];
-}
+static const pk_kernels *active_kernels(void) { return isa_table[clstm_isa_active(&choice)]; }
 
 int clstm_packed_available(void) { return active_kernels() != NULL; }
 
-int clstm_packed_limit_isa(int isa) {
-    if (isa < ISA_NONE || isa > ISA_AVX512) isa = ISA_AVX512;
-    __atomic_store_n(&isa_limit, isa, __ATOMIC_RELAXED);
-    const int a = pick_isa(isa);
-    __atomic_store_n(&isa_active, a, __ATOMIC_RELAXED);
-    return a;
-}
+int clstm_packed_limit_isa(int isa) { return clstm_isa_limit(&choice, isa); }
 
 int clstm_rowdot_f32(int64_t N, int64_t K, const float *W, int64_t ldw, const float *x,
                      float *y, int acc) {

@@ -98,34 +98,12 @@ static const q8_kernels *const isa_table[Q8_ISA_COUNT] = {
 #endif
 };
 
-/* The best entry this CPU has, at most limit (as packed.c). */
-static int pick_isa(int limit) {
-    for (int i = limit; i > Q8_PORTABLE; i--)
-        if (isa_table[i] && isa_table[i]->cpu_has()) return i;
-    return Q8_PORTABLE;
-}
+static int has_isa(int i) { return isa_table[i] && isa_table[i]->cpu_has(); }
+static clstm_isa_choice choice = {has_isa, Q8_ISA_COUNT, Q8_ISA_COUNT - 1, -1};
 
-static int isa_limit = Q8_ISA_COUNT - 1, isa_active = -1;
+static const q8_kernels *active_kernels(void) { return isa_table[clstm_isa_active(&choice)]; }
 
-static const q8_kernels *active_kernels(void) {
-    int a = __atomic_load_n(&isa_active, __ATOMIC_RELAXED);
-    if (a < 0) {
-        int unset = -1;
-        a = pick_isa(__atomic_load_n(&isa_limit, __ATOMIC_RELAXED));
-        if (!__atomic_compare_exchange_n(&isa_active, &unset, a, 0, __ATOMIC_RELAXED,
-                                         __ATOMIC_RELAXED))
-            a = unset;
-    }
-    return isa_table[a];
-}
-
-int clstm_q8_limit_isa(int isa) {
-    if (isa < Q8_PORTABLE || isa >= Q8_ISA_COUNT) isa = Q8_ISA_COUNT - 1;
-    __atomic_store_n(&isa_limit, isa, __ATOMIC_RELAXED);
-    const int a = pick_isa(isa);
-    __atomic_store_n(&isa_active, a, __ATOMIC_RELAXED);
-    return a;
-}
+int clstm_q8_limit_isa(int isa) { return clstm_isa_limit(&choice, isa); }
 
 const char *clstm_q8_isa_name(void) { return active_kernels()->name; }
 

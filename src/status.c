@@ -29,6 +29,34 @@ const char *clstm_status_string(clstm_status s) {
     return "unknown status";
 }
 
+/* The best entry c->has at most limit (has reads what libgcc's constructor
+ * detected: no __builtin_cpu_init, which would write it). */
+static int pick_isa(const clstm_isa_choice *c, int limit) {
+    for (int i = limit; i > 0; i--)
+        if (c->has(i)) return i;
+    return 0;
+}
+
+int clstm_isa_active(clstm_isa_choice *c) {
+    int a = __atomic_load_n(&c->active, __ATOMIC_RELAXED);
+    if (a < 0) {
+        int unset = -1;
+        a = pick_isa(c, __atomic_load_n(&c->limit, __ATOMIC_RELAXED));
+        if (!__atomic_compare_exchange_n(&c->active, &unset, a, 0, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED))
+            a = unset;
+    }
+    return a;
+}
+
+int clstm_isa_limit(clstm_isa_choice *c, int isa) {
+    if (isa < 0 || isa >= c->count) isa = c->count - 1;
+    __atomic_store_n(&c->limit, isa, __ATOMIC_RELAXED);
+    const int a = pick_isa(c, isa);
+    __atomic_store_n(&c->active, a, __ATOMIC_RELAXED);
+    return a;
+}
+
 /* 0 means "not set": use OpenMP's default. The one process-wide setting. */
 static int g_num_threads = 0;
 

@@ -19,8 +19,12 @@ def quantize_rows(x):
     amax = np.max(np.abs(x), axis=-1, keepdims=True)
     bad = ~np.all(np.isfinite(x), axis=-1, keepdims=True)
     safe = np.where((amax > 0) & ~bad, amax, np.float32(1))
-    inv = np.float32(127) / safe
-    q = np.clip(np.rint(np.where(bad, 0, x) * inv), -127, 127).astype(np.int64)
+    with np.errstate(over="ignore"):
+        inv = np.float32(127) / safe
+    # where 127 / max overflows float32 (max < 127 / FLT_MAX), the ratio in double
+    q32 = np.rint(np.where(bad, 0, x) * np.where(np.isfinite(inv), inv, 0))
+    q64 = np.rint(np.where(bad, 0, x).astype(np.float64) * (127.0 / safe.astype(np.float64)))
+    q = np.clip(np.where(np.isfinite(inv), q32, q64), -127, 127).astype(np.int64)
     q = np.where(amax > 0, q, 0)
     s = np.where(bad, np.float32(np.nan), np.where(amax > 0, amax / np.float32(127), 0))
     return q, s.astype(np.float32)

@@ -77,7 +77,6 @@ static void lstm_plan(const plan_args *a, carver *c, ws_layout *ly) {
     ly->wp = carve(c, a->m->quantized ? 0 : prod3(packs, 4 * H, kmax));
     ly->bias = carve(c, a->m->quantized ? 0 : prod3(packs, 1, 4 * H));
     ly->ms = carve(c, prod3(1, B, H));
-    ly->junk = carve(c, prod3(1, B, 2 * H));
     if (!a->p->train) {
         ly->g = carve(c, prod3(tc, B, 4 * H));
         ly->ybuf0 = carve(c, L > 1 ? prod3(tc, B, NR) : 0);

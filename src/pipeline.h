@@ -57,8 +57,8 @@ typedef struct {
  *   states (NL,B,2R+H)   per unit: h double-buffered by step parity, then c
  *   step buffers         rs, wp (wp_stride elements per layer in chunked
  *                        inference, where the layers take turns chunk by
- *                        chunk and each packs only in its first), bias, ms,
- *                        junk (lstm_kernels.inc: bufs)
+ *                        chunk and each packs only in its first), bias, ms
+ *                        (lstm_kernels.inc: bufs)
  * Training: per layer a block at layer0 + l*layer_stride of l_y (T,B,NR)
  *   output (layers below the top), l_xd (T,B,NR) input after dropout, and
  *   per direction d at d*unit_stride further k_g (T,B,4H), k_ct, k_cp
@@ -77,7 +77,7 @@ typedef struct {
     int chunked;
     int64_t tc; /* steps per chunk */
     size_t lens, ids, e, y, dy, states;
-    size_t rs, wp, bias, ms, junk, wp_stride;
+    size_t rs, wp, bias, ms, wp_stride;
     size_t layer0, layer_stride, unit_stride;
     size_t l_y, l_xd, k_g, k_ct, k_cp, k_hp, k_m, k_dh;
     size_t g, ybuf0, ybuf1;

@@ -63,11 +63,11 @@ static void lstm_plan(const plan_args *a, carver *c, ws_layout *ly) {
     const int64_t packs = ly->chunked && !a->m->quantized ? L : 1;
     const int fusable = a->m->elem == sizeof(float) && a->m->use_blas && B > 1;
     if (a->m->quantized) { /* packed in the model; a layer's input and a step's rows */
-        const int64_t wide = D > NR ? D : NR, deep = R > H ? R : H;
+        const int64_t wide = D > NR ? D : NR;
         c->elem = 1;
         ly->q8x = carve(c, prod3(tc, B, clstm_q8_kp(wide)));
         const int64_t slots = B < CLSTM_BATCH_ROWS_MIN * CLSTM_Q8_UNIT_TEAM ? CLSTM_Q8_UNIT_TEAM : 1;
-        ly->q8h = carve(c, prod3(slots, B, clstm_q8_kp(deep)));
+        ly->q8h = carve(c, prod3(slots, B, clstm_q8h_kp(cf)));
         c->elem = sizeof(float);
         ly->q8xs = carve(c, prod3(tc, B, 1));
         ly->q8hs = carve(c, prod3(slots, B, 1));
@@ -258,12 +258,12 @@ static int64_t batch_start(const dims *d, int tid, int nt) {
     return b;
 }
 
-void clstm_make_slices(const dims *d, int tid, int nt, int team, slices *s) {
+void clstm_make_slices(const dims *d, int tid, int nt, int team, int align, slices *s) {
     s->tid = tid;
     s->nt = nt;
     s->team = team;
-    clstm_aligned_range(d->H, 8, tid, nt, &s->j0, &s->j1);
-    clstm_aligned_range(d->R, 8, tid, nt, &s->r0, &s->r1);
+    clstm_aligned_range(d->H, align, tid, nt, &s->j0, &s->j1);
+    clstm_aligned_range(d->R, align, tid, nt, &s->r0, &s->r1);
     s->b0 = tid < nt ? batch_start(d, tid, nt) : d->B;
     s->b1 = tid + 1 < nt ? batch_start(d, tid + 1, nt) : d->B;
 }
@@ -279,9 +279,10 @@ static int team_size(const run_ctx *c, int lstm, int64_t head_rows) {
 
 /* This thread's slices in a team of omp_get_num_threads() (which may be
  * fewer than asked for), the LSTM using `lstm` of them. */
-static void team_slices(const dims *d, int lstm, slices *s) {
+static void team_slices(const run_ctx *c, int lstm, slices *s) {
     const int team = omp_get_num_threads();
-    clstm_make_slices(d, omp_get_thread_num(), lstm < team ? lstm : team, team, s);
+    clstm_make_slices(&c->d, omp_get_thread_num(), lstm < team ? lstm : team, team,
+                      c->m->quantized ? Q8_PANEL : 8, s);
 }
 
 static dims make_dims(const clstm_model *m, int64_t T, int64_t B, const int64_t *lens,
@@ -322,7 +323,7 @@ static void forward_team(const run_ctx *c, int lstm) {
     const int64_t O = c->plan.head ? c->m->cfg.output_size : NR;
     const int encoded = encode_runs(&c->plan);
     slices sl;
-    team_slices(d, lstm, &sl);
+    team_slices(c, lstm, &sl);
     for (int64_t t0 = 0; t0 < T; t0 += ly->tc) {
         const int64_t n = T - t0 < ly->tc ? T - t0 : ly->tc;
         const chunk_io io = {
@@ -349,7 +350,7 @@ static void backward_team(const run_ctx *c, int lstm) {
     const stage *run[N_STAGES];
     const int n_run = running(&c->plan, run), dt = kernels_of(c->m);
     slices sl;
-    team_slices(&c->d, lstm, &sl);
+    team_slices(c, lstm, &sl);
     for (int k = n_run - 1; k >= 0; k--) {
         if (k < n_run - 1) {
 #pragma omp barrier

@@ -22,6 +22,7 @@
 #define CLSTM_PIPELINE_H
 
 #include "internal.h"
+#include "q8.h"
 
 /* The element-wise kernels are compiled for x86-64-v4, v3 and the
  * baseline, and the loader picks one for the CPU: a portable wheel still
@@ -69,9 +70,10 @@ typedef struct {
  * Quantized models (inference only; no wp or bias panels: their weights
  * are packed in the model): q8x (tc*B rows of clstm_q8_kp(max(D, NR))
  * bytes) and q8xs (tc*B floats), a layer's input rows and scales, then
- * the head's; q8h (B rows of clstm_q8_kp(max(R, H)) bytes) and q8hs (B
+ * the head's; q8h (B rows of clstm_q8_q8h_kp bytes) and q8hs (B
  * floats), h_{t-1} or o*tanh(c_t) of a step, B rows per thread of a team
- * split by units (B < 3 * CLSTM_Q8_UNIT_TEAM). */
+ * split by units (B < 3 * CLSTM_Q8_UNIT_TEAM), where a one-step chunk's
+ * input rows go too (each thread quantizes them itself: no barrier). */
 typedef struct {
     size_t total;
     int chunked;
@@ -133,7 +135,18 @@ typedef struct {
     int tid, nt, team;
 } slices;
 
-void clstm_make_slices(const dims *d, int tid, int nt, int team, slices *s);
+/* The units and h columns in ranges aligned to `align` (8; Q8_PANEL for
+ * quantized models, whose parts split by units are whole panels, so that
+ * a thread loads and stores the state it steps: lstm_kernels.inc). */
+/* Bytes per row of q8h: clstm_q8_kp of the widest of R, H, D and N*R. */
+static inline int64_t clstm_q8h_kp(const clstm_config *cf) {
+    const int64_t R = clstm_rsize(cf), NR = clstm_dirs(cf) * R;
+    int64_t w = R > cf->hidden_size ? R : cf->hidden_size;
+    w = w > cf->input_size ? w : cf->input_size;
+    return clstm_q8_kp(w > NR ? w : NR);
+}
+
+void clstm_make_slices(const dims *d, int tid, int nt, int team, int align, slices *s);
 /* The LSTM's share [a, b) of n rows: n*tid/nt .. n*(tid+1)/nt, empty for
  * tid >= nt. */
 static inline void clstm_lstm_rows(int64_t n, const slices *s, int64_t *a, int64_t *b) {

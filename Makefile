@@ -28,8 +28,11 @@ WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unus
 # -fno-trapping-math lets gcc turn the activations' clamps and selects into
 # vector blends (we never read FP exception flags); NaN and inf semantics are
 # unchanged. Never -ffast-math: it reorders and drops the NaN and Inf handling the
-# tests check (it broke a backward pass in llm.c).
-BASE_CFLAGS = -std=c11 -fPIC -fopenmp -fno-trapping-math -fvisibility=hidden -Iinclude -Isrc $(WARN)
+# tests check (it broke a backward pass in llm.c). -ffp-contract=fast: a * b + c
+# may be one FMA, as in setup.py's build (gcc's default outside ISO mode, and
+# -std=c11 turns it off), so the library and the Python extension compute the
+# same bits; the int8 products round no sum of products (q8.h).
+BASE_CFLAGS = -std=c11 -ffp-contract=fast -fPIC -fopenmp -fno-trapping-math -fvisibility=hidden -Iinclude -Isrc $(WARN)
 LDLIBS_BASE = -lm -fopenmp
 
 ifeq ($(BLAS),scipy)

@@ -53,6 +53,30 @@ def test_stream_example_matches_python(tmp_path, dtype, cfg):
 
 
 @needs_stream
+@pytest.mark.parametrize("kind", ["float32", "float64", "int8"])
+def test_stream_example_gives_the_bits_of_python_step(tmp_path, kind):
+    """The C library (Makefile) and the extension (setup.py) compile the
+    same source with the same floating-point flags (-ffp-contract=fast in
+    both), so one T=1 step from C and one LSTM.step from Python agree to
+    the bit."""
+    dtype = np.float64 if kind == "float64" else np.float32
+    m = clstm.LSTM(12, 40, num_layers=2, dtype=dtype, seed=3)
+    if kind == "int8":
+        m = clstm.quantize(m)
+    path = tmp_path / "model.safetensors"
+    clstm.save(m, path)
+    x = 3 * np.random.default_rng(1).standard_normal((30, 12)).astype(dtype)
+    out = run_stream(path, x)
+    assert out.returncode == 0, out.stderr
+    y_c = parse_rows(out.stdout)
+    state, ys = m.initial_state(1), []
+    for t in range(len(x)):
+        y, state = m.step(x[t:t + 1], state)
+        ys.append(np.asarray(y, np.float64).reshape(-1))
+    np.testing.assert_array_equal(y_c, np.array(ys))
+
+
+@needs_stream
 def test_stream_example_rejects_bad_input(tmp_path):
     m = clstm.LSTM(2, 3, seed=1)
     path = tmp_path / "model.safetensors"

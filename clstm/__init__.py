@@ -16,7 +16,7 @@ from clstm.model import LSTM, Model
 from clstm.streaming import LSTMState
 from clstm.threads import (get_min_thread_work, get_num_threads, has_blas,
                            set_min_thread_work, set_num_threads)
-from clstm import losses, optim
+from clstm import decode, losses, optim
 from clstm.io import load, load_bytes, save, save_bytes
 from clstm.quantize import int8_kernel, quantize
 
@@ -24,6 +24,6 @@ if _core.__version__ != __version__:
     raise ImportError("clstm: package version %s but C core %s: reinstall clstm"
                       % (__version__, _core.__version__))
 
-__all__ = ["LSTM", "LSTMState", "Model", "losses", "optim", "set_num_threads",
+__all__ = ["LSTM", "LSTMState", "Model", "decode", "losses", "optim", "set_num_threads",
            "get_num_threads", "set_min_thread_work", "get_min_thread_work", "has_blas", "save",
            "load", "save_bytes", "load_bytes", "quantize", "int8_kernel", "__version__"]

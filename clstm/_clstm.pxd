@@ -136,6 +136,25 @@ cdef extern from "clstm.h" nogil:
     clstm_status clstm_loss_mse(clstm_dtype dtype, int64_t T, int64_t B, int64_t O,
                                 const void *out, const void *targets, const int64_t *lengths,
                                 int last_only, double *loss, void *dout)
+    enum: CLSTM_CTC_MAX_WIDTH
+    ctypedef enum clstm_reduction:
+        CLSTM_REDUCE_NONE
+        CLSTM_REDUCE_SUM
+        CLSTM_REDUCE_MEAN
+    clstm_status clstm_ctc_loss(clstm_dtype dtype, int64_t T, int64_t B, int64_t C,
+                                const void *logits, const int64_t *input_lengths,
+                                const int32_t *targets, int64_t S,
+                                const int64_t *target_lengths, int32_t blank,
+                                clstm_reduction reduction, int zero_infinity, double *loss,
+                                void *dlogits)
+    clstm_status clstm_ctc_greedy(clstm_dtype dtype, int64_t T, int64_t B, int64_t C,
+                                  const void *logits, const int64_t *input_lengths,
+                                  int32_t blank, int32_t *labels, int64_t *label_lengths)
+    clstm_status clstm_ctc_beam_search(clstm_dtype dtype, int64_t T, int64_t B, int64_t C,
+                                       const void *logits, const int64_t *input_lengths,
+                                       int32_t blank, int64_t width, int64_t nbest,
+                                       int32_t *labels, int64_t *label_lengths,
+                                       double *scores)
     clstm_status clstm_set_vocab(clstm_model *m, const char *utf8, size_t bytes)
     clstm_status clstm_get_vocab(const clstm_model *m, const char **utf8, size_t *bytes)
     clstm_status clstm_set_metadata(clstm_model *m, const char *key, const char *value)

@@ -473,6 +473,68 @@ def softmax(int64_t n, int64_t k, const real[::1] z, double temperature, real[::
     check(clstm_softmax(_dtype_of(sizeof(real)), n, k, &z[0], temperature, &p[0]), "softmax")
 
 
+CTC_MAX_WIDTH = CLSTM_CTC_MAX_WIDTH
+
+
+def ctc_loss(int64_t T, int64_t B, int64_t C, const real[::1] logits,
+             const int64_t[::1] input_lengths, const int32_t[::1] targets, int64_t S,
+             const int64_t[::1] target_lengths, int32_t blank, int reduction,
+             bint zero_infinity, double[::1] loss, real[::1] dlogits):
+    """CTC loss of logits (T*B*C) against targets (B*S, padded) into loss (B
+    doubles for reduction 0, else 1); fills dlogits (may be None)."""
+    cdef const int64_t *pil = NULL if input_lengths is None else &input_lengths[0]
+    cdef const int32_t *pt = NULL if targets is None or S == 0 else &targets[0]
+    cdef void *pd = NULL if dlogits is None else <void *>&dlogits[0]
+    cdef clstm_status st
+    _check_size(logits, T * B * C, "logits")
+    _check_size(dlogits, T * B * C, "dlogits")
+    _check_size(input_lengths, B, "input_lengths")
+    _check_size(target_lengths, B, "target_lengths")
+    if S > 0:
+        _check_size(targets, B * S, "targets")
+    _check_size(loss, B if reduction == 0 else 1, "loss")
+    with nogil:
+        st = clstm_ctc_loss(_dtype_of(sizeof(real)), T, B, C, &logits[0], pil, pt, S,
+                            &target_lengths[0], blank, <clstm_reduction>reduction,
+                            zero_infinity, &loss[0], pd)
+    check(st, "ctc_loss")
+
+
+def ctc_greedy(int64_t T, int64_t B, int64_t C, const real[::1] logits,
+               const int64_t[::1] input_lengths, int32_t blank, int32_t[::1] labels,
+               int64_t[::1] lengths):
+    """Best-path labellings of logits (T*B*C) into labels (B*T), lengths (B)."""
+    cdef const int64_t *pil = NULL if input_lengths is None else &input_lengths[0]
+    cdef clstm_status st
+    _check_size(logits, T * B * C, "logits")
+    _check_size(input_lengths, B, "input_lengths")
+    _check_size(labels, B * T, "labels")
+    _check_size(lengths, B, "lengths")
+    with nogil:
+        st = clstm_ctc_greedy(_dtype_of(sizeof(real)), T, B, C, &logits[0], pil, blank,
+                              &labels[0], &lengths[0])
+    check(st, "ctc_greedy")
+
+
+def ctc_beam_search(int64_t T, int64_t B, int64_t C, const real[::1] logits,
+                    const int64_t[::1] input_lengths, int32_t blank, int64_t width,
+                    int64_t nbest, int32_t[::1] labels, int64_t[::1] lengths,
+                    double[::1] scores):
+    """Prefix beam search over logits (T*B*C): labels (B*nbest*T), lengths
+    and scores (B*nbest)."""
+    cdef const int64_t *pil = NULL if input_lengths is None else &input_lengths[0]
+    cdef clstm_status st
+    _check_size(logits, T * B * C, "logits")
+    _check_size(input_lengths, B, "input_lengths")
+    _check_size(labels, B * nbest * T, "labels")
+    _check_size(lengths, B * nbest, "lengths")
+    _check_size(scores, B * nbest, "scores")
+    with nogil:
+        st = clstm_ctc_beam_search(_dtype_of(sizeof(real)), T, B, C, &logits[0], pil, blank,
+                                   width, nbest, &labels[0], &lengths[0], &scores[0])
+    check(st, "ctc_beam_search")
+
+
 def loss(bint mse, int64_t T, int64_t B, int64_t O, const real[::1] out, targets,
          const int64_t[::1] lengths, bint last_only, real[::1] dout):
     """Mean loss of out (T*B*O) against targets (int32 (T*B) class ids, or

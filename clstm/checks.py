@@ -112,19 +112,20 @@ def contiguous(a, name, shape, dtype=None):
                              tuple(shape))) from None
 
 
-def lengths(v, T, B):
+def lengths(v, T, B, name="lengths", bound="T"):
     """Sequence lengths as a C-contiguous int64 (B,) array with
-    0 <= length <= T, or None: the one check of lengths on the Python side."""
+    0 <= length <= T, or None: the one check of lengths on the Python side
+    (name: the argument; bound: what T is called in the message)."""
     if v is None:
         return None
     a = to_numpy(v)
     if a.shape != (B,) or a.dtype.kind not in "iu":
         raise (ValueError if a.shape != (B,) else DTypeError)(
-            "lengths: expected (%d,) integers, got %s %s"
-            % (B, a.shape, a.dtype))
+            "%s: expected (%d,) integers, got %s %s"
+            % (name, B, a.shape, a.dtype))
     if B and (a.min() < 0 or a.max() > T):
-        raise ValueError("lengths: expected 0 <= length <= T (%d), got values in [%d, %d]"
-                         % (T, a.min(), a.max()))
+        raise ValueError("%s: expected 0 <= length <= %s (%d), got values in [%d, %d]"
+                         % (name, bound, T, a.min(), a.max()))
     return np.ascontiguousarray(a, dtype=np.int64)
 
 

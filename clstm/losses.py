@@ -1,5 +1,5 @@
 """Losses and softmax over a model's outputs, computed in C (clstm_loss_xent,
-clstm_loss_mse, clstm_softmax), masked by sequence lengths.
+clstm_loss_mse, clstm_ctc_loss, clstm_softmax), masked by sequence lengths.
 
 Each loss returns (loss, dout): the mean over the counted steps (a Python
 float, accumulated in double) and its gradient with respect to `out`, ready
@@ -11,18 +11,21 @@ import numpy as np
 from clstm import _core, checks, layout
 from clstm.checks import to_numpy
 
-__all__ = ["cross_entropy", "mse", "softmax"]
+__all__ = ["cross_entropy", "mse", "ctc", "softmax"]
+
+REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}  # clstm_reduction
 
 
-def _out3(out, batch_first):
-    """out as a C-contiguous float (T, B, O) array, and its layout."""
+def _out3(out, batch_first, name="out", last="O"):
+    """out as a C-contiguous float (T, B, last) array, and its layout."""
     a = to_numpy(out)
     if a.dtype not in (np.float32, np.float64):
-        raise TypeError("out: expected a float32 or float64 array, got dtype %s" % a.dtype)
-    a3, lay = layout.split(a, batch_first, "out", ("O",))
+        raise TypeError("%s: expected a float32 or float64 array, got dtype %s"
+                        % (name, a.dtype))
+    a3, lay = layout.split(a, batch_first, name, (last,))
     if 0 in a.shape:
-        raise ValueError("out: expected T, B, O >= 1, got shape %s" % (a.shape,))
-    return checks.contiguous(a3, "out", a.shape), lay
+        raise ValueError("%s: expected T, B, %s >= 1, got shape %s" % (name, last, a.shape))
+    return checks.contiguous(a3, name, a.shape), lay
 
 
 def _per_step(targets, name, T, B, tail, lay, last_only, lens, dtype):
@@ -91,6 +94,112 @@ def mse(out, targets, lengths=None, *, last_only=False, batch_first=False, grad=
     same shape, or (B, O) with last_only. The mean is over counted steps
     and the O outputs. Returns (loss, d loss / d out or None)."""
     return _loss(True, out, targets, lengths, last_only, batch_first, grad)
+
+
+def _ctc_targets(targets, target_lengths, B, unbatched):
+    """targets as the padded (B, S) int32 array C reads, and the (B,) int64
+    target lengths."""
+    if unbatched:
+        a = to_numpy(targets)
+        if a.ndim != 1 or (a.size and a.dtype.kind not in "iu"):
+            raise ValueError("targets: expected a 1-D sequence of class ids for unbatched "
+                             "logits (T, C), got shape %s dtype %s" % (a.shape, a.dtype))
+        if target_lengths is not None:
+            n = checks.as_int(target_lengths, "target_lengths")
+            if not 0 <= n <= a.size:
+                raise ValueError("target_lengths: expected 0..%d, got %d" % (a.size, n))
+            a = a[:n]
+        return a.reshape(1, -1), np.array([a.size], np.int64)
+    if isinstance(targets, (list, tuple)):  # B sequences of ids
+        if target_lengths is not None:
+            raise ValueError("target_lengths: leave it out when targets is a list of "
+                             "sequences (their lengths are the target lengths)")
+        if len(targets) != B:
+            raise ValueError("targets: expected %d sequences (B), got %d" % (B, len(targets)))
+        rows = [to_numpy(t) for t in targets]
+        for b, r in enumerate(rows):
+            if r.ndim != 1 or (r.size and r.dtype.kind not in "iu"):
+                raise ValueError("targets[%d]: expected a 1-D sequence of class ids, got "
+                                 "shape %s dtype %s" % (b, r.shape, r.dtype))
+        lens = np.array([r.size for r in rows], np.int64)
+        pad = np.zeros((B, int(lens.max(initial=0))), np.int64)
+        for b, r in enumerate(rows):
+            pad[b, :r.size] = r
+        return pad, lens
+    a = to_numpy(targets)
+    if a.size and a.dtype.kind not in "iu":
+        raise TypeError("targets: expected integer class ids, got dtype %s" % a.dtype)
+    if a.ndim == 2:  # padded (B, S)
+        if a.shape[0] != B:
+            raise ValueError("targets: expected (B, S) = (%d, S), got %s" % (B, a.shape))
+        S = a.shape[1]
+        lens = (np.full(B, S, np.int64) if target_lengths is None
+                else checks.lengths(target_lengths, S, B, "target_lengths", "S"))
+        return a, lens
+    if a.ndim == 1:  # concatenated, PyTorch's other form
+        if target_lengths is None:
+            raise ValueError("target_lengths: required with concatenated 1-D targets")
+        lens = checks.lengths(target_lengths, a.size, B, "target_lengths", "len(targets)")
+        if int(lens.sum()) != a.size:
+            raise ValueError("target_lengths: expected them to sum to len(targets) (%d), got "
+                             "%d" % (a.size, int(lens.sum())))
+        pad = np.zeros((B, int(lens.max(initial=0))), np.int64)
+        ends = np.cumsum(lens)
+        for b in range(B):
+            pad[b, :lens[b]] = a[ends[b] - lens[b]:ends[b]]
+        return pad, lens
+    raise ValueError("targets: expected (B, S) padded ids, 1-D concatenated ids with "
+                     "target_lengths, or a list of B sequences; got shape %s" % (a.shape,))
+
+
+def ctc(logits, targets, input_lengths=None, target_lengths=None, *, blank=0,
+        reduction="mean", zero_infinity=False, batch_first=False, grad=True):
+    """Connectionist temporal classification loss (in C: clstm_ctc_loss) of
+    unnormalised `logits` (T, B, C) ((B, T, C) with batch_first, (T, C)
+    unbatched) against label sequences shorter than the input, with no
+    alignment: the value and gradient of
+    torch.nn.functional.ctc_loss(log_softmax(logits), ...).
+
+    targets: (B, S) padded class ids with target_lengths (B,) (None: all
+    S), 1-D concatenated ids with target_lengths (PyTorch's forms), or a
+    list of B sequences; unbatched, one 1-D sequence. Ids are in [0, C) and
+    never `blank`. input_lengths: (B,) in 0..T, or None (all T).
+    reduction: "mean" (each loss divided by its target length, at least 1,
+    then averaged over B), "sum" or "none" (a (B,) float64 array).
+    zero_infinity: a sequence too short for its targets counts 0 (loss and
+    gradient), else its loss is inf and its gradient NaN, as in PyTorch.
+
+    Returns (loss, d loss / d logits or None); for "none" the gradient is
+    that of the losses' sum."""
+    z, lay = _out3(logits, batch_first, "logits", "C")
+    T, B, C = z.shape
+    b = checks.as_int(blank, "blank")
+    if not 0 <= b < C:
+        raise ValueError("blank: expected a class in [0, %d), got %d" % (C, b))
+    if reduction not in REDUCTIONS:
+        raise ValueError("reduction: expected one of %s, got %r"
+                         % (", ".join(map(repr, REDUCTIONS)), reduction))
+    unbatched = lay == layout.UNBATCHED
+    if unbatched and input_lengths is not None:
+        n = checks.as_int(input_lengths, "input_lengths")
+        input_lengths = [n]
+    ilens = checks.lengths(input_lengths, T, B, "input_lengths")
+    t2, tlens = _ctc_targets(targets, target_lengths, B, unbatched)
+    S = t2.shape[1]
+    valid = t2[np.arange(S)[None, :] < tlens[:, None]]
+    if valid.size and (valid.min() < 0 or valid.max() >= C or (valid == b).any()):
+        bad = valid[(valid < 0) | (valid >= C) | (valid == b)][0]
+        raise ValueError("targets: expected class ids in [0, %d) other than blank (%d), got %d"
+                         % (C, b, bad))
+    t32 = np.ascontiguousarray(np.where(np.arange(S)[None, :] < tlens[:, None], t2, 0),
+                               dtype=np.int32)
+    red = REDUCTIONS[reduction]
+    loss = np.zeros(B if red == 0 else 1)
+    d = np.empty_like(z) if grad else None
+    _core.ctc_loss(T, B, C, z.reshape(-1), ilens, t32.reshape(-1), S, tlens, b, red,
+                   bool(zero_infinity), loss, None if d is None else d.reshape(-1))
+    value = loss if red == 0 and not unbatched else float(loss[0])
+    return value, (None if d is None else layout.from_time_first(d, lay))
 
 
 def softmax(z, temperature=1.0):

@@ -456,6 +456,79 @@ CLSTM_API clstm_status clstm_loss_mse(clstm_dtype dtype, int64_t T, int64_t B, i
                                       const int64_t *lengths, int last_only, double *loss,
                                       void *dout);
 
+/* ------------------------------------------------------------------- CTC */
+/* Connectionist temporal classification (Graves et al., ICML 2006): a
+ * sequence labelling loss for unsegmented data (a text line's pixel
+ * columns, an utterance's frames) whose targets are shorter than the
+ * input, with no alignment given, and its decoders. Class `blank` (any of
+ * the C classes) is CTC's "no label"; a labelling is read off a path by
+ * merging repeated classes and then dropping blanks.
+ *
+ * Common arguments: logits (T, B, C) as clstm_model_forward's output of a
+ * head with C outputs (unnormalised: log_softmax is applied per step, in
+ * double); input_lengths (B) in 0..T, or NULL (all T): sequence b uses
+ * steps t < input_lengths[b]. Every CTC function computes in double, runs
+ * each sequence on one thread (clstm_set_num_threads; the results do not
+ * depend on the count) and is thread-safe. Errors: NULL, SIZE, OVERFLOW,
+ * DTYPE, NOMEM, ARG (a length out of range, blank outside [0, C), a
+ * target that is blank or outside [0, C), a bad reduction, width or
+ * nbest); on error nothing is written. */
+typedef enum {
+    CLSTM_REDUCE_NONE = 0, /* the B losses */
+    CLSTM_REDUCE_SUM = 1,  /* their sum */
+    CLSTM_REDUCE_MEAN = 2  /* each divided by max(1, its target length), then
+                              the mean over B (PyTorch's "mean") */
+} clstm_reduction;
+
+/* The loss -log p(targets | logits) of each sequence, reduced, with its
+ * gradient, as torch.nn.functional.ctc_loss(log_softmax(logits), ...):
+ * - targets (B, S) int32, row b's first target_lengths[b] (0..S) read;
+ *   targets may be NULL when S = 0 (every target empty). Empty targets
+ *   score the all-blank path; repeated labels need a blank between them,
+ *   so sequence b needs input_lengths[b] >= target_lengths[b] + (equal
+ *   neighbours).
+ * - loss: B doubles for CLSTM_REDUCE_NONE, else one.
+ * - dlogits (T, B, C) or NULL: d loss / d logits (for NONE, of the sum of
+ *   the B losses), 0 at steps t >= input_lengths[b].
+ * A sequence with no alignment (too short, or every path through a -inf
+ * logit) has loss +inf and a NaN gradient at its valid steps, as in
+ * PyTorch; with zero_infinity, loss 0 and gradient 0 (it then counts in
+ * the mean as 0). NaN logits give NaN. */
+CLSTM_API clstm_status clstm_ctc_loss(clstm_dtype dtype, int64_t T, int64_t B, int64_t C,
+                                      const void *logits, const int64_t *input_lengths,
+                                      const int32_t *targets, int64_t S,
+                                      const int64_t *target_lengths, int32_t blank,
+                                      clstm_reduction reduction, int zero_infinity,
+                                      double *loss, void *dlogits);
+
+/* Best-path decoding: each step's most likely class (the first of equal
+ * ones; NaN never wins unless the whole row is NaN), repeats merged,
+ * blanks dropped. labels (B, T) int32: row b's first label_lengths[b] (B
+ * int64) entries are its labelling. */
+CLSTM_API clstm_status clstm_ctc_greedy(clstm_dtype dtype, int64_t T, int64_t B, int64_t C,
+                                        const void *logits, const int64_t *input_lengths,
+                                        int32_t blank, int32_t *labels, int64_t *label_lengths);
+
+/* The widest beam clstm_ctc_beam_search accepts. */
+#define CLSTM_CTC_MAX_WIDTH 65536
+
+/* Prefix beam search: at every step each of the `width` best labellings so
+ * far is extended by every class, equal labellings are merged (their
+ * paths' probabilities summed, as CTC defines a labelling's probability),
+ * and the `width` most probable are kept. The nbest (1..width) best at
+ * the end, most probable first, ties by labelling: labels (B, nbest, T)
+ * int32, label_lengths (B, nbest) and scores (B, nbest), the natural log
+ * of each labelling's probability summed over the paths the beam kept (the
+ * exact log p(labelling | logits) when no path was pruned). A beam with
+ * fewer than nbest labellings (short inputs) fills the rest with length 0
+ * and score -inf. Memory: about T * width * 12 + width * C * 32 bytes per
+ * thread. */
+CLSTM_API clstm_status clstm_ctc_beam_search(clstm_dtype dtype, int64_t T, int64_t B,
+                                             int64_t C, const void *logits,
+                                             const int64_t *input_lengths, int32_t blank,
+                                             int64_t width, int64_t nbest, int32_t *labels,
+                                             int64_t *label_lengths, double *scores);
+
 /* ------------------------------------------------------------- vocabulary */
 /* A token model (ONEHOT or EMBEDDING) may carry its vocabulary: V distinct
  * Unicode characters, token id i being the i-th, stored as one UTF-8

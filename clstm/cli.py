@@ -4,9 +4,12 @@
   clstm train --text FILE          a character model of any UTF-8 text
   clstm train --csv FILE --column NAME     forecast a real-valued series
   clstm train --npz FILE           classify sequences (X, lengths, y)
+  clstm train --lines DIR          recognize text lines (name.png + name.gt.txt), CTC
   clstm sample MODEL               generate text from a character model
   clstm forecast MODEL --csv FILE --column NAME
+  clstm recognize MODEL IMAGE...   one line of text per line image
   clstm evaluate MODEL --npz FILE  accuracy and confusion matrix
+  clstm evaluate MODEL --lines DIR character error rate and line accuracy
   clstm info MODEL                 what a model file holds
   clstm quantize MODEL OUT         an int8 copy for inference (about 4x smaller)
   clstm export MODEL --onnx OUT    a bare LSTM as ONNX
@@ -27,10 +30,10 @@ import numpy as np
 
 import clstm
 from clstm import data as D
-from clstm import distributed
+from clstm import distributed, ocr
 from clstm.config import SETTINGS
 from clstm.sampling import generate_text
-from clstm.tasks import ForecastTask, LanguageModelTask, SequenceTask
+from clstm.tasks import ForecastTask, LabellingTask, LanguageModelTask, SequenceTask
 from clstm.trainer import Interrupted, NonFiniteLoss, Trainer
 
 EXIT_BAD_INPUT = 2
@@ -89,10 +92,10 @@ def _load_model(path, want=None):
                            or not model.softmax):
         raise UsageError("%s: not a character model (it has no vocabulary and softmax head); "
                          "train one with `clstm train --text FILE`" % path)
-    if want in ("forecast", "classify") and task != want:
+    if want in ("forecast", "classify", "ctc") and task != want:
         raise UsageError("%s: not a %s model (its task is %s)"
-                         % (path, "forecasting" if want == "forecast" else "classification",
-                            task or "unknown"))
+                         % (path, {"forecast": "forecasting", "classify": "classification",
+                                   "ctc": "text-line recognition"}[want], task or "unknown"))
     return model
 
 
@@ -139,6 +142,14 @@ def _train_parser(sub):
                      help="forecasting: values predicted after each window")
     src.add_argument("--npz", metavar="FILE",
                      help=".npz with X (N, T_max, D), lengths (N), y (N) class labels")
+    src.add_argument("--lines", metavar="DIR",
+                     help="text-line images, each name.png beside its transcript name.gt.txt "
+                          "(needs Pillow: pip install 'pyclstm[ocr]')")
+    src.add_argument("--line-height", type=_positive(int), default=32,
+                     help="--lines: images are scaled to this many pixels high")
+    src.add_argument("--augment", action="store_true",
+                     help="--lines: degrade each training line anew every epoch (blur, "
+                          "noise, contrast, skew, resolution loss)")
     src.add_argument("--val-fraction", type=_fraction, default=0.1,
                      help="share of the data held out for validation")
     _add_common(p, "model.safetensors")
@@ -186,6 +197,9 @@ def _train_parser(sub):
                         "matplotlib: pip install 'pyclstm[plot]')")
     r.add_argument("--max-steps", type=_positive(int), default=None,
                    help="stop after this many steps in total (checkpointed; resumable)")
+    r.add_argument("--max-minutes", type=_positive(float), default=None,
+                   help="stop after this much wall time in this run (checkpointed; "
+                        "resumable)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--mpi", action="store_true",
                    help="train data-parallel over MPI, one rank per process: `mpirun -np N "
@@ -202,10 +216,12 @@ def _stem(path):
 def _build_task(args):
     """(task, model, defaults) for the data options of a train command; the
     Trainer writes the task's metadata into the model."""
-    sources = [s for s in ("text", "csv", "npz") if getattr(args, s)]
+    sources = [s for s in ("text", "csv", "npz", "lines") if getattr(args, s)]
     if len(sources) > 1:
-        raise UsageError("give at most one of --text, --csv, --npz (got %s)"
+        raise UsageError("give at most one of --text, --csv, --npz, --lines (got %s)"
                          % ", ".join("--" + s for s in sources))
+    if args.augment and not args.lines:
+        raise UsageError("--augment goes with --lines DIR")
     if args.csv and not args.column:
         raise UsageError("--csv needs --column NAME (the series to forecast)")
     if args.column and not args.csv:
@@ -219,6 +235,17 @@ def _build_task(args):
         model = clstm.Model(1, args.hidden or 64, args.layers, output_size=args.horizon,
                             dropout=args.dropout, seed=seed)
         return task, model, dict(epochs=20)
+    if args.lines:
+        lines, alphabet = ocr.read_lines(args.lines, args.line_height)
+        train, val = lines.split(args.val_fraction, rng)
+        task = LabellingTask(train, val, args.batch or 16, blank=0, alphabet=alphabet,
+                             augment=ocr.augment if args.augment else None, seed=seed,
+                             metadata={"line_height": str(args.line_height)})
+        # ocropy's and the old clstm's shape: a bidirectional LSTM over the columns
+        model = clstm.Model(args.line_height, args.hidden or 100, args.layers,
+                            bidirectional=True, output_size=len(alphabet) + 1,
+                            dropout=args.dropout, seed=seed)
+        return task, model, dict(epochs=50)
     if args.npz:
         X, lengths, y = D.read_npz(args.npz)
         n_classes = int(y.max()) + 1
@@ -289,7 +316,9 @@ def _train(args, dp):
         raise error
     start = time.perf_counter()
     try:
-        history = trainer.fit(max_steps=args.max_steps)
+        history = trainer.fit(max_steps=args.max_steps,
+                              max_seconds=None if args.max_minutes is None
+                              else 60 * args.max_minutes)
     except Interrupted as e:
         print("\nclstm train: %s; continue with: clstm train ... --resume %s"
               % (e, trainer.checkpoint), file=sys.stderr)
@@ -303,7 +332,8 @@ def _train(args, dp):
     last = history[-1] if history else {}
     print("done: %d steps in %.1f s; %s; model written to %s"
           % (trainer.step, elapsed, ", ".join("%s %.4f" % (k, last[k]) for k in
-                                               ("train_loss", "val_loss", "val_accuracy")
+                                               ("train_loss", "val_loss", "val_accuracy",
+                                                "val_cer")
                                                if last.get(k) is not None), trainer.out))
     if args.plot:
         _plot(history, args.plot)
@@ -361,7 +391,8 @@ def _setup_training(args, dp):
 
 def _describe(model):
     kind = {"char": "a character model", "forecast": "a forecaster",
-            "classify": "a classifier"}.get(model.metadata.get("task"), "a model")
+            "classify": "a classifier", "ctc": "a text-line recognizer"}.get(
+        model.metadata.get("task"), "a model")
     return "%s (LSTM H=%d L=%d%s)" % (kind, model.hidden_size, model.num_layers,
                                       ", vocabulary %d" % model.vocab_size
                                       if model.vocab_size else "")
@@ -374,6 +405,8 @@ def _source(args):
         return "%s[%s]" % (args.csv, args.column)
     if args.npz:
         return args.npz
+    if args.lines:
+        return "the lines in %s" % args.lines
     return "the built-in text (Python's reference manual, pydoc_data)"
 
 
@@ -483,7 +516,47 @@ def cmd_forecast(args):
     return 0
 
 
+def _line_model(path):
+    """A text-line recognizer: (model, alphabet, line height)."""
+    model = _load_model(path, "ctc")
+    try:
+        alphabet = json.loads(model.metadata["alphabet"])
+        height = int(model.metadata["line_height"])
+    except (KeyError, ValueError) as e:
+        raise UsageError("%s: its metadata lacks a valid alphabet or line height (%s)"
+                         % (path, e)) from None
+    if model.output_size != len(alphabet) + 1 or model.input_size != height:
+        raise UsageError("%s: its alphabet (%d) or line height (%d) does not match its "
+                         "shape" % (path, len(alphabet), height))
+    return model, alphabet, height
+
+
+def cmd_recognize(args):
+    model, alphabet, height = _line_model(args.model)
+    task = LabellingTask(None, blank=0)
+    for path in args.images:
+        x = ocr.read_image(path, height)
+        seqs = D.LabelledSequences([x], [[]], [path])
+        labels = task.predict(model, seqs, args.beam)[0]
+        print(ocr.decode_labels(labels, alphabet))
+    return 0
+
+
+def _evaluate_lines(args):
+    model, alphabet, height = _line_model(args.model)
+    lines, _ = ocr.read_lines(args.lines, height, alphabet)
+    cer, exact = LabellingTask(None, blank=0).error_rates(model, lines, args.beam)
+    print("CER: %.2f%%" % (100 * cer))
+    print("lines exactly right: %.1f%% of %d" % (100 * exact, len(lines)))
+    return 0
+
+
 def cmd_evaluate(args):
+    if bool(args.npz) == bool(args.lines):
+        raise UsageError("give one of --npz FILE (a classifier) or --lines DIR (a text-line "
+                         "recognizer)")
+    if args.lines:
+        return _evaluate_lines(args)
     model = _load_model(args.model, "classify")
     X, lengths, y = D.read_npz(args.npz)
     if X.shape[2] != model.input_size:
@@ -538,11 +611,21 @@ def build_parser():
     f.add_argument("--column", metavar="NAME", default=None,
                    help="the column (default: the one the model was trained on)")
     f.set_defaults(func=cmd_forecast)
-    v = sub.add_parser("evaluate", help="accuracy of a classifier on an .npz file",
-                       formatter_class=fmt)
+    v = sub.add_parser("evaluate", help="accuracy of a classifier on an .npz file, or the "
+                       "character error rate of a text-line recognizer", formatter_class=fmt)
     v.add_argument("model", metavar="MODEL")
-    v.add_argument("--npz", metavar="FILE", required=True, help=".npz with X, lengths, y")
+    v.add_argument("--npz", metavar="FILE", help="a classifier's test set: X, lengths, y")
+    v.add_argument("--lines", metavar="DIR",
+                   help="a recognizer's test lines: name.png beside name.gt.txt")
+    v.add_argument("--beam", type=_positive(int), default=1,
+                   help="--lines: beam width (1: best path)")
     v.set_defaults(func=cmd_evaluate)
+    r = sub.add_parser("recognize", help="read text-line images with a recognizer",
+                       formatter_class=fmt)
+    r.add_argument("model", metavar="MODEL", help="a model trained with --lines")
+    r.add_argument("images", metavar="IMAGE", nargs="+", help="line images")
+    r.add_argument("--beam", type=_positive(int), default=1, help="beam width (1: best path)")
+    r.set_defaults(func=cmd_recognize)
     return p
 
 

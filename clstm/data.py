@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 __all__ = ["DataError", "builtin_text", "file_kind", "read_text", "read_csv_column",
-           "read_npz", "TextStream", "Sequences", "windows"]
+           "read_npz", "TextStream", "Sequences", "LabelledSequences", "windows"]
 
 
 MAX_CLASSES = 65536  # labels of a classifier: 0..K-1, K at most this
@@ -219,16 +219,8 @@ def stream_chunks(ids, batch_size, bptt):
             for t in range(0, n, bptt)]
 
 
-class Sequences:
-    """Variable-length sequences X (N, T_max, D), lengths (N,), and targets
-    y: (N,) class ids (classification) or (N, O) reals (regression), all
-    predicted at each sequence's last valid step."""
-
-    def __init__(self, X, lengths, y):
-        self.X, self.lengths, self.y = X, lengths, y
-
-    def __len__(self):
-        return len(self.lengths)
+class _Splittable:
+    """A data set of len(self) items with subset(indices)."""
 
     def split(self, val_fraction, rng):
         """(train, val) after a shuffle by rng."""
@@ -239,6 +231,18 @@ class Sequences:
             raise DataError("too few sequences (%d) to split off a validation set" % len(self))
         return self.subset(tr), (self.subset(va) if n_val else None)
 
+
+class Sequences(_Splittable):
+    """Variable-length sequences X (N, T_max, D), lengths (N,), and targets
+    y: (N,) class ids (classification) or (N, O) reals (regression), all
+    predicted at each sequence's last valid step."""
+
+    def __init__(self, X, lengths, y):
+        self.X, self.lengths, self.y = X, lengths, y
+
+    def __len__(self):
+        return len(self.lengths)
+
     def subset(self, idx):
         return Sequences(self.X[idx], self.lengths[idx], self.y[idx])
 
@@ -248,6 +252,46 @@ class Sequences:
         lens = self.lengths[idx]
         T = int(lens.max())
         return (np.ascontiguousarray(self.X[idx, :T].transpose(1, 0, 2)), lens, self.y[idx])
+
+
+class LabelledSequences(_Splittable):
+    """Variable-length real sequences, each (T_i, D), with a label sequence
+    each (L_i class ids, unaligned: CTC's targets), e.g. text lines' pixel
+    columns and their transcripts."""
+
+    def __init__(self, xs, ys, names=None):
+        if len(xs) != len(ys):
+            raise DataError("%d sequences but %d label sequences" % (len(xs), len(ys)))
+        self.xs = [np.asarray(x) for x in xs]
+        self.ys = [np.asarray(y, dtype=np.int64).reshape(-1) for y in ys]
+        self.names = list(names) if names is not None else [str(i) for i in range(len(xs))]
+        dims = {x.shape[1] for x in self.xs if x.ndim == 2}
+        if any(x.ndim != 2 for x in self.xs) or len(dims) > 1:
+            raise DataError("expected 2-D (T, D) sequences of one width D")
+        self.D = dims.pop() if dims else 0
+
+    def __len__(self):
+        return len(self.xs)
+
+    def subset(self, idx):
+        return LabelledSequences([self.xs[i] for i in idx], [self.ys[i] for i in idx],
+                                 [self.names[i] for i in idx])
+
+    def batch(self, idx, transform=None, dtype=np.float32):
+        """Time-first (T, B, D) inputs padded with zeros to the longest, their
+        lengths, and the targets ((B, S) padded ids, (B,) lengths).
+        transform(i, x) may replace sequence i's x (augmentation)."""
+        xs = [self.xs[i] if transform is None else transform(k, self.xs[i])
+              for k, i in enumerate(idx)]
+        lens = np.array([len(x) for x in xs], np.int64)
+        X = np.zeros((int(lens.max(initial=1)), len(xs), self.D), dtype)
+        for b, x in enumerate(xs):
+            X[:len(x), b] = x
+        tl = np.array([len(self.ys[i]) for i in idx], np.int64)
+        Y = np.zeros((len(idx), int(tl.max(initial=0))), np.int64)
+        for b, i in enumerate(idx):
+            Y[b, :tl[b]] = self.ys[i]
+        return X, lens, (Y, tl)
 
 
 def windows(series, window, horizon=1):

@@ -8,19 +8,24 @@ loss, its validation and the metadata its model files carry.
     ForecastTask       a real series as windows -> the next values; metadata
                        task "forecast", window, horizon, mean, std, column:
                        what `clstm forecast` reads (ForecastTask.settings)
+    LabellingTask      sequences -> unaligned label sequences with CTC (text
+                       lines, utterances); metadata task "ctc", blank and,
+                       given one, the alphabet (JSON)
 
 The Trainer writes a task's metadata into the model it trains, so a model
 trained in Python and one trained by `clstm train` are the same kind of file.
 """
 import collections
+import json
 import math
 
 import numpy as np
 
-from clstm import checks, losses
+from clstm import checks, decode, losses
 from clstm.data import stream_chunks, windows
 
-__all__ = ["LanguageModelTask", "SequenceTask", "ForecastTask", "ForecastSettings"]
+__all__ = ["LanguageModelTask", "SequenceTask", "ForecastTask", "ForecastSettings",
+           "LabellingTask", "edit_distance"]
 
 
 class LanguageModelTask:
@@ -88,7 +93,19 @@ class LanguageModelTask:
         return {"val_loss": total / count}
 
 
-class SequenceTask:
+class _Shuffled:
+    """Mini-batches of self.batch_size from self.train, reshuffled every
+    epoch."""
+
+    @property
+    def n_batches(self):
+        return -(-len(self.train) // self.batch_size)
+
+    def epoch_order(self, rng):
+        return rng.permutation(len(self.train))
+
+
+class SequenceTask(_Shuffled):
     """One prediction per sequence at its last valid step: classification
     (kind "classify": y are class ids, cross-entropy) or regression and
     forecasting (kind "regress": y (N, O) reals, mean squared error).
@@ -103,13 +120,6 @@ class SequenceTask:
             raise ValueError("kind: expected 'classify' or 'regress', got %r" % (kind,))
         self.train, self.val, self.kind = train, val, kind
         self.batch_size = batch_size
-
-    @property
-    def n_batches(self):
-        return -(-len(self.train) // self.batch_size)
-
-    def epoch_order(self, rng):
-        return rng.permutation(len(self.train))
 
     def batch(self, k, order):
         X, lens, y = self.train.batch(order[k * self.batch_size:(k + 1) * self.batch_size])
@@ -286,3 +296,117 @@ class ForecastTask(SequenceTask):
         persist = seqs.X[:, -1, 0] * s.std + s.mean
         return (len(actual), float(np.mean((p - actual) ** 2)),
                 float(np.mean((persist - actual) ** 2)))
+
+
+def edit_distance(a, b):
+    """Levenshtein distance between two sequences (insertions, deletions and
+    substitutions each cost 1)."""
+    a, b = list(a), list(b)
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1]
+
+
+class LabellingTask(_Shuffled):
+    """Sequence labelling without alignments: per-step logits (T, B, C) from
+    a model whose head has C outputs, class `blank` CTC's "no label", and
+    the CTC loss against each sequence's label sequence (clstm.losses.ctc,
+    mean reduction). Sequences too short for their labels count 0
+    (zero_infinity), so they never turn the loss into inf or NaN; the CLI
+    refuses them up front. Validation: the loss, and with greedy decoding
+    the label error rate (edit distance over the labels: for text, the
+    character error rate) and the share of sequences exactly right.
+
+    train, val: clstm.data.LabelledSequences. augment(x, rng) -> x, if
+    given, degrades each training sequence anew every time it is drawn,
+    from a generator seeded by (seed, batch, first sequence): the same on a
+    resumed run. alphabet (optional): the label ids' meanings, stored in the
+    model file, with the strings of `metadata`."""
+
+    stateful = False
+    last_only = False
+    unit = "seq"
+    dtype = np.float32  # set by the Trainer to the model's
+
+    def __init__(self, train, val=None, batch_size=16, *, blank=0, alphabet=None,
+                 augment=None, seed=0, metadata=None):
+        self.train, self.val, self.batch_size = train, val, batch_size
+        self.blank, self.alphabet, self.augment, self.seed = blank, alphabet, augment, seed
+        self.metadata = dict(metadata or {})
+
+    def batch(self, k, order):
+        idx = order[k * self.batch_size:(k + 1) * self.batch_size]
+        transform = None
+        if self.augment is not None:
+            rng = np.random.default_rng([self.seed, k, int(idx[0])])
+            transform = lambda i, x: self.augment(x, rng)  # noqa: E731
+        X, lens, targets = self.train.batch(idx, transform, self.dtype)
+        return X, targets, lens
+
+    def model_metadata(self, model):
+        meta = dict(self.metadata, task="ctc", blank=str(self.blank))
+        if self.alphabet is not None:
+            meta["alphabet"] = json.dumps(self.alphabet, ensure_ascii=False)
+        return meta
+
+    @staticmethod
+    def units(inputs):
+        return inputs.shape[1]
+
+    @staticmethod
+    def count(targets, lengths):
+        """The number of terms the loss's mean is over (the sequences)."""
+        return len(lengths)
+
+    @staticmethod
+    def rows(inputs, targets, lengths, rows):
+        """The batch's rows `rows` (a slice), trimmed to their longest
+        sequence: a data-parallel rank's shard."""
+        lens = lengths[rows]
+        Y, tl = targets
+        return inputs[:int(lens.max(initial=0)), rows], (Y[rows], tl[rows]), lens
+
+    def loss(self, out, targets, lengths, grad=True):
+        Y, tl = targets
+        return losses.ctc(out, Y, lengths, tl, blank=self.blank, zero_infinity=True, grad=grad)
+
+    def predict(self, model, seqs, width=1):
+        """Each sequence's labels: best path (width 1) or the best of a prefix
+        beam search of that width."""
+        out = []
+        for i in range(0, len(seqs), 64):
+            X, lens, _ = seqs.batch(np.arange(i, min(i + 64, len(seqs))), dtype=model.dtype)
+            z, _ = model.forward(X, lengths=lens, train=False)
+            if width == 1:
+                out += decode.greedy(z, lens, blank=self.blank)
+            else:
+                out += [r[0][0] if r else [] for r in
+                        decode.beam_search(z, lens, blank=self.blank, width=width)]
+        return out
+
+    def error_rates(self, model, seqs, width=1):
+        """(label error rate, share of sequences exactly right) over seqs."""
+        pred = self.predict(model, seqs, width)
+        errors = sum(edit_distance(p, y.tolist()) for p, y in zip(pred, seqs.ys))
+        total = sum(len(y) for y in seqs.ys)
+        right = sum(p == y.tolist() for p, y in zip(pred, seqs.ys))
+        return errors / max(total, 1), right / max(len(seqs), 1)
+
+    def evaluate(self, model, seqs=None):
+        seqs = self.val if seqs is None else seqs
+        if seqs is None:
+            return None
+        total = 0.0
+        for i in range(0, len(seqs), 64):
+            idx = np.arange(i, min(i + 64, len(seqs)))
+            X, lens, (Y, tl) = seqs.batch(idx, dtype=model.dtype)
+            z, _ = model.forward(X, lengths=lens, train=False)
+            each, _ = losses.ctc(z, Y, lens, tl, blank=self.blank, zero_infinity=True,
+                                 reduction="none", grad=False)
+            total += float(np.sum(each / np.maximum(tl, 1)))  # as the training loss's mean
+        cer, exact = self.error_rates(model, seqs)
+        return {"val_loss": total / len(seqs), "val_cer": cer, "val_seq_accuracy": exact}

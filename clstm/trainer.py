@@ -226,8 +226,10 @@ class Trainer:
         if dp is not None:
             # one small float64 allreduce: the loss sum (the gradient block
             # has the model's dtype and cannot grow) and the Ctrl-C flag
-            total, stop = dp.sum([loss * n if n else 0.0, float(bool(self._interrupted))])
+            total, stop, late = dp.sum([loss * n if n else 0.0, float(bool(self._interrupted)),
+                                        float(self._time_up())])
             loss, self._interrupt_all = total / max(n_all, 1), stop > 0
+            self._time_up_all = late > 0
         if not math.isfinite(loss):  # the global loss: every rank stops here together
             raise NonFiniteLoss("the training loss became %r at step %d" % (loss, self.step + 1))
         model.zero_grad()
@@ -245,6 +247,11 @@ class Trainer:
         if task.stateful and out is not None:
             self.state = (h, c)
         return loss
+
+    def _time_up(self):
+        """fit's max_seconds have passed (on this rank's clock)."""
+        deadline = getattr(self, "_deadline", None)
+        return deadline is not None and time.perf_counter() >= deadline
 
     def _dropout_seed(self):
         """Data-parallel: this step's dropout seed, drawn from the model's
@@ -306,10 +313,12 @@ class Trainer:
         return generate_text(self.model, self.sample_prime, self.sample_length, 0.8,
                              seed=[self.seed, self.step])
 
-    def fit(self, max_steps=None):
-        """Train until the last epoch ends, early stopping triggers, or
-        max_steps total steps are done (then a checkpoint is written, so
-        resume continues). Returns the history (one record per evaluation).
+    def fit(self, max_steps=None, max_seconds=None):
+        """Train until the last epoch ends, early stopping triggers, max_steps
+        total steps are done, or max_seconds of wall time have passed in this
+        call (for the last two a checkpoint is written, so resume continues;
+        data-parallel ranks stop together, at rank 0's clock or any rank's).
+        Returns the history (one record per evaluation).
         Raises Interrupted on Ctrl-C (after a checkpoint) and NonFiniteLoss
         (the last checkpoint and model file are left as they were)."""
         from tqdm import tqdm
@@ -332,6 +341,8 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
                    unit="step", dynamic_ncols=True, leave=True)
         start = time.perf_counter()
+        self._deadline = None if max_seconds is None else start + max_seconds
+        self._time_up_all = False
         units, t_units = 0, time.perf_counter()
         try:
             while self.epoch < self.epochs and not self._stop:
@@ -345,7 +356,8 @@ class Trainer:
                         raise Interrupted("interrupted at step %d; checkpoint %s"
                                           % (self.step, self.checkpoint or "(none: no "
                                              "--checkpoint path)"))
-                    if max_steps is not None and self.step >= max_steps:
+                    if (max_steps is not None and self.step >= max_steps) or (
+                            self._time_up_all if self.dp is not None else self._time_up()):
                         self._save_progress()
                         return self.history
                     inputs, targets, lengths = task.batch(self.k, self.order)
@@ -408,7 +420,7 @@ class Trainer:
         if not self.is_root:
             return
         parts = ["step %d" % rec["step"], "epoch %.2f" % rec["epoch"]]
-        for k in ("train_loss", "val_loss", "val_accuracy"):
+        for k in ("train_loss", "val_loss", "val_accuracy", "val_cer"):
             if rec.get(k) is not None:
                 parts.append("%s %.4f" % (k, rec[k]))
         bar.write("  ".join(parts))

@@ -9,9 +9,12 @@ trained) in Python, saved, and run by the programs of examples/ (built by
   quantize  character, token and real-valued models: its report (sizes, the
             largest deviation of the int8 outputs) against the Python
             package's, and the file it writes, which is clstm.quantize's
-            model byte for byte and which generate runs.
+            model byte for byte and which generate runs;
+  recognize text-line recognizers: the text `clstm recognize` reads from
+            the same PGM images (best path and beam).
 Bad usage and unsupported models: an exit status, a message on stderr and
 nothing on stdout."""
+import json
 import pathlib
 import re
 import subprocess
@@ -708,3 +711,87 @@ def test_generate_runs_the_quantized_file(tmp_path, encoding):
     out = run(GENERATE, dst, "--prime", "fox", "--length", 50, "--seed", 7)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "fox" + python_generate(q, "fox", 50, 1.0, 7)
+
+
+# ------------------------------------------------------------- recognize
+
+RECOGNIZE = EXAMPLES / "recognize"
+needs_recognize = pytest.mark.skipif(not RECOGNIZE.exists(),
+                                     reason="run `make` to build the examples")
+
+
+def write_pgm(path, pixels, maxval=255, binary=True):
+    h, w = pixels.shape
+    if binary:
+        body = pixels.astype(">u2" if maxval > 255 else np.uint8).tobytes()
+        path.write_bytes(b"P5\n# a comment\n%d %d\n%d\n" % (w, h, maxval) + body)
+    else:
+        path.write_text("P2\n%d %d\n%d\n%s\n" % (w, h, maxval,
+                                                 "\n".join(" ".join(map(str, r)) for r in pixels)))
+
+
+def recognizer(tmp_path, dtype=np.float32, height=12):
+    """A random text-line recognizer whose alphabet needs JSON's escapes."""
+    alphabet = 'ab "\\é€😀'
+    m = clstm.Model(height, 10, 1, bidirectional=True, output_size=len(alphabet) + 1,
+                    dtype=dtype, seed=3)
+    m.metadata.update(task="ctc", blank="0", line_height=str(height),
+                      alphabet=json.dumps(alphabet, ensure_ascii=False))
+    path = tmp_path / "ocr.safetensors"
+    clstm.save(m, path)
+    return path, height
+
+
+@needs_recognize
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("beam", [1, 6])
+def test_recognize_example_reads_as_python_does(tmp_path, capsys, dtype, beam):
+    from clstm import cli
+    pytest.importorskip("PIL")
+    model, height = recognizer(tmp_path, dtype)
+    rng = np.random.default_rng(0)
+    images = []
+    for i, w in enumerate((30, 57, 3)):
+        p = tmp_path / ("l%d.pgm" % i)
+        write_pgm(p, rng.integers(0, 256, (height, w)))
+        images.append(p)
+    out = run(RECOGNIZE, model, *images, "--beam", beam)
+    assert out.returncode == 0, out.stderr
+    capsys.readouterr()
+    assert cli.main(["recognize", str(model)] + list(map(str, images)) + ["--beam", str(beam)]) == 0
+    want = capsys.readouterr().out
+    assert out.stdout == want and len(want.splitlines()) == 3
+    assert any(line for line in want.splitlines())  # a random model reads something
+
+
+@needs_recognize
+def test_recognize_example_reads_text_and_16_bit_pgm(tmp_path):
+    model, height = recognizer(tmp_path)
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (height, 20))
+    write_pgm(tmp_path / "a.pgm", pixels)
+    write_pgm(tmp_path / "b.pgm", pixels, binary=False)
+    write_pgm(tmp_path / "c.pgm", pixels * 257, maxval=65535)
+    outs = [run(RECOGNIZE, model, tmp_path / n) for n in ("a.pgm", "b.pgm", "c.pgm")]
+    assert all(o.returncode == 0 for o in outs), [o.stderr for o in outs]
+    assert outs[0].stdout == outs[1].stdout == outs[2].stdout
+
+
+@needs_recognize
+def test_recognize_example_refuses_bad_input(tmp_path):
+    model, height = recognizer(tmp_path)
+    write_pgm(tmp_path / "tall.pgm", np.zeros((height + 1, 9), int))
+    (tmp_path / "short.pgm").write_bytes(b"P5\n10 %d\n255\n" % height + b"\0" * 7)
+    (tmp_path / "junk.pgm").write_bytes(b"P6\n1 1\n255\n\0\0\0")
+    other = tmp_path / "plain.safetensors"
+    clstm.save(clstm.Model(height, 4, 1, output_size=3, seed=0), other)
+    for args, needle in (([model, tmp_path / "tall.pgm"], "scale it first"),
+                         ([model, tmp_path / "short.pgm"], "truncated"),
+                         ([model, tmp_path / "junk.pgm"], "not a PGM"),
+                         ([model, tmp_path / "none.pgm"], "none.pgm"),
+                         ([other, tmp_path / "tall.pgm"], "not a text-line recognizer")):
+        out = run(RECOGNIZE, *args)
+        assert out.returncode == 1 and needle in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and out.stdout == ""
+    for args in ([model], [model, tmp_path / "tall.pgm", "--beam", "0"], ["--x"]):
+        assert run(RECOGNIZE, *args).returncode == 2

@@ -1,0 +1,153 @@
+"""Text-line images for the OCR benchmark (issue 17): real English text
+rendered in fonts from Debian packages, in the Tesseract/ocropy layout
+(name.png beside name.gt.txt).
+
+    python bench/ocr_lines.py OUT [--train N] [--test N] [--seed S]
+
+writes
+    OUT/train         N lines of Python's reference manual (pydoc_data, the
+                      text `clstm train` uses) in the training fonts, mildly
+                      degraded
+    OUT/test-seen     lines of the licence texts in /usr/share/common-licenses
+                      (no sentence of which is in the manual), training fonts
+    OUT/test-unseen   the same kind of lines in fonts never used in training
+    OUT/test-poor     poor scans of the test text in the training fonts: low
+                      resolution, heavy blur and noise, low contrast, skew
+                      and speckles
+
+Fonts (Debian: fonts-dejavu-core, fonts-liberation2, fonts-freefont-ttf):
+training DejaVu Sans, DejaVu Serif, Liberation Sans, Liberation Serif,
+FreeSans, DejaVu Sans Mono; unseen FreeSerif, Liberation Mono, FreeMono.
+Lines are 20 to 45 characters of word-wrapped text; test lines keep only
+characters the training lines have (the model cannot know the others).
+Each line is rendered at a random size near 22 px on a canvas 1.5 times as
+high, left-aligned with a small margin. Needs Pillow and NumPy.
+"""
+import argparse
+import glob
+import os
+import re
+import sys
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from clstm.data import builtin_text  # noqa: E402
+
+FONT_DIR = "/usr/share/fonts/truetype"
+SEEN = ["dejavu/DejaVuSans.ttf", "dejavu/DejaVuSerif.ttf",
+        "liberation2/LiberationSans-Regular.ttf", "liberation2/LiberationSerif-Regular.ttf",
+        "freefont/FreeSans.ttf", "dejavu/DejaVuSansMono.ttf"]
+UNSEEN = ["freefont/FreeSerif.ttf", "liberation2/LiberationMono-Regular.ttf",
+          "freefont/FreeMono.ttf"]
+LICENCES = "/usr/share/common-licenses"
+
+
+def fonts(names):
+    paths = [os.path.join(FONT_DIR, n) for n in names]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        sys.exit("ocr_lines: missing fonts %s (apt-get install fonts-dejavu-core "
+                 "fonts-liberation2 fonts-freefont-ttf)" % ", ".join(missing))
+    return paths
+
+
+def lines_of(text, rng, keep=None):
+    """Word-wrapped lines of 20..45 printable ASCII characters."""
+    words = re.sub(r"[^ -~]", " ", text).split()
+    out, cur, want = [], [], rng.integers(20, 46)
+    for w in words:
+        if len(w) > 40:
+            continue
+        if cur and len(" ".join(cur + [w])) > want:
+            line = " ".join(cur)
+            if len(line) >= 20 and (keep is None or set(line) <= keep):
+                out.append(line)
+            cur, want = [], rng.integers(20, 46)
+        cur.append(w)
+    return out
+
+
+def render(text, font_path, rng, size):
+    font = ImageFont.truetype(font_path, size)
+    left, top, right, bottom = font.getbbox(text)
+    h = int(round(size * 1.5))
+    w = right + int(rng.integers(6, 14))
+    im = Image.new("L", (w, h), 255)
+    y = (h - (bottom + top)) // 2
+    ImageDraw.Draw(im).text((int(rng.integers(3, 8)), y), text, fill=0, font=font)
+    return im
+
+
+def mild(im, rng):
+    if rng.random() < 0.5:
+        im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.6)))
+    a = np.asarray(im, np.float32) + rng.normal(0, rng.uniform(0, 5), (im.height, im.width))
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def poor(im, rng):
+    """A bad scan: resolution loss, blur, skew, low contrast, noise, speckles."""
+    w, h = im.size
+    f = rng.uniform(2.0, 3.0)
+    im = im.resize((max(1, int(w / f)), max(1, int(h / f))), Image.BILINEAR).resize((w, h),
+                                                                               Image.BILINEAR)
+    im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.8, 1.4)))
+    im = im.rotate(rng.uniform(-2, 2), resample=Image.BILINEAR, expand=True, fillcolor=255)
+    a = np.asarray(im, np.float32) / 255
+    ink, paper = rng.uniform(70, 130), rng.uniform(170, 220)
+    a = ink + (paper - ink) * a
+    a += rng.normal(0, rng.uniform(12, 25), a.shape)
+    for _ in range(int(rng.integers(5, 30))):  # speckles
+        y, x = rng.integers(0, a.shape[0]), rng.integers(0, a.shape[1])
+        a[max(0, y - 1):y + 1, max(0, x - 1):x + 1] = ink
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def write_set(out, lines, font_paths, rng, degrade):
+    os.makedirs(out, exist_ok=True)
+    for i, text in enumerate(lines):
+        font = font_paths[i % len(font_paths)]
+        im = degrade(render(text, font, rng, int(rng.integers(19, 26))), rng)
+        name = os.path.join(out, "%05d" % i)
+        im.save(name + ".png")
+        with open(name + ".gt.txt", "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out")
+    p.add_argument("--train", type=int, default=20000, help="training lines")
+    p.add_argument("--test", type=int, default=400, help="lines in each test set")
+    p.add_argument("--seed", type=int, default=1)
+    a = p.parse_args(argv)
+    rng = np.random.default_rng(a.seed)
+    seen, unseen = fonts(SEEN), fonts(UNSEEN)
+    train = lines_of(builtin_text(), rng)
+    rng.shuffle(train)
+    train = train[:a.train]
+    alphabet = set("".join(train))
+    licences = sorted(glob.glob(os.path.join(LICENCES, "*")))
+    if not licences:
+        sys.exit("ocr_lines: no licence texts in %s" % LICENCES)
+    test_text = " ".join(open(f, encoding="utf-8", errors="replace").read()
+                         for f in licences if os.path.isfile(f))
+    test = lines_of(test_text, rng, keep=alphabet)
+    manual = set(train)
+    test = [t for t in test if t not in manual]
+    rng.shuffle(test)
+    if len(test) < 3 * a.test:
+        sys.exit("ocr_lines: only %d test lines" % len(test))
+    write_set(os.path.join(a.out, "train"), train, seen, rng, mild)
+    write_set(os.path.join(a.out, "test-seen"), test[:a.test], seen, rng, mild)
+    write_set(os.path.join(a.out, "test-unseen"), test[a.test:2 * a.test], unseen, rng, mild)
+    write_set(os.path.join(a.out, "test-poor"), test[2 * a.test:3 * a.test], seen, rng, poor)
+    print("ocr_lines: %d training lines (%d characters in the alphabet), 3 x %d test lines "
+          "in %s" % (len(train), len(alphabet), a.test, a.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,8 @@ global batches, to within the rounding of the summation order.
 Cases: a character model (stateful truncated BPTT, 5 rows: shards of 2 and
 3, so an unweighted average is wrong), shuffled variable-length
 classification whose last batch has one sequence (rank 0's shard is empty),
-and regression; clipping is active (the norm exceeds the bound) in each.
+regression, and CTC labelling with augmentation; clipping is active (the
+norm exceeds the bound) in each.
 Rank 0 also runs the single-process Trainer and prints one line per case,
 "case NAME rel_diff X max_norm N clip C"; exits non-zero on any failure."""
 import sys
@@ -47,8 +48,25 @@ def sequences(kind):
     return task, model, dict(optimizer="sgd", lr=0.1, momentum=0.9, clip=0.3, epochs=3)
 
 
+def labelling():
+    """CTC on unaligned label sequences (LabellingTask), augmented: 25
+    training sequences in batches of 8, 8, 8, 1, one too short for its
+    labels (zero_infinity)."""
+    rng = np.random.default_rng(6)
+    xs = [rng.standard_normal((int(rng.integers(4, 12)), 3)) for _ in range(33)]
+    ys = [rng.integers(1, 4, int(rng.integers(0, 4))) for _ in range(33)]
+    ys[0] = np.array([1, 1, 1, 1, 1, 1, 1])
+    train, val = D.LabelledSequences(xs, ys).split(8 / 33, np.random.default_rng(1))
+
+    def augment(x, rng):
+        return x + 0.1 * rng.standard_normal(x.shape)
+    task = TR.LabellingTask(train, val, 8, augment=augment, seed=3)
+    model = clstm.Model(3, 5, 1, bidirectional=True, output_size=4, seed=2, dtype=np.float64)
+    return task, model, dict(optimizer="adam", lr=0.02, clip=0.3, epochs=3)
+
+
 CASES = {"charlm": charlm, "classify": lambda: sequences("classify"),
-         "regress": lambda: sequences("regress")}
+         "regress": lambda: sequences("regress"), "ctc": labelling}
 
 norms = []
 _clip = optim.clip_grad_norm

@@ -84,8 +84,12 @@ def test_encode_decode_and_min_width():
 
 # ------------------------------------------------------------- line images
 
-PIL = pytest.importorskip("PIL")
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+try:
+    from PIL import Image, ImageDraw, ImageFont
+except ImportError:  # the tests above need no Pillow
+    Image = None
+needs_pillow = pytest.mark.skipif(Image is None, reason="needs Pillow: pip install "
+                                  "'pyclstm[ocr]'")
 
 WORDS = "the quick brown fox jumps over a lazy dog".split()
 
@@ -104,6 +108,7 @@ def render(directory, n, seed, height=16):
     return directory
 
 
+@needs_pillow
 def test_read_image_scales_and_inverts(tmp_path):
     im = Image.new("L", (20, 10), 255)
     im.putpixel((3, 4), 0)
@@ -116,6 +121,7 @@ def test_read_image_scales_and_inverts(tmp_path):
     assert ocr.read_image(str(tmp_path / "b.jpg"), 10).max() < 0.05
 
 
+@needs_pillow
 @pytest.mark.parametrize("damage, needle", [
     ("no_gt", "no transcript"),
     ("empty_gt", "empty transcript"),
@@ -125,6 +131,7 @@ def test_read_image_scales_and_inverts(tmp_path):
     ("narrow", "needs at least"),
     ("not_utf8", "not UTF-8"),
 ])
+@needs_pillow
 def test_bad_lines_are_named(tmp_path, damage, needle):
     d = render(str(tmp_path / "lines"), 3, 0)
     victim = os.path.join(d, "l001.png")
@@ -149,12 +156,14 @@ def test_bad_lines_are_named(tmp_path, damage, needle):
     assert "l001" in str(e.value)
 
 
+@needs_pillow
 def test_characters_outside_the_alphabet_are_named(tmp_path):
     d = render(str(tmp_path / "lines"), 2, 0)
     with pytest.raises(DataError, match="not in the model's alphabet: .*"):
         ocr.read_lines(d, 16, alphabet="xyz")
 
 
+@needs_pillow
 def test_train_recognize_evaluate_from_the_command_line(tmp_path, capsys):
     lines = render(str(tmp_path / "lines"), 120, 1)
     test = render(str(tmp_path / "test"), 10, 2)
@@ -175,6 +184,7 @@ def test_train_recognize_evaluate_from_the_command_line(tmp_path, capsys):
     assert "lines exactly right" in text
 
 
+@needs_pillow
 def test_max_minutes_stops_and_keeps_a_model(tmp_path, capsys):
     lines = render(str(tmp_path / "lines"), 40, 3)
     out = str(tmp_path / "m.safetensors")
@@ -187,6 +197,7 @@ def test_max_minutes_stops_and_keeps_a_model(tmp_path, capsys):
     assert 0 < steps < 1000 * 3  # stopped long before 1000 epochs of 3 batches
 
 
+@needs_pillow
 @pytest.mark.parametrize("argv, needle", [
     (["recognize", "{model}", "{dir}/nothere.png"], "cannot read"),
     (["evaluate", "{model}"], "give one of"),
@@ -195,6 +206,7 @@ def test_max_minutes_stops_and_keeps_a_model(tmp_path, capsys):
     (["train", "--augment"], "--augment goes with --lines"),
     (["recognize", "{classifier}", "{dir}/l000.png"], "not a text-line recognition model"),
 ])
+@needs_pillow
 def test_ocr_commands_refuse_bad_input(tmp_path, capsys, argv, needle):
     d = render(str(tmp_path / "lines"), 2, 4)
     model = str(tmp_path / "ocr.safetensors")

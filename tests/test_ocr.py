@@ -131,7 +131,6 @@ def test_read_image_scales_and_inverts(tmp_path):
     ("narrow", "needs at least"),
     ("not_utf8", "not UTF-8"),
 ])
-@needs_pillow
 def test_bad_lines_are_named(tmp_path, damage, needle):
     d = render(str(tmp_path / "lines"), 3, 0)
     victim = os.path.join(d, "l001.png")
@@ -206,7 +205,6 @@ def test_max_minutes_stops_and_keeps_a_model(tmp_path, capsys):
     (["train", "--augment"], "--augment goes with --lines"),
     (["recognize", "{classifier}", "{dir}/l000.png"], "not a text-line recognition model"),
 ])
-@needs_pillow
 def test_ocr_commands_refuse_bad_input(tmp_path, capsys, argv, needle):
     d = render(str(tmp_path / "lines"), 2, 4)
     model = str(tmp_path / "ocr.safetensors")

@@ -150,11 +150,17 @@ cdef extern from "clstm.h" nogil:
     clstm_status clstm_ctc_greedy(clstm_dtype dtype, int64_t T, int64_t B, int64_t C,
                                   const void *logits, const int64_t *input_lengths,
                                   int32_t blank, int32_t *labels, int64_t *label_lengths)
-    clstm_status clstm_ctc_beam_search(clstm_dtype dtype, int64_t T, int64_t B, int64_t C,
-                                       const void *logits, const int64_t *input_lengths,
-                                       int32_t blank, int64_t width, int64_t nbest,
-                                       int32_t *labels, int64_t *label_lengths,
-                                       double *scores)
+    ctypedef struct clstm_ctc_lm:
+        const clstm_model *model
+        const int32_t *tokens
+        int32_t start
+        double weight
+        double bonus
+    clstm_status clstm_ctc_beam_search_lm(clstm_dtype dtype, int64_t T, int64_t B, int64_t C,
+                                          const void *logits, const int64_t *input_lengths,
+                                          int32_t blank, int64_t width, int64_t nbest,
+                                          const clstm_ctc_lm *lm, int32_t *labels,
+                                          int64_t *label_lengths, double *scores)
     clstm_status clstm_set_vocab(clstm_model *m, const char *utf8, size_t bytes)
     clstm_status clstm_get_vocab(const clstm_model *m, const char **utf8, size_t *bytes)
     clstm_status clstm_set_metadata(clstm_model *m, const char *key, const char *value)

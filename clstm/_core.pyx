@@ -519,19 +519,30 @@ def ctc_greedy(int64_t T, int64_t B, int64_t C, const real[::1] logits,
 def ctc_beam_search(int64_t T, int64_t B, int64_t C, const real[::1] logits,
                     const int64_t[::1] input_lengths, int32_t blank, int64_t width,
                     int64_t nbest, int32_t[::1] labels, int64_t[::1] lengths,
-                    double[::1] scores):
+                    double[::1] scores, Model lm=None, const int32_t[::1] lm_tokens=None,
+                    int32_t lm_start=-1, double lm_weight=0, double lm_bonus=0):
     """Prefix beam search over logits (T*B*C): labels (B*nbest*T), lengths
-    and scores (B*nbest)."""
+    and scores (B*nbest); with lm (and lm_tokens, C), shallow fusion."""
     cdef const int64_t *pil = NULL if input_lengths is None else &input_lengths[0]
     cdef clstm_status st
+    cdef clstm_ctc_lm fuse
+    cdef const clstm_ctc_lm *pf = NULL
     _check_size(logits, T * B * C, "logits")
     _check_size(input_lengths, B, "input_lengths")
     _check_size(labels, B * nbest * T, "labels")
     _check_size(lengths, B * nbest, "lengths")
     _check_size(scores, B * nbest, "scores")
+    if lm is not None:
+        _check_size(lm_tokens, C, "lm_tokens")
+        fuse.model = lm.m
+        fuse.tokens = &lm_tokens[0]
+        fuse.start = lm_start
+        fuse.weight = lm_weight
+        fuse.bonus = lm_bonus
+        pf = &fuse
     with nogil:
-        st = clstm_ctc_beam_search(_dtype_of(sizeof(real)), T, B, C, &logits[0], pil, blank,
-                                   width, nbest, &labels[0], &lengths[0], &scores[0])
+        st = clstm_ctc_beam_search_lm(_dtype_of(sizeof(real)), T, B, C, &logits[0], pil, blank,
+                                      width, nbest, pf, &labels[0], &lengths[0], &scores[0])
     check(st, "ctc_beam_search")
 
 

@@ -531,13 +531,29 @@ def _line_model(path):
     return model, alphabet, height
 
 
+def _fusion(args, alphabet):
+    """decode.beam_search's language-model arguments from --lm, --lm-weight,
+    --lm-bonus (none without --lm)."""
+    if not args.lm:
+        return {}
+    for name, v in (("--lm-weight", args.lm_weight), ("--lm-bonus", args.lm_bonus)):
+        if not np.isfinite(v):
+            raise UsageError("%s: expected a finite number, got %r" % (name, v))
+    lm = _load_model(args.lm, "char")
+    if lm.bidirectional:
+        raise UsageError("--lm %s: a bidirectional model cannot score text as it grows"
+                         % args.lm)
+    return dict(lm=lm, alphabet=alphabet, lm_weight=args.lm_weight, lm_bonus=args.lm_bonus)
+
+
 def cmd_recognize(args):
     model, alphabet, height = _line_model(args.model)
+    fusion = _fusion(args, alphabet)
     task = LabellingTask(None, blank=0)
     for path in args.images:
         x = ocr.read_image(path, height)
         seqs = D.LabelledSequences([x], [[]], [path])
-        labels = task.predict(model, seqs, args.beam)[0]
+        labels = task.predict(model, seqs, args.beam, **fusion)[0]
         print(ocr.decode_labels(labels, alphabet))
     return 0
 
@@ -545,7 +561,8 @@ def cmd_recognize(args):
 def _evaluate_lines(args):
     model, alphabet, height = _line_model(args.model)
     lines, _ = ocr.read_lines(args.lines, height, alphabet)
-    cer, exact = LabellingTask(None, blank=0).error_rates(model, lines, args.beam)
+    cer, exact = LabellingTask(None, blank=0).error_rates(model, lines, args.beam,
+                                                          **_fusion(args, alphabet))
     print("CER: %.2f%%" % (100 * cer))
     print("lines exactly right: %.1f%% of %d" % (100 * exact, len(lines)))
     return 0
@@ -574,6 +591,17 @@ def cmd_evaluate(args):
     for i in range(k):
         print(("%d" % i).rjust(6) + "".join(("%d" % v).rjust(width) for v in cm[i]))
     return 0
+
+
+def _add_fusion(p):
+    g = p.add_argument_group("language model (shallow fusion in the beam search)")
+    g.add_argument("--lm", metavar="MODEL", default=None,
+                   help="a character model (clstm train --text) that scores the text as it "
+                        "grows; use with --beam K")
+    g.add_argument("--lm-weight", type=_nonneg(float), default=0.5,
+                   help="its weight: log p_CTC + W log p_LM")
+    g.add_argument("--lm-bonus", type=float, default=0.0,
+                   help="added per character (offsets the model's cost per character)")
 
 
 def build_parser():
@@ -619,12 +647,14 @@ def build_parser():
                    help="a recognizer's test lines: name.png beside name.gt.txt")
     v.add_argument("--beam", type=_positive(int), default=1,
                    help="--lines: beam width (1: best path)")
+    _add_fusion(v)
     v.set_defaults(func=cmd_evaluate)
     r = sub.add_parser("recognize", help="read text-line images with a recognizer",
                        formatter_class=fmt)
     r.add_argument("model", metavar="MODEL", help="a model trained with --lines")
     r.add_argument("images", metavar="IMAGE", nargs="+", help="line images")
     r.add_argument("--beam", type=_positive(int), default=1, help="beam width (1: best path)")
+    _add_fusion(r)
     r.set_defaults(func=cmd_recognize)
     return p
 

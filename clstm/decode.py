@@ -11,7 +11,7 @@ import numpy as np
 from clstm import _core, checks, layout
 from clstm.losses import _out3
 
-__all__ = ["greedy", "beam_search"]
+__all__ = ["greedy", "beam_search", "lm_tokens"]
 
 
 def _args(logits, input_lengths, blank, batch_first):
@@ -38,8 +38,28 @@ def greedy(logits, input_lengths=None, *, blank=0, batch_first=False):
     return out[0] if lay == layout.UNBATCHED else out
 
 
+def lm_tokens(lm, alphabet, C, blank=0):
+    """The (C,) int32 token ids of a language model `lm` (a clstm.Model
+    with a vocabulary) for the C classes: class k, other than the blank, is
+    the character alphabet[k - (k > blank)]; -1 where lm has no such token
+    (and for the blank)."""
+    vocab = getattr(lm, "vocab", None)
+    if vocab is None:
+        raise ValueError("lm: expected a token model with a vocabulary (a character model)")
+    if len(alphabet) != C - 1:
+        raise ValueError("alphabet: expected %d characters (C - 1, the blank excluded), got %d"
+                         % (C - 1, len(alphabet)))
+    ids = {t: i for i, t in enumerate(vocab)}
+    out = np.full(C, -1, np.int32)
+    for k in range(C):
+        if k != blank:
+            out[k] = ids.get(alphabet[k - (k > blank)], -1)
+    return out
+
+
 def beam_search(logits, input_lengths=None, *, blank=0, width=10, nbest=1,
-                batch_first=False):
+                batch_first=False, lm=None, alphabet=None, lm_weight=0.5, lm_bonus=0.0,
+                lm_start="\n"):
     """Prefix beam search: the `width` most probable labellings are kept at
     every step, each labelling's probability summed over its paths (CTC's
     definition), so it finds labellings best-path decoding misses. Returns,
@@ -47,7 +67,14 @@ def beam_search(logits, input_lengths=None, *, blank=0, width=10, nbest=1,
     pairs, most probable first; a list of B such lists (unbatched: one).
     The log probability is exact where the beam pruned no path of the
     labelling (a wide enough beam). A beam that holds fewer labellings than
-    nbest (short inputs) gives fewer pairs."""
+    nbest (short inputs) gives fewer pairs.
+
+    Shallow fusion (lm: a character model, alphabet: the classes'
+    characters, as lm_tokens takes them): labellings rank by log p_CTC +
+    lm_weight * log p_LM + lm_bonus * length, p_LM the model's probability
+    of the labelling's text after lm_start (None: after nothing, its
+    first character scored as uniform); the returned scores are that
+    sum. In C: clstm_ctc_beam_search_lm."""
     z, lay, b, ilens = _args(logits, input_lengths, blank, batch_first)
     T, B, C = z.shape
     w = checks.as_int(width, "width")
@@ -59,8 +86,21 @@ def beam_search(logits, input_lengths=None, *, blank=0, width=10, nbest=1,
     labels = np.empty((B, n, T), np.int32)
     lens = np.empty((B, n), np.int64)
     scores = np.empty((B, n))
+    fuse = {}
+    if lm is not None:
+        if alphabet is None:
+            raise ValueError("alphabet: required with lm (the characters of the classes)")
+        for name, v in (("lm_weight", lm_weight), ("lm_bonus", lm_bonus)):
+            if not isinstance(v, (int, float, np.floating, np.integer)) or not np.isfinite(v):
+                raise ValueError("%s: expected a finite number, got %r" % (name, v))
+        start = -1
+        if lm_start is not None:
+            vocab = lm.vocab or []
+            start = vocab.index(lm_start) if lm_start in vocab else -1
+        fuse = dict(lm=lm._m, lm_tokens=lm_tokens(lm, alphabet, C, b), lm_start=start,
+                    lm_weight=float(lm_weight), lm_bonus=float(lm_bonus))
     _core.ctc_beam_search(T, B, C, z.reshape(-1), ilens, b, w, n, labels.reshape(-1),
-                          lens.reshape(-1), scores.reshape(-1))
+                          lens.reshape(-1), scores.reshape(-1), **fuse)
     out = [[(labels[i, r, :lens[i, r]].tolist(), float(scores[i, r]))
             for r in range(n) if scores[i, r] > -np.inf]
            for i in range(B)]

@@ -374,23 +374,24 @@ class LabellingTask(_Shuffled):
         Y, tl = targets
         return losses.ctc(out, Y, lengths, tl, blank=self.blank, zero_infinity=True, grad=grad)
 
-    def predict(self, model, seqs, width=1):
+    def predict(self, model, seqs, width=1, **fusion):
         """Each sequence's labels: best path (width 1) or the best of a prefix
-        beam search of that width."""
+        beam search of that width; fusion: a language model's arguments of
+        clstm.decode.beam_search (lm, alphabet, lm_weight, lm_bonus)."""
         out = []
         for i in range(0, len(seqs), 64):
             X, lens, _ = seqs.batch(np.arange(i, min(i + 64, len(seqs))), dtype=model.dtype)
             z, _ = model.forward(X, lengths=lens, train=False)
-            if width == 1:
+            if width == 1 and not fusion:
                 out += decode.greedy(z, lens, blank=self.blank)
             else:
                 out += [r[0][0] if r else [] for r in
-                        decode.beam_search(z, lens, blank=self.blank, width=width)]
+                        decode.beam_search(z, lens, blank=self.blank, width=width, **fusion)]
         return out
 
-    def error_rates(self, model, seqs, width=1):
+    def error_rates(self, model, seqs, width=1, **fusion):
         """(label error rate, share of sequences exactly right) over seqs."""
-        pred = self.predict(model, seqs, width)
+        pred = self.predict(model, seqs, width, **fusion)
         errors = sum(edit_distance(p, y.tolist()) for p, y in zip(pred, seqs.ys))
         total = sum(len(y) for y in seqs.ys)
         right = sum(p == y.tolist() for p, y in zip(pred, seqs.ys))

@@ -217,7 +217,7 @@ int main(int argc, char **argv) {
     if (st != CLSTM_OK) return free(images), fail(path, why ? why : clstm_status_string(st));
     int rc = 0;
     const char *task = NULL, *alpha_json = NULL, *height_text = NULL;
-    clstm_config cfg;
+    clstm_config cfg = clstm_config_default(); /* its struct_size first */
     clstm_get_config(m, &cfg);
     if (clstm_get_metadata(m, "task", &task) != CLSTM_OK || !task || strcmp(task, "ctc") != 0 ||
         clstm_get_metadata(m, "alphabet", &alpha_json) != CLSTM_OK || !alpha_json ||

@@ -529,6 +529,37 @@ CLSTM_API clstm_status clstm_ctc_beam_search(clstm_dtype dtype, int64_t T, int64
                                              int64_t width, int64_t nbest, int32_t *labels,
                                              int64_t *label_lengths, double *scores);
 
+/* Prefix beam search with shallow fusion of a language model: a
+ * character model (a token model, unidirectional, with a head over its V
+ * tokens, e.g. one trained by `clstm train`) scores each labelling as it
+ * grows. Entries rank by log p_CTC + weight * log p_LM + bonus * length,
+ * where log p_LM sums, over the labelling's labels, the model's log
+ * probability of each label's token after the tokens before it (after
+ * `start` first, where start >= 0: a line's text follows a newline in
+ * running text); scores are that sum. A class the model has no token
+ * for (tokens[k] = -1) scores as the least likely token there and does
+ * not advance the model. The model runs one step per new labelling
+ * (at most width a step), one sequence at a time. Errors as
+ * clstm_ctc_beam_search, and ARG for a model that cannot serve (not a
+ * token model with a head over its V tokens, or bidirectional), a
+ * tokens entry outside -1..V-1, the blank's entry not -1, start outside
+ * -1..V-1, or a weight or bonus that is not finite. Memory: per node
+ * (1 + T * width of them) the model's state and V + 1 doubles. */
+typedef struct {
+    const clstm_model *model; /* the language model */
+    const int32_t *tokens;    /* (C) the model's token for each class, or -1 */
+    int32_t start;            /* the token fed before a labelling, or -1: none */
+    double weight;            /* the language model's weight (0: plain search) */
+    double bonus;             /* added per label (offsets the LM's cost per token) */
+} clstm_ctc_lm;
+
+CLSTM_API clstm_status clstm_ctc_beam_search_lm(clstm_dtype dtype, int64_t T, int64_t B,
+                                                int64_t C, const void *logits,
+                                                const int64_t *input_lengths, int32_t blank,
+                                                int64_t width, int64_t nbest,
+                                                const clstm_ctc_lm *lm, int32_t *labels,
+                                                int64_t *label_lengths, double *scores);
+
 /* ------------------------------------------------------------- vocabulary */
 /* A token model (ONEHOT or EMBEDDING) may carry its vocabulary: V distinct
  * Unicode characters, token id i being the i-th, stored as one UTF-8

@@ -269,11 +269,15 @@ clstm_status clstm_ctc_greedy(clstm_dtype dtype, int64_t T, int64_t B, int64_t C
  * Prefixes are the nodes of a trie (parent, label), found again through a
  * hash of (parent, label), so one labelling is one node; each beam entry
  * keeps the log probability of its paths ending in a blank (pb) and in
- * its last label (pnb). */
+ * its last label (pnb). With a language model (shallow fusion), every
+ * node also keeps the model's state after its labels, its log
+ * probabilities for the next token, and lm: weight * the sum of its
+ * labels' log probabilities + bonus * its length; entries rank by
+ * log(pb + pnb) + lm. */
 typedef struct {
     int64_t parent, node; /* the key is (parent, label); node: -1 until made */
     int32_t label;
-    double pb, pnb;
+    double pb, pnb, lm;
 } beam_cand;
 
 typedef struct {
@@ -282,7 +286,19 @@ typedef struct {
     int64_t n, cap;
     int64_t *hash; /* node + 1, 0: empty; hcap a power of two */
     int64_t hcap;
+    /* with a language model: per node its state (state_bytes), log
+     * probabilities of the next token (V doubles) and lm score */
+    char *state;
+    double *next, *lm;
 } trie;
+
+/* The language model's side of a search (clstm_ctc_lm and its sizes). */
+typedef struct {
+    const clstm_ctc_lm *lm;
+    clstm_config cfg;
+    int64_t V, hsize, csize; /* tokens; elements of h (NL, 1, R) and c (NL, 1, H) */
+    size_t elem, state_bytes, ws_bytes;
+} lm_info;
 
 static uint64_t key_hash(int64_t parent, int32_t label) {
     uint64_t h = (uint64_t)parent * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uint32_t)label;
@@ -291,9 +307,11 @@ static uint64_t key_hash(int64_t parent, int32_t label) {
     return h ^ (h >> 32);
 }
 
-/* The node of (parent, label), made if new (room is reserved). */
-static int64_t trie_node(trie *tr, int64_t parent, int32_t label) {
+/* The node of (parent, label), made if new (room is reserved); *made says
+ * whether it was. */
+static int64_t trie_node(trie *tr, int64_t parent, int32_t label, int *made) {
     uint64_t i = key_hash(parent, label) & (uint64_t)(tr->hcap - 1);
+    *made = 0;
     for (;; i = (i + 1) & (uint64_t)(tr->hcap - 1)) {
         const int64_t h = tr->hash[i];
         if (h == 0) break;
@@ -303,10 +321,39 @@ static int64_t trie_node(trie *tr, int64_t parent, int32_t label) {
     tr->parent[n] = parent;
     tr->label[n] = label;
     tr->hash[i] = n + 1;
+    *made = 1;
     return n;
 }
 
-static double cand_score(const beam_cand *c) { return lse2(c->pb, c->pnb); }
+/* Node n's language-model state and next-token log probabilities: the
+ * model run one step from `from`'s state (the zero state for from < 0) on
+ * token `token`. A token < 0 (a class the model has no token for, or the
+ * root without a start token) leaves them as from's (the root's: the zero
+ * state, every token equally likely). ws: the model's workspace, out: V
+ * logits. */
+static clstm_status lm_advance(const lm_info *li, trie *tr, int64_t n, int64_t from,
+                               int32_t token, void *ws, void *out) {
+    char *st = tr->state + (size_t)n * li->state_bytes;
+    double *next = tr->next + n * li->V;
+    if (from < 0) memset(st, 0, li->state_bytes);
+    else memcpy(st, tr->state + (size_t)from * li->state_bytes, li->state_bytes);
+    if (token < 0) {
+        for (int64_t v = 0; v < li->V; v++)
+            next[v] = from < 0 ? -log((double)li->V) : tr->next[from * li->V + v];
+        return CLSTM_OK;
+    }
+    char *c = st + (size_t)li->hsize * li->elem;
+    clstm_status s = clstm_model_forward(li->lm->model, 1, 1, NULL, &token, st, c, out, st, c,
+                                         NULL, ws, li->ws_bytes);
+    if (s != CLSTM_OK) return s;
+    const clstm_dtype dt = li->cfg.dtype;
+    const double lse = row_lse(dt, out, 0, li->V);
+    for (int64_t v = 0; v < li->V; v++) next[v] = logit(dt, out, v) - lse;
+    return CLSTM_OK;
+}
+
+static double cand_ctc(const beam_cand *c) { return lse2(c->pb, c->pnb); }
+static double cand_score(const beam_cand *c) { return cand_ctc(c) + c->lm; }
 
 static int cmp_key(const void *a, const void *b) {
     const beam_cand *x = a, *y = b;
@@ -322,17 +369,25 @@ static int cmp_score(const void *a, const void *b) {
 }
 
 /* One sequence. beam and cand hold width and width * (C + 1) entries; lp
- * C doubles; tr room for 1 + Tb * width nodes. Writes its nbest results. */
-static void beam_one(clstm_dtype dtype, const void *z, int64_t T, int64_t B, int64_t C,
-                     int64_t b, int64_t Tb, int32_t blank, int64_t width, int64_t nbest,
-                     beam_cand *beam, beam_cand *cand, double *lp, trie *tr, int32_t *labels,
-                     int64_t *lengths, double *scores) {
+ * C doubles; tr room for 1 + Tb * width nodes (and their language-model
+ * rows with li). Writes its nbest results. */
+static clstm_status beam_one(clstm_dtype dtype, const void *z, int64_t T, int64_t B, int64_t C,
+                             int64_t b, int64_t Tb, int32_t blank, int64_t width, int64_t nbest,
+                             beam_cand *beam, beam_cand *cand, double *lp, trie *tr,
+                             const lm_info *li, void *lm_ws, void *lm_out, int32_t *labels,
+                             int64_t *lengths, double *scores) {
     memset(tr->hash, 0, (size_t)tr->hcap * sizeof *tr->hash);
     tr->n = 0;
-    const int64_t root = trie_node(tr, -1, -1);
+    int made;
+    const int64_t root = trie_node(tr, -1, -1, &made);
+    clstm_status st = CLSTM_OK;
+    if (li) {
+        st = lm_advance(li, tr, root, -1, li->lm->start, lm_ws, lm_out);
+        tr->lm[root] = 0;
+    }
     int64_t nb = 1;
-    beam[0] = (beam_cand){-1, root, -1, 0.0, -INFINITY};
-    for (int64_t t = 0; t < Tb; t++) {
+    beam[0] = (beam_cand){-1, root, -1, 0.0, -INFINITY, 0.0};
+    for (int64_t t = 0; t < Tb && st == CLSTM_OK; t++) {
         log_softmax_row(dtype, z, t * B + b, C, lp);
         int64_t nc = 0;
         for (int64_t e = 0; e < nb; e++) {
@@ -341,11 +396,19 @@ static void beam_one(clstm_dtype dtype, const void *z, int64_t T, int64_t B, int
             const double tot = lse2(p->pb, p->pnb);
             /* the same prefix: a blank, or its last label repeated */
             cand[nc++] = (beam_cand){tr->parent[p->node], p->node, last, tot + lp[blank],
-                                     last >= 0 ? p->pnb + lp[last] : -INFINITY};
+                                     last >= 0 ? p->pnb + lp[last] : -INFINITY, p->lm};
+            const double *next = li ? tr->next + p->node * li->V : NULL;
+            double floor = 0; /* a class the model has no token for: its least likely */
+            for (int64_t v = 0; li && v < li->V; v++) floor = v == 0 || next[v] < floor ? next[v] : floor;
             for (int64_t k = 0; k < C; k++) {
                 if (k == blank) continue;
                 const double from = k == last ? p->pb : tot; /* aa needs a blank between */
-                cand[nc++] = (beam_cand){p->node, -1, (int32_t)k, -INFINITY, from + lp[k]};
+                double lm = p->lm;
+                if (li) {
+                    const int32_t v = li->lm->tokens[k];
+                    lm += li->lm->weight * (v >= 0 ? next[v] : floor) + li->lm->bonus;
+                }
+                cand[nc++] = (beam_cand){p->node, -1, (int32_t)k, -INFINITY, from + lp[k], lm};
             }
         }
         /* merge equal prefixes: an extension of one entry may be another */
@@ -362,14 +425,20 @@ static void beam_one(clstm_dtype dtype, const void *z, int64_t T, int64_t B, int
         }
         qsort(cand, (size_t)m, sizeof *cand, cmp_score);
         nb = m < width ? m : width;
-        for (int64_t i = 0; i < nb; i++) {
+        for (int64_t i = 0; i < nb && st == CLSTM_OK; i++) {
             beam[i] = cand[i];
-            if (beam[i].node < 0) beam[i].node = trie_node(tr, beam[i].parent, beam[i].label);
+            if (beam[i].node >= 0) continue;
+            beam[i].node = trie_node(tr, beam[i].parent, beam[i].label, &made);
+            if (li && made) {
+                tr->lm[beam[i].node] = beam[i].lm;
+                st = lm_advance(li, tr, beam[i].node, beam[i].parent,
+                                li->lm->tokens[beam[i].label], lm_ws, lm_out);
+            }
         }
     }
     for (int64_t r = 0; r < nbest; r++) {
         int32_t *out = labels + (b * nbest + r) * T;
-        if (r >= nb) {
+        if (r >= nb || st != CLSTM_OK) {
             lengths[b * nbest + r] = 0;
             scores[b * nbest + r] = -INFINITY;
             continue;
@@ -381,26 +450,63 @@ static void beam_one(clstm_dtype dtype, const void *z, int64_t T, int64_t B, int
         for (int64_t v = beam[r].node, i = n - 1; tr->parent[v] >= 0; v = tr->parent[v], i--)
             out[i] = tr->label[v];
     }
+    return st;
 }
 
-clstm_status clstm_ctc_beam_search(clstm_dtype dtype, int64_t T, int64_t B, int64_t C,
-                                   const void *logits, const int64_t *input_lengths,
-                                   int32_t blank, int64_t width, int64_t nbest, int32_t *labels,
-                                   int64_t *label_lengths, double *scores) {
+/* The language model's sizes, or ARG where it cannot serve (not a token
+ * model with a softmax head over its tokens, bidirectional, a token id
+ * out of range, the blank mapped, a weight or bonus not finite). */
+static clstm_status lm_check(const clstm_ctc_lm *lm, int64_t C, int32_t blank, lm_info *li) {
+    if (!lm->model || !lm->tokens) return CLSTM_ERR_NULL;
+    li->cfg = clstm_config_default(); /* sets struct_size, which get_config reads */
+    clstm_status st = clstm_get_config(lm->model, &li->cfg);
+    if (st != CLSTM_OK) return st;
+    const clstm_config *c = &li->cfg;
+    if (c->encoding == CLSTM_ENCODING_NONE || c->bidirectional || c->output_size < 1 ||
+        c->output_size != c->vocab_size || !isfinite(lm->weight) || !isfinite(lm->bonus))
+        return CLSTM_ERR_ARG;
+    li->lm = lm;
+    li->V = c->output_size;
+    for (int64_t k = 0; k < C; k++)
+        if (lm->tokens[k] < -1 || lm->tokens[k] >= li->V || (k == blank && lm->tokens[k] != -1))
+            return CLSTM_ERR_ARG;
+    if (lm->start < -1 || lm->start >= li->V) return CLSTM_ERR_ARG;
+    const int64_t R = c->proj_size > 0 ? c->proj_size : c->hidden_size;
+    li->hsize = c->num_layers * R;
+    li->csize = c->num_layers * c->hidden_size;
+    li->elem = c->dtype == CLSTM_FLOAT64 ? sizeof(double) : sizeof(float);
+    li->state_bytes = (size_t)(li->hsize + li->csize) * li->elem;
+    return clstm_model_workspace_size(lm->model, 1, 1, 0, &li->ws_bytes);
+}
+
+clstm_status clstm_ctc_beam_search_lm(clstm_dtype dtype, int64_t T, int64_t B, int64_t C,
+                                      const void *logits, const int64_t *input_lengths,
+                                      int32_t blank, int64_t width, int64_t nbest,
+                                      const clstm_ctc_lm *lm, int32_t *labels,
+                                      int64_t *label_lengths, double *scores) {
     clstm_status st = check_ctc(dtype, T, B, C, logits, input_lengths, blank);
     if (st != CLSTM_OK) return st;
     if (!labels || !label_lengths || !scores) return CLSTM_ERR_NULL;
     if (width < 1 || nbest < 1 || nbest > width || width > CLSTM_CTC_MAX_WIDTH)
         return CLSTM_ERR_ARG;
     if (!clstm_array_ok(B, nbest, T, sizeof(int32_t))) return CLSTM_ERR_OVERFLOW;
+    lm_info info, *li = NULL;
+    if (lm) {
+        if ((st = lm_check(lm, C, blank, &info)) != CLSTM_OK) return st;
+        li = &info;
+    }
     /* nodes: the root and at most width new ones a step */
     const double nodes = 1.0 + (double)T * (double)width, ncand = (double)width * (double)(C + 1);
     int64_t hcap = 1;
     while ((double)hcap < 2.0 * nodes) hcap *= 2;
-    const double bytes = nodes * (sizeof(int64_t) + sizeof(int32_t)) +
-                         (double)hcap * sizeof(int64_t) +
-                         (ncand + (double)width) * sizeof(beam_cand) + (double)C * sizeof(double);
-    const int nt = seq_threads(B, (double)T * ncand * 8);
+    double bytes = nodes * (sizeof(int64_t) + sizeof(int32_t)) + (double)hcap * sizeof(int64_t) +
+                   (ncand + (double)width) * sizeof(beam_cand) + (double)C * sizeof(double);
+    if (li) /* per node: state, next-token row, lm; then the model's workspace and logits */
+        bytes += nodes * ((double)li->state_bytes + (double)(li->V + 1) * sizeof(double)) +
+                 (double)li->ws_bytes + (double)li->V * sizeof(double) + 64;
+    /* the language model runs one step at a time on the calling thread's
+     * team: one sequence at a time */
+    const int nt = li ? 1 : seq_threads(B, (double)T * ncand * 8);
     if (bytes * nt > (double)(SIZE_MAX / 4)) return CLSTM_ERR_NOMEM;
     void **mem = calloc((size_t)nt, sizeof *mem);
     int ok = mem != NULL;
@@ -410,6 +516,7 @@ clstm_status clstm_ctc_beam_search(clstm_dtype dtype, int64_t T, int64_t B, int6
         free(mem);
         return CLSTM_ERR_NOMEM;
     }
+    clstm_status worst = CLSTM_OK;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t b = 0; b < B; b++) {
         char *p = mem[omp_get_thread_num()];
@@ -418,11 +525,33 @@ clstm_status clstm_ctc_beam_search(clstm_dtype dtype, int64_t T, int64_t B, int6
         int64_t *parent = hash + hcap;
         double *lp = (double *)(parent + (int64_t)nodes);
         int32_t *label = (int32_t *)(lp + C);
-        trie tr = {parent, label, 0, (int64_t)nodes, hash, hcap};
-        beam_one(dtype, logits, T, B, C, b, seq_len(input_lengths, b, T), blank, width, nbest,
-                 beam, cand, lp, &tr, labels, label_lengths, scores);
+        trie tr = {parent, label, 0, (int64_t)nodes, hash, hcap, NULL, NULL, NULL};
+        void *lm_ws = NULL, *lm_out = NULL;
+        if (li) { /* after the labels, 8-aligned: next, lm, logits, workspace, states */
+            tr.next = (double *)((((uintptr_t)(label + (int64_t)nodes)) + 7) & ~(uintptr_t)7);
+            tr.lm = tr.next + (int64_t)nodes * li->V;
+            lm_out = tr.lm + (int64_t)nodes;
+            lm_ws = (double *)lm_out + li->V;
+            tr.state = (char *)lm_ws + ((li->ws_bytes + 7) & ~(size_t)7);
+        }
+        const clstm_status s =
+            beam_one(dtype, logits, T, B, C, b, seq_len(input_lengths, b, T), blank, width,
+                     nbest, beam, cand, lp, &tr, li, lm_ws, lm_out, labels, label_lengths,
+                     scores);
+        if (s != CLSTM_OK) {
+#pragma omp critical(clstm_ctc_status)
+            worst = s;
+        }
     }
     for (int i = 0; i < nt; i++) free(mem[i]);
     free(mem);
-    return CLSTM_OK;
+    return worst;
+}
+
+clstm_status clstm_ctc_beam_search(clstm_dtype dtype, int64_t T, int64_t B, int64_t C,
+                                   const void *logits, const int64_t *input_lengths,
+                                   int32_t blank, int64_t width, int64_t nbest, int32_t *labels,
+                                   int64_t *label_lengths, double *scores) {
+    return clstm_ctc_beam_search_lm(dtype, T, B, C, logits, input_lengths, blank, width, nbest,
+                                    NULL, labels, label_lengths, scores);
 }

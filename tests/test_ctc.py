@@ -269,3 +269,65 @@ def test_bad_arguments_are_named(call, match):
     z = np.zeros((4, 2, 3))
     with pytest.raises((ValueError, TypeError), match=match):
         call(z)
+
+
+# ------------------------------------------------------ shallow fusion
+
+def lm_logprob(lm, text, start="\n"):
+    """sum over text of log p_LM(char | the chars before, after start), the
+    model stepped in Python; a character the model lacks scores as the
+    least likely token there and does not advance the model."""
+    vocab = lm.vocab
+    logits, state = lm.forward(np.array([vocab.index(start)]), None, train=False)
+    total = 0.0
+    for ch in text:
+        lp = log_softmax(logits[-1])
+        if ch not in vocab:
+            total += lp.min()
+            continue
+        total += lp[vocab.index(ch)]
+        logits, state = lm.forward(np.array([vocab.index(ch)]), state, train=False)
+    return total
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fused_beam_equals_every_labelling_scored(seed):
+    rng = np.random.default_rng(40 + seed)
+    T, alphabet = 5, "abc"                     # classes: blank, a, b, c
+    z = 1.5 * rng.standard_normal((T, 4))
+    lm = clstm.Model(hidden_size=6, vocab="\nabx", output_size=4, softmax=True,
+                     seed=seed, dtype=np.float64)   # no "c": it scores as the least likely
+    weight, bonus = 0.7, 0.3
+    fused = {lab: np.log(p) + weight * lm_logprob(lm, "".join(alphabet[k - 1] for k in lab))
+             + bonus * len(lab) for lab, p in labelling_probs(z, 0).items()}
+    ranked = sorted(fused.items(), key=lambda kv: -kv[1])
+    got = decode.beam_search(z, width=400, nbest=5, lm=lm, alphabet=alphabet,
+                             lm_weight=weight, lm_bonus=bonus)
+    for (lab, score), (want, s) in zip(got, ranked):
+        assert tuple(lab) == want
+        np.testing.assert_allclose(score, s, rtol=1e-10)
+
+
+def test_fusion_with_weight_zero_is_the_plain_search():
+    rng = np.random.default_rng(7)
+    z = rng.standard_normal((30, 3, 6))
+    lm = clstm.Model(hidden_size=8, vocab="\nabcde", output_size=6, softmax=True, seed=1)
+    plain = decode.beam_search(z, width=6, nbest=3)
+    fused = decode.beam_search(z, width=6, nbest=3, lm=lm, alphabet="abcde", lm_weight=0.0)
+    assert [[lab for lab, _ in r] for r in plain] == [[lab for lab, _ in r] for r in fused]
+    np.testing.assert_allclose([[s for _, s in r] for r in plain],
+                               [[s for _, s in r] for r in fused], rtol=1e-12)
+
+
+def test_fusion_refuses_bad_arguments():
+    z = np.zeros((4, 1, 3))
+    lm = clstm.Model(hidden_size=4, vocab="\nab", output_size=3, softmax=True, seed=0)
+    bare = clstm.Model(3, 4, 1, output_size=3, seed=0)
+    with pytest.raises(ValueError, match="alphabet"):
+        decode.beam_search(z, lm=lm)
+    with pytest.raises(ValueError, match="alphabet"):
+        decode.beam_search(z, lm=lm, alphabet="abc")
+    with pytest.raises(ValueError, match="lm"):
+        decode.beam_search(z, lm=bare, alphabet="ab")
+    with pytest.raises(ValueError, match="lm_weight"):
+        decode.beam_search(z, lm=lm, alphabet="ab", lm_weight=float("nan"))

@@ -1,6 +1,7 @@
 """Sequence labelling with CTC in the trainer (clstm.tasks.LabellingTask),
 text-line data (clstm.ocr) and the OCR commands (clstm train --lines,
 clstm recognize, clstm evaluate --lines)."""
+import json
 import os
 
 import numpy as np
@@ -219,3 +220,34 @@ def test_ocr_commands_refuse_bad_input(tmp_path, capsys, argv, needle):
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
+
+
+@needs_pillow
+def test_recognize_with_a_language_model(tmp_path, capsys):
+    d = render(str(tmp_path / "lines"), 2, 5)
+    model = str(tmp_path / "ocr.safetensors")
+    alphabet = "".join(sorted(set("".join(open(os.path.join(d, f)).read().strip()
+                                          for f in os.listdir(d) if f.endswith(".txt")))))
+    m = clstm.Model(16, 4, 1, bidirectional=True, output_size=len(alphabet) + 1, seed=0)
+    m.metadata.update(task="ctc", blank="0", alphabet=json.dumps(alphabet), line_height="16")
+    clstm.save(m, model)
+    lm_path = str(tmp_path / "lm.safetensors")
+    lm = clstm.Model(hidden_size=8, vocab="\n" + alphabet[:-1], output_size=len(alphabet),
+                     softmax=True, seed=1)
+    lm.metadata.update(task="char")
+    clstm.save(lm, lm_path)
+    image = os.path.join(d, "l000.png")
+    assert cli.main(["recognize", model, image, "--beam", "4"]) == 0
+    plain = capsys.readouterr().out
+    assert cli.main(["recognize", model, image, "--beam", "4", "--lm", lm_path,
+                     "--lm-weight", "0"]) == 0
+    assert capsys.readouterr().out == plain  # weight 0: the plain beam
+    assert cli.main(["recognize", model, image, "--beam", "4", "--lm", lm_path,
+                     "--lm-weight", "2", "--lm-bonus", "1"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert cli.main(["evaluate", model, "--lines", d, "--beam", "2", "--lm", lm_path]) == 0
+    assert capsys.readouterr().out.startswith("CER: ")
+    assert cli.main(["recognize", model, image, "--lm", model]) == 2
+    assert "not a character model" in capsys.readouterr().err
+    assert cli.main(["recognize", model, image, "--lm", lm_path, "--lm-bonus", "nan"]) == 2
+    assert "--lm-bonus" in capsys.readouterr().err

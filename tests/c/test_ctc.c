@@ -220,10 +220,84 @@ static void test_errors(void) {
     CHECK(lens[0] == 7 && lens[1] == 7 && lens[2] == 7, "a failed decoder wrote its output");
 }
 
+/* Shallow fusion: weight 0 and bonus 0 give the plain search; a weighted
+ * one runs (memory checked by the sanitizers); bad models and tokens are
+ * refused. */
+static void test_fusion(void) {
+    clstm_config c = clstm_config_default();
+    c.encoding = CLSTM_ENCODING_ONEHOT;
+    c.vocab_size = 4;
+    c.input_size = 4;
+    c.hidden_size = 6;
+    c.output_size = 4;
+    c.softmax = 1;
+    c.dtype = CLSTM_FLOAT64;
+    clstm_model *lm = NULL;
+    if (!CHECK_EQ(clstm_create(&c, 9, &lm), CLSTM_OK)) return;
+    const int32_t tokens[C] = {1, 3, -1}; /* class 2 (the blank here) has none */
+    clstm_ctc_lm fuse = {lm, tokens, 0, 0.0, 0.0};
+    int32_t a[B * 4 * T], p[B * 4 * T];
+    int64_t al[B * 4], pl[B * 4];
+    double as[B * 4], ps[B * 4];
+    CHECK_EQ(clstm_ctc_beam_search(CLSTM_FLOAT64, T, B, C, logits, NULL, 2, 8, 4, p, pl, ps),
+             CLSTM_OK);
+    CHECK_EQ(clstm_ctc_beam_search_lm(CLSTM_FLOAT64, T, B, C, logits, NULL, 2, 8, 4, &fuse, a,
+                                      al, as),
+             CLSTM_OK);
+    for (int i = 0; i < B * 4; i++) {
+        CHECK(al[i] == pl[i] && fabs(as[i] - ps[i]) < 1e-12, "entry %d", i);
+        for (int j = 0; j < al[i] && al[i] == pl[i]; j++) CHECK_EQ(a[i * T + j], p[i * T + j]);
+    }
+    fuse.weight = 0.8;
+    fuse.bonus = 0.5;
+    fuse.start = -1;
+    CHECK_EQ(clstm_ctc_beam_search_lm(CLSTM_FLOAT64, T, B, C, logits, NULL, 2, 8, 4, &fuse, a,
+                                      al, as),
+             CLSTM_OK);
+    CHECK(isfinite(as[0]) && as[0] >= as[1], "fused scores, best first");
+    const int32_t bad_tokens[C] = {1, 4, -1}, mapped_blank[C] = {1, 3, 0};
+    fuse.tokens = bad_tokens;
+    CHECK_EQ(clstm_ctc_beam_search_lm(CLSTM_FLOAT64, T, B, C, logits, NULL, 2, 8, 4, &fuse, a,
+                                      al, as),
+             CLSTM_ERR_ARG);
+    fuse.tokens = mapped_blank;
+    CHECK_EQ(clstm_ctc_beam_search_lm(CLSTM_FLOAT64, T, B, C, logits, NULL, 2, 8, 4, &fuse, a,
+                                      al, as),
+             CLSTM_ERR_ARG);
+    fuse.tokens = tokens;
+    fuse.weight = NAN;
+    CHECK_EQ(clstm_ctc_beam_search_lm(CLSTM_FLOAT64, T, B, C, logits, NULL, 2, 8, 4, &fuse, a,
+                                      al, as),
+             CLSTM_ERR_ARG);
+    fuse.weight = 1;
+    fuse.start = 4;
+    CHECK_EQ(clstm_ctc_beam_search_lm(CLSTM_FLOAT64, T, B, C, logits, NULL, 2, 8, 4, &fuse, a,
+                                      al, as),
+             CLSTM_ERR_ARG);
+    fuse.start = -1;
+    fuse.model = NULL;
+    CHECK_EQ(clstm_ctc_beam_search_lm(CLSTM_FLOAT64, T, B, C, logits, NULL, 2, 8, 4, &fuse, a,
+                                      al, as),
+             CLSTM_ERR_NULL);
+    clstm_config plain = clstm_config_default();
+    plain.input_size = 3;
+    plain.hidden_size = 4;
+    clstm_model *bare = NULL;
+    if (CHECK_EQ(clstm_create(&plain, 1, &bare), CLSTM_OK)) {
+        fuse.model = bare;
+        CHECK_EQ(clstm_ctc_beam_search_lm(CLSTM_FLOAT64, T, B, C, logits, NULL, 2, 8, 4, &fuse,
+                                          a, al, as),
+                 CLSTM_ERR_ARG);
+        clstm_free(bare);
+    }
+    clstm_free(lm);
+}
+
 int main(void) {
     fill_logits();
     test_loss();
     test_decoders();
     test_errors();
+    test_fusion();
     return ctest_finish();
 }

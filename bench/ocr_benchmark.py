@@ -11,7 +11,8 @@ share of lines read exactly right, for clstm (best path, and a prefix beam
 of width 10) and for Tesseract (`tesseract --psm 7`, its LSTM engine and
 Debian's English model, `apt-get install tesseract-ocr`). Both outputs and
 the ground truth are compared after collapsing runs of blanks and
-stripping the ends. Speed: milliseconds per line on one core with the
+stripping the ends. With --lm CHAR_MODEL, also clstm's beam with shallow
+fusion of that character model at each --lm-weights. Speed: milliseconds per line on one core with the
 model loaded once, image reading included: clstm in this process
 (clstm.set_num_threads(1)); Tesseract on a list of the images in one
 process (OMP_THREAD_LIMIT=1), its wall time over the lines.
@@ -46,12 +47,12 @@ def scores(pred, truth):
         / len(truth)
 
 
-def clstm_read(model, alphabet, height, paths, width):
+def clstm_read(model, chars, height, paths, width, **fusion):
     task = LabellingTask(None, blank=0)
     out, t0 = [], time.perf_counter()
     for p in paths:
         seqs = LabelledSequences([ocr.read_image(p, height)], [[]], [p])
-        out.append(ocr.decode_labels(task.predict(model, seqs, width)[0], alphabet))
+        out.append(ocr.decode_labels(task.predict(model, seqs, width, **fusion)[0], chars))
     return out, 1e3 * (time.perf_counter() - t0) / len(paths)
 
 
@@ -76,20 +77,35 @@ def main(argv=None):
     p.add_argument("model")
     p.add_argument("data")
     p.add_argument("--results", default=None, help="also write the Markdown table here")
+    p.add_argument("--lm", default=None,
+                   help="a character model: also the beam of width 10 with shallow fusion")
+    p.add_argument("--lm-weights", default="0.3,0.6",
+                   help="comma-separated fusion weights to measure")
+    p.add_argument("--lm-bonus", type=float, default=1.0)
     a = p.parse_args(argv)
     clstm.set_num_threads(1)
     model, alphabet, height = _line_model(a.model)
+    lm = clstm.load(a.lm) if a.lm else None
+    weights = [float(w) for w in a.lm_weights.split(",")] if lm is not None else []
     version = subprocess.run(["tesseract", "--version"], capture_output=True,
                              text=True).stdout.splitlines()[0]
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), platform.processor())
-    rows = []
+    rows, fused_rows = [], []
     for name in SETS:
         paths = ocr.line_images(os.path.join(a.data, name))
         truth = [ocr.read_transcript(q) for q in paths]
         greedy, ms = clstm_read(model, alphabet, height, paths, 1)
         beam, ms_beam = clstm_read(model, alphabet, height, paths, 10)
         tess, ms_t = tesseract_read(paths)
+        fused = []
+        for w in weights:
+            f, ms_f = clstm_read(model, alphabet, height, paths, 10, lm=lm, alphabet=alphabet,
+                                 lm_weight=w, lm_bonus=a.lm_bonus)
+            fused.append((w,) + scores(f, truth) + (ms_f,))
+            print("%-12s beam + LM weight %g bonus %g: CER %.2f%% (%.1f%% lines), %.1f ms/line"
+                  % (name, w, a.lm_bonus, fused[-1][1], fused[-1][2], ms_f))
+        fused_rows.append((name, fused))
         rows.append((name, len(paths)) + scores(greedy, truth) + scores(beam, truth)
                     + scores(tess, truth) + (ms, ms_beam, ms_t))
         print("%-12s clstm %.2f%% (%.1f%% lines)  beam %.2f%%  tesseract %.2f%% (%.1f%% lines)"
@@ -106,6 +122,14 @@ def main(argv=None):
     for r in rows:
         lines.append("| %s | %d | %.2f%% | %.1f%% | %.2f%% | %.2f%% | %.1f%% | %.1f | %.1f | %.1f |"
                      % (r[0], r[1], r[2], r[3], r[4], r[6], r[7], r[8], r[9], r[10]))
+    if weights:
+        lines += ["", "Shallow fusion with %s (beam 10, bonus %g): CER (lines right, ms/line)"
+                  % (a.lm, a.lm_bonus), "",
+                  "| set | " + " | ".join("weight %g" % w for w in weights) + " |",
+                  "|---|" + "---|" * len(weights)]
+        for name, fused in fused_rows:
+            lines.append("| %s | " % name + " | ".join("%.2f%% (%.1f%%, %.1f)" % (f[1], f[2], f[3])
+                                                       for f in fused) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
     if a.results:

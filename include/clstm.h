@@ -521,7 +521,7 @@ CLSTM_API clstm_status clstm_ctc_greedy(clstm_dtype dtype, int64_t T, int64_t B,
  * of each labelling's probability summed over the paths the beam kept (the
  * exact log p(labelling | logits) when no path was pruned). A beam with
  * fewer than nbest labellings (short inputs) fills the rest with length 0
- * and score -inf. Memory: about T * width * 12 + width * C * 32 bytes per
+ * and score -inf. Memory: about T * width * 12 + width * C * 48 bytes per
  * thread. */
 CLSTM_API clstm_status clstm_ctc_beam_search(clstm_dtype dtype, int64_t T, int64_t B,
                                              int64_t C, const void *logits,
@@ -617,7 +617,7 @@ CLSTM_API clstm_status clstm_metadata_count(const clstm_model *m, int64_t *n);
 CLSTM_API clstm_status clstm_metadata_at(const clstm_model *m, int64_t i, const char **key,
                                          const char **value);
 
-/* ---------------------------------------------------------------- threads */
+/* ---------------------------------------------------------------- thread. */
 /* Number of threads clstm uses for its compute (process-wide; default: the
  * OpenMP default, normally the number of cores). n < 1 returns ARG. Small
  * problems use fewer threads, see below. */

@@ -251,3 +251,17 @@ def test_recognize_with_a_language_model(tmp_path, capsys):
     assert "not a character model" in capsys.readouterr().err
     assert cli.main(["recognize", model, image, "--lm", lm_path, "--lm-bonus", "nan"]) == 2
     assert "--lm-bonus" in capsys.readouterr().err
+
+
+@needs_pillow
+def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, capsys):
+    lines = render(str(tmp_path / "lines"), 40, 6)
+    common = ["train", "--lines", lines, "--line-height", "16", "--epochs", "2", "--hidden", "6",
+              "--no-progress", "--augment", "--checkpoint-every", "3"]
+    whole = str(tmp_path / "whole.safetensors")
+    assert cli.main(common + ["--out", whole]) == 0
+    part = str(tmp_path / "part.safetensors")
+    assert cli.main(common + ["--out", part, "--max-steps", "3"]) == 0
+    assert cli.main(common + ["--out", part, "--resume", str(tmp_path / "part.ckpt.npz")]) == 0
+    np.testing.assert_array_equal(clstm.load(whole).flat_parameters,
+                                  clstm.load(part).flat_parameters)

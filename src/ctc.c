@@ -283,6 +283,7 @@ typedef struct {
 typedef struct {
     int64_t *parent; /* nodes: parent (-1: the root) and label */
     int32_t *label;
+    int64_t *slot; /* a beam entry's node: its candidate's index in the step; else -1 */
     int64_t n, cap;
     int64_t *hash; /* node + 1, 0: empty; hcap a power of two */
     int64_t hcap;
@@ -307,6 +308,16 @@ static uint64_t key_hash(int64_t parent, int32_t label) {
     return h ^ (h >> 32);
 }
 
+/* The node of (parent, label), or -1 if there is none. */
+static int64_t trie_find(const trie *tr, int64_t parent, int32_t label) {
+    for (uint64_t i = key_hash(parent, label) & (uint64_t)(tr->hcap - 1);;
+         i = (i + 1) & (uint64_t)(tr->hcap - 1)) {
+        const int64_t h = tr->hash[i];
+        if (h == 0) return -1;
+        if (tr->parent[h - 1] == parent && tr->label[h - 1] == label) return h - 1;
+    }
+}
+
 /* The node of (parent, label), made if new (room is reserved); *made says
  * whether it was. */
 static int64_t trie_node(trie *tr, int64_t parent, int32_t label, int *made) {
@@ -320,6 +331,7 @@ static int64_t trie_node(trie *tr, int64_t parent, int32_t label, int *made) {
     const int64_t n = tr->n++;
     tr->parent[n] = parent;
     tr->label[n] = label;
+    tr->slot[n] = -1;
     tr->hash[i] = n + 1;
     *made = 1;
     return n;
@@ -368,12 +380,13 @@ static int cmp_score(const void *a, const void *b) {
     return cmp_key(a, b);
 }
 
-/* One sequence. beam and cand hold width and width * (C + 1) entries; lp
- * C doubles; tr room for 1 + Tb * width nodes (and their language-model
- * rows with li). Writes its nbest results. */
+/* One sequence. beam and best hold width entries, cand width * (C + 1);
+ * lp C doubles; tr room for 1 + Tb * width nodes (and their
+ * language-model rows with li). Writes its nbest results. */
 static clstm_status beam_one(clstm_dtype dtype, const void *z, int64_t T, int64_t B, int64_t C,
                              int64_t b, int64_t Tb, int32_t blank, int64_t width, int64_t nbest,
-                             beam_cand *beam, beam_cand *cand, double *lp, trie *tr,
+                             beam_cand *beam, beam_cand *best, beam_cand *cand, double *lp,
+                             trie *tr,
                              const lm_info *li, void *lm_ws, void *lm_out, int32_t *labels,
                              int64_t *lengths, double *scores) {
     memset(tr->hash, 0, (size_t)tr->hcap * sizeof *tr->hash);
@@ -389,17 +402,25 @@ static clstm_status beam_one(clstm_dtype dtype, const void *z, int64_t T, int64_
     beam[0] = (beam_cand){-1, root, -1, 0.0, -INFINITY, 0.0};
     for (int64_t t = 0; t < Tb && st == CLSTM_OK; t++) {
         log_softmax_row(dtype, z, t * B + b, C, lp);
-        int64_t nc = 0;
+        /* the same prefixes first (cand[e] for beam[e]: a blank, or the
+         * last label repeated), each node's place in slot[] */
+        for (int64_t e = 0; e < nb; e++) {
+            const beam_cand *p = &beam[e];
+            const int32_t last = tr->label[p->node];
+            cand[e] = (beam_cand){tr->parent[p->node], p->node, last,
+                                  lse2(p->pb, p->pnb) + lp[blank],
+                                  last >= 0 ? p->pnb + lp[last] : -INFINITY, p->lm};
+            tr->slot[p->node] = e;
+        }
+        int64_t nc = nb;
         for (int64_t e = 0; e < nb; e++) {
             const beam_cand *p = &beam[e];
             const int32_t last = tr->label[p->node];
             const double tot = lse2(p->pb, p->pnb);
-            /* the same prefix: a blank, or its last label repeated */
-            cand[nc++] = (beam_cand){tr->parent[p->node], p->node, last, tot + lp[blank],
-                                     last >= 0 ? p->pnb + lp[last] : -INFINITY, p->lm};
             const double *next = li ? tr->next + p->node * li->V : NULL;
             double floor = 0; /* a class the model has no token for: its least likely */
-            for (int64_t v = 0; li && v < li->V; v++) floor = v == 0 || next[v] < floor ? next[v] : floor;
+            for (int64_t v = 0; li && v < li->V; v++)
+                floor = v == 0 || next[v] < floor ? next[v] : floor;
             for (int64_t k = 0; k < C; k++) {
                 if (k == blank) continue;
                 const double from = k == last ? p->pb : tot; /* aa needs a blank between */
@@ -408,25 +429,30 @@ static clstm_status beam_one(clstm_dtype dtype, const void *z, int64_t T, int64_
                     const int32_t v = li->lm->tokens[k];
                     lm += li->lm->weight * (v >= 0 ? next[v] : floor) + li->lm->bonus;
                 }
-                cand[nc++] = (beam_cand){p->node, -1, (int32_t)k, -INFINITY, from + lp[k], lm};
+                /* an extension that is another entry merges into its
+                 * candidate (the same labelling, the same lm) */
+                const int64_t c = trie_find(tr, p->node, (int32_t)k);
+                if (c >= 0 && tr->slot[c] >= 0) {
+                    beam_cand *q = &cand[tr->slot[c]];
+                    q->pnb = lse2(q->pnb, from + lp[k]);
+                } else {
+                    cand[nc++] = (beam_cand){p->node, c, (int32_t)k, -INFINITY, from + lp[k], lm};
+                }
             }
         }
-        /* merge equal prefixes: an extension of one entry may be another */
-        qsort(cand, (size_t)nc, sizeof *cand, cmp_key);
+        /* the best `width` in (score, key) order: an insertion into best[]
+         * (most candidates fall below its last at once) */
         int64_t m = 0;
         for (int64_t i = 0; i < nc; i++) {
-            if (m > 0 && cmp_key(&cand[m - 1], &cand[i]) == 0) {
-                cand[m - 1].pb = lse2(cand[m - 1].pb, cand[i].pb);
-                cand[m - 1].pnb = lse2(cand[m - 1].pnb, cand[i].pnb);
-                if (cand[i].node >= 0) cand[m - 1].node = cand[i].node;
-            } else {
-                cand[m++] = cand[i];
-            }
+            if (m == width && cmp_score(&cand[i], &best[m - 1]) >= 0) continue;
+            int64_t j = m < width ? m++ : m - 1;
+            for (; j > 0 && cmp_score(&cand[i], &best[j - 1]) < 0; j--) best[j] = best[j - 1];
+            best[j] = cand[i];
         }
-        qsort(cand, (size_t)m, sizeof *cand, cmp_score);
-        nb = m < width ? m : width;
+        for (int64_t e = 0; e < nb; e++) tr->slot[beam[e].node] = -1;
+        nb = m;
         for (int64_t i = 0; i < nb && st == CLSTM_OK; i++) {
-            beam[i] = cand[i];
+            beam[i] = best[i];
             if (beam[i].node >= 0) continue;
             beam[i].node = trie_node(tr, beam[i].parent, beam[i].label, &made);
             if (li && made) {
@@ -499,8 +525,9 @@ clstm_status clstm_ctc_beam_search_lm(clstm_dtype dtype, int64_t T, int64_t B, i
     const double nodes = 1.0 + (double)T * (double)width, ncand = (double)width * (double)(C + 1);
     int64_t hcap = 1;
     while ((double)hcap < 2.0 * nodes) hcap *= 2;
-    double bytes = nodes * (sizeof(int64_t) + sizeof(int32_t)) + (double)hcap * sizeof(int64_t) +
-                   (ncand + (double)width) * sizeof(beam_cand) + (double)C * sizeof(double);
+    double bytes = nodes * (2 * sizeof(int64_t) + sizeof(int32_t)) +
+                   (double)hcap * sizeof(int64_t) +
+                   (ncand + 2.0 * (double)width) * sizeof(beam_cand) + (double)C * sizeof(double);
     if (li) /* per node: state, next-token row, lm; then the model's workspace and logits */
         bytes += nodes * ((double)li->state_bytes + (double)(li->V + 1) * sizeof(double)) +
                  (double)li->ws_bytes + (double)li->V * sizeof(double) + 64;
@@ -520,12 +547,12 @@ clstm_status clstm_ctc_beam_search_lm(clstm_dtype dtype, int64_t T, int64_t B, i
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t b = 0; b < B; b++) {
         char *p = mem[omp_get_thread_num()];
-        beam_cand *cand = (beam_cand *)p, *beam = cand + (int64_t)ncand;
-        int64_t *hash = (int64_t *)(beam + width);
-        int64_t *parent = hash + hcap;
-        double *lp = (double *)(parent + (int64_t)nodes);
+        beam_cand *cand = (beam_cand *)p, *beam = cand + (int64_t)ncand, *best = beam + width;
+        int64_t *hash = (int64_t *)(best + width);
+        int64_t *parent = hash + hcap, *slot = parent + (int64_t)nodes;
+        double *lp = (double *)(slot + (int64_t)nodes);
         int32_t *label = (int32_t *)(lp + C);
-        trie tr = {parent, label, 0, (int64_t)nodes, hash, hcap, NULL, NULL, NULL};
+        trie tr = {parent, label, slot, 0, (int64_t)nodes, hash, hcap, NULL, NULL, NULL};
         void *lm_ws = NULL, *lm_out = NULL;
         if (li) { /* after the labels, 8-aligned: next, lm, logits, workspace, states */
             tr.next = (double *)((((uintptr_t)(label + (int64_t)nodes)) + 7) & ~(uintptr_t)7);
@@ -536,7 +563,7 @@ clstm_status clstm_ctc_beam_search_lm(clstm_dtype dtype, int64_t T, int64_t B, i
         }
         const clstm_status s =
             beam_one(dtype, logits, T, B, C, b, seq_len(input_lengths, b, T), blank, width,
-                     nbest, beam, cand, lp, &tr, li, lm_ws, lm_out, labels, label_lengths,
+                     nbest, beam, best, cand, lp, &tr, li, lm_ws, lm_out, labels, label_lengths,
                      scores);
         if (s != CLSTM_OK) {
 #pragma omp critical(clstm_ctc_status)

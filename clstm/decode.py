@@ -58,7 +58,7 @@ def lm_tokens(lm, alphabet, C, blank=0):
 
 
 def beam_search(logits, input_lengths=None, *, blank=0, width=10, nbest=1,
-                batch_first=False, lm=None, alphabet=None, lm_weight=0.5, lm_bonus=0.0,
+                batch_first=False, lm=None, alphabet=None, lm_weight=0.3, lm_bonus=1.0,
                 lm_start="\n"):
     """Prefix beam search: the `width` most probable labellings are kept at
     every step, each labelling's probability summed over its paths (CTC's

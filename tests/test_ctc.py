@@ -313,7 +313,8 @@ def test_fusion_with_weight_zero_is_the_plain_search():
     z = rng.standard_normal((30, 3, 6))
     lm = clstm.Model(hidden_size=8, vocab="\nabcde", output_size=6, softmax=True, seed=1)
     plain = decode.beam_search(z, width=6, nbest=3)
-    fused = decode.beam_search(z, width=6, nbest=3, lm=lm, alphabet="abcde", lm_weight=0.0)
+    fused = decode.beam_search(z, width=6, nbest=3, lm=lm, alphabet="abcde", lm_weight=0.0,
+                               lm_bonus=0.0)
     assert [[lab for lab, _ in r] for r in plain] == [[lab for lab, _ in r] for r in fused]
     np.testing.assert_allclose([[s for _, s in r] for r in plain],
                                [[s for _, s in r] for r in fused], rtol=1e-12)

@@ -240,8 +240,8 @@ def test_recognize_with_a_language_model(tmp_path, capsys):
     assert cli.main(["recognize", model, image, "--beam", "4"]) == 0
     plain = capsys.readouterr().out
     assert cli.main(["recognize", model, image, "--beam", "4", "--lm", lm_path,
-                     "--lm-weight", "0"]) == 0
-    assert capsys.readouterr().out == plain  # weight 0: the plain beam
+                     "--lm-weight", "0", "--lm-bonus", "0"]) == 0
+    assert capsys.readouterr().out == plain  # weight 0, bonus 0: the plain beam
     assert cli.main(["recognize", model, image, "--beam", "4", "--lm", lm_path,
                      "--lm-weight", "2", "--lm-bonus", "1"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1

@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from clstm import checks
 from clstm.data import DataError, LabelledSequences
 
 __all__ = ["IMAGE_SUFFIXES", "read_image", "line_images", "read_lines", "encode",
@@ -34,6 +35,8 @@ def _pil():
 
 def read_image(path, height):
     """A line image as (W, height) float32 columns in [0, 1], ink 1."""
+    if checks.as_int(height, "height") < 1:
+        raise ValueError("height: expected pixels >= 1, got %d" % height)
     Image = _pil()
     try:
         with Image.open(path) as im:

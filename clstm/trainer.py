@@ -135,6 +135,7 @@ class Trainer:
         self._stop = False
         self._window = []  # recent training losses, for the log and the bar
         self._interrupted = []  # Ctrl-C seen by this process
+        self._deadline, self._time_up_all = None, False  # fit's max_seconds
         self._interrupt_all = False  # ... by any rank, agreed in a step's allreduce
         self._saved_step = None  # the step of the last checkpoint written
 
@@ -250,8 +251,7 @@ class Trainer:
 
     def _time_up(self):
         """fit's max_seconds have passed (on this rank's clock)."""
-        deadline = getattr(self, "_deadline", None)
-        return deadline is not None and time.perf_counter() >= deadline
+        return self._deadline is not None and time.perf_counter() >= self._deadline
 
     def _dropout_seed(self):
         """Data-parallel: this step's dropout seed, drawn from the model's

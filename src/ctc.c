@@ -284,7 +284,7 @@ typedef struct {
     int64_t *parent; /* nodes: parent (-1: the root) and label */
     int32_t *label;
     int64_t *slot; /* a beam entry's node: its candidate's index in the step; else -1 */
-    int64_t n, cap;
+    int64_t n;
     int64_t *hash; /* node + 1, 0: empty; hcap a power of two */
     int64_t hcap;
     /* with a language model: per node its state (state_bytes), log
@@ -552,7 +552,7 @@ clstm_status clstm_ctc_beam_search_lm(clstm_dtype dtype, int64_t T, int64_t B, i
         int64_t *parent = hash + hcap, *slot = parent + (int64_t)nodes;
         double *lp = (double *)(slot + (int64_t)nodes);
         int32_t *label = (int32_t *)(lp + C);
-        trie tr = {parent, label, slot, 0, (int64_t)nodes, hash, hcap, NULL, NULL, NULL};
+        trie tr = {parent, label, slot, 0, hash, hcap, NULL, NULL, NULL};
         void *lm_ws = NULL, *lm_out = NULL;
         if (li) { /* after the labels, 8-aligned: next, lm, logits, workspace, states */
             tr.next = (double *)((((uintptr_t)(label + (int64_t)nodes)) + 7) & ~(uintptr_t)7);

@@ -120,6 +120,8 @@ def test_read_image_scales_and_inverts(tmp_path):
     rgb = Image.new("RGB", (20, 10), (255, 255, 255))
     rgb.save(tmp_path / "b.jpg")
     assert ocr.read_image(str(tmp_path / "b.jpg"), 10).max() < 0.05
+    with pytest.raises(ValueError, match="height"):
+        ocr.read_image(str(tmp_path / "a.png"), 0)
 
 
 @needs_pillow

@@ -12,8 +12,8 @@ of width 10) and for Tesseract (`tesseract --psm 7`, its LSTM engine and
 Debian's English model, `apt-get install tesseract-ocr`). Both outputs and
 the ground truth are compared after collapsing runs of blanks and
 stripping the ends. With --lm CHAR_MODEL, also clstm's beam with shallow
-fusion of that character model at each --lm-weights. Speed: milliseconds per line on one core with the
-model loaded once, image reading included: clstm in this process
+fusion of that character model at each --lm-weights. Speed: milliseconds
+per line on one core with the model loaded once, image reading included: clstm in this process
 (clstm.set_num_threads(1)); Tesseract on a list of the images in one
 process (OMP_THREAD_LIMIT=1), its wall time over the lines.
 """
@@ -47,11 +47,11 @@ def scores(pred, truth):
         / len(truth)
 
 
-def clstm_read(model, chars, height, paths, width, **fusion):
+def clstm_read(model, chars, height, per_step, paths, width, **fusion):
     task = LabellingTask(None, blank=0)
     out, t0 = [], time.perf_counter()
     for p in paths:
-        seqs = LabelledSequences([ocr.read_image(p, height)], [[]], [p])
+        seqs = LabelledSequences([ocr.read_image(p, height, per_step)], [[]], [p])
         out.append(ocr.decode_labels(task.predict(model, seqs, width, **fusion)[0], chars))
     return out, 1e3 * (time.perf_counter() - t0) / len(paths)
 
@@ -84,7 +84,7 @@ def main(argv=None):
     p.add_argument("--lm-bonus", type=float, default=1.0)
     a = p.parse_args(argv)
     clstm.set_num_threads(1)
-    model, alphabet, height = _line_model(a.model)
+    model, alphabet, height, per_step = _line_model(a.model)
     lm = clstm.load(a.lm) if a.lm else None
     weights = [float(w) for w in a.lm_weights.split(",")] if lm is not None else []
     version = subprocess.run(["tesseract", "--version"], capture_output=True,
@@ -95,13 +95,13 @@ def main(argv=None):
     for name in SETS:
         paths = ocr.line_images(os.path.join(a.data, name))
         truth = [ocr.read_transcript(q) for q in paths]
-        greedy, ms = clstm_read(model, alphabet, height, paths, 1)
-        beam, ms_beam = clstm_read(model, alphabet, height, paths, 10)
+        greedy, ms = clstm_read(model, alphabet, height, per_step, paths, 1)
+        beam, ms_beam = clstm_read(model, alphabet, height, per_step, paths, 10)
         tess, ms_t = tesseract_read(paths)
         fused = []
         for w in weights:
-            f, ms_f = clstm_read(model, alphabet, height, paths, 10, lm=lm, alphabet=alphabet,
-                                 lm_weight=w, lm_bonus=a.lm_bonus)
+            f, ms_f = clstm_read(model, alphabet, height, per_step, paths, 10, lm=lm,
+                                 alphabet=alphabet, lm_weight=w, lm_bonus=a.lm_bonus)
             fused.append((w,) + scores(f, truth) + (ms_f,))
             print("%-12s beam + LM weight %g bonus %g: CER %.2f%% (%.1f%% lines), %.1f ms/line"
                   % (name, w, a.lm_bonus, fused[-1][1], fused[-1][2], ms_f))
@@ -112,7 +112,8 @@ def main(argv=None):
               "  ms/line %.1f / %.1f / %.1f" % (name, rows[-1][2], rows[-1][3], rows[-1][4],
                                                   rows[-1][6], rows[-1][7], ms, ms_beam, ms_t))
     lines = ["model: %s (%s; %s parameters)" % (a.model, ", ".join(
-                 "%s %s" % (k, model.metadata[k]) for k in ("line_height",) if k in model.metadata),
+                 "%s %s" % (k, model.metadata[k]) for k in ("line_height", "columns_per_step")
+                 if k in model.metadata),
                  model.flat_parameters.size),
              "CPU: %s; one thread each; %s" % (cpu, version), "",
              "| set | lines | clstm CER | clstm lines right | clstm beam-10 CER | "

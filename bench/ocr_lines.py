@@ -6,8 +6,9 @@ rendered in fonts from Debian packages, in the Tesseract/ocropy layout
 
 writes
     OUT/train         N lines of Python's reference manual (pydoc_data, the
-                      text `clstm train` uses) in the training fonts, mildly
-                      degraded
+                      text `clstm train` uses), half of them as written and
+                      half its words shuffled (--shuffled), in the training
+                      fonts, mildly degraded
     OUT/test-seen     lines of the licence texts in /usr/share/common-licenses
                       (no sentence of which is in the manual), training fonts
     OUT/test-unseen   the same kind of lines in fonts never used in training
@@ -17,7 +18,10 @@ writes
 
 Fonts (Debian: fonts-dejavu-core, fonts-liberation2, fonts-freefont-ttf):
 training DejaVu Sans, DejaVu Serif, Liberation Sans, Liberation Serif,
-FreeSans, DejaVu Sans Mono; unseen FreeSerif, Liberation Mono, FreeMono.
+FreeSans, DejaVu Sans Mono (the test's seen fonts), and for training only
+18 other styles of those families (bold, italic, condensed, extra-light);
+unseen FreeSerif, Liberation Mono, FreeMono, no style of whose families is
+used in training.
 Lines are 20 to 45 characters of word-wrapped text; test lines keep only
 characters the training lines have (the model cannot know the others).
 Each line is rendered at a random size near 22 px on a canvas 1.5 times as
@@ -39,6 +43,17 @@ FONT_DIR = "/usr/share/fonts/truetype"
 SEEN = ["dejavu/DejaVuSans.ttf", "dejavu/DejaVuSerif.ttf",
         "liberation2/LiberationSans-Regular.ttf", "liberation2/LiberationSerif-Regular.ttf",
         "freefont/FreeSans.ttf", "dejavu/DejaVuSansMono.ttf"]
+# every style of the seen families, for training only (no file of an unseen
+# family: FreeSerif*, LiberationMono*, FreeMono*)
+STYLES = ["dejavu/DejaVuSans-Bold.ttf", "dejavu/DejaVuSans-Oblique.ttf",
+          "dejavu/DejaVuSans-ExtraLight.ttf", "dejavu/DejaVuSansCondensed.ttf",
+          "dejavu/DejaVuSansCondensed-Bold.ttf", "dejavu/DejaVuSerif-Bold.ttf",
+          "dejavu/DejaVuSerif-Italic.ttf", "dejavu/DejaVuSerifCondensed.ttf",
+          "dejavu/DejaVuSerifCondensed-Italic.ttf", "dejavu/DejaVuSansMono-Bold.ttf",
+          "dejavu/DejaVuSansMono-Oblique.ttf", "liberation2/LiberationSans-Bold.ttf",
+          "liberation2/LiberationSans-Italic.ttf", "liberation2/LiberationSerif-Bold.ttf",
+          "liberation2/LiberationSerif-Italic.ttf", "liberation2/LiberationSerif-BoldItalic.ttf",
+          "freefont/FreeSansBold.ttf", "freefont/FreeSansOblique.ttf"]
 UNSEEN = ["freefont/FreeSerif.ttf", "liberation2/LiberationMono-Regular.ttf",
           "freefont/FreeMono.ttf"]
 LICENCES = "/usr/share/common-licenses"
@@ -66,6 +81,29 @@ def lines_of(text, rng, keep=None):
                 out.append(line)
             cur, want = [], rng.integers(20, 46)
         cur.append(w)
+    return out
+
+
+def shuffled_words(lines, n, rng):
+    """n lines of the manual's words in random order, some capitalized,
+    some in capitals, some numbers among them: text whose next character
+    the model cannot guess from the manual's phrases, so that it learns to
+    read letters rather than the manual."""
+    words = " ".join(lines).split()
+    out = []
+    while len(out) < n:
+        want, cur = rng.integers(20, 46), []
+        while len(" ".join(cur)) < want:
+            u = rng.random()
+            if u < 0.08:
+                w = str(int(rng.integers(0, 10 ** int(rng.integers(1, 6)))))
+            else:
+                w = words[int(rng.integers(len(words)))]
+                w = w.capitalize() if u < 0.25 else w.upper() if u < 0.3 else w
+            cur.append(w)
+        line = " ".join(cur)[:45].rstrip()
+        if len(line) >= 20:
+            out.append(line)
     return out
 
 
@@ -107,10 +145,11 @@ def poor(im, rng):
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
 
 
-def write_set(out, lines, font_paths, rng, degrade):
+def write_set(out, lines, font_paths, rng, degrade, font_weights=None):
     os.makedirs(out, exist_ok=True)
     for i, text in enumerate(lines):
-        font = font_paths[i % len(font_paths)]
+        font = (font_paths[i % len(font_paths)] if font_weights is None else
+                font_paths[rng.choice(len(font_paths), p=font_weights)])
         im = degrade(render(text, font, rng, int(rng.integers(19, 26))), rng)
         name = os.path.join(out, "%05d" % i)
         im.save(name + ".png")
@@ -124,29 +163,37 @@ def main(argv=None):
     p.add_argument("out")
     p.add_argument("--train", type=int, default=20000, help="training lines")
     p.add_argument("--test", type=int, default=400, help="lines in each test set")
+    p.add_argument("--shuffled", type=float, default=0.5,
+                   help="share of training lines made of the manual's words in random order")
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args(argv)
     rng = np.random.default_rng(a.seed)
-    seen, unseen = fonts(SEEN), fonts(UNSEEN)
-    train = lines_of(builtin_text(), rng)
+    rng_test = np.random.default_rng([a.seed, 2])  # test sets independent of training's
+    seen, unseen, styles = fonts(SEEN), fonts(UNSEEN), fonts(STYLES)
+    manual = lines_of(builtin_text(), rng)
+    rng.shuffle(manual)
+    n_shuffled = int(round(a.train * a.shuffled))
+    train = manual[:a.train - n_shuffled] + shuffled_words(manual, n_shuffled, rng)
     rng.shuffle(train)
-    train = train[:a.train]
     alphabet = set("".join(train))
     licences = sorted(glob.glob(os.path.join(LICENCES, "*")))
     if not licences:
         sys.exit("ocr_lines: no licence texts in %s" % LICENCES)
     test_text = " ".join(open(f, encoding="utf-8", errors="replace").read()
                          for f in licences if os.path.isfile(f))
-    test = lines_of(test_text, rng, keep=alphabet)
-    manual = set(train)
-    test = [t for t in test if t not in manual]
-    rng.shuffle(test)
+    test = lines_of(test_text, rng_test, keep=alphabet)
+    known = set(train)
+    test = [t for t in test if t not in known]
+    rng_test.shuffle(test)
     if len(test) < 3 * a.test:
         sys.exit("ocr_lines: only %d test lines" % len(test))
-    write_set(os.path.join(a.out, "train"), train, seen, rng, mild)
-    write_set(os.path.join(a.out, "test-seen"), test[:a.test], seen, rng, mild)
-    write_set(os.path.join(a.out, "test-unseen"), test[a.test:2 * a.test], unseen, rng, mild)
-    write_set(os.path.join(a.out, "test-poor"), test[2 * a.test:3 * a.test], seen, rng, poor)
+    # half the training lines in the six regular faces, half in the other styles
+    weights = np.r_[np.full(len(seen), 0.5 / len(seen)), np.full(len(styles), 0.5 / len(styles))]
+    write_set(os.path.join(a.out, "train"), train, seen + styles, rng, mild, weights)
+    for name, lines, faces, degrade in (("test-seen", test[:a.test], seen, mild),
+                                        ("test-unseen", test[a.test:2 * a.test], unseen, mild),
+                                        ("test-poor", test[2 * a.test:3 * a.test], seen, poor)):
+        write_set(os.path.join(a.out, name), lines, faces, rng_test, degrade)
     print("ocr_lines: %d training lines (%d characters in the alphabet), 3 x %d test lines "
           "in %s" % (len(train), len(alphabet), a.test, a.out))
 

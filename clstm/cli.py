@@ -21,6 +21,7 @@ training writes a checkpoint (resume with --resume) and exits with 130.
 """
 import argparse
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -117,9 +118,10 @@ def _add_common(p, out_default):
                    help="passes over the training data (default: 10 for the built-in "
                         "text, 5 for --text, 20 for --csv, 10 for --npz)")
     g.add_argument("--hidden", type=_positive(int), default=None,
-                   help="LSTM hidden size H (default: 256 for character models, 64 "
-                        "otherwise)")
-    g.add_argument("--layers", type=_positive(int), default=1, help="LSTM layers L")
+                   help="LSTM hidden size H (default: 256 for character models, 128 for "
+                        "--lines, 64 otherwise)")
+    g.add_argument("--layers", type=_positive(int), default=None,
+                   help="LSTM layers L (default: 2 for --lines, 1 otherwise)")
     g.add_argument("--seed", type=_nonneg(int), default=0, help="random seed")
     g.add_argument("--threads", type=_nonneg(int), default=0,
                    help="threads (0: clstm's default, all cores)")
@@ -147,9 +149,14 @@ def _train_parser(sub):
                           "(needs Pillow: pip install 'pyclstm[ocr]')")
     src.add_argument("--line-height", type=_positive(int), default=32,
                      help="--lines: images are scaled to this many pixels high")
+    src.add_argument("--columns-per-step", type=_positive(int), default=None,
+                     help="--lines: neighbouring pixel columns the LSTM reads as one time "
+                          "step (default 2; more: fewer, wider steps, faster; each "
+                          "character needs 1-2 steps)")
     src.add_argument("--augment", action="store_true",
-                     help="--lines: degrade each training line anew every epoch (blur, "
-                          "noise, contrast, skew, resolution loss)")
+                     help="--lines: degrade each training line anew every epoch (type "
+                          "width, stroke weight, skew, resolution loss, blur, contrast, "
+                          "noise, speckles)")
     src.add_argument("--val-fraction", type=_fraction, default=0.1,
                      help="share of the data held out for validation")
     _add_common(p, "model.safetensors")
@@ -199,7 +206,8 @@ def _train_parser(sub):
                    help="stop after this many steps in total (checkpointed; resumable)")
     r.add_argument("--max-minutes", type=_positive(float), default=None,
                    help="stop after this much wall time in this run (checkpointed; "
-                        "resumable)")
+                        "resumable); a cosine schedule anneals by this clock too, so the "
+                        "run ends at the final rate")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--mpi", action="store_true",
                    help="train data-parallel over MPI, one rank per process: `mpirun -np N "
@@ -220,8 +228,10 @@ def _build_task(args):
     if len(sources) > 1:
         raise UsageError("give at most one of --text, --csv, --npz, --lines (got %s)"
                          % ", ".join("--" + s for s in sources))
-    if args.augment and not args.lines:
-        raise UsageError("--augment goes with --lines DIR")
+    for flag, given in (("--augment", args.augment),
+                        ("--columns-per-step", args.columns_per_step is not None)):
+        if given and not args.lines:
+            raise UsageError("%s goes with --lines DIR" % flag)
     if args.csv and not args.column:
         raise UsageError("--csv needs --column NAME (the series to forecast)")
     if args.column and not args.csv:
@@ -236,13 +246,16 @@ def _build_task(args):
                             dropout=args.dropout, seed=seed)
         return task, model, dict(epochs=20)
     if args.lines:
-        lines, alphabet = ocr.read_lines(args.lines, args.line_height)
+        k = args.columns_per_step or 2
+        lines, alphabet = ocr.read_lines(args.lines, args.line_height, per_step=k)
         train, val = lines.split(args.val_fraction, rng)
+        augment = functools.partial(ocr.augment, per_step=k) if args.augment else None
         task = LabellingTask(train, val, args.batch or 16, blank=0, alphabet=alphabet,
-                             augment=ocr.augment if args.augment else None, seed=seed,
-                             metadata={"line_height": str(args.line_height)})
+                             augment=augment, seed=seed,
+                             metadata={"line_height": str(args.line_height),
+                                       "columns_per_step": str(k)})
         # ocropy's and the old clstm's shape: a bidirectional LSTM over the columns
-        model = clstm.Model(args.line_height, args.hidden or 100, args.layers,
+        model = clstm.Model(k * args.line_height, args.hidden or 128, args.layers,
                             bidirectional=True, output_size=len(alphabet) + 1,
                             dropout=args.dropout, seed=seed)
         return task, model, dict(epochs=50)
@@ -345,6 +358,8 @@ def _train(args, dp):
 
 def _setup_training(args, dp):
     """(trainer, model) for a train command, or UsageError/DataError."""
+    if args.layers is None:
+        args.layers = 2 if args.lines else 1
     if args.dropout and args.layers == 1:
         raise UsageError("--dropout applies between LSTM layers: it needs --layers 2 or more")
     for path, what in ((args.out, "--out"), (args.checkpoint, "--checkpoint"),
@@ -517,18 +532,21 @@ def cmd_forecast(args):
 
 
 def _line_model(path):
-    """A text-line recognizer: (model, alphabet, line height)."""
+    """A text-line recognizer: (model, alphabet, line height, columns per
+    time step: 1 where the metadata does not say)."""
     model = _load_model(path, "ctc")
     try:
         alphabet = json.loads(model.metadata["alphabet"])
         height = int(model.metadata["line_height"])
+        per_step = int(model.metadata.get("columns_per_step", "1"))
     except (KeyError, ValueError) as e:
-        raise UsageError("%s: its metadata lacks a valid alphabet or line height (%s)"
-                         % (path, e)) from None
-    if model.output_size != len(alphabet) + 1 or model.input_size != height:
-        raise UsageError("%s: its alphabet (%d) or line height (%d) does not match its "
-                         "shape" % (path, len(alphabet), height))
-    return model, alphabet, height
+        raise UsageError("%s: its metadata lacks a valid alphabet, line height or columns "
+                         "per step (%s)" % (path, e)) from None
+    if (model.output_size != len(alphabet) + 1 or height < 1 or per_step < 1
+            or model.input_size != height * per_step):
+        raise UsageError("%s: its alphabet (%d), line height (%d) or columns per step (%d) "
+                         "do not match its shape" % (path, len(alphabet), height, per_step))
+    return model, alphabet, height, per_step
 
 
 def _fusion(args, alphabet):
@@ -547,11 +565,11 @@ def _fusion(args, alphabet):
 
 
 def cmd_recognize(args):
-    model, alphabet, height = _line_model(args.model)
+    model, alphabet, height, per_step = _line_model(args.model)
     fusion = _fusion(args, alphabet)
     task = LabellingTask(None, blank=0)
     for path in args.images:
-        x = ocr.read_image(path, height)
+        x = ocr.read_image(path, height, per_step)
         seqs = D.LabelledSequences([x], [[]], [path])
         labels = task.predict(model, seqs, args.beam, **fusion)[0]
         print(ocr.decode_labels(labels, alphabet))
@@ -559,8 +577,8 @@ def cmd_recognize(args):
 
 
 def _evaluate_lines(args):
-    model, alphabet, height = _line_model(args.model)
-    lines, _ = ocr.read_lines(args.lines, height, alphabet)
+    model, alphabet, height, per_step = _line_model(args.model)
+    lines, _ = ocr.read_lines(args.lines, height, alphabet, per_step)
     cer, exact = LabellingTask(None, blank=0).error_rates(model, lines, args.beam,
                                                           **_fusion(args, alphabet))
     print("CER: %.2f%%" % (100 * cer))

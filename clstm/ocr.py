@@ -6,7 +6,9 @@ Conventions (Tesseract's and ocropy's): a directory of line images
 its transcript `name.gt.txt` (UTF-8, one line). An image is converted to
 grayscale, scaled to `height` pixels with its aspect kept, and read as
 columns: x[t] is column t, `height` values in [0, 1] with ink 1 (dark on
-light). Label ids: 0 is CTC's blank, i + 1 is alphabet[i].
+light). A model may read several neighbouring columns as one time step
+(frames(); `clstm train --columns-per-step`), which shortens the sequence
+the LSTM and CTC run over. Label ids: 0 is CTC's blank, i + 1 is alphabet[i].
 
 Reading images needs Pillow (pip install 'pyclstm[ocr]'); the rest is
 NumPy.
@@ -19,7 +21,7 @@ from clstm import checks
 from clstm.data import DataError, LabelledSequences
 
 __all__ = ["IMAGE_SUFFIXES", "read_image", "line_images", "read_lines", "encode",
-           "decode_labels", "augment", "min_width"]
+           "decode_labels", "augment", "frames", "min_width"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".pnm")
 
@@ -33,8 +35,9 @@ def _pil():
     return Image
 
 
-def read_image(path, height):
-    """A line image as (W, height) float32 columns in [0, 1], ink 1."""
+def read_image(path, height, per_step=1):
+    """A line image as (W, height) float32 columns in [0, 1], ink 1; with
+    per_step > 1, as frames(columns, per_step)."""
     if checks.as_int(height, "height") < 1:
         raise ValueError("height: expected pixels >= 1, got %d" % height)
     Image = _pil()
@@ -50,7 +53,7 @@ def read_image(path, height):
     width = max(1, int(round(w * height / h)))
     g = g.resize((width, height), Image.BILINEAR)
     a = np.asarray(g, dtype=np.float32) / 255.0
-    return np.ascontiguousarray((1.0 - a).T)
+    return frames(np.ascontiguousarray((1.0 - a).T), per_step)
 
 
 def line_images(directory):
@@ -107,8 +110,9 @@ def decode_labels(labels, alphabet):
     return "".join(alphabet[k - 1] for k in labels)
 
 
-def read_lines(directory, height, alphabet=None):
-    """A lines directory as (LabelledSequences, alphabet). Without an
+def read_lines(directory, height, alphabet=None, per_step=1):
+    """A lines directory as (LabelledSequences, alphabet), each line read by
+    read_image(path, height, per_step). Without an
     alphabet it is every character of the transcripts, sorted; with one (a
     trained model's), a character outside it is an error naming the file.
     A line narrower (after scaling) than its transcript needs is an error
@@ -124,51 +128,118 @@ def read_lines(directory, height, alphabet=None):
         if bad:
             raise DataError("%s: characters not in the model's alphabet: %s"
                             % (transcript_path(path), "".join(bad)))
-        x = read_image(path, height)
+        x = read_image(path, height, per_step)
         y = encode(text, alphabet)
         if len(x) < min_width(y):
-            raise DataError("%s: %d columns at height %d, but its transcript (%d characters) "
-                            "needs at least %d" % (path, len(x), height, len(y), min_width(y)))
+            raise DataError("%s: %d time steps at height %d (%d columns each), but its "
+                            "transcript (%d characters) needs at least %d"
+                            % (path, len(x), height, per_step, len(y), min_width(y)))
         xs.append(x)
         ys.append(y)
     return LabelledSequences(xs, ys, paths), alphabet
 
 
-def augment(x, rng, strength=1.0):
-    """A degraded copy of a line's columns x (W, H) in [0, 1], each effect
-    drawn at random: loss of resolution (down- and up-sampling), blur,
-    skew (rows shifted in proportion to their height), lower contrast,
-    and noise. strength scales every effect (0: none)."""
-    x = np.array(x, dtype=np.float32)
+def frames(columns, per_step=1):
+    """Line columns (W, H) as time steps of per_step neighbouring columns:
+    (ceil(W / per_step), per_step * H), the last step padded with paper
+    (0). per_step 1 returns the columns as they are."""
+    k = checks.as_int(per_step, "per_step")
+    if k < 1:
+        raise ValueError("per_step: expected columns per time step >= 1, got %d" % k)
+    x = np.asarray(columns, dtype=np.float32)
+    if k == 1:
+        return x
     W, H = x.shape
-    if rng.random() < 0.3 * strength and W > 4:  # resolution: every 2nd or 3rd column
-        f = int(rng.integers(2, 4))
-        small = x[::f]
-        idx = np.minimum(np.arange(W) / f, len(small) - 1)
-        lo = np.floor(idx).astype(int)
-        hi = np.minimum(lo + 1, len(small) - 1)
-        w = (idx - lo)[:, None]
-        x = (1 - w) * small[lo] + w * small[hi]
-    if rng.random() < 0.5 * strength:  # blur: a small separable kernel
-        s = rng.uniform(0.3, 1.2) * strength
-        r = np.arange(-2, 3)
-        k = np.exp(-r ** 2 / (2 * s * s))
-        k /= k.sum()
-        pad = np.pad(x, 2, mode="edge")
-        x = sum(k[i] * pad[i:i + W, 2:2 + H] for i in range(5))
-        pad = np.pad(x, 2, mode="edge")
-        x = sum(k[i] * pad[2:2 + W, i:i + H] for i in range(5))
-    if rng.random() < 0.3 * strength:  # skew: row r moves by slope * (r - H / 2)
-        slope = rng.uniform(-0.1, 0.1) * strength
+    pad = -W % k
+    if pad:
+        x = np.concatenate([x, np.zeros((pad, H), np.float32)])
+    return np.ascontiguousarray(x.reshape((W + pad) // k, k * H))
+
+
+def _resized(x, width, height):
+    """Columns x (W, H) resampled to (width, height), bilinear with Pillow's
+    antialiasing when shrinking."""
+    Image = _pil()
+    im = Image.fromarray(np.ascontiguousarray(x.T, dtype=np.float32), "F")
+    return np.asarray(im.resize((max(1, width), max(1, height)), Image.BILINEAR)).T
+
+
+def _tilted(x, degrees):
+    """The line turned by `degrees` on a canvas grown to hold it, scaled back
+    to the line's height: as a skewed scan looks once read_image has scaled
+    it, smaller text on a slanted baseline."""
+    Image = _pil()
+    W, H = x.shape
+    im = Image.fromarray(np.ascontiguousarray(x.T, dtype=np.float32), "F")
+    im = im.rotate(degrees, Image.BILINEAR, expand=True, fillcolor=0.0)
+    w, h = im.size
+    return _resized(np.asarray(im).T, int(round(w * H / h)), H)
+
+
+def augment(x, rng, strength=1.0, per_step=1):
+    """A degraded copy of a line x in [0, 1] (columns (W, H), or
+    frames(columns, per_step) of them), each effect drawn at random, in the
+    order a page meets them: wider or narrower type, bolder or lighter
+    strokes, a slanted baseline, italic-like shear, loss of resolution
+    (shrunk by 1.3-2.2x and grown back), blur, lower contrast, noise and
+    speckles. strength scales every effect's chance and size (0: none).
+    The line's width may change; its height does not. Geometry needs
+    Pillow, as reading images does."""
+    cols = np.array(x, dtype=np.float32)
+    k = checks.as_int(per_step, "per_step")
+    if cols.ndim != 2 or k < 1 or cols.shape[1] % k:
+        raise ValueError("x: expected (steps, per_step * height) with per_step %d, got shape %s"
+                         % (k, cols.shape))
+    H = cols.shape[1] // k
+    x = cols.reshape(-1, H)
+    if strength <= 0:
+        return frames(x, k)
+
+    def chance(p):
+        return rng.random() < p * strength
+
+    W = x.shape[0]
+    if chance(0.4) and W > 4:  # type width: 0.8-1.25x
+        x = _resized(x, int(round(W * np.exp(rng.uniform(-0.22, 0.22) * strength))), H)
+    if chance(0.3):  # stroke weight: a blend towards the 3x3 max (bolder) or min (lighter)
+        pad = np.pad(x, 1, mode="edge")
+        shifted = [pad[i:i + x.shape[0], j:j + H] for i in range(3) for j in range(3)]
+        bolder = rng.random() < 0.5
+        target = np.max(shifted, axis=0) if bolder else np.min(shifted, axis=0)
+        a = rng.uniform(0.2, 0.6 if bolder else 0.4) * min(strength, 1.0)
+        x = (1 - a) * x + a * target
+    if chance(0.3):  # slanted baseline, and the line scaled down with it
+        x = _tilted(x, rng.uniform(-2.0, 2.0) * strength)
+    W = x.shape[0]
+    if chance(0.2):  # shear: row r moves by slope * (r - H / 2)
+        slope = rng.uniform(-0.15, 0.15) * strength
         cols = np.arange(W)[:, None] + slope * (np.arange(H)[None, :] - H / 2)
         lo = np.clip(np.floor(cols).astype(int), 0, W - 1)
         hi = np.clip(lo + 1, 0, W - 1)
         w = np.clip(cols - np.floor(cols), 0, 1)
         rows = np.arange(H)[None, :]
         x = (1 - w) * x[lo, rows] + w * x[hi, rows]
-    if rng.random() < 0.5 * strength:  # contrast: ink fainter, paper darker
-        ink, paper = rng.uniform(0.6, 1.0), rng.uniform(0.0, 0.25 * strength)
+    if chance(0.35) and W > 4:  # resolution: shrunk by 1.3-2.2x, grown back
+        f = 1 + rng.uniform(0.3, 1.2) * strength
+        x = _resized(_resized(x, int(W / f), int(H / f)), W, H)
+    if chance(0.5):  # blur: a small separable Gaussian kernel
+        s = rng.uniform(0.3, 1.3) * strength
+        r = np.arange(-2, 3)
+        g = np.exp(-r ** 2 / (2 * s * s))
+        g /= g.sum()
+        pad = np.pad(x, 2, mode="edge")
+        x = sum(g[i] * pad[i:i + W, 2:2 + H] for i in range(5))
+        pad = np.pad(x, 2, mode="edge")
+        x = sum(g[i] * pad[2:2 + W, i:i + H] for i in range(5))
+    ink, paper = 1.0, 0.0
+    if chance(0.5):  # contrast: ink fainter, paper darker
+        ink, paper = rng.uniform(0.5, 1.0), rng.uniform(0.0, 0.35 * strength)
         x = paper + (ink - paper) * x
-    if rng.random() < 0.5 * strength:  # noise
+    if chance(0.5):  # noise
         x = x + rng.normal(0, rng.uniform(0.02, 0.12) * strength, x.shape)
-    return np.clip(x, 0, 1).astype(np.float32)
+    if chance(0.3):  # speckles: dots of ink, 1-2 pixels across
+        x = np.array(x, dtype=np.float32)
+        for _ in range(int(rng.integers(3, 30))):
+            c, r, d = rng.integers(0, W), rng.integers(0, H), rng.integers(1, 3)
+            x[c:c + d, r:r + d] = ink
+    return frames(np.clip(x, 0, 1).astype(np.float32), k)

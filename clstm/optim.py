@@ -198,7 +198,10 @@ class LRSchedule:
     kind "constant"; "step" (multiplied by gamma every step_size steps);
     "cosine" (from base_lr down to min_lr over the steps after warm-up).
     warmup > 0 ramps linearly from base_lr/warmup to base_lr over the first
-    warmup steps, for every kind."""
+    warmup steps, for every kind. progress (0..1), where given, is how much
+    of the run a clock says has passed (the Trainer's max_seconds): the
+    cosine goes as far as the larger of it and the steps' share, so that a
+    run cut by the clock ends annealed."""
 
     KINDS = ("constant", "step", "cosine")
 
@@ -218,7 +221,7 @@ class LRSchedule:
         self.gamma = _nonneg(gamma, "gamma")
         self.min_lr = _nonneg(min_lr, "min_lr")
 
-    def __call__(self, step):
+    def __call__(self, step, progress=0.0):
         step = max(1, int(step))
         if step <= self.warmup:
             return self.base_lr * step / self.warmup
@@ -227,7 +230,7 @@ class LRSchedule:
         if self.kind == "step":
             return float(self.base_lr * self.gamma ** ((step - 1) // self.step_size))
         span = max(1, self.total_steps - self.warmup)
-        frac = min(1.0, (step - self.warmup) / span)
+        frac = min(1.0, max((step - self.warmup) / span, float(progress)))
         return float(self.min_lr + 0.5 * (self.base_lr - self.min_lr) * (1 + np.cos(np.pi * frac)))
 
 

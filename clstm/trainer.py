@@ -136,6 +136,11 @@ class Trainer:
         self._window = []  # recent training losses, for the log and the bar
         self._interrupted = []  # Ctrl-C seen by this process
         self._deadline, self._time_up_all = None, False  # fit's max_seconds
+        # the share of the schedule the clock has used (fit's max_seconds; it
+        # carries over a resume, so the rate never climbs back)
+        self._progress = 0.0
+        self._budget = None  # (start, seconds, progress at the start) in fit
+        self._eval_seconds = 0.0  # how long the last evaluation took
         self._interrupt_all = False  # ... by any rank, agreed in a step's allreduce
         self._saved_step = None  # the step of the last checkpoint written
 
@@ -165,6 +170,7 @@ class Trainer:
         self.best_val, self.bad_evals = meta["best_val"], meta["bad_evals"]
         self._stop = self.patience is not None and self.bad_evals > self.patience
         self.history, self._window = meta["history"], meta["window"]
+        self._progress = float(meta.get("time_progress", 0.0))
         _set_rng_state(self.rng, meta["rng"])
         model.dropout_rng_state = meta["dropout_rng"]
         return self
@@ -204,7 +210,8 @@ class Trainer:
                     n_batches=self.task.n_batches, best_val=self.best_val,
                     bad_evals=self.bad_evals, history=self.history, rng=_rng_state(self.rng),
                     dropout_rng=self.model.dropout_rng_state, opt_scalars=scalars,
-                    window=self._window, ranks=1 if self.dp is None else self.dp.size,
+                    window=self._window, time_progress=self._progress,
+                    ranks=1 if self.dp is None else self.dp.size,
                     settings=settings, config=self.config)
         checkpoints.save_checkpoint(path, self.model, arrays, meta)
         self._saved_step = self.step
@@ -227,10 +234,14 @@ class Trainer:
         if dp is not None:
             # one small float64 allreduce: the loss sum (the gradient block
             # has the model's dtype and cannot grow) and the Ctrl-C flag
-            total, stop, late = dp.sum([loss * n if n else 0.0, float(bool(self._interrupted)),
-                                        float(self._time_up())])
+            total, stop, late, elapsed = dp.sum([loss * n if n else 0.0,
+                                                 float(bool(self._interrupted)),
+                                                 float(self._time_up()), self._elapsed()])
             loss, self._interrupt_all = total / max(n_all, 1), stop > 0
             self._time_up_all = late > 0
+            elapsed /= dp.size  # the ranks' mean: the same schedule on every rank
+        else:
+            elapsed = self._elapsed()
         if not math.isfinite(loss):  # the global loss: every rank stops here together
             raise NonFiniteLoss("the training loss became %r at step %d" % (loss, self.step + 1))
         model.zero_grad()
@@ -243,15 +254,24 @@ class Trainer:
             if not math.isfinite(norm):
                 raise NonFiniteLoss("the gradient norm became %r at step %d"
                                     % (norm, self.step + 1))
-        self.opt.lr = self.schedule(self.step + 1)
+        if self._budget is not None:
+            _, seconds, p0 = self._budget
+            self._progress = max(self._progress, p0 + (1 - p0) * min(1.0, elapsed / seconds))
+        self.opt.lr = self.schedule(self.step + 1, self._progress)
         self.opt.step()
         if task.stateful and out is not None:
             self.state = (h, c)
         return loss
 
+    def _elapsed(self):
+        """Seconds since fit began, where it has max_seconds (else 0)."""
+        return 0.0 if self._budget is None else time.perf_counter() - self._budget[0]
+
     def _time_up(self):
-        """fit's max_seconds have passed (on this rank's clock)."""
-        return self._deadline is not None and time.perf_counter() >= self._deadline
+        """fit's max_seconds have passed (on this rank's clock), less the time
+        the last evaluation took: the one that ends the run fits in them."""
+        return (self._deadline is not None
+                and time.perf_counter() + self._eval_seconds >= self._deadline)
 
     def _dropout_seed(self):
         """Data-parallel: this step's dropout seed, drawn from the model's
@@ -265,9 +285,11 @@ class Trainer:
         return seed
 
     def _evaluate(self, elapsed):
+        t0 = time.perf_counter()
         metrics = self.task.evaluate(self.model) if self.is_root else None
         if self.dp is not None:  # rank 0's record decides for every rank
             metrics, elapsed = self.dp.broadcast((metrics, elapsed))
+        self._eval_seconds = time.perf_counter() - t0
         train_loss = float(np.mean(self._window)) if self._window else None
         rec = dict(step=self.step, epoch=self.step / self.task.n_batches,
                    train_loss=train_loss, lr=self.opt.lr, time=round(elapsed, 3))
@@ -318,6 +340,14 @@ class Trainer:
         total steps are done, or max_seconds of wall time have passed in this
         call (for the last two a checkpoint is written, so resume continues;
         data-parallel ranks stop together, at rank 0's clock or any rank's).
+        With max_seconds, a cosine schedule anneals by the clock as well as
+        by the steps, whichever is further (the ranks' mean clock), so a run
+        the clock cuts short still ends at the final rate; a resumed run
+        spends the part of the schedule that is left over its own
+        max_seconds. Where the steps are ahead of the clock, nothing changes.
+        A run the clock stops is evaluated once more before it stops (the
+        time of the last evaluation is kept back for it), so the model file
+        holds its final weights where they validate best.
         Returns the history (one record per evaluation).
         Raises Interrupted on Ctrl-C (after a checkpoint) and NonFiniteLoss
         (the last checkpoint and model file are left as they were)."""
@@ -342,6 +372,8 @@ class Trainer:
                    unit="step", dynamic_ncols=True, leave=True)
         start = time.perf_counter()
         self._deadline = None if max_seconds is None else start + max_seconds
+        self._budget = None if max_seconds is None else (start, max(float(max_seconds), 1e-9),
+                                                         self._progress)
         self._time_up_all = False
         units, t_units = 0, time.perf_counter()
         try:
@@ -356,8 +388,13 @@ class Trainer:
                         raise Interrupted("interrupted at step %d; checkpoint %s"
                                           % (self.step, self.checkpoint or "(none: no "
                                              "--checkpoint path)"))
-                    if (max_steps is not None and self.step >= max_steps) or (
-                            self._time_up_all if self.dp is not None else self._time_up()):
+                    late = self._time_up_all if self.dp is not None else self._time_up()
+                    if (max_steps is not None and self.step >= max_steps) or late:
+                        if late and self.step and not (self.history
+                                                        and self.history[-1]["step"] == self.step):
+                            # the clock ends the run: its last (annealed) weights are
+                            # evaluated, and kept where they are the best
+                            self._report(bar, self._evaluate(time.perf_counter() - start))
                         self._save_progress()
                         return self.history
                     inputs, targets, lengths = task.batch(self.k, self.order)

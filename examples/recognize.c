@@ -7,9 +7,11 @@
  * Images are PGM (P5, binary, or P2, text; maxval up to 65535), exactly
  * the model's line height (its "line_height" metadata) in pixels: scale
  * them first (Python's `clstm recognize` scales any image with Pillow).
- * Each image is read as the model reads it in Python: column t is a time
- * step of `height` values 1 - v / maxval (ink 1), in float32. The model's
- * per-column logits go through best-path decoding (clstm_ctc_greedy), or
+ * Each image is read as the model reads it in Python: pixel values
+ * 1 - v / maxval (ink 1) in float32, column by column, and each time step
+ * is `columns_per_step` neighbouring columns (its metadata; 1 where absent)
+ * of `height` values each, the last step padded with paper (0). The model's
+ * per-step logits go through best-path decoding (clstm_ctc_greedy), or
  * with --beam K a prefix beam search of width K (clstm_ctc_beam_search),
  * and label k > 0 is the k-th character of the model's "alphabet" metadata
  * (a JSON string). For 8-bit images the text equals `clstm recognize`'s.
@@ -216,7 +218,7 @@ int main(int argc, char **argv) {
     clstm_status st = clstm_load_ex(path, &m, &why);
     if (st != CLSTM_OK) return free(images), fail(path, why ? why : clstm_status_string(st));
     int rc = 0;
-    const char *task = NULL, *alpha_json = NULL, *height_text = NULL;
+    const char *task = NULL, *alpha_json = NULL, *height_text = NULL, *per_step_text = NULL;
     clstm_config cfg = clstm_config_default(); /* its struct_size first */
     clstm_get_config(m, &cfg);
     if (clstm_get_metadata(m, "task", &task) != CLSTM_OK || !task || strcmp(task, "ctc") != 0 ||
@@ -226,11 +228,16 @@ int main(int argc, char **argv) {
         goto out;
     }
     const long height = strtol(height_text, NULL, 10);
+    /* columns per time step: absent in models trained before it existed */
+    long per_step = 1;
+    if (clstm_get_metadata(m, "columns_per_step", &per_step_text) == CLSTM_OK && per_step_text)
+        per_step = strtol(per_step_text, NULL, 10);
     char(*alphabet)[5] = malloc((size_t)(cfg.output_size + 1) * sizeof *alphabet);
     const long n_chars = alphabet ? parse_alphabet(alpha_json, alphabet, cfg.output_size) : -1;
-    if (n_chars < 0 || n_chars + 1 != cfg.output_size || height != cfg.input_size) {
+    if (n_chars < 0 || n_chars + 1 != cfg.output_size || height < 1 || per_step < 1 ||
+        per_step > cfg.input_size || height * per_step != cfg.input_size) {
         free(alphabet);
-        rc = fail(path, "its alphabet or line height does not match its shape");
+        rc = fail(path, "its alphabet, line height or columns per step do not match its shape");
         goto out;
     }
     for (int k = 0; k < n_images && rc == 0; k++) {
@@ -247,7 +254,18 @@ int main(int argc, char **argv) {
             rc = 1;
             break;
         }
-        const int64_t T = w, C = cfg.output_size, width = beam;
+        /* whole time steps of per_step columns, the last padded with paper */
+        const int64_t T = (w + per_step - 1) / per_step, C = cfg.output_size, width = beam;
+        if (T * per_step > w) {
+            float *grown = realloc(x, (size_t)(T * per_step * height) * sizeof *x);
+            if (!grown) {
+                free(x);
+                rc = fail(images[k], clstm_status_string(CLSTM_ERR_NOMEM));
+                break;
+            }
+            x = grown;
+            memset(x + w * height, 0, (size_t)((T * per_step - w) * height) * sizeof *x);
+        }
         size_t ws_bytes = 0;
         void *ws = NULL, *out = NULL;
         int32_t *labels = NULL;
@@ -263,8 +281,9 @@ int main(int argc, char **argv) {
         /* float64 models read float64 columns */
         double *x64 = NULL;
         if (st == CLSTM_OK && cfg.dtype == CLSTM_FLOAT64) {
-            if (!(x64 = malloc((size_t)(T * height) * sizeof *x64))) st = CLSTM_ERR_NOMEM;
-            for (int64_t i = 0; x64 && i < T * height; i++) x64[i] = x[i];
+            const int64_t n = T * cfg.input_size;
+            if (!(x64 = malloc((size_t)n * sizeof *x64))) st = CLSTM_ERR_NOMEM;
+            for (int64_t i = 0; x64 && i < n; i++) x64[i] = x[i];
         }
         if (st == CLSTM_OK)
             st = clstm_model_forward(m, T, 1, x64 ? (void *)x64 : (void *)x, NULL, NULL, NULL,

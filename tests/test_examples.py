@@ -730,13 +730,17 @@ def write_pgm(path, pixels, maxval=255, binary=True):
                                                  "\n".join(" ".join(map(str, r)) for r in pixels)))
 
 
-def recognizer(tmp_path, dtype=np.float32, height=12):
-    """A random text-line recognizer whose alphabet needs JSON's escapes."""
+def recognizer(tmp_path, dtype=np.float32, height=12, per_step=None):
+    """A random text-line recognizer whose alphabet needs JSON's escapes,
+    reading per_step columns a time step (None: no such metadata, as in
+    models made before it existed: 1)."""
     alphabet = 'ab "\\é€😀'
-    m = clstm.Model(height, 10, 1, bidirectional=True, output_size=len(alphabet) + 1,
-                    dtype=dtype, seed=3)
+    m = clstm.Model(height * (per_step or 1), 10, 1, bidirectional=True,
+                    output_size=len(alphabet) + 1, dtype=dtype, seed=3)
     m.metadata.update(task="ctc", blank="0", line_height=str(height),
                       alphabet=json.dumps(alphabet, ensure_ascii=False))
+    if per_step is not None:
+        m.metadata["columns_per_step"] = str(per_step)
     path = tmp_path / "ocr.safetensors"
     clstm.save(m, path)
     return path, height
@@ -745,10 +749,11 @@ def recognizer(tmp_path, dtype=np.float32, height=12):
 @needs_recognize
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("beam", [1, 6])
-def test_recognize_example_reads_as_python_does(tmp_path, capsys, dtype, beam):
+@pytest.mark.parametrize("per_step", [None, 3])
+def test_recognize_example_reads_as_python_does(tmp_path, capsys, dtype, beam, per_step):
     from clstm import cli
     pytest.importorskip("PIL")
-    model, height = recognizer(tmp_path, dtype)
+    model, height = recognizer(tmp_path, dtype, per_step=per_step)
     rng = np.random.default_rng(0)
     images = []
     for i, w in enumerate((30, 57, 3)):
@@ -785,11 +790,16 @@ def test_recognize_example_refuses_bad_input(tmp_path):
     (tmp_path / "junk.pgm").write_bytes(b"P6\n1 1\n255\n\0\0\0")
     other = tmp_path / "plain.safetensors"
     clstm.save(clstm.Model(height, 4, 1, output_size=3, seed=0), other)
+    odd = tmp_path / "odd.safetensors"  # 12 inputs are not 5 columns of 12
+    m = clstm.load(model)
+    m.metadata["columns_per_step"] = "5"
+    clstm.save(m, odd)
     for args, needle in (([model, tmp_path / "tall.pgm"], "scale it first"),
                          ([model, tmp_path / "short.pgm"], "truncated"),
                          ([model, tmp_path / "junk.pgm"], "not a PGM"),
                          ([model, tmp_path / "none.pgm"], "none.pgm"),
-                         ([other, tmp_path / "tall.pgm"], "not a text-line recognizer")):
+                         ([other, tmp_path / "tall.pgm"], "not a text-line recognizer"),
+                         ([odd, tmp_path / "tall.pgm"], "columns per step do not match")):
         out = run(RECOGNIZE, *args)
         assert out.returncode == 1 and needle in out.stderr, out.stderr
         assert len(out.stderr.strip().splitlines()) == 1 and out.stdout == ""

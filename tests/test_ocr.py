@@ -14,6 +14,14 @@ from clstm.tasks import LabellingTask, edit_distance
 from clstm.trainer import Trainer
 
 
+try:
+    from PIL import Image, ImageDraw, ImageFont
+except ImportError:  # most tests here need no Pillow
+    Image = None
+needs_pillow = pytest.mark.skipif(Image is None, reason="needs Pillow: pip install "
+                                  "'pyclstm[ocr]'")
+
+
 def segments(n, rng, K=4, D=6):
     """Sequences whose label k shows as a few steps of feature k, with gaps:
     learnable only through an alignment the data does not give."""
@@ -66,15 +74,53 @@ def test_too_short_sequences_count_zero_not_inf():
     assert np.isfinite(loss) and np.isfinite(dz).all() and not dz[:, 0].any()
 
 
-def test_augment_is_seeded_bounded_and_off_at_strength_zero():
-    x = np.random.default_rng(2).random((40, 16)).astype(np.float32)
-    a = ocr.augment(x, np.random.default_rng(5))
-    b = ocr.augment(x, np.random.default_rng(5))
+def test_frames_stack_neighbouring_columns_and_pad_with_paper():
+    x = np.arange(1, 5 * 3 + 1, dtype=np.float32).reshape(5, 3)
+    f = ocr.frames(x, 2)
+    assert f.shape == (3, 6) and f.dtype == np.float32
+    np.testing.assert_array_equal(f[0], np.r_[x[0], x[1]])
+    np.testing.assert_array_equal(f[2], np.r_[x[4], 0, 0, 0])  # paper after the last column
+    np.testing.assert_array_equal(f.reshape(-1, 3)[:5], x)
+    assert ocr.frames(x, 1) is not None and ocr.frames(x, 1).shape == x.shape
+    np.testing.assert_array_equal(ocr.frames(x, 5), x.reshape(1, 15))
+    with pytest.raises(ValueError, match="per_step"):
+        ocr.frames(x, 0)
+
+
+@needs_pillow
+@pytest.mark.parametrize("per_step", [1, 3])
+def test_augment_is_seeded_bounded_and_off_at_strength_zero(per_step):
+    cols = np.random.default_rng(2).random((40, 16)).astype(np.float32)
+    x = ocr.frames(cols, per_step)
+    a = ocr.augment(x, np.random.default_rng(5), per_step=per_step)
+    b = ocr.augment(x, np.random.default_rng(5), per_step=per_step)
     np.testing.assert_array_equal(a, b)
-    assert a.shape == x.shape and a.dtype == np.float32 and a.min() >= 0 and a.max() <= 1
-    changed = [not np.array_equal(ocr.augment(x, np.random.default_rng(s)), x) for s in range(20)]
-    assert sum(changed) >= 15
-    np.testing.assert_array_equal(ocr.augment(x, np.random.default_rng(5), strength=0), x)
+    assert a.dtype == np.float32 and a.min() >= 0 and a.max() <= 1
+    assert a.shape[1] == x.shape[1]  # the height is kept; the width may change
+    outs = [ocr.augment(x, np.random.default_rng(s), per_step=per_step) for s in range(40)]
+    assert all(o.shape[1] == x.shape[1] and 0 <= o.min() and o.max() <= 1 for o in outs)
+    assert sum(not np.array_equal(o, x) for o in outs) >= 30
+    assert len({o.shape[0] for o in outs}) > 1  # wider and narrower type
+    np.testing.assert_array_equal(ocr.augment(x, np.random.default_rng(5), strength=0,
+                                              per_step=per_step), x)
+    with pytest.raises(ValueError, match="per_step"):
+        ocr.augment(np.zeros((4, 7), np.float32), np.random.default_rng(0), per_step=2)
+
+
+@needs_pillow
+def test_augment_effects_match_what_they_say():
+    """Each effect alone, at its largest: a tilt shrinks the text, a
+    resolution loss blurs edges, speckles add ink to blank paper."""
+    x = np.zeros((60, 32), np.float32)
+    x[10:50, 12:20] = 1.0  # a bar of ink
+    tilted = ocr._tilted(x, 2.0)
+    assert tilted.shape[1] == 32 and tilted.shape[0] < 60  # scaled back to 32 high
+    assert tilted.sum() < x.sum()
+    blurred = ocr._resized(ocr._resized(x, 30, 16), 60, 32)
+    assert blurred.shape == x.shape and 0 < blurred[30, 11] < 1  # the edge is soft now
+    speckled = [ocr.augment(np.zeros((50, 32), np.float32), np.random.default_rng(s))
+                for s in range(40)]
+    assert any(o.max() > 0.4 for o in speckled)  # ink where there was none
 
 
 def test_encode_decode_and_min_width():
@@ -84,13 +130,6 @@ def test_encode_decode_and_min_width():
 
 
 # ------------------------------------------------------------- line images
-
-try:
-    from PIL import Image, ImageDraw, ImageFont
-except ImportError:  # the tests above need no Pillow
-    Image = None
-needs_pillow = pytest.mark.skipif(Image is None, reason="needs Pillow: pip install "
-                                  "'pyclstm[ocr]'")
 
 WORDS = "the quick brown fox jumps over a lazy dog".split()
 
@@ -122,6 +161,8 @@ def test_read_image_scales_and_inverts(tmp_path):
     assert ocr.read_image(str(tmp_path / "b.jpg"), 10).max() < 0.05
     with pytest.raises(ValueError, match="height"):
         ocr.read_image(str(tmp_path / "a.png"), 0)
+    np.testing.assert_array_equal(ocr.read_image(str(tmp_path / "a.png"), 20, 3),
+                                  ocr.frames(x, 3))
 
 
 @needs_pillow
@@ -175,7 +216,8 @@ def test_train_recognize_evaluate_from_the_command_line(tmp_path, capsys):
     assert rc == 0 and os.path.exists(out)
     model = clstm.load(out)
     assert model.metadata["task"] == "ctc" and model.metadata["line_height"] == "16"
-    assert model.bidirectional and model.input_size == 16
+    assert model.metadata["columns_per_step"] == "2"  # the default
+    assert model.bidirectional and model.input_size == 2 * 16
     capsys.readouterr()
     images = [os.path.join(test, "l000.png"), os.path.join(test, "l001.png")]
     assert cli.main(["recognize", out] + images) == 0
@@ -206,6 +248,8 @@ def test_max_minutes_stops_and_keeps_a_model(tmp_path, capsys):
     (["evaluate", "{model}", "--lines", "{dir}/nothere"], "not a directory"),
     (["train", "--npz", "x.npz", "--lines", "{dir}"], "at most one"),
     (["train", "--augment"], "--augment goes with --lines"),
+    (["train", "--columns-per-step", "2"], "--columns-per-step goes with --lines"),
+    (["recognize", "{odd}", "{dir}/l000.png"], "do not match its shape"),
     (["recognize", "{classifier}", "{dir}/l000.png"], "not a text-line recognition model"),
 ])
 def test_ocr_commands_refuse_bad_input(tmp_path, capsys, argv, needle):
@@ -218,7 +262,10 @@ def test_ocr_commands_refuse_bad_input(tmp_path, capsys, argv, needle):
     c = clstm.Model(3, 4, 1, output_size=2, softmax=True, seed=0)
     c.metadata.update(task="classify", classes="2")
     clstm.save(c, classifier)
-    args = [a.format(model=model, dir=d, classifier=classifier) for a in argv]
+    odd = str(tmp_path / "odd.safetensors")  # 16 inputs cannot be 3 columns of 16
+    m.metadata.update(columns_per_step="3")
+    clstm.save(m, odd)
+    args = [a.format(model=model, dir=d, classifier=classifier, odd=odd) for a in argv]
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err

@@ -218,6 +218,79 @@ def test_lr_schedules():
         clstm.optim.LRSchedule(1.0, "linear")
 
 
+def test_cosine_follows_the_further_of_steps_and_clock():
+    s = clstm.optim.LRSchedule(1.0, "cosine", total_steps=100)
+    cos = lambda f: 0.5 * (1 + np.cos(np.pi * f))  # noqa: E731
+    assert s(10, progress=0.5) == pytest.approx(cos(0.5))  # the clock is ahead
+    assert s(60, progress=0.5) == pytest.approx(cos(0.6))  # the steps are
+    assert s(10, progress=2.0) == pytest.approx(0.0, abs=1e-12)
+    assert clstm.optim.LRSchedule(0.3)(5, progress=0.9) == 0.3  # constant: no anneal
+    st = clstm.optim.LRSchedule(1.0, "step", step_size=10, gamma=0.5)
+    assert st(11, progress=0.99) == 0.5  # step decay counts steps only
+
+
+class FakeClock:
+    """time for clstm.trainer: one second per training batch, nothing else."""
+    def __init__(self):
+        self.t = 0.0
+
+    def perf_counter(self):
+        return self.t
+
+
+def clocked(task, clock, lrs, trainer):
+    real = task.batch
+
+    def batch(k, order):
+        if trainer:
+            lrs.append(trainer[0].opt.lr)  # the rate the previous step used
+        clock.t += 1.0
+        return real(k, order)
+    task.batch = batch
+
+
+def test_max_seconds_anneals_by_the_clock_and_evaluates_the_end(tmp_path, monkeypatch):
+    import types
+    from clstm import trainer as trainer_module
+    clock = FakeClock()
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(
+        perf_counter=clock.perf_counter))
+    task, model = lm()
+    lrs, holder = [], []
+    clocked(task, clock, lrs, holder)
+    t = TR.Trainer(model, task, epochs=3, eval_every=1000, schedule="cosine", lr=0.01,
+                   progress=False, out=str(tmp_path / "c.st"),
+                   checkpoint=str(tmp_path / "c.ckpt"), log=str(tmp_path / "c.jsonl"))
+    holder.append(t)
+    assert t.total_steps > 40
+    t.fit(max_seconds=20)
+    assert t.step == 20  # batch 21 would start past the budget
+    lrs.append(t.opt.lr)
+    # step n ran at elapsed n seconds: the cosine at n / 20 of the run, far
+    # ahead of the steps' n / total
+    want = [0.005 * (1 + np.cos(np.pi * n / 20)) for n in range(1, 21)]
+    np.testing.assert_allclose(lrs[1:], want, rtol=1e-12, atol=1e-15)
+    assert t.history[-1]["step"] == 20  # the annealed end was evaluated
+    assert os.path.exists(str(tmp_path / "c.st"))
+    # a resume spends what is left of the schedule: none here, so the rate
+    # stays at its end and never climbs back
+    task2, _ = lm()
+    resumed = TR.Trainer.resume(str(tmp_path / "c.ckpt"), task2, progress=False)
+    assert resumed._progress == pytest.approx(1.0)
+    resumed.fit(max_steps=22)
+    assert resumed.opt.lr == pytest.approx(0.0, abs=1e-15)
+
+
+def test_a_budget_that_never_binds_changes_nothing(tmp_path):
+    a, _ = run(lm, tmp_path, "a", schedule="cosine")
+    task, model = lm()
+    b = TR.Trainer(model, task, epochs=3, eval_every=7, progress=False, schedule="cosine",
+                   out=str(tmp_path / "b.st"), checkpoint=str(tmp_path / "b.ckpt"),
+                   log=str(tmp_path / "b.jsonl"), checkpoint_every=5)
+    b.fit(max_seconds=1e6)
+    np.testing.assert_array_equal(a.model.flat_parameters, b.model.flat_parameters)
+
+
 def test_clip_grad_norm_matches_torch():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(0)

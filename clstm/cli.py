@@ -205,9 +205,9 @@ def _train_parser(sub):
     r.add_argument("--max-steps", type=_positive(int), default=None,
                    help="stop after this many steps in total (checkpointed; resumable)")
     r.add_argument("--max-minutes", type=_positive(float), default=None,
-                   help="stop after this much wall time in this run (checkpointed; "
-                        "resumable); a cosine schedule anneals by this clock too, so the "
-                        "run ends at the final rate")
+                   help="stop after this much wall time in this run, reading the data "
+                        "included (checkpointed; resumable); a cosine schedule anneals by "
+                        "this clock too, so the run ends at the final rate")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--mpi", action="store_true",
                    help="train data-parallel over MPI, one rank per process: `mpirun -np N "
@@ -330,8 +330,9 @@ def _train(args, dp):
     start = time.perf_counter()
     try:
         history = trainer.fit(max_steps=args.max_steps,
-                              max_seconds=None if args.max_minutes is None
-                              else 60 * args.max_minutes)
+                              max_seconds=None if args.max_minutes is None else
+                              max(0.0, 60 * args.max_minutes
+                                  - (time.perf_counter() - getattr(args, "started", start))))
     except Interrupted as e:
         print("\nclstm train: %s; continue with: clstm train ... --resume %s"
               % (e, trainer.checkpoint), file=sys.stderr)
@@ -395,7 +396,7 @@ def _setup_training(args, dp):
         patience=args.patience, eval_every=eval_every, out=args.out,
         checkpoint=checkpoint, checkpoint_every=args.checkpoint_every, log=log,
         progress=not args.no_progress, sample_every=sample_every, distributed=dp,
-        config={k: v for k, v in vars(args).items() if k not in ("func", "mpi")})
+        config={k: v for k, v in vars(args).items() if k not in ("func", "mpi", "started")})
     n_params = model.flat_parameters.size
     print("clstm %s: training %s on %s (%d parameters, %d steps of batch %d, %d threads%s)"
           % (clstm.__version__, _describe(model), _source(args), n_params, total,
@@ -679,7 +680,9 @@ def build_parser():
 
 
 def main(argv=None):
+    started = time.perf_counter()  # --max-minutes counts the whole command
     args = build_parser().parse_args(argv)
+    args.started = started
     try:
         return args.func(args)
     except (UsageError, D.DataError) as e:

@@ -141,6 +141,7 @@ class Trainer:
         self._progress = 0.0
         self._budget = None  # (start, seconds, progress at the start) in fit
         self._eval_seconds = 0.0  # how long the last evaluation took
+        self._step_seconds = 0.0  # ... and the last training step
         self._interrupt_all = False  # ... by any rank, agreed in a step's allreduce
         self._saved_step = None  # the step of the last checkpoint written
 
@@ -268,10 +269,11 @@ class Trainer:
         return 0.0 if self._budget is None else time.perf_counter() - self._budget[0]
 
     def _time_up(self):
-        """fit's max_seconds have passed (on this rank's clock), less the time
-        the last evaluation took: the one that ends the run fits in them."""
-        return (self._deadline is not None
-                and time.perf_counter() + self._eval_seconds >= self._deadline)
+        """fit's max_seconds have passed (on this rank's clock), less room for
+        one more step and the evaluation that ends the run (the last ones'
+        times, the evaluation's with a quarter to spare)."""
+        reserve = 1.25 * self._eval_seconds + self._step_seconds
+        return self._deadline is not None and time.perf_counter() + reserve >= self._deadline
 
     def _dropout_seed(self):
         """Data-parallel: this step's dropout seed, drawn from the model's
@@ -397,8 +399,10 @@ class Trainer:
                             self._report(bar, self._evaluate(time.perf_counter() - start))
                         self._save_progress()
                         return self.history
+                    t_step = time.perf_counter()
                     inputs, targets, lengths = task.batch(self.k, self.order)
                     loss = self._train_step(inputs, targets, lengths)
+                    self._step_seconds = time.perf_counter() - t_step
                     self.step += 1
                     self.k += 1
                     self._window.append(loss)

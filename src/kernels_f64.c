@@ -14,3 +14,6 @@
 #define Q8 0
 #include "lstm_kernels.inc"
 #include "stage_kernels.inc"
+#define S2S_EXP exp
+#include "seq2seq.h"
+#include "seq2seq_kernels.inc"

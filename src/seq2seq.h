@@ -1,0 +1,98 @@
+/* The attention decoder of an encoder-decoder (issue 18; work in progress:
+ * internal, not yet in the public API).
+ *
+ * Luong et al. 2015's global attention after the decoder step, "general"
+ * (keys K = S W_a^T) or "dot" (K = S) scores, and input feeding:
+ *
+ *   x_t   = [emb(y_t); f_{t-1}]                 (E + A), f_{-1} = 0
+ *   h_t   = LSTM_dec(x_t)                       top layer (Hd); state 0 at t = 0
+ *   a_tj  = softmax_j(h_t . K_j), j < the source's length (no valid j: a = 0)
+ *   ctx_t = sum_j a_tj S_j                      (Ne)
+ *   f_t   = tanh(W_c [ctx_t; h_t])              (A)
+ *   z_t   = W_o f_t + b_o                       (V), 0 past the target's length
+ *
+ * tests/seq2seq_torch.py is the same model in PyTorch. */
+#ifndef CLSTM_SEQ2SEQ_H
+#define CLSTM_SEQ2SEQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CLSTM_S2S_MAX_LAYERS 8
+
+typedef struct {
+    int64_t Ts, Tt, B; /* source steps, target steps, batch */
+    int64_t Ne, Hd, Ld, E, A, V;
+    int dot; /* keys are S itself (needs Hd == Ne) */
+    int use_blas;
+} s2s_dims;
+
+/* The decoder's tensors in one dtype's block (parameters or gradients). */
+typedef struct {
+    void *emb;                                    /* (V, E) */
+    void *w_ih[CLSTM_S2S_MAX_LAYERS];             /* (4Hd, E + A), then (4Hd, Hd) */
+    void *w_hh[CLSTM_S2S_MAX_LAYERS];             /* (4Hd, Hd) */
+    void *b_ih[CLSTM_S2S_MAX_LAYERS], *b_hh[CLSTM_S2S_MAX_LAYERS]; /* (4Hd) */
+    void *w_a;                                    /* (Hd, Ne); NULL with dot */
+    void *w_c;                                    /* (A, Ne + Hd) */
+    void *w_o, *b_o;                              /* (V, A), (V) */
+} s2s_weights;
+
+/* The workspace: offsets in elements (seq2seq_kernels.inc says what each holds). */
+typedef struct {
+    size_t K, X0, G[CLSTM_S2S_MAX_LAYERS], H[CLSTM_S2S_MAX_LAYERS], C[CLSTM_S2S_MAX_LAYERS],
+        dA[CLSTM_S2S_MAX_LAYERS], alpha, ctx, feed, dpre, dK, dh_rec, dc_rec, dh, dx, dctx,
+        dfeed, dal, total;
+} s2s_layout;
+
+static inline s2s_layout s2s_plan(const s2s_dims *d) {
+    s2s_layout ly;
+    size_t o = 0;
+    const size_t Ts = (size_t)d->Ts, Tt = (size_t)d->Tt, B = (size_t)d->B, Hd = (size_t)d->Hd;
+    const size_t in0 = (size_t)(d->E + d->A), L = (size_t)d->Ld;
+#define TAKE(field, n) (ly.field = o, o += (n))
+    TAKE(K, d->dot ? 0 : Ts * B * Hd);
+    TAKE(X0, Tt * B * in0);
+    for (size_t l = 0; l < L; l++) {
+        TAKE(G[l], Tt * B * 4 * Hd);
+        TAKE(H[l], (Tt + 1) * B * Hd);
+        TAKE(C[l], (Tt + 1) * B * Hd);
+        TAKE(dA[l], Tt * B * 4 * Hd);
+    }
+    TAKE(alpha, Tt * B * Ts);
+    TAKE(ctx, Tt * B * (size_t)d->Ne);
+    TAKE(feed, Tt * B * (size_t)d->A);
+    TAKE(dpre, Tt * B * (size_t)d->A);
+    TAKE(dK, d->dot ? 0 : Ts * B * Hd);
+    TAKE(dh_rec, L * B * Hd);
+    TAKE(dc_rec, L * B * Hd);
+    TAKE(dh, B * Hd);
+    TAKE(dx, B * (in0 > Hd ? in0 : Hd));
+    TAKE(dctx, B * (size_t)d->Ne);
+    TAKE(dfeed, B * (size_t)d->A);
+    TAKE(dal, Ts);
+#undef TAKE
+    ly.total = o;
+    return ly;
+}
+
+
+/* Teacher forcing over tgt_in (Tt, B) ids: logits (Tt, B, V) from the
+ * encoder outputs S (Ts, B, Ne) and the lengths; ws keeps what backward
+ * needs. */
+void clstm_s2s_forward_f32(const s2s_dims *d, const s2s_weights *w, const float *S,
+                           const int64_t *src_lens, const int32_t *tgt_in,
+                           const int64_t *tgt_lens, float *logits, float *ws);
+void clstm_s2s_forward_f64(const s2s_dims *d, const s2s_weights *w, const double *S,
+                           const int64_t *src_lens, const int32_t *tgt_in,
+                           const int64_t *tgt_lens, double *logits, double *ws);
+/* The gradients of a loss with d loss / d logits = dlogits: added into g,
+ * and d loss / d S written to dS (Ts, B, Ne). After the forward with ws. */
+void clstm_s2s_backward_f32(const s2s_dims *d, const s2s_weights *w, const s2s_weights *g,
+                            const float *S, const int64_t *src_lens, const int32_t *tgt_in,
+                            const float *dlogits, float *dS, float *ws);
+void clstm_s2s_backward_f64(const s2s_dims *d, const s2s_weights *w, const s2s_weights *g,
+                            const double *S, const int64_t *src_lens, const int32_t *tgt_in,
+                            const double *dlogits, double *dS, double *ws);
+
+#endif

@@ -162,13 +162,30 @@ typedef struct {
                                 language model). Informative: the forward
                                 still returns logits; see clstm_softmax.
                                 Needs output_size > 0 */
+    /* An encoder-decoder (see "Sequence to sequence" below); all 0 by
+     * default, which leaves a model with no decoder. target_vocab > 0
+     * makes the model above the encoder (it needs EMBEDDING and no head)
+     * and adds an attention decoder: */
+    int64_t target_vocab;     /* Vt >= 4: <s>, </s>, <unk> and the tokens */
+    int64_t target_embedding; /* Et >= 1: the target tokens' embedding size */
+    int64_t decoder_hidden;   /* Hd >= 1 */
+    int64_t decoder_layers;   /* 1..CLSTM_MAX_DECODER_LAYERS */
+    int attention;            /* CLSTM_ATTENTION_GENERAL or CLSTM_ATTENTION_DOT
+                                 (needs Hd = N*R) */
+    int64_t attentional_size; /* A >= 1: the attentional vector, fed back */
 } clstm_config;
 
+/* Attention scores of an encoder-decoder's decoder state h over the
+ * encoder outputs s_j (Luong et al. 2015): h . W_a s_j, or h . s_j. */
+enum { CLSTM_ATTENTION_GENERAL = 0, CLSTM_ATTENTION_DOT = 1 };
+#define CLSTM_MAX_DECODER_LAYERS 8
+
 /* D = H = L = 1, float32, default backend, no projection, unidirectional,
- * no dropout, raw input, no head. A config from a caller compiled against
- * an older header (a smaller struct_size, down to that of clstm 0.1.0, whose
- * config ended at `clip`) is accepted: the fields it lacks take these
- * defaults. Any other struct_size below the library's is ARG. */
+ * no dropout, raw input, no head, no decoder. A config from a caller
+ * compiled against an older header is accepted: clstm 0.1.0's (ending at
+ * `clip`) and the whole-model one's (ending at `softmax`); the fields it
+ * lacks take these defaults. Any other struct_size below the library's is
+ * ARG. */
 CLSTM_API clstm_config clstm_config_default(void);
 
 /* ------------------------------------------------------------------ model */
@@ -559,6 +576,57 @@ CLSTM_API clstm_status clstm_ctc_beam_search_lm(clstm_dtype dtype, int64_t T, in
                                                 int64_t width, int64_t nbest,
                                                 const clstm_ctc_lm *lm, int32_t *labels,
                                                 int64_t *label_lengths, double *scores);
+
+/* --------------------------------------------------- sequence to sequence */
+/* An encoder-decoder is a model whose config has target_vocab > 0 (work in
+ * progress, issue 18). Its LSTM stack, with the EMBEDDING encoding of the
+ * source ids (vocab_size V), is the encoder; its outputs S (Ts, B, N*R)
+ * are what a decoder attends to (Luong et al. 2015):
+ *
+ *     x_t   = [emb_t(y_t); f_{t-1}]          decoder.embedding.weight, f_{-1} = 0
+ *     h_t   = LSTM_dec(x_t)                  decoder.{weight,bias}_{ih,hh}_l{k};
+ *                                            zero initial state
+ *     a_tj  = softmax_j(h_t . W_a S_j)       attention.weight (GENERAL), or
+ *             softmax_j(h_t . S_j) (DOT), over the source's valid steps
+ *                                            (none: a = 0)
+ *     ctx_t = sum_j a_tj S_j
+ *     f_t   = tanh(W_c [ctx_t; h_t])         attention.combine.weight
+ *     z_t   = W_o f_t + b_o                  decoder.out.{weight,bias}
+ *
+ * Target ids: 0 is <s>, fed first; 1 is </s>, which ends a target; 2 is
+ * <unk>. Teacher forcing feeds the target, <s> first: tgt_in (Tt, B) =
+ * <s> y_1 .. y_n, trained against y_1 .. y_n </s> with tgt_lens = n + 1.
+ * All of it is one parameter block and one model file. */
+
+/* Bytes of workspace for a forward over (Ts, Tt, B), with train the
+ * backward's too. Errors: NULL, ARG (not an encoder-decoder), UNSUPPORTED
+ * (quantized), SIZE, OVERFLOW. */
+CLSTM_API clstm_status clstm_seq2seq_workspace_size(const clstm_model *m, int64_t Ts,
+                                                    int64_t Tt, int64_t B, int train,
+                                                    size_t *bytes);
+/* Teacher forcing: logits (Tt, B, Vt) of every target step, 0 past each
+ * target's length.
+ *     src:      (Ts, B) int32 source ids in [0, V); ignored past src_lens
+ *     src_lens: (B) in [0, Ts]
+ *     tgt_in:   (Tt, B) int32 target ids in [0, Vt); ignored past tgt_lens
+ *     tgt_lens: (B) in [0, Tt]
+ *     train:    keep what clstm_seq2seq_backward needs; dropout_seed as
+ *               clstm_run_options' (the encoder's dropout)
+ * Errors: NULL, ARG (an id out of range at a valid step, or not an
+ * encoder-decoder), SIZE (a length), UNSUPPORTED, WORKSPACE, OVERFLOW. */
+CLSTM_API clstm_status clstm_seq2seq_forward(const clstm_model *m, int64_t Ts, int64_t Tt,
+                                             int64_t B, const int32_t *src,
+                                             const int64_t *src_lens, const int32_t *tgt_in,
+                                             const int64_t *tgt_lens, void *logits, int train,
+                                             uint64_t dropout_seed, void *ws, size_t ws_bytes);
+/* Backpropagation through the training forward whose workspace is ws:
+ * dlogits (Tt, B, Vt), ignored past each target's length. ADDS every
+ * parameter's gradient (decoder, attention, encoder, both embeddings)
+ * into the gradient block. Errors: as the forward, and STATE (ws holds no
+ * training forward of this model and these sizes). */
+CLSTM_API clstm_status clstm_seq2seq_backward(clstm_model *m, int64_t Ts, int64_t Tt,
+                                              int64_t B, const void *dlogits, void *ws,
+                                              size_t ws_bytes);
 
 /* ------------------------------------------------------------- vocabulary */
 /* A token model (ONEHOT or EMBEDDING) may carry its vocabulary: V distinct

@@ -50,8 +50,22 @@ typedef enum {
     CLSTM_T_EMBEDDING, /* (V, D), only with CLSTM_ENCODING_EMBEDDING */
     CLSTM_T_HEAD_WEIGHT, /* (O, N*R), only when O > 0 */
     CLSTM_T_HEAD_BIAS,   /* (O), only when O > 0 */
+    /* an encoder-decoder's decoder (target_vocab > 0), after the above:
+     * per decoder layer k its LSTM, then the rest */
+    CLSTM_T_DEC_WEIGHT_IH, /* (4Hd, Et + A) in layer 0, else (4Hd, Hd) */
+    CLSTM_T_DEC_WEIGHT_HH, /* (4Hd, Hd) */
+    CLSTM_T_DEC_BIAS_IH,   /* (4Hd) */
+    CLSTM_T_DEC_BIAS_HH,   /* (4Hd) */
+    CLSTM_T_DEC_EMBEDDING, /* (Vt, Et) */
+    CLSTM_T_ATT_WEIGHT,    /* (Hd, N*R), general attention only */
+    CLSTM_T_ATT_COMBINE,   /* (A, N*R + Hd) */
+    CLSTM_T_OUT_WEIGHT,    /* (Vt, A) */
+    CLSTM_T_OUT_BIAS,      /* (Vt) */
     CLSTM_T_KINDS
 } clstm_tensor_kind;
+/* The first kind of the decoder's layers, and of its other tensors. */
+#define CLSTM_T_DEC_FIRST CLSTM_T_DEC_WEIGHT_IH
+#define CLSTM_T_DEC_OWN CLSTM_T_DEC_EMBEDDING
 
 /* A quantized tensor (quantize.c; q8.h): its int8 rows, one scale per row,
  * and the packed form the products read. Owned by its table entry. */

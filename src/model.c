@@ -32,13 +32,21 @@ static const struct {
     int ndim;
 } kinds[CLSTM_T_KINDS] = {{"weight_ih", 2},        {"weight_hh", 2},   {"bias_ih", 1},
                           {"bias_hh", 1},          {"weight_hr", 2},   {"peephole", 1},
-                          {"embedding.weight", 2}, {"head.weight", 2}, {"head.bias", 1}};
+                          {"embedding.weight", 2}, {"head.weight", 2}, {"head.bias", 1},
+                          {"decoder.weight_ih", 2}, {"decoder.weight_hh", 2},
+                          {"decoder.bias_ih", 1}, {"decoder.bias_hh", 1},
+                          {"decoder.embedding.weight", 2}, {"attention.weight", 2},
+                          {"attention.combine.weight", 2}, {"decoder.out.weight", 2},
+                          {"decoder.out.bias", 1}};
 
 /* rows x cols of kind j (in layer k for a unit's); rows 0: c has none. Its
  * sizes were checked against lim, so 4H and N*R fit int64. */
 static void kind_shape(const clstm_config *c, clstm_tensor_kind j, int64_t k, int64_t s[2]) {
     const int64_t H = c->hidden_size, H4 = 4 * H, R = clstm_rsize(c), O = c->output_size;
     const int64_t V = c->encoding == CLSTM_ENCODING_EMBEDDING ? c->vocab_size : 0;
+    /* the decoder's (all rows 0 without one) */
+    const int64_t Vt = c->target_vocab, Hd = Vt ? c->decoder_hidden : 0, A = c->attentional_size;
+    const int64_t Ne = clstm_dirs(c) * R;
     const int64_t shapes[CLSTM_T_KINDS][2] = {
         {H4, j == CLSTM_T_WEIGHT_IH ? clstm_unit_input(c, k) : 0},
         {H4, R},
@@ -48,7 +56,16 @@ static void kind_shape(const clstm_config *c, clstm_tensor_kind j, int64_t k, in
         {c->peepholes ? 3 * H : 0, 1},
         {V, c->input_size},
         {O, clstm_dirs(c) * R},
-        {O, 1}};
+        {O, 1},
+        {4 * Hd, k == 0 ? c->target_embedding + A : Hd},
+        {4 * Hd, Hd},
+        {4 * Hd, 1},
+        {4 * Hd, 1},
+        {Vt, c->target_embedding},
+        {c->attention == CLSTM_ATTENTION_GENERAL ? Hd : 0, Ne},
+        {Vt ? A : 0, Ne + Hd},
+        {Vt, A},
+        {Vt, 1}};
     s[0] = shapes[j][0];
     s[1] = shapes[j][1];
 }
@@ -95,25 +112,60 @@ static clstm_status tensor_table(const clstm_config *c, clstm_tensor *t, int64_t
         return CLSTM_ERR_SIZE;
     if (c->output_size < 0) return CLSTM_ERR_SIZE;
     if (c->vocab_size > lim || c->output_size > lim) return CLSTM_ERR_OVERFLOW;
+    /* the decoder: all or nothing */
+    const int64_t Ld = c->target_vocab ? c->decoder_layers : 0;
+    if (c->target_vocab) {
+        if (c->target_vocab < 4 || c->encoding != CLSTM_ENCODING_EMBEDDING ||
+            c->output_size != 0 || c->target_embedding < 1 || c->decoder_hidden < 1 ||
+            c->decoder_layers < 1 || c->decoder_layers > CLSTM_MAX_DECODER_LAYERS ||
+            c->attentional_size < 1 ||
+            (c->attention != CLSTM_ATTENTION_GENERAL && c->attention != CLSTM_ATTENTION_DOT) ||
+            (c->attention == CLSTM_ATTENTION_DOT &&
+             c->decoder_hidden != clstm_dirs(c) * clstm_rsize(c)))
+            return CLSTM_ERR_SIZE;
+        if (c->target_vocab > lim || c->target_embedding > lim || c->decoder_hidden > lim ||
+            c->attentional_size > lim ||
+            c->target_embedding + c->attentional_size > lim ||
+            clstm_dirs(c) * clstm_rsize(c) + c->decoder_hidden > lim)
+            return CLSTM_ERR_OVERFLOW;
+    } else if (c->target_embedding || c->decoder_hidden || c->decoder_layers || c->attention ||
+               c->attentional_size) {
+        return CLSTM_ERR_SIZE;
+    }
     size_t bytes, nt;
-    if (add_kinds(c, CLSTM_T_EMBEDDING, CLSTM_T_KINDS, -1, &total, &extra) ||
+    if (add_kinds(c, CLSTM_T_EMBEDDING, CLSTM_T_DEC_FIRST, -1, &total, &extra))
+        return CLSTM_ERR_OVERFLOW;
+    for (int64_t k = 0; k < Ld; k++)
+        if (add_kinds(c, CLSTM_T_DEC_FIRST, CLSTM_T_DEC_OWN, k, &total, &extra))
+            return CLSTM_ERR_OVERFLOW;
+    if (add_kinds(c, CLSTM_T_DEC_OWN, CLSTM_T_KINDS, -1, &total, &extra) ||
         clstm_mul(total, sizeof(double), &bytes) || bytes > (SIZE_MAX >> 2) ||
         clstm_mul(N * L, (size_t)per, &nt) || clstm_add(nt, (size_t)extra, &nt) ||
         nt > INT64_MAX)
         return CLSTM_ERR_OVERFLOW;
     size_t i = 0, off = 0; /* the fill: running offsets in block order */
-    for (size_t u = 0; t && u <= N * L; u++) { /* u = N*L: the model's own tensors */
-        const int own = u == N * L;
-        const int64_t k = own ? -1 : (int64_t)(u / N), d = own ? -1 : (int64_t)(u % N);
-        const int j0 = own ? CLSTM_T_EMBEDDING : 0, j1 = own ? CLSTM_T_KINDS : CLSTM_T_EMBEDDING;
+    /* u < N*L: the encoder's units; N*L: the model's own tensors; then with
+     * a decoder, its layers and its own tensors */
+    const size_t n_groups = N * L + 1 + (Ld ? (size_t)Ld + 1 : 0);
+    for (size_t u = 0; t && u < n_groups; u++) {
+        const int own = u == N * L, dec = u > N * L, dec_own = dec && u == n_groups - 1;
+        const int64_t k = own || dec_own ? -1 : dec ? (int64_t)(u - N * L - 1) : (int64_t)(u / N);
+        const int64_t d = own || dec_own ? -1 : dec ? 0 : (int64_t)(u % N);
+        const int j0 = dec_own ? CLSTM_T_DEC_OWN : dec ? CLSTM_T_DEC_FIRST
+                               : own ? CLSTM_T_EMBEDDING : 0;
+        const int j1 = dec_own ? CLSTM_T_KINDS : dec ? CLSTM_T_DEC_OWN
+                               : own ? CLSTM_T_DEC_FIRST : CLSTM_T_EMBEDDING;
         for (int j = j0; j < j1; j++) {
             clstm_tensor *e = &t[i];
             int64_t s[2];
             kind_shape(c, (clstm_tensor_kind)j, k, s);
             if (s[0] == 0) continue;
             memset(e, 0, sizeof *e);
-            if (own)
+            if (own || dec_own)
                 snprintf(e->info.name, sizeof e->info.name, "%s", kinds[j].name);
+            else if (dec)
+                snprintf(e->info.name, sizeof e->info.name, "%s_l%lld", kinds[j].name,
+                         (long long)k);
             else
                 snprintf(e->info.name, sizeof e->info.name, "%s_l%lld%s", kinds[j].name,
                          (long long)k, d ? "_reverse" : "");
@@ -141,7 +193,9 @@ clstm_status clstm_param_count(const clstm_config *c, size_t *n) {
 
 clstm_status clstm_config_read(const clstm_config *in, clstm_config *out) {
     const size_t v010 = offsetof(clstm_config, encoding); /* clstm 0.1.0's size */
-    if (in->struct_size != v010 && in->struct_size < sizeof *out) return CLSTM_ERR_ARG;
+    const size_t whole = offsetof(clstm_config, target_vocab); /* before the decoder */
+    if (in->struct_size != v010 && in->struct_size != whole && in->struct_size < sizeof *out)
+        return CLSTM_ERR_ARG;
     *out = clstm_config_default();
     memcpy(out, in, in->struct_size < sizeof *out ? in->struct_size : sizeof *out);
     out->struct_size = sizeof *out;
@@ -228,7 +282,9 @@ void clstm_free(clstm_model *m) {
 clstm_status clstm_get_config(const clstm_model *m, clstm_config *out) {
     if (!m || !out) return CLSTM_ERR_NULL;
     const size_t v010 = offsetof(clstm_config, encoding), want = out->struct_size;
-    if (want == v010) { /* a caller built with clstm 0.1.0's header */
+    if (want == v010 || want == offsetof(clstm_config, target_vocab)) {
+        /* a caller built with an older header: clstm 0.1.0's, or the one
+         * before the decoder */
         memcpy(out, &m->cfg, want);
         out->struct_size = want;
     } else {
@@ -253,6 +309,19 @@ static double normal01(uint64_t *s) {
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
+/* The decoder's initial range, as torch's defaults: 1/sqrt(Hd) for its
+ * LSTM, 1/sqrt(fan-in) for the attention's and the output's Linears. */
+static double decoder_scale(const clstm_config *c, clstm_tensor_kind kind) {
+    const double Ne = (double)(clstm_dirs(c) * clstm_rsize(c)), Hd = (double)c->decoder_hidden;
+    switch (kind) {
+    case CLSTM_T_ATT_WEIGHT: return 1.0 / sqrt(Ne);
+    case CLSTM_T_ATT_COMBINE: return 1.0 / sqrt(Ne + Hd);
+    case CLSTM_T_OUT_WEIGHT:
+    case CLSTM_T_OUT_BIAS: return 1.0 / sqrt((double)c->attentional_size);
+    default: return 1.0 / sqrt(Hd);
+    }
+}
+
 clstm_status clstm_init_params(clstm_model *m, uint64_t seed) {
     if (!m) return CLSTM_ERR_NULL;
     if (m->quantized) return CLSTM_ERR_UNSUPPORTED; /* its int8 weights would stay */
@@ -264,8 +333,12 @@ clstm_status clstm_init_params(clstm_model *m, uint64_t seed) {
         const size_t i0 = e->info.offset, i1 = i0 + (size_t)e->info.shape[0] * (size_t)e->info.shape[1];
         for (size_t i = i0; i < i1; i++) {
             double v;
-            if (e->kind == CLSTM_T_EMBEDDING) v = normal01(&s);
-            else v = (2.0 * uniform01(&s) - 1.0) * (e->layer >= 0 ? k : kh); /* LSTM or head */
+            if (e->kind == CLSTM_T_EMBEDDING || e->kind == CLSTM_T_DEC_EMBEDDING)
+                v = normal01(&s);
+            else
+                v = (2.0 * uniform01(&s) - 1.0) * (e->kind < CLSTM_T_DEC_FIRST
+                                                       ? (e->layer >= 0 ? k : kh) /* LSTM, head */
+                                                       : decoder_scale(&m->cfg, e->kind));
             if (m->cfg.dtype == CLSTM_FLOAT64)
                 ((double *)m->params)[i] = v;
             else

@@ -213,7 +213,15 @@ static int parse_real(const char *s, double *out) {
 
 /* The config's keys in a model file's __metadata__, in the order written:
  * the one list the writer, the reader and clstm_metadata_reserved use. */
-typedef enum { KEY_INT, KEY_BOOL, KEY_REAL, KEY_FRACTION, KEY_DTYPE, KEY_ENCODING } key_kind;
+typedef enum {
+    KEY_INT,
+    KEY_BOOL,
+    KEY_REAL,
+    KEY_FRACTION,
+    KEY_DTYPE,
+    KEY_ENCODING,
+    KEY_ATTENTION
+} key_kind;
 typedef struct {
     const char *name;
     key_kind kind;
@@ -237,11 +245,21 @@ static const config_key CONFIG_KEYS[] = {
     KEY(vocab_size, KEY_INT, "vocab_size is not a decimal integer"),
     KEY(output_size, KEY_INT, "output_size is not a decimal integer"),
     KEY(softmax, KEY_BOOL, "softmax is not 0 or 1"),
+    /* an encoder-decoder's, written only with target_vocab > 0 (absent: 0) */
+    KEY(target_vocab, KEY_INT, "target_vocab is not a decimal integer"),
+    KEY(target_embedding, KEY_INT, "target_embedding is not a decimal integer"),
+    KEY(decoder_hidden, KEY_INT, "decoder_hidden is not a decimal integer"),
+    KEY(decoder_layers, KEY_INT, "decoder_layers is not a decimal integer"),
+    KEY(attention, KEY_ATTENTION, "attention is not \"general\" or \"dot\""),
+    KEY(attentional_size, KEY_INT, "attentional_size is not a decimal integer"),
 };
+/* the first of the decoder's keys */
+#define FIRST_DECODER_KEY 14
 #undef KEY
 #define N_CONFIG_KEYS (sizeof CONFIG_KEYS / sizeof CONFIG_KEYS[0])
 static const char *const ENCODINGS[3] = {"none", "onehot", "embedding"};
 static const char *const DTYPES[2] = {"float32", "float64"};
+static const char *const ATTENTIONS[2] = {"general", "dot"};
 
 /* Index of s in names[0..n), or -1. */
 static int name_index(const char *s, const char *const *names, int n) {
@@ -267,6 +285,10 @@ static int parse_key(const config_key *k, const char *v, clstm_config *c) {
         if ((i = name_index(v, ENCODINGS, 3)) < 0) return -1;
         *(clstm_encoding *)field = (clstm_encoding)i;
         return 0;
+    case KEY_ATTENTION:
+        if ((i = name_index(v, ATTENTIONS, 2)) < 0) return -1;
+        *(int *)field = i;
+        return 0;
     }
     return -1;
 }
@@ -281,6 +303,7 @@ static void format_key(const config_key *k, const clstm_config *c, char *buf) {
     case KEY_FRACTION: snprintf(buf, 64, "%.17g", *(const double *)field); break;
     case KEY_DTYPE: snprintf(buf, 64, "%s", DTYPES[*(const clstm_dtype *)field]); break;
     case KEY_ENCODING: snprintf(buf, 64, "%s", ENCODINGS[*(const clstm_encoding *)field]); break;
+    case KEY_ATTENTION: snprintf(buf, 64, "%s", ATTENTIONS[*(const int *)field]); break;
     }
 }
 
@@ -658,7 +681,8 @@ static char *build_header(const clstm_model *m, const st_entry *e, size_t ne, si
     if (!s) return NULL;
     len = (size_t)snprintf(s, cap, "{\"__metadata__\":{\"format\":\"clstm\","
                                    "\"format_version\":\"1\"");
-    for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
+    const size_t n_keys = m->cfg.target_vocab ? N_CONFIG_KEYS : FIRST_DECODER_KEY;
+    for (size_t i = 0; i < n_keys; i++) {
         char value[64];
         format_key(&CONFIG_KEYS[i], &m->cfg, value);
         len = put_pair(s, len, CONFIG_KEYS[i].name, value);

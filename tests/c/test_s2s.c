@@ -159,9 +159,156 @@ static void gradcheck(int dot, int64_t Ld, int use_blas) {
     teardown(&p);
 }
 
+/* ------------------------------------------------- through the public API */
+
+static clstm_config s2s_config(int dot, int bidir) {
+    clstm_config c = clstm_config_default();
+    c.dtype = CLSTM_FLOAT64;
+    c.encoding = CLSTM_ENCODING_EMBEDDING;
+    c.vocab_size = 6, c.input_size = 3, c.hidden_size = 4, c.num_layers = 2;
+    c.bidirectional = bidir;
+    c.target_vocab = 7, c.target_embedding = 3, c.decoder_hidden = dot ? 4 * (1 + bidir) : 5;
+    c.decoder_layers = 2, c.attention = dot ? CLSTM_ATTENTION_DOT : CLSTM_ATTENTION_GENERAL;
+    c.attentional_size = 4;
+    return c;
+}
+
+enum { TS = 4, TT = 3, NB = 2 };
+static const int32_t SRC[TS * NB] = {1, 2, 3, 5, 4, 0, 2, 1};
+static const int64_t SRC_LENS[NB] = {4, 2}, TGT_LENS[NB] = {3, 1};
+static const int32_t TGT[TT * NB] = {0, 0, 4, 6, 5, 3};
+
+static double api_loss(clstm_model *m, const double *R, double *z, void *ws, size_t bytes) {
+    CHECK(clstm_seq2seq_forward(m, TS, TT, NB, SRC, SRC_LENS, TGT, TGT_LENS, z, 1, 0, ws,
+                                bytes) == CLSTM_OK,
+          "seq2seq forward");
+    double s = 0;
+    for (int i = 0; i < TT * NB * 7; i++) s += R[i] * z[i];
+    return s;
+}
+
+static void api_gradcheck(int dot, int bidir) {
+    clstm_config c = s2s_config(dot, bidir);
+    clstm_model *m = NULL;
+    if (!CHECK(clstm_create(&c, 5, &m) == CLSTM_OK, "create dot %d bidir %d", dot, bidir))
+        return;
+    int64_t nt = 0;
+    clstm_num_tensors(m, &nt);
+    int names = 0;
+    for (int64_t i = 0; i < nt; i++) {
+        clstm_tensor_info info;
+        clstm_tensor_info_get(m, i, &info);
+        names += strcmp(info.name, "decoder.weight_ih_l1") == 0 ||
+                 strcmp(info.name, "attention.combine.weight") == 0 ||
+                 strcmp(info.name, "decoder.out.bias") == 0 ||
+                 strcmp(info.name, "attention.weight") == 0;
+    }
+    CHECK(names == (dot ? 3 : 4), "decoder tensors named as torch's state_dict keys: %d", names);
+    size_t bytes = 0;
+    CHECK(clstm_seq2seq_workspace_size(m, TS, TT, NB, 1, &bytes) == CLSTM_OK, "ws size");
+    void *ws = malloc(bytes);
+    double R[TT * NB * 7], z[TT * NB * 7];
+    for (int t = 0; t < TT; t++)
+        for (int b = 0; b < NB; b++)
+            for (int v = 0; v < 7; v++) R[(t * NB + b) * 7 + v] = t < TGT_LENS[b] ? urand() : 0;
+    void *pv, *gv;
+    size_t n;
+    clstm_params(m, &pv, &n);
+    clstm_grads(m, &gv, &n);
+    double *p = pv, *g = gv;
+    clstm_zero_grad(m);
+    api_loss(m, R, z, ws, bytes);
+    CHECK(clstm_seq2seq_backward(m, TS, TT, NB, R, ws, bytes) == CLSTM_OK, "backward");
+    double worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double keep = p[i], h = 1e-6;
+        p[i] = keep + h;
+        const double up = api_loss(m, R, z, ws, bytes);
+        p[i] = keep - h;
+        const double down = api_loss(m, R, z, ws, bytes);
+        p[i] = keep;
+        const double fd = (up - down) / (2 * h), err = fabs(fd - g[i]) / (1e-3 + fabs(fd));
+        if (err > worst) worst = err, at = i;
+    }
+    CHECK(worst < 1e-5, "dot %d bidir %d: every parameter, encoder's too: element %zu: %.3g",
+          dot, bidir, at, worst);
+    /* a backward without its forward, or another size, is STATE */
+    CHECK(clstm_seq2seq_backward(m, TS, TT, NB, R, ws, bytes) == CLSTM_OK, "twice is fine");
+    api_loss(m, R, z, ws, bytes);
+    void *small = malloc(bytes);
+    CHECK(clstm_seq2seq_forward(m, TS, TT, NB, SRC, SRC_LENS, TGT, TGT_LENS, z, 0, 0, small,
+                                bytes) == CLSTM_OK &&
+              clstm_seq2seq_backward(m, TS, TT, NB, R, small, bytes) == CLSTM_ERR_STATE,
+          "backward after an inference forward");
+    free(small);
+    /* bad ids and sizes */
+    int32_t bad[TT * NB];
+    memcpy(bad, TGT, sizeof bad);
+    bad[0] = 7;
+    CHECK(clstm_seq2seq_forward(m, TS, TT, NB, SRC, SRC_LENS, bad, TGT_LENS, z, 1, 0, ws,
+                                bytes) == CLSTM_ERR_ARG,
+          "a target id past Vt");
+    bad[0] = 0, bad[5] = -1; /* past the second target's length: ignored */
+    CHECK(clstm_seq2seq_forward(m, TS, TT, NB, SRC, SRC_LENS, bad, TGT_LENS, z, 1, 0, ws,
+                                bytes) == CLSTM_OK,
+          "ids past a length are ignored");
+    CHECK(clstm_seq2seq_forward(m, TS, TT, NB, SRC, SRC_LENS, TGT, TGT_LENS, z, 1, 0, ws,
+                                bytes - 1) == CLSTM_ERR_WORKSPACE,
+          "a small workspace");
+    const int64_t long_lens[NB] = {TT + 1, 1};
+    CHECK(clstm_seq2seq_forward(m, TS, TT, NB, SRC, SRC_LENS, TGT, long_lens, z, 1, 0, ws,
+                                bytes) != CLSTM_OK,
+          "a target length past Tt");
+    /* the file keeps the decoder */
+    const char *path = "test_s2s.safetensors";
+    CHECK(clstm_save(m, path) == CLSTM_OK, "save");
+    clstm_model *back = NULL;
+    if (CHECK(clstm_load(path, &back) == CLSTM_OK, "load")) {
+        clstm_config bc = clstm_config_default();
+        clstm_get_config(back, &bc);
+        CHECK(bc.target_vocab == 7 && bc.decoder_layers == 2 && bc.attention == c.attention &&
+                  bc.attentional_size == 4 && bc.decoder_hidden == c.decoder_hidden,
+              "the decoder's config comes back");
+        void *bp;
+        size_t bn;
+        clstm_params(back, &bp, &bn);
+        CHECK(bn == n && memcmp(bp, p, n * sizeof(double)) == 0, "the parameters come back");
+        clstm_free(back);
+    }
+    remove(path);
+    free(ws);
+    clstm_free(m);
+}
+
+static void configs_refused(void) {
+    clstm_config c = s2s_config(0, 1);
+    clstm_model *m = NULL;
+    c.output_size = 3; /* a head on an encoder-decoder */
+    CHECK(clstm_create(&c, 1, &m) == CLSTM_ERR_SIZE && !m, "a head");
+    c = s2s_config(1, 1);
+    c.decoder_hidden = 5; /* dot needs Hd = N*R */
+    CHECK(clstm_create(&c, 1, &m) == CLSTM_ERR_SIZE && !m, "dot with Hd != N*R");
+    c = s2s_config(0, 1);
+    c.decoder_layers = CLSTM_MAX_DECODER_LAYERS + 1;
+    CHECK(clstm_create(&c, 1, &m) == CLSTM_ERR_SIZE && !m, "too many decoder layers");
+    c = clstm_config_default();
+    c.decoder_hidden = 4; /* decoder fields without a decoder */
+    CHECK(clstm_create(&c, 1, &m) == CLSTM_ERR_SIZE && !m, "stray decoder fields");
+    c = clstm_config_default();
+    CHECK(clstm_create(&c, 1, &m) == CLSTM_OK, "plain model");
+    size_t bytes;
+    CHECK(clstm_seq2seq_workspace_size(m, 2, 2, 1, 1, &bytes) == CLSTM_ERR_ARG,
+          "not an encoder-decoder");
+    clstm_free(m);
+}
+
 int main(void) {
     for (int dot = 0; dot <= 1; dot++)
         for (int64_t L = 1; L <= 2; L++)
             for (int blas = 0; blas <= clstm_has_blas(); blas++) gradcheck(dot, L, blas);
+    for (int dot = 0; dot <= 1; dot++)
+        for (int bidir = 0; bidir <= 1; bidir++) api_gradcheck(dot, bidir);
+    configs_refused();
     return ctest_finish();
 }

@@ -47,6 +47,12 @@ cdef extern from "clstm.h" nogil:
         int64_t vocab_size
         int64_t output_size
         int softmax
+        int64_t target_vocab
+        int64_t target_embedding
+        int64_t decoder_hidden
+        int64_t decoder_layers
+        int attention
+        int64_t attentional_size
 
     ctypedef struct clstm_run_options:
         size_t struct_size
@@ -127,6 +133,15 @@ cdef extern from "clstm.h" nogil:
     clstm_status clstm_model_backward(clstm_model *m, int64_t T, int64_t B, const void *dout,
                                       const void *dhT, const void *dcT, void *dx, void *dh0,
                                       void *dc0, void *ws, size_t ws_bytes)
+    clstm_status clstm_seq2seq_workspace_size(const clstm_model *m, int64_t Ts, int64_t Tt,
+                                              int64_t B, int train, size_t *bytes)
+    clstm_status clstm_seq2seq_forward(const clstm_model *m, int64_t Ts, int64_t Tt, int64_t B,
+                                       const int32_t *src, const int64_t *src_lens,
+                                       const int32_t *tgt_in, const int64_t *tgt_lens,
+                                       void *logits, int train, uint64_t dropout_seed, void *ws,
+                                       size_t ws_bytes) nogil
+    clstm_status clstm_seq2seq_backward(clstm_model *m, int64_t Ts, int64_t Tt, int64_t B,
+                                        const void *dlogits, void *ws, size_t ws_bytes) nogil
     clstm_status clstm_softmax(clstm_dtype dtype, int64_t n, int64_t k, const void *z,
                                double temperature, void *p)
     clstm_status clstm_loss_xent(clstm_dtype dtype, int64_t T, int64_t B, int64_t O,

@@ -180,7 +180,10 @@ cdef class Model:
                     dropout=c.dropout, peepholes=bool(c.peepholes),
                     input_forget=bool(c.input_forget), clip=c.clip,
                     encoding=int(c.encoding), vocab_size=c.vocab_size,
-                    output_size=c.output_size, softmax=bool(c.softmax), vocab=self.vocab())
+                    output_size=c.output_size, softmax=bool(c.softmax), vocab=self.vocab(),
+                    target_vocab=c.target_vocab, target_embedding=c.target_embedding,
+                    decoder_hidden=c.decoder_hidden, decoder_layers=c.decoder_layers,
+                    attention=int(c.attention), attentional_size=c.attentional_size)
 
     def vocab(self):
         """The vocabulary as a str, or None."""
@@ -351,6 +354,44 @@ cdef class Model:
             st = clstm_model_backward(self.m, T, B, pdo, pdh, pdc, pdx, &dh0[0], &dc0[0],
                                       &ws[0], ws.shape[0])
         check(st, "backward")
+
+    # Encoder-decoders (clstm_seq2seq_*): the caller (clstm.Seq2Seq) checks
+    # shapes; here only the flat sizes C cannot see.
+    def seq2seq_workspace_size(self, int64_t Ts, int64_t Tt, int64_t B, bint train):
+        cdef size_t n
+        check(clstm_seq2seq_workspace_size(self.m, Ts, Tt, B, train, &n), "workspace")
+        return n
+
+    def seq2seq_forward(self, int64_t Ts, int64_t Tt, int64_t B, real[::1] logits not None,
+                        const int32_t[::1] src not None, const int64_t[::1] src_lens not None,
+                        const int32_t[::1] tgt_in not None,
+                        const int64_t[::1] tgt_lens not None, bint train,
+                        unsigned char[::1] ws not None, uint64_t dropout_seed=0):
+        """Teacher forcing: logits (Tt*B*Vt) from flat time-first arrays."""
+        cdef clstm_status st
+        cdef clstm_config c
+        check(clstm_get_config(self.m, &c), "config")
+        _check_dtype(self.float64, sizeof(real))
+        for name, arr, n in (("logits", logits, Tt * B * c.target_vocab), ("src", src, Ts * B),
+                             ("src_lens", src_lens, B), ("tgt_in", tgt_in, Tt * B),
+                             ("tgt_lens", tgt_lens, B)):
+            _check_size(arr, n, name)
+        with nogil:
+            st = clstm_seq2seq_forward(self.m, Ts, Tt, B, &src[0], &src_lens[0], &tgt_in[0],
+                                       &tgt_lens[0], &logits[0], train, dropout_seed, &ws[0],
+                                       ws.shape[0])
+        check(st, "seq2seq forward")
+
+    def seq2seq_backward(self, int64_t Ts, int64_t Tt, int64_t B, const real[::1] dlogits not None,
+                         unsigned char[::1] ws not None):
+        cdef clstm_status st
+        cdef clstm_config c
+        check(clstm_get_config(self.m, &c), "config")
+        _check_dtype(self.float64, sizeof(real))
+        _check_size(dlogits, Tt * B * c.target_vocab, "dlogits")
+        with nogil:
+            st = clstm_seq2seq_backward(self.m, Ts, Tt, B, &dlogits[0], &ws[0], ws.shape[0])
+        check(st, "seq2seq backward")
 
     cdef int _check_sizes(self, int64_t T, int64_t B, out, x, ids, h0, c0, hT, cT,
                           tuple names) except -1:

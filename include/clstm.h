@@ -862,7 +862,7 @@ CLSTM_API clstm_status clstm_load_ex(const char *path, clstm_model **out, const 
  * metadata come along); *out owns it. Errors: NULL, ARG (src already
  * quantized, or a parameter NaN, Inf or beyond float32's range; a row of
  * weights too small for float32 becomes zeros), UNSUPPORTED (a matrix with over
- * 65536 columns: its int32 sums could overflow), NOMEM. */
+ * 65536 columns: its int32 sums could overflow; an encoder-decoder), NOMEM. */
 CLSTM_API clstm_status clstm_quantize(const clstm_model *src, clstm_model **out);
 /* 1 if m is a quantized model, else 0 (also for NULL). */
 CLSTM_API int clstm_is_quantized(const clstm_model *m);

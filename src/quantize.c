@@ -137,6 +137,7 @@ clstm_status clstm_quantize(const clstm_model *src, clstm_model **out) {
     if (out) *out = NULL;
     if (!src || !out) return CLSTM_ERR_NULL;
     if (src->quantized || !params_finite(src)) return CLSTM_ERR_ARG;
+    if (src->cfg.target_vocab) return CLSTM_ERR_UNSUPPORTED; /* no int8 decoder */
     for (int64_t i = 0; i < src->n_tensors; i++)
         if (clstm_kind_quantized(src->tensors[i].kind) &&
             src->tensors[i].info.shape[1] > CLSTM_Q8_MAX_K)

@@ -1,0 +1,101 @@
+"""The encoder-decoder computed in C (clstm_seq2seq_*, through the binding)
+against the independent PyTorch implementation in tests/seq2seq_torch.py,
+with the weights copied across by name: logits, loss and every
+parameter's gradient, in float64 and float32."""
+import numpy as np
+import pytest
+
+from clstm import _core, losses
+
+torch = pytest.importorskip("torch")
+from seq2seq_torch import TorchSeq2Seq  # noqa: E402
+
+VS, VT, E, H, HD, A = 9, 8, 5, 6, 7, 4
+
+
+def torch_name(name):
+    """The oracle's parameter for a clstm tensor name."""
+    fixed = {"embedding.weight": "src_embedding.weight",
+             "decoder.embedding.weight": "tgt_embedding.weight",
+             "attention.weight": "w_a.weight", "attention.combine.weight": "w_c.weight",
+             "decoder.out.weight": "out.weight", "decoder.out.bias": "out.bias"}
+    if name in fixed:
+        return fixed[name]
+    return name if name.startswith("decoder.") else "encoder." + name
+
+
+def pair(attention, layers, decoder_layers, dtype):
+    torch.manual_seed(3)
+    hd = 2 * H if attention == "dot" else HD
+    oracle = TorchSeq2Seq(VS, VT, embedding=E, hidden=H, layers=layers, decoder_hidden=hd,
+                          decoder_layers=decoder_layers, attention=attention, attentional=A,
+                          dtype=torch.float64)
+    settings = dict(input_size=E, hidden_size=H, num_layers=layers, bidirectional=1,
+                    dtype=_core.DTYPES[np.dtype(dtype).name], encoding=_core.ENCODINGS["embedding"],
+                    vocab_size=VS, target_vocab=VT, target_embedding=E, decoder_hidden=hd,
+                    decoder_layers=decoder_layers, attention=int(attention == "dot"),
+                    attentional_size=A)
+    core = _core.Model(settings, 1, "default")
+    block = np.frombuffer(core.params_block(), dtype)
+    params = dict(oracle.named_parameters())
+    names = []
+    for name, offset, shape in core.tensors():
+        w = params[torch_name(name)].detach().numpy()
+        assert w.shape == tuple(shape), name
+        block[offset:offset + w.size] = w.ravel()
+        names.append(name)
+    assert sorted(torch_name(n) for n in names) == sorted(params)  # every tensor, once
+    return oracle, core
+
+
+def batch(rng):
+    src_lens = np.array([6, 3, 1, 5], np.int64)
+    tgt_lens = np.array([4, 5, 1, 2], np.int64)
+    Ts, Tt, B = 6, 5, 4
+    src = rng.integers(0, VS, (Ts, B)).astype(np.int32)
+    tgt_in = rng.integers(0, VT, (Tt, B)).astype(np.int32)
+    tgt_out = rng.integers(1, VT, (Tt, B)).astype(np.int32)
+    return src, src_lens, tgt_in, tgt_out, tgt_lens
+
+
+@pytest.mark.parametrize("attention", ["general", "dot"])
+@pytest.mark.parametrize("layers, decoder_layers", [(1, 1), (2, 2)])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-4)])
+def test_loss_logits_and_gradients_match_pytorch(attention, layers, decoder_layers, dtype, rtol):
+    oracle, core = pair(attention, layers, decoder_layers, dtype)
+    src, src_lens, tgt_in, tgt_out, tgt_lens = batch(np.random.default_rng(0))
+    Ts, B = src.shape
+    Tt = tgt_in.shape[0]
+    T = torch.as_tensor
+    loss_t = oracle.loss(T(src).long(), src_lens, T(tgt_in).long(), T(tgt_out).long(), tgt_lens)
+    loss_t.backward()
+    with torch.no_grad():
+        logits_t = oracle(T(src).long(), src_lens, T(tgt_in).long()).numpy()
+
+    ws = np.zeros(core.seq2seq_workspace_size(Ts, Tt, B, True), np.uint8)
+    logits = np.zeros((Tt, B, VT), dtype)
+    core.seq2seq_forward(Ts, Tt, B, logits.reshape(-1), src.reshape(-1), src_lens,
+                         tgt_in.reshape(-1), tgt_lens, True, ws)
+    valid = np.arange(Tt)[:, None] < tgt_lens[None, :]
+    np.testing.assert_allclose(logits[valid], logits_t[valid], rtol=rtol, atol=rtol)
+    assert not logits[~valid].any()  # 0 past each target's length
+    loss, dz = losses.cross_entropy(logits, tgt_out, tgt_lens)
+    assert loss == pytest.approx(float(loss_t.detach()), rel=rtol)
+    core.zero_grad()
+    core.seq2seq_backward(Ts, Tt, B, np.ascontiguousarray(dz, dtype).reshape(-1), ws)
+    grads = np.frombuffer(core.grads_block(), dtype)
+    params = dict(oracle.named_parameters())
+    for name, offset, shape in core.tensors():
+        want = params[torch_name(name)].grad.numpy()
+        got = grads[offset:offset + want.size].reshape(want.shape)
+        scale = max(np.abs(want).max(), 1e-3)
+        np.testing.assert_allclose(got, want, rtol=0, atol=rtol * scale, err_msg=name)
+
+
+def test_python_refuses_to_load_an_encoder_decoder_it_cannot_run(tmp_path):
+    import clstm
+    _, core = pair("general", 1, 1, np.float64)
+    path = str(tmp_path / "s2s.safetensors")
+    core.save(path)
+    with pytest.raises(ValueError, match="encoder-decoder model"):
+        clstm.load(path)

@@ -99,3 +99,11 @@ def test_python_refuses_to_load_an_encoder_decoder_it_cannot_run(tmp_path):
     core.save(path)
     with pytest.raises(ValueError, match="encoder-decoder model"):
         clstm.load(path)
+
+
+def test_decoder_keys_are_not_user_metadata():
+    import clstm
+    m = clstm.Model(vocab="ab", hidden_size=3, output_size=2, seed=0)
+    for key in ("target_vocab", "attention"):
+        with pytest.raises(ValueError, match="config key"):
+            m.metadata[key] = "1"

@@ -104,38 +104,37 @@ static void teardown(problem *p) {
     free(p->src_lens), free(p->tgt_lens), free(p->tgt_in), free(p->ws);
 }
 
+/* The largest error of grad (n) against central differences of f over x,
+ * relative to max(|fd|, 1e-3), and where. */
+static double worst_fd(double (*f)(void *), void *ctx, double *x, const double *grad, size_t n,
+                       size_t *at) {
+    const double h = 1e-6;
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double keep = x[i];
+        x[i] = keep + h;
+        const double up = f(ctx);
+        x[i] = keep - h;
+        const double down = f(ctx);
+        x[i] = keep;
+        const double fd = (up - down) / (2 * h), err = fabs(fd - grad[i]) / (1e-3 + fabs(fd));
+        if (err > worst) worst = err, *at = i;
+    }
+    return worst;
+}
+
+static double problem_loss(void *p) { return loss(p); }
+
 static void gradcheck(int dot, int64_t Ld, int use_blas) {
     problem p;
     setup(&p, dot, Ld, use_blas);
     loss(&p);
     clstm_s2s_backward_f64(&p.d, &p.w, &p.g, p.S, p.src_lens, p.tgt_in, p.R, p.dS, p.ws);
-    const double h = 1e-6;
-    double worst = 0;
     size_t at = 0;
-    for (size_t i = 0; i < p.n_params; i++) {
-        const double keep = p.params[i];
-        p.params[i] = keep + h;
-        const double up = loss(&p);
-        p.params[i] = keep - h;
-        const double down = loss(&p);
-        p.params[i] = keep;
-        const double fd = (up - down) / (2 * h), err = fabs(fd - p.grads[i]) / (1e-3 + fabs(fd));
-        if (err > worst) worst = err, at = i;
-    }
+    double worst = worst_fd(problem_loss, &p, p.params, p.grads, p.n_params, &at);
     CHECK(worst < 1e-5, "dot %d L %lld blas %d: parameter %zu: relative error %.3g", dot,
           (long long)Ld, use_blas, at, worst);
-    worst = 0;
-    const int64_t nS = p.d.Ts * p.d.B * p.d.Ne;
-    for (int64_t i = 0; i < nS; i++) {
-        const double keep = p.S[i];
-        p.S[i] = keep + h;
-        const double up = loss(&p);
-        p.S[i] = keep - h;
-        const double down = loss(&p);
-        p.S[i] = keep;
-        const double fd = (up - down) / (2 * h), err = fabs(fd - p.dS[i]) / (1e-3 + fabs(fd));
-        if (err > worst) worst = err, at = (size_t)i;
-    }
+    worst = worst_fd(problem_loss, &p, p.S, p.dS, (size_t)(p.d.Ts * p.d.B * p.d.Ne), &at);
     CHECK(worst < 1e-5, "dot %d L %lld blas %d: dS[%zu]: relative error %.3g", dot,
           (long long)Ld, use_blas, at, worst);
     /* padding: source steps past a length never matter; logits past a target's are 0 */
@@ -187,6 +186,19 @@ static double api_loss(clstm_model *m, const double *R, double *z, void *ws, siz
     return s;
 }
 
+typedef struct {
+    clstm_model *m;
+    const double *R;
+    double *z;
+    void *ws;
+    size_t bytes;
+} api_ctx;
+
+static double api_ctx_loss(void *c) {
+    api_ctx *a = c;
+    return api_loss(a->m, a->R, a->z, a->ws, a->bytes);
+}
+
 static void api_gradcheck(int dot, int bidir) {
     clstm_config c = s2s_config(dot, bidir);
     clstm_model *m = NULL;
@@ -219,18 +231,9 @@ static void api_gradcheck(int dot, int bidir) {
     clstm_zero_grad(m);
     api_loss(m, R, z, ws, bytes);
     CHECK(clstm_seq2seq_backward(m, TS, TT, NB, R, ws, bytes) == CLSTM_OK, "backward");
-    double worst = 0;
     size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
-        const double keep = p[i], h = 1e-6;
-        p[i] = keep + h;
-        const double up = api_loss(m, R, z, ws, bytes);
-        p[i] = keep - h;
-        const double down = api_loss(m, R, z, ws, bytes);
-        p[i] = keep;
-        const double fd = (up - down) / (2 * h), err = fabs(fd - g[i]) / (1e-3 + fabs(fd));
-        if (err > worst) worst = err, at = i;
-    }
+    api_ctx ctx = {m, R, z, ws, bytes};
+    const double worst = worst_fd(api_ctx_loss, &ctx, p, g, n, &at);
     CHECK(worst < 1e-5, "dot %d bidir %d: every parameter, encoder's too: element %zu: %.3g",
           dot, bidir, at, worst);
     /* a backward without its forward, or another size, is STATE */

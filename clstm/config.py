@@ -18,10 +18,6 @@ SETTINGS = ("input_size", "hidden_size", "num_layers", "proj_size", "bidirection
             "vocab_size", "output_size", "softmax")
 # what else a model file's __metadata__ holds: user metadata may not use these keys
 RESERVED_METADATA = frozenset(SETTINGS + ("format", "format_version", "vocab"))
-# an encoder-decoder's config keys, in its files only (issue 18): no user
-# metadata key either
-DECODER_SETTINGS = ("target_vocab", "target_embedding", "decoder_hidden", "decoder_layers",
-                    "attention", "attentional_size")
 _MAX_METADATA, _MAX_KEY_BYTES, _MAX_VALUE_BYTES = 48, 256, 65536
 
 ENCODINGS = dict(_core.ENCODINGS)  # None, "onehot", "embedding" -> clstm_encoding
@@ -73,7 +69,7 @@ class Metadata(MutableMapping):
         if not 1 <= len(kb) <= _MAX_KEY_BYTES or "\0" in key:
             raise ValueError("metadata: key %r must be 1..%d bytes of UTF-8 without NUL"
                              % (key, _MAX_KEY_BYTES))
-        if key in RESERVED_METADATA or key in DECODER_SETTINGS:
+        if key in RESERVED_METADATA:
             raise ValueError("metadata: %r is a config key of the model file, not user "
                              "metadata" % key)
         if len(vb) > _MAX_VALUE_BYTES or "\0" in value:

@@ -667,7 +667,8 @@ CLSTM_API clstm_status clstm_vocab_lookup(const clstm_model *m, const char *text
  * bytes of UTF-8, not a config key ("format", "format_version",
  * "input_size", "hidden_size", "num_layers", "proj_size", "bidirectional",
  * "dropout", "peepholes", "input_forget", "clip", "dtype", "encoding",
- * "vocab_size", "output_size", "softmax", "vocab"); value: valid UTF-8 of at
+ * "vocab_size", "output_size", "softmax", "vocab"; for an encoder-decoder
+ * also the decoder's config fields); value: valid UTF-8 of at
  * most CLSTM_METADATA_VALUE_MAX bytes. Errors: NULL (m or key), ARG (a key
  * or value as above, or a new key past CLSTM_MAX_METADATA), NOMEM.
  * clstm_get_metadata: *value = the value (owned by the model, valid until
@@ -724,9 +725,12 @@ CLSTM_API int clstm_has_blas(void);
  * default "C" locale does), "dtype" ("float32"/"float64"), and for the
  * whole model "encoding" ("none", "onehot", "embedding"), "vocab_size",
  * "output_size", "softmax" and, when the model has one, "vocab" (the
- * vocabulary's UTF-8 string, JSON-escaped). Tensor names are
- * clstm_tensor_info's, including "embedding.weight", "head.weight" and
- * "head.bias". Data are the
+ * vocabulary's UTF-8 string, JSON-escaped). An encoder-decoder's file has
+ * "format_version": "2" and its decoder's config fields, spelt as in
+ * clstm_config ("attention": "general" or "dot"); in a version 1 file
+ * those names are user metadata. Tensor names are clstm_tensor_info's,
+ * including "embedding.weight", "head.weight" and "head.bias" (and the
+ * decoder's, see "Sequence to sequence"). Data are the
  * parameter block, little-endian, tensors in block order. The backend is not
  * saved. Big-endian hosts get CLSTM_ERR_UNSUPPORTED from every function below.
  */

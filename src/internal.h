@@ -238,8 +238,9 @@ void clstm_vocab_clear(clstm_model *m);
 void clstm_metadata_clear(clstm_model *m);
 /* 1 if s[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 int clstm_utf8_valid(const char *s, size_t n);
-/* 1 if key is one of the config's metadata keys (not user metadata). */
-int clstm_metadata_reserved(const char *key);
+/* 1 if key is one of m's config keys in its file (not user metadata): the
+ * decoder's only for an encoder-decoder. */
+int clstm_metadata_reserved(const clstm_model *m, const char *key);
 
 /* Threads in the OpenMP team for a problem with batch B, hidden H. */
 int clstm_team_size(int64_t B, int64_t H);

@@ -96,6 +96,27 @@ static clstm_status tensor_table(const clstm_config *c, clstm_tensor *t, int64_t
     if (c->proj_size < 0 || (c->proj_size > 0 && c->proj_size >= c->hidden_size))
         return CLSTM_ERR_SIZE;
     if (c->hidden_size > lim || c->input_size > lim) return CLSTM_ERR_OVERFLOW;
+    /* the decoder: all or nothing, checked before any shape is computed;
+     * clip applies to the encoder only, so it is refused */
+    if (c->target_vocab) {
+        if (c->target_vocab < 4 || c->encoding != CLSTM_ENCODING_EMBEDDING ||
+            c->output_size != 0 || c->target_embedding < 1 || c->decoder_hidden < 1 ||
+            c->decoder_layers < 1 || c->decoder_layers > CLSTM_MAX_DECODER_LAYERS ||
+            c->attentional_size < 1 || c->clip > 0 ||
+            (c->attention != CLSTM_ATTENTION_GENERAL && c->attention != CLSTM_ATTENTION_DOT) ||
+            (c->attention == CLSTM_ATTENTION_DOT &&
+             c->decoder_hidden != clstm_dirs(c) * clstm_rsize(c)))
+            return CLSTM_ERR_SIZE;
+        if (c->target_vocab > lim || c->target_embedding > lim || c->decoder_hidden > lim ||
+            c->attentional_size > lim ||
+            c->target_embedding + c->attentional_size > lim ||
+            clstm_dirs(c) * clstm_rsize(c) + c->decoder_hidden > lim)
+            return CLSTM_ERR_OVERFLOW;
+    } else if (c->target_embedding || c->decoder_hidden || c->decoder_layers || c->attention ||
+               c->attentional_size) {
+        return CLSTM_ERR_SIZE;
+    }
+    const int64_t Ld = c->target_vocab ? c->decoder_layers : 0;
     /* the LSTM: N units of layer 0, then N (L - 1) units alike (D_k = N*R for k > 0) */
     const size_t N = (size_t)clstm_dirs(c), L = (size_t)c->num_layers;
     size_t u0 = 0, u1 = 0, l0, rest, total;
@@ -112,26 +133,6 @@ static clstm_status tensor_table(const clstm_config *c, clstm_tensor *t, int64_t
         return CLSTM_ERR_SIZE;
     if (c->output_size < 0) return CLSTM_ERR_SIZE;
     if (c->vocab_size > lim || c->output_size > lim) return CLSTM_ERR_OVERFLOW;
-    /* the decoder: all or nothing */
-    const int64_t Ld = c->target_vocab ? c->decoder_layers : 0;
-    if (c->target_vocab) {
-        if (c->target_vocab < 4 || c->encoding != CLSTM_ENCODING_EMBEDDING ||
-            c->output_size != 0 || c->target_embedding < 1 || c->decoder_hidden < 1 ||
-            c->decoder_layers < 1 || c->decoder_layers > CLSTM_MAX_DECODER_LAYERS ||
-            c->attentional_size < 1 ||
-            (c->attention != CLSTM_ATTENTION_GENERAL && c->attention != CLSTM_ATTENTION_DOT) ||
-            (c->attention == CLSTM_ATTENTION_DOT &&
-             c->decoder_hidden != clstm_dirs(c) * clstm_rsize(c)))
-            return CLSTM_ERR_SIZE;
-        if (c->target_vocab > lim || c->target_embedding > lim || c->decoder_hidden > lim ||
-            c->attentional_size > lim ||
-            c->target_embedding + c->attentional_size > lim ||
-            clstm_dirs(c) * clstm_rsize(c) + c->decoder_hidden > lim)
-            return CLSTM_ERR_OVERFLOW;
-    } else if (c->target_embedding || c->decoder_hidden || c->decoder_layers || c->attention ||
-               c->attentional_size) {
-        return CLSTM_ERR_SIZE;
-    }
     size_t bytes, nt;
     if (add_kinds(c, CLSTM_T_EMBEDDING, CLSTM_T_DEC_FIRST, -1, &total, &extra))
         return CLSTM_ERR_OVERFLOW;
@@ -393,7 +394,8 @@ clstm_unit_offsets clstm_unit_layout(const clstm_model *m, int64_t k, int64_t d)
 }
 
 size_t clstm_tensor_offset(const clstm_model *m, clstm_tensor_kind kind) {
-    const clstm_tensor *t = m->tensors; /* the model's own are the last (at most 3) */
+    /* the model's own come after the units: embedding, head, then any decoder's */
+    const clstm_tensor *t = m->tensors;
     for (int64_t i = m->n_tensors - 1; i >= 0 && t[i].kind >= CLSTM_T_EMBEDDING; i--)
         if (t[i].kind == kind) return t[i].info.offset;
     return CLSTM_ABSENT;

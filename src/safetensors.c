@@ -307,9 +307,12 @@ static void format_key(const config_key *k, const clstm_config *c, char *buf) {
     }
 }
 
-int clstm_metadata_reserved(const char *key) {
+int clstm_metadata_reserved(const clstm_model *m, const char *key) {
     static const char *const file_keys[4] = {"format", "format_version", "vocab", "quantized"};
-    for (size_t i = 0; i < N_CONFIG_KEYS; i++)
+    /* the decoder's keys are config only in an encoder-decoder's file (format
+     * version 2); other models may keep user metadata of those names */
+    const size_t n = m->cfg.target_vocab ? N_CONFIG_KEYS : FIRST_DECODER_KEY;
+    for (size_t i = 0; i < n; i++)
         if (strcmp(key, CONFIG_KEYS[i].name) == 0) return 1;
     return name_index(key, file_keys, 4) >= 0;
 }
@@ -349,9 +352,14 @@ static int config_from_meta(st_header *h, clstm_config *c, int quantized) {
     *c = clstm_config_default();
     if ((v = meta(h, "format")) && strcmp(v, "clstm") != 0)
         return fail(h, "__metadata__ format is not \"clstm\"");
-    if ((v = meta(h, "format_version")) && strcmp(v, "1") != 0)
-        return fail(h, "unsupported __metadata__ format_version");
-    for (size_t i = 0; i < N_CONFIG_KEYS; i++)
+    /* version 2: an encoder-decoder, whose decoder keys are config; in
+     * version 1 (or none) names like "attention" are user metadata */
+    const int v2 = (v = meta(h, "format_version")) && strcmp(v, "2") == 0;
+    if (v && strcmp(v, "1") != 0 && !v2) return fail(h, "unsupported __metadata__ format_version");
+    if (v2 && !meta(h, "target_vocab"))
+        return fail(h, "format_version 2 (an encoder-decoder) without target_vocab");
+    if (v2 && quantized) return fail(h, "an encoder-decoder cannot be quantized");
+    for (size_t i = 0; i < (v2 ? N_CONFIG_KEYS : FIRST_DECODER_KEY); i++)
         if ((v = meta(h, CONFIG_KEYS[i].name)) && parse_key(&CONFIG_KEYS[i], v, c))
             return fail(h, CONFIG_KEYS[i].bad);
     /* what the metadata leaves out is read off the tensors */
@@ -526,7 +534,7 @@ static clstm_status load_buffer(const unsigned char *buf, size_t size, clstm_mod
         if (st != CLSTM_OK && st != CLSTM_ERR_NOMEM) {
             st = CLSTM_ERR_FORMAT;
             fail(&h, "the __metadata__ config is invalid (sizes, proj_size, dropout, clip, "
-                     "encoding, vocab_size, output_size or softmax)");
+                     "encoding, vocab_size, output_size, softmax or the decoder's)");
         } else if (st == CLSTM_OK && fill_params(&h, m, buf + 8 + n)) {
             st = CLSTM_ERR_FORMAT;
         } else if (st == CLSTM_OK && (vocab = meta(&h, "vocab")) &&
@@ -535,7 +543,7 @@ static clstm_status load_buffer(const unsigned char *buf, size_t size, clstm_mod
             fail(&h, "vocab is not vocab_size distinct characters of a token model");
         }
         for (size_t i = 0; st == CLSTM_OK && i < h.nm; i++) {
-            if (clstm_metadata_reserved(h.key[i])) continue;
+            if (clstm_metadata_reserved(m, h.key[i])) continue;
             st = clstm_set_metadata(m, h.key[i], h.val[i]);
             if (st != CLSTM_OK && st != CLSTM_ERR_NOMEM) {
                 st = CLSTM_ERR_FORMAT;
@@ -680,7 +688,8 @@ static char *build_header(const clstm_model *m, const st_entry *e, size_t ne, si
     char *s = malloc(cap);
     if (!s) return NULL;
     len = (size_t)snprintf(s, cap, "{\"__metadata__\":{\"format\":\"clstm\","
-                                   "\"format_version\":\"1\"");
+                                   "\"format_version\":\"%s\"",
+                           m->cfg.target_vocab ? "2" : "1");
     const size_t n_keys = m->cfg.target_vocab ? N_CONFIG_KEYS : FIRST_DECODER_KEY;
     for (size_t i = 0; i < n_keys; i++) {
         char value[64];

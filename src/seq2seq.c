@@ -13,7 +13,7 @@
 typedef struct {
     uint64_t magic, model_id;
     int64_t Ts, Tt, B;
-    int train;
+    int train, consumed; /* a backward has used it (as the pipeline's) */
 } s2s_head;
 
 /* Byte offsets of the workspace's parts, each 64-byte aligned. */
@@ -23,9 +23,10 @@ typedef struct {
 
 static size_t up64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-static void dims_of(const clstm_model *m, int64_t Ts, int64_t Tt, int64_t B, s2s_dims *d) {
+static void dims_of(const clstm_model *m, int64_t Ts, int64_t Tt, int64_t B, int train,
+                    s2s_dims *d) {
     const clstm_config *c = &m->cfg;
-    d->Ts = Ts, d->Tt = Tt, d->B = B;
+    d->Ts = Ts, d->Tt = Tt, d->B = B, d->train = train != 0;
     d->Ne = clstm_dirs(c) * clstm_rsize(c);
     d->Hd = c->decoder_hidden, d->Ld = c->decoder_layers, d->E = c->target_embedding;
     d->A = c->attentional_size, d->V = c->target_vocab;
@@ -60,21 +61,22 @@ static clstm_status plan(const clstm_model *m, int64_t Ts, int64_t Tt, int64_t B
                          s2s_ws *ly) {
     const clstm_config *c = &m->cfg;
     if (Ts < 1 || Tt < 1 || B < 1) return CLSTM_ERR_SIZE;
-    const int64_t lim = clstm_blas_dim_max();
-    if (Ts > lim || Tt > lim || B > lim) return CLSTM_ERR_OVERFLOW;
+    const int64_t lim = clstm_blas_dim_max(); /* the decoder's gemms take Ts*B and Tt*B */
+    if (Ts > lim / B || Tt > lim / B) return CLSTM_ERR_OVERFLOW;
     s2s_dims d;
-    dims_of(m, Ts, Tt, B, &d);
+    dims_of(m, Ts, Tt, B, train, &d);
+    const s2s_layout dl = s2s_plan(&d);
+    if (dl.overflow) return CLSTM_ERR_OVERFLOW;
     size_t enc_bytes;
     clstm_status st = clstm_model_workspace_size(m, Ts, B, train, &enc_bytes);
     if (st != CLSTM_OK) return st;
-    /* every count below is a product of sizes that passed the encoder's and
-     * the model's checks; the sums are checked */
+    /* every product and sum is checked (Ts*B and Tt*B fit int64: <= lim) */
     size_t n_s, n_z, n_dec, n_ids, o = 64, v;
-    if (clstm_mul((size_t)(Ts * B), (size_t)d.Ne, &n_s) ||
-        clstm_mul((size_t)(Tt * B), (size_t)c->target_vocab, &n_z) ||
-        clstm_mul((size_t)Tt, (size_t)B, &n_ids))
+    if (clstm_mul((size_t)Tt, (size_t)B, &n_ids) ||
+        clstm_mul((size_t)Ts * (size_t)B, (size_t)d.Ne, &n_s) ||
+        clstm_mul(n_ids, (size_t)c->target_vocab, &n_z))
         return CLSTM_ERR_OVERFLOW;
-    n_dec = s2s_plan(&d).total;
+    n_dec = dl.total;
     const size_t parts[7][2] = {{(size_t)B, 8}, {(size_t)B, 8}, {n_ids, 4},   {n_s, m->elem},
                                 {train ? n_s : 0, m->elem}, {train ? n_z : 0, m->elem},
                                 {n_dec, m->elem}};
@@ -145,13 +147,13 @@ clstm_status clstm_seq2seq_forward(const clstm_model *m, int64_t Ts, int64_t Tt,
     if (st != CLSTM_OK) return st;
     s2s_dims d;
     s2s_weights w;
-    dims_of(m, Ts, Tt, B, &d);
+    dims_of(m, Ts, Tt, B, train, &d);
     weights_of(m, m->params, &w);
     if (m->cfg.dtype == CLSTM_FLOAT64)
         clstm_s2s_forward_f64(&d, &w, S, sl, ids, tl, logits, (double *)(void *)(base + ly.dec));
     else
         clstm_s2s_forward_f32(&d, &w, S, sl, ids, tl, logits, (float *)(void *)(base + ly.dec));
-    *h = (s2s_head){S2S_MAGIC, m->id, Ts, Tt, B, train != 0};
+    *h = (s2s_head){S2S_MAGIC, m->id, Ts, Tt, B, train != 0, 0};
     return CLSTM_OK;
 }
 
@@ -164,10 +166,13 @@ clstm_status clstm_seq2seq_backward(clstm_model *m, int64_t Ts, int64_t Tt, int6
     if ((st = plan(m, Ts, Tt, B, 1, &ly)) != CLSTM_OK) return st;
     if (!ws || ws_bytes < ly.total) return CLSTM_ERR_WORKSPACE;
     char *base = ws_base(ws);
-    const s2s_head *h = (const s2s_head *)(void *)base;
-    if (h->magic != S2S_MAGIC || h->model_id != m->id || !h->train || h->Ts != Ts ||
-        h->Tt != Tt || h->B != B)
+    s2s_head *h = (s2s_head *)(void *)base;
+    if (h->magic != S2S_MAGIC || h->model_id != m->id || !h->train || h->consumed ||
+        h->Ts != Ts || h->Tt != Tt || h->B != B)
         return CLSTM_ERR_STATE;
+    /* from here nothing fails: the encoder's workspace is this forward's
+     * (clip, which its backward refuses, is refused at create) */
+    h->consumed = 1;
     const int64_t *sl = (const int64_t *)(void *)(base + ly.src_lens),
                   *tl = (const int64_t *)(void *)(base + ly.tgt_lens);
     const int32_t *ids = (const int32_t *)(void *)(base + ly.tgt_ids);
@@ -184,7 +189,7 @@ clstm_status clstm_seq2seq_backward(clstm_model *m, int64_t Ts, int64_t Tt, int6
         }
     s2s_dims d;
     s2s_weights w, g;
-    dims_of(m, Ts, Tt, B, &d);
+    dims_of(m, Ts, Tt, B, 1, &d);
     weights_of(m, m->params, &w);
     weights_of(m, m->grads, &g);
     void *S = base + ly.S, *dS = base + ly.dS;

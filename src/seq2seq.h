@@ -23,7 +23,8 @@
 typedef struct {
     int64_t Ts, Tt, B; /* source steps, target steps, batch */
     int64_t Ne, Hd, Ld, E, A, V;
-    int dot; /* keys are S itself (needs Hd == Ne) */
+    int dot;   /* keys are S itself (needs Hd == Ne) */
+    int train; /* the workspace holds the backward's buffers too */
     int use_blas;
 } s2s_dims;
 
@@ -41,41 +42,49 @@ typedef struct {
 /* The workspace: offsets in elements (seq2seq_kernels.inc says what each holds). */
 typedef struct {
     size_t K, X0, G[CLSTM_S2S_MAX_LAYERS], H[CLSTM_S2S_MAX_LAYERS], C[CLSTM_S2S_MAX_LAYERS],
-        dA[CLSTM_S2S_MAX_LAYERS], alpha, ctx, feed, dpre, dK, dh_rec, dc_rec, dh, dx, dctx,
+        alpha, ctx, feed, dA[CLSTM_S2S_MAX_LAYERS], dpre, dK, dh_rec, dc_rec, dh, dx, dctx,
         dfeed, dal, total;
+    int overflow; /* the sizes do not fit size_t: nothing else is valid */
 } s2s_layout;
 
+/* Forward buffers first, then (train only) the backward's. Every product
+ * and sum is checked. */
 static inline s2s_layout s2s_plan(const s2s_dims *d) {
-    s2s_layout ly;
-    size_t o = 0;
+    s2s_layout ly = {0};
+    size_t o = 0, n;
     const size_t Ts = (size_t)d->Ts, Tt = (size_t)d->Tt, B = (size_t)d->B, Hd = (size_t)d->Hd;
-    const size_t in0 = (size_t)(d->E + d->A), L = (size_t)d->Ld;
-#define TAKE(field, n) (ly.field = o, o += (n))
-    TAKE(K, d->dot ? 0 : Ts * B * Hd);
-    TAKE(X0, Tt * B * in0);
+    const size_t in0 = (size_t)(d->E + d->A), L = (size_t)d->Ld, Ne = (size_t)d->Ne;
+    const size_t A = (size_t)d->A, TB = Tt * B;
+    int bad = __builtin_mul_overflow(Tt, B, &n) || __builtin_mul_overflow(Ts, B, &n);
+#define TAKE(field, a, b)                                                                    \
+    (ly.field = o, bad |= __builtin_mul_overflow((size_t)(a), (size_t)(b), &n) ||             \
+                          __builtin_add_overflow(o, n, &o))
+    TAKE(K, d->dot ? 0 : Ts * B, Hd);
+    TAKE(X0, TB, in0);
     for (size_t l = 0; l < L; l++) {
-        TAKE(G[l], Tt * B * 4 * Hd);
-        TAKE(H[l], (Tt + 1) * B * Hd);
-        TAKE(C[l], (Tt + 1) * B * Hd);
-        TAKE(dA[l], Tt * B * 4 * Hd);
+        TAKE(G[l], TB, 4 * Hd);
+        TAKE(H[l], TB + B, Hd);
+        TAKE(C[l], TB + B, Hd);
     }
-    TAKE(alpha, Tt * B * Ts);
-    TAKE(ctx, Tt * B * (size_t)d->Ne);
-    TAKE(feed, Tt * B * (size_t)d->A);
-    TAKE(dpre, Tt * B * (size_t)d->A);
-    TAKE(dK, d->dot ? 0 : Ts * B * Hd);
-    TAKE(dh_rec, L * B * Hd);
-    TAKE(dc_rec, L * B * Hd);
-    TAKE(dh, B * Hd);
-    TAKE(dx, B * (in0 > Hd ? in0 : Hd));
-    TAKE(dctx, B * (size_t)d->Ne);
-    TAKE(dfeed, B * (size_t)d->A);
-    TAKE(dal, Ts);
+    TAKE(alpha, TB, Ts);
+    TAKE(ctx, TB, Ne);
+    TAKE(feed, TB, A);
+    const size_t tr = d->train ? 1 : 0;
+    for (size_t l = 0; l < L; l++) TAKE(dA[l], tr * TB, 4 * Hd);
+    TAKE(dpre, tr * TB, A);
+    TAKE(dK, d->dot ? 0 : tr * Ts * B, Hd);
+    TAKE(dh_rec, tr * L * B, Hd);
+    TAKE(dc_rec, tr * L * B, Hd);
+    TAKE(dh, tr * B, Hd);
+    TAKE(dx, tr * B, in0 > Hd ? in0 : Hd);
+    TAKE(dctx, tr * B, Ne);
+    TAKE(dfeed, tr * B, A);
+    TAKE(dal, tr, Ts);
 #undef TAKE
     ly.total = o;
+    ly.overflow = bad;
     return ly;
 }
-
 
 /* Teacher forcing over tgt_in (Tt, B) ids: logits (Tt, B, V) from the
  * encoder outputs S (Ts, B, Ne) and the lengths; ws keeps what backward

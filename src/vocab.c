@@ -178,7 +178,7 @@ clstm_status clstm_set_metadata(clstm_model *m, const char *key, const char *val
     if (!m || !key) return CLSTM_ERR_NULL;
     const size_t kn = strnlen(key, CLSTM_METADATA_KEY_MAX + 1);
     if (kn == 0 || kn > CLSTM_METADATA_KEY_MAX || !clstm_utf8_valid(key, kn) ||
-        clstm_metadata_reserved(key))
+        clstm_metadata_reserved(m, key))
         return CLSTM_ERR_ARG;
     const int at = find_meta(m, key);
     if (!value) { /* remove, keeping the order of the rest */

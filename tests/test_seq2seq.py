@@ -101,9 +101,42 @@ def test_python_refuses_to_load_an_encoder_decoder_it_cannot_run(tmp_path):
         clstm.load(path)
 
 
-def test_decoder_keys_are_not_user_metadata():
+def test_a_plain_model_keeps_user_metadata_named_like_decoder_keys(tmp_path):
+    """A file without a decoder (format version 1) reads "attention" and the
+    like as user metadata, as it did before encoder-decoders existed."""
     import clstm
     m = clstm.Model(vocab="ab", hidden_size=3, output_size=2, seed=0)
-    for key in ("target_vocab", "attention"):
-        with pytest.raises(ValueError, match="config key"):
-            m.metadata[key] = "1"
+    m.metadata.update(attention="luong", target_vocab="5", decoder_layers="x")
+    path = str(tmp_path / "m.safetensors")
+    clstm.save(m, path)
+    back = clstm.load(path)
+    assert dict(back.metadata) == dict(m.metadata)
+    np.testing.assert_array_equal(back.flat_parameters, m.flat_parameters)
+
+
+def _rewrite_header(path, edit):
+    import json
+    import struct
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    edit(header["__metadata__"])
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda m: m.update(quantized="int8"), "cannot be quantized"),
+    (lambda m: m.pop("target_vocab"), "without target_vocab"),
+    (lambda m: m.update(format_version="1"), "data size"),  # the decoder's tensors are extra
+    (lambda m: m.update(attention="bahdanau"), "attention is not"),
+])
+def test_encoder_decoder_files_are_checked(tmp_path, edit, needle):
+    _, core = pair("general", 1, 1, np.float64)
+    path = str(tmp_path / "s2s.safetensors")
+    core.save(path)
+    assert _core.load(path).config()["target_vocab"] == VT  # as saved: it loads
+    _rewrite_header(path, edit)
+    with pytest.raises(ValueError, match=needle):
+        _core.load(path)

@@ -72,7 +72,7 @@ static void setup(problem *p, int dot, int64_t Ld, int use_blas) {
     memset(p, 0, sizeof *p);
     s2s_dims *d = &p->d;
     d->Ts = 5, d->Tt = 4, d->B = 3, d->Ne = 6, d->Hd = dot ? 6 : 5, d->Ld = Ld, d->E = 3;
-    d->A = 4, d->V = 7, d->dot = dot, d->use_blas = use_blas;
+    d->A = 4, d->V = 7, d->dot = dot, d->use_blas = use_blas, d->train = 1;
     p->n_params = carve(d, NULL, &p->w);
     p->params = malloc(p->n_params * sizeof(double));
     p->grads = calloc(p->n_params, sizeof(double));
@@ -237,7 +237,10 @@ static void api_gradcheck(int dot, int bidir) {
     CHECK(worst < 1e-5, "dot %d bidir %d: every parameter, encoder's too: element %zu: %.3g",
           dot, bidir, at, worst);
     /* a backward without its forward, or another size, is STATE */
-    CHECK(clstm_seq2seq_backward(m, TS, TT, NB, R, ws, bytes) == CLSTM_OK, "twice is fine");
+    api_loss(m, R, z, ws, bytes);
+    CHECK(clstm_seq2seq_backward(m, TS, TT, NB, R, ws, bytes) == CLSTM_OK &&
+              clstm_seq2seq_backward(m, TS, TT, NB, R, ws, bytes) == CLSTM_ERR_STATE,
+          "a second backward of one forward, as the pipeline's");
     api_loss(m, R, z, ws, bytes);
     void *small = malloc(bytes);
     CHECK(clstm_seq2seq_forward(m, TS, TT, NB, SRC, SRC_LENS, TGT, TGT_LENS, z, 0, 0, small,
@@ -299,6 +302,12 @@ static void configs_refused(void) {
     c = s2s_config(0, 1);
     c.decoder_layers = CLSTM_MAX_DECODER_LAYERS + 1;
     CHECK(clstm_create(&c, 1, &m) == CLSTM_ERR_SIZE && !m, "too many decoder layers");
+    c = s2s_config(0, 1);
+    c.clip = 1.0; /* the decoder's gates are not clipped: refused, not ignored */
+    CHECK(clstm_create(&c, 1, &m) == CLSTM_ERR_SIZE && !m, "clip with a decoder");
+    c = s2s_config(0, 1);
+    c.decoder_hidden = INT64_MAX; /* no overflow before the checks */
+    CHECK(clstm_create(&c, 1, &m) == CLSTM_ERR_OVERFLOW && !m, "a huge decoder");
     c = clstm_config_default();
     c.decoder_hidden = 4; /* decoder fields without a decoder */
     CHECK(clstm_create(&c, 1, &m) == CLSTM_ERR_SIZE && !m, "stray decoder fields");

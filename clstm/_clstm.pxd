@@ -142,6 +142,14 @@ cdef extern from "clstm.h" nogil:
                                        size_t ws_bytes) nogil
     clstm_status clstm_seq2seq_backward(clstm_model *m, int64_t Ts, int64_t Tt, int64_t B,
                                         const void *dlogits, void *ws, size_t ws_bytes) nogil
+    clstm_status clstm_seq2seq_decode_workspace_size(const clstm_model *m, int64_t Ts,
+                                                     int64_t B, int64_t width, int64_t max_len,
+                                                     size_t *bytes)
+    clstm_status clstm_seq2seq_beam_search(const clstm_model *m, int64_t Ts, int64_t B,
+                                           const int32_t *src, const int64_t *src_lens,
+                                           int64_t width, int64_t max_len, double alpha,
+                                           int64_t nbest, int32_t *tokens, int64_t *lengths,
+                                           double *scores, void *ws, size_t ws_bytes) nogil
     clstm_status clstm_softmax(clstm_dtype dtype, int64_t n, int64_t k, const void *z,
                                double temperature, void *p)
     clstm_status clstm_loss_xent(clstm_dtype dtype, int64_t T, int64_t B, int64_t O,

@@ -393,6 +393,30 @@ cdef class Model:
             st = clstm_seq2seq_backward(self.m, Ts, Tt, B, &dlogits[0], &ws[0], ws.shape[0])
         check(st, "seq2seq backward")
 
+    def seq2seq_beam_search(self, int64_t Ts, int64_t B, const int32_t[::1] src not None,
+                            const int64_t[::1] src_lens not None, int64_t width,
+                            int64_t max_len, double alpha, int64_t nbest):
+        """(tokens (B, nbest, max_len) int32, lengths (B, nbest), scores (B, nbest))."""
+        cdef size_t n
+        cdef clstm_status st
+        check(clstm_seq2seq_decode_workspace_size(self.m, Ts, B, width, max_len, &n),
+              "workspace")
+        _check_size(src, Ts * B, "src")
+        _check_size(src_lens, B, "src_lens")
+        cdef unsigned char[::1] ws = np.zeros(n, np.uint8)
+        tokens = np.zeros((B, nbest, max_len), np.int32)
+        lengths = np.zeros((B, nbest), np.int64)
+        scores = np.zeros((B, nbest), np.float64)
+        cdef int32_t[:, :, ::1] tv = tokens
+        cdef int64_t[:, ::1] lv = lengths
+        cdef double[:, ::1] sv = scores
+        with nogil:
+            st = clstm_seq2seq_beam_search(self.m, Ts, B, &src[0], &src_lens[0], width, max_len,
+                                           alpha, nbest, &tv[0, 0, 0], &lv[0, 0], &sv[0, 0],
+                                           &ws[0], ws.shape[0])
+        check(st, "beam search")
+        return tokens, lengths, scores
+
     cdef int _check_sizes(self, int64_t T, int64_t B, out, x, ids, h0, c0, hT, cT,
                           tuple names) except -1:
         """Element counts of the flat buffers (C cannot see them): out (T,B,O)

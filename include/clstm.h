@@ -628,6 +628,35 @@ CLSTM_API clstm_status clstm_seq2seq_backward(clstm_model *m, int64_t Ts, int64_
                                               int64_t B, const void *dlogits, void *ws,
                                               size_t ws_bytes);
 
+/* Decoding: a prefix-free beam search per source (width K; width 1 is
+ * greedy decoding, argmax at every step), batched over B sources. Every
+ * live hypothesis is extended by every token; a source's candidates are
+ * taken best total log-probability first (ties: the earlier hypothesis,
+ * then the lower token); one ending in </s> (id 1) is finished, the others
+ * become the next live hypotheses until K are live. A source stops when K
+ * have finished or none is live; at max_len tokens its live hypotheses
+ * finish as they are. Hypotheses rank by log p / len^alpha (len: the
+ * tokens emitted, </s> included; alpha = 0: raw log p).
+ *     tokens:  (B, nbest, max_len) int32, each hypothesis's tokens without
+ *              </s>, zero-padded
+ *     lengths: (B, nbest) their lengths; -1 where a source has fewer than
+ *              nbest (scores -inf there)
+ *     scores:  (B, nbest) the normalized scores, best first
+ * Errors: NULL, ARG (alpha not finite and >= 0, nbest not in [1, width],
+ * a source id out of range, not an encoder-decoder), SIZE, OVERFLOW,
+ * UNSUPPORTED, WORKSPACE. The workspace may be a training one's too: it
+ * then holds no training forward any more. */
+#define CLSTM_SEQ2SEQ_MAX_WIDTH 4096
+CLSTM_API clstm_status clstm_seq2seq_decode_workspace_size(const clstm_model *m, int64_t Ts,
+                                                           int64_t B, int64_t width,
+                                                           int64_t max_len, size_t *bytes);
+CLSTM_API clstm_status clstm_seq2seq_beam_search(const clstm_model *m, int64_t Ts, int64_t B,
+                                                 const int32_t *src, const int64_t *src_lens,
+                                                 int64_t width, int64_t max_len, double alpha,
+                                                 int64_t nbest, int32_t *tokens,
+                                                 int64_t *lengths, double *scores, void *ws,
+                                                 size_t ws_bytes);
+
 /* ------------------------------------------------------------- vocabulary */
 /* A token model (ONEHOT or EMBEDDING) may carry its vocabulary: V distinct
  * Unicode characters, token id i being the i-th, stored as one UTF-8

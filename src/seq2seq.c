@@ -2,6 +2,7 @@
  * model's own pipeline (clstm_model_forward / clstm_model_backward over the
  * source ids), the decoder seq2seq_kernels.inc's. One workspace holds both,
  * after a header that ties it to the forward that filled it. */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include "internal.h"
@@ -201,4 +202,252 @@ clstm_status clstm_seq2seq_backward(clstm_model *m, int64_t Ts, int64_t Tt, int6
                                (float *)(void *)(base + ly.dec));
     return clstm_model_backward(m, Ts, B, dS, NULL, NULL, NULL, NULL, NULL, base + ly.enc,
                                 ly.enc_bytes);
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+/* A candidate of a source's next step: its total log-probability, the row
+ * it extends and the token. */
+typedef struct {
+    double total;
+    int64_t row;
+    int32_t tok;
+} s2s_cand;
+
+/* The order of candidates: higher total first; ties: lower row, then lower
+ * token (tests/seq2seq_torch.py's beam). */
+static int cand_before(const s2s_cand *a, const s2s_cand *b) {
+    if (a->total != b->total) return a->total > b->total;
+    if (a->row != b->row) return a->row < b->row;
+    return a->tok < b->tok;
+}
+
+/* Byte offsets of the decoding workspace's parts (64-byte aligned). */
+typedef struct {
+    size_t S, K, enc, enc_bytes, hc[2], feed[2], logits, scratch, logp, src_of, ids, score[2],
+        hist[2], live, fin_tok, fin_len, fin_raw, fin_n, cand, total;
+} s2s_dec_ws;
+
+static clstm_status plan_decode(const clstm_model *m, int64_t Ts, int64_t B, int64_t width,
+                                int64_t max_len, s2s_dec_ws *ly) {
+    if (Ts < 1 || B < 1 || width < 1 || max_len < 1) return CLSTM_ERR_SIZE;
+    const int64_t lim = clstm_blas_dim_max();
+    if (Ts > lim / B || width > CLSTM_SEQ2SEQ_MAX_WIDTH || B > lim / width)
+        return CLSTM_ERR_OVERFLOW;
+    const int64_t R = B * width;
+    s2s_dims d;
+    dims_of(m, Ts, 1, R, 0, &d);
+    size_t enc_bytes;
+    clstm_status st = clstm_model_workspace_size(m, Ts, B, 0, &enc_bytes);
+    if (st != CLSTM_OK) return st;
+    const size_t e = m->elem, Ld = (size_t)d.Ld, Hd = (size_t)d.Hd, nR = (size_t)R;
+    const size_t Kb = (size_t)(B * width), ml = (size_t)max_len;
+    /* (count, bytes each, where); every product and sum checked */
+    struct {
+        size_t a, b, c, *at;
+    } parts[] = {
+        {(size_t)(Ts * B), (size_t)d.Ne, e, &ly->S},
+        {d.dot ? 0 : (size_t)(Ts * B), Hd, e, &ly->K},
+        {2 * Ld * nR, Hd, e, &ly->hc[0]},
+        {2 * Ld * nR, Hd, e, &ly->hc[1]},
+        {nR, (size_t)d.A, e, &ly->feed[0]},
+        {nR, (size_t)d.A, e, &ly->feed[1]},
+        {nR, (size_t)d.V, e, &ly->logits},
+        {1, s2s_step_scratch(&d, R), e, &ly->scratch},
+        {nR, (size_t)d.V, sizeof(double), &ly->logp},
+        {nR, 1, sizeof(int64_t), &ly->src_of},
+        {nR, 1, sizeof(int32_t), &ly->ids},
+        {nR, 1, sizeof(double), &ly->score[0]},
+        {nR, 1, sizeof(double), &ly->score[1]},
+        {nR, ml, sizeof(int32_t), &ly->hist[0]},
+        {nR, ml, sizeof(int32_t), &ly->hist[1]},
+        {(size_t)B, 1, sizeof(int64_t), &ly->live},
+        {2 * Kb, ml, sizeof(int32_t), &ly->fin_tok},
+        {2 * Kb, 1, sizeof(int64_t), &ly->fin_len},
+        {2 * Kb, 1, sizeof(double), &ly->fin_raw},
+        {(size_t)B, 1, sizeof(int64_t), &ly->fin_n},
+        {2 * (size_t)width, 1, sizeof(s2s_cand), &ly->cand},
+    };
+    size_t o = 64, v;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        *parts[i].at = o;
+        if (clstm_mul(parts[i].a, parts[i].b, &v) || clstm_mul(v, parts[i].c, &v) ||
+            clstm_add(o, up64(v), &o))
+            return CLSTM_ERR_OVERFLOW;
+    }
+    if (s2s_plan(&d).overflow) return CLSTM_ERR_OVERFLOW;
+    ly->enc = o;
+    ly->enc_bytes = enc_bytes;
+    if (clstm_add(o, enc_bytes, &o) || clstm_add(o, 64, &ly->total)) return CLSTM_ERR_OVERFLOW;
+    return CLSTM_OK;
+}
+
+clstm_status clstm_seq2seq_decode_workspace_size(const clstm_model *m, int64_t Ts, int64_t B,
+                                                 int64_t width, int64_t max_len,
+                                                 size_t *bytes) {
+    clstm_status st = check_model(m);
+    if (st != CLSTM_OK) return st;
+    if (!bytes) return CLSTM_ERR_NULL;
+    s2s_dec_ws ly;
+    if ((st = plan_decode(m, Ts, B, width, max_len, &ly)) != CLSTM_OK) return st;
+    *bytes = ly.total;
+    return CLSTM_OK;
+}
+
+/* log-softmax of each of n rows of V logits (real) into double */
+static void log_softmax_rows(int f64, int64_t n, int64_t V, const void *z, double *out) {
+    for (int64_t r = 0; r < n; r++) {
+        double *o = out + r * V, top = -INFINITY, sum = 0;
+        for (int64_t v = 0; v < V; v++) {
+            o[v] = f64 ? ((const double *)z)[r * V + v] : (double)((const float *)z)[r * V + v];
+            if (o[v] > top) top = o[v];
+        }
+        for (int64_t v = 0; v < V; v++) sum += exp(o[v] - top);
+        const double lse = top + log(sum);
+        for (int64_t v = 0; v < V; v++) o[v] -= lse;
+    }
+}
+
+clstm_status clstm_seq2seq_beam_search(const clstm_model *m, int64_t Ts, int64_t B,
+                                       const int32_t *src, const int64_t *src_lens,
+                                       int64_t width, int64_t max_len, double alpha,
+                                       int64_t nbest, int32_t *tokens, int64_t *lengths,
+                                       double *scores, void *ws, size_t ws_bytes) {
+    clstm_status st = check_model(m);
+    if (st != CLSTM_OK) return st;
+    if (!src || !src_lens || !tokens || !lengths || !scores) return CLSTM_ERR_NULL;
+    if (!(alpha >= 0 && isfinite(alpha)) || nbest < 1 || nbest > width) return CLSTM_ERR_ARG;
+    s2s_dec_ws ly;
+    if ((st = plan_decode(m, Ts, B, width, max_len, &ly)) != CLSTM_OK) return st;
+    if (!ws || ws_bytes < ly.total) return CLSTM_ERR_WORKSPACE;
+    if ((st = clstm_check_lengths(src_lens, B, Ts)) != CLSTM_OK) return st;
+    char *base = ws_base(ws);
+    ((s2s_head *)(void *)base)->magic = 0; /* no training forward's any more */
+    const int f64 = m->cfg.dtype == CLSTM_FLOAT64;
+    const size_t e = m->elem;
+    const int64_t K = width, R = B * K, V = m->cfg.target_vocab;
+    void *S = base + ly.S;
+    clstm_run_options opt = clstm_run_options_default();
+    opt.lengths = src_lens;
+    st = clstm_model_forward(m, Ts, B, NULL, src, NULL, NULL, S, NULL, NULL, &opt,
+                             base + ly.enc, ly.enc_bytes);
+    if (st != CLSTM_OK) return st;
+    s2s_dims d;
+    s2s_weights w;
+    dims_of(m, Ts, 1, R, 0, &d);
+    weights_of(m, m->params, &w);
+    const void *keys = f64 ? clstm_s2s_keys_f64(&d, &w, S, B, base + ly.K)
+                           : clstm_s2s_keys_f32(&d, &w, S, B, base + ly.K);
+    const int64_t Ld = d.Ld, Hd = d.Hd, A = d.A;
+    /* state buffers: in = 0, out = 1; per layer h then c, R rows each */
+    void *hcs[2][2][CLSTM_S2S_MAX_LAYERS];
+    for (int s = 0; s < 2; s++)
+        for (int64_t l = 0; l < Ld; l++)
+            for (int k = 0; k < 2; k++)
+                hcs[s][k][l] = base + ly.hc[s] + (size_t)((2 * l + k) * R * Hd) * e;
+    for (int s = 0; s < 2; s++) { /* rows no hypothesis holds are computed too: defined */
+        memset(base + ly.hc[s], 0, (size_t)(2 * Ld * R * Hd) * e);
+        memset(base + ly.feed[s], 0, (size_t)(R * A) * e);
+    }
+    int64_t *src_of = (int64_t *)(void *)(base + ly.src_of), *live = (int64_t *)(void *)(base + ly.live);
+    int64_t *fin_len = (int64_t *)(void *)(base + ly.fin_len), *fin_n = (int64_t *)(void *)(base + ly.fin_n);
+    int32_t *ids = (int32_t *)(void *)(base + ly.ids), *fin_tok = (int32_t *)(void *)(base + ly.fin_tok);
+    int32_t *hist[2] = {(int32_t *)(void *)(base + ly.hist[0]), (int32_t *)(void *)(base + ly.hist[1])};
+    double *score[2] = {(double *)(void *)(base + ly.score[0]), (double *)(void *)(base + ly.score[1])};
+    double *fin_raw = (double *)(void *)(base + ly.fin_raw), *logp = (double *)(void *)(base + ly.logp);
+    s2s_cand *cand = (s2s_cand *)(void *)(base + ly.cand);
+    for (int64_t r = 0; r < R; r++) src_of[r] = r / K, ids[r] = 0, score[0][r] = 0;
+    for (int64_t b = 0; b < B; b++) live[b] = 1, fin_n[b] = 0;
+    int64_t open = B; /* sources still searching */
+    int64_t step;
+    for (step = 1; step <= max_len && open > 0; step++) {
+        void *fin = base + ly.feed[0], *fout = base + ly.feed[1];
+        if (f64)
+            clstm_s2s_decode_step_f64(&d, &w, S, keys, B, src_lens, src_of, R, ids,
+                                      step > 1 ? fin : NULL, hcs[0][0], hcs[0][1], hcs[1][0],
+                                      hcs[1][1], base + ly.scratch, fout, base + ly.logits);
+        else
+            clstm_s2s_decode_step_f32(&d, &w, S, keys, B, src_lens, src_of, R, ids,
+                                      step > 1 ? fin : NULL, hcs[0][0], hcs[0][1], hcs[1][0],
+                                      hcs[1][1], base + ly.scratch, fout, base + ly.logits);
+        log_softmax_rows(f64, R, V, base + ly.logits, logp);
+        for (int64_t b = 0; b < B; b++) {
+            if (live[b] == 0) continue; /* done */
+            /* the best 2K candidates in order (at most K end in </s>, one a row) */
+            int64_t nc = 0;
+            const int64_t cap = 2 * K;
+            for (int64_t i = 0; i < live[b]; i++) {
+                const int64_t row = b * K + i;
+                for (int64_t v = 0; v < V; v++) {
+                    const s2s_cand c = {score[0][row] + logp[row * V + v], row, (int32_t)v};
+                    if (nc == cap && !cand_before(&c, &cand[nc - 1])) continue;
+                    int64_t at = nc < cap ? nc++ : nc - 1;
+                    while (at > 0 && cand_before(&c, &cand[at - 1])) cand[at] = cand[at - 1], at--;
+                    cand[at] = c;
+                }
+            }
+            int64_t n_live = 0;
+            for (int64_t i = 0; i < nc && n_live < K; i++) {
+                const s2s_cand *c = &cand[i];
+                const int64_t p = c->row;
+                if (c->tok == 1) { /* </s>: finished */
+                    if (fin_n[b] < K) {
+                        const int64_t f = b * 2 * K + fin_n[b]++;
+                        memcpy(fin_tok + f * max_len, hist[0] + p * max_len,
+                               (size_t)(step - 1) * sizeof(int32_t));
+                        fin_len[f] = step - 1;
+                        fin_raw[f] = c->total / pow((double)step, alpha);
+                    }
+                    continue;
+                }
+                const int64_t row = b * K + n_live++;
+                memcpy(hist[1] + row * max_len, hist[0] + p * max_len,
+                       (size_t)(step - 1) * sizeof(int32_t));
+                hist[1][row * max_len + step - 1] = c->tok;
+                score[1][row] = c->total;
+                ids[row] = c->tok;
+                for (int s = 0; s < 2; s++)
+                    for (int64_t l = 0; l < Ld; l++)
+                        memcpy((char *)hcs[0][s][l] + (size_t)(row * Hd) * e,
+                               (const char *)hcs[1][s][l] + (size_t)(p * Hd) * e,
+                               (size_t)Hd * e);
+                memcpy((char *)fin + (size_t)(row * A) * e, (const char *)fout + (size_t)(p * A) * e,
+                       (size_t)A * e);
+            }
+            live[b] = n_live;
+            if (fin_n[b] >= K || n_live == 0) live[b] = 0, open--;
+        }
+        int32_t *th = hist[0];
+        hist[0] = hist[1], hist[1] = th;
+        double *ts = score[0];
+        score[0] = score[1], score[1] = ts;
+    }
+    for (int64_t b = 0; b < B; b++) {
+        /* a source the length cut short: its live hypotheses finish as they are */
+        for (int64_t i = 0; i < live[b]; i++) {
+            const int64_t row = b * K + i, f = b * 2 * K + fin_n[b]++;
+            memcpy(fin_tok + f * max_len, hist[0] + row * max_len, (size_t)max_len * sizeof(int32_t));
+            fin_len[f] = max_len;
+            fin_raw[f] = score[0][row] / pow((double)max_len, alpha);
+        }
+        /* rank by normalized score, stably (the order found breaks ties) */
+        for (int64_t k = 0; k < nbest; k++) {
+            int64_t best = -1;
+            for (int64_t i = 0; i < fin_n[b]; i++) {
+                const int64_t f = b * 2 * K + i;
+                if (fin_len[f] >= 0 && (best < 0 || fin_raw[f] > fin_raw[best])) best = f;
+            }
+            int32_t *out = tokens + (b * nbest + k) * max_len;
+            memset(out, 0, (size_t)max_len * sizeof(int32_t));
+            if (best < 0) { /* fewer hypotheses than nbest */
+                lengths[b * nbest + k] = -1, scores[b * nbest + k] = -INFINITY;
+                continue;
+            }
+            memcpy(out, fin_tok + best * max_len, (size_t)fin_len[best] * sizeof(int32_t));
+            lengths[b * nbest + k] = fin_len[best];
+            scores[b * nbest + k] = fin_raw[best];
+            fin_len[best] = -1; /* taken */
+        }
+    }
+    return CLSTM_OK;
 }

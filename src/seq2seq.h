@@ -104,4 +104,29 @@ void clstm_s2s_backward_f64(const s2s_dims *d, const s2s_weights *w, const s2s_w
                             const double *S, const int64_t *src_lens, const int32_t *tgt_in,
                             const double *dlogits, double *dS, double *ws);
 
+/* Decoding (seq2seq.c): the keys of S (Ts, Bs, Ne) into K (Ts, Bs, Hd), or S
+ * itself with dot attention; and one step of R rows (row r reads source
+ * src_of[r]): ids (R) the previous tokens, feed_in (R, A) the previous f
+ * (NULL: 0), state hp/cp in and h/c out per layer (R, Hd each), f into
+ * feed_out, logits (R, V); scratch: s2s_step_scratch(d, R) elements. */
+static inline size_t s2s_step_scratch(const s2s_dims *d, int64_t R) {
+    return (size_t)R * (size_t)(d->E + d->A + d->Ts + d->Ne + 4 * d->Hd * d->Ld);
+}
+const void *clstm_s2s_keys_f32(const s2s_dims *d, const s2s_weights *w, const void *S,
+                               int64_t Bs, void *K);
+const void *clstm_s2s_keys_f64(const s2s_dims *d, const s2s_weights *w, const void *S,
+                               int64_t Bs, void *K);
+void clstm_s2s_decode_step_f32(const s2s_dims *d, const s2s_weights *w, const void *S,
+                               const void *keys, int64_t Bs, const int64_t *src_lens,
+                               const int64_t *src_of, int64_t R, const int32_t *ids,
+                               const void *feed_in, void *const *hp, void *const *cp,
+                               void *const *h, void *const *c, void *scratch, void *feed_out,
+                               void *logits);
+void clstm_s2s_decode_step_f64(const s2s_dims *d, const s2s_weights *w, const void *S,
+                               const void *keys, int64_t Bs, const int64_t *src_lens,
+                               const int64_t *src_of, int64_t R, const int32_t *ids,
+                               const void *feed_in, void *const *hp, void *const *cp,
+                               void *const *h, void *const *c, void *scratch, void *feed_out,
+                               void *logits);
+
 #endif

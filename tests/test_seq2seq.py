@@ -140,3 +140,64 @@ def test_encoder_decoder_files_are_checked(tmp_path, edit, needle):
     _rewrite_header(path, edit)
     with pytest.raises(ValueError, match=needle):
         _core.load(path)
+
+
+def decode_pair(attention, scale, eos_bias):
+    """The oracle and clstm with the same weights, the output layer scaled
+    and </s> favoured by eos_bias: sharper distributions than the initial
+    weights give, so that some searches end early and widths disagree."""
+    oracle, core = pair(attention, 2, 2, np.float64)
+    with torch.no_grad():
+        oracle.out.weight.mul_(scale)
+        oracle.out.bias[1] += eos_bias
+    block = np.frombuffer(core.params_block(), np.float64)
+    params = dict(oracle.named_parameters())
+    for name, offset, shape in core.tensors():
+        w = params[torch_name(name)].detach().numpy()
+        block[offset:offset + w.size] = w.ravel()
+    return oracle, core
+
+
+@pytest.mark.parametrize("attention", ["general", "dot"])
+def test_beam_search_is_the_oracles(attention):
+    rng = np.random.default_rng(5)
+    B, Ts, max_len = 6, 7, 9
+    src = rng.integers(0, VS, (Ts, B)).astype(np.int32)
+    src_lens = np.array([7, 3, 1, 5, 6, 2], np.int64)
+    ended_early = reached_max = widths_differ = 0
+    for scale, eos_bias in ((6, 0.3), (6, 0.35), (8, 0.35), (4, 0.4), (6, 0.6), (3, 0.5),
+                            (3, 0.7)):
+        oracle, core = decode_pair(attention, scale, eos_bias)
+        src_t = torch.as_tensor(src).long()
+        greedy = oracle.greedy(src_t, src_lens, max_len)
+        for width, alpha, nbest in ((1, 1.0, 1), (3, 1.0, 3), (5, 0.6, 2), (4, 0.0, 4)):
+            tokens, lengths, scores = core.seq2seq_beam_search(Ts, B, src.reshape(-1), src_lens,
+                                                               width, max_len, alpha, nbest)
+            want = oracle.beam(src_t, src_lens, width, max_len, alpha, nbest)
+            for b in range(B):
+                got = [(tokens[b, k, :lengths[b, k]].tolist(), scores[b, k])
+                       for k in range(nbest) if lengths[b, k] >= 0]
+                assert [t for t, _ in got] == [t for t, _ in want[b]], (scale, eos_bias, b)
+                np.testing.assert_allclose([s for _, s in got], [s for _, s in want[b]],
+                                           rtol=1e-9)
+                top = got[0][0]
+                ended_early += 0 < len(top) < max_len
+                reached_max += len(top) == max_len
+                widths_differ += top != greedy[b]
+            if width == 1:  # greedy decoding is width 1
+                assert [tokens[b, 0, :lengths[b, 0]].tolist() for b in range(B)] == greedy
+    # the comparisons above covered early ends, cut-offs and searches that differ
+    assert ended_early and reached_max and widths_differ
+
+
+def test_beam_search_refuses_bad_arguments():
+    _, core = pair("general", 1, 1, np.float64)
+    src, lens = np.ones(4, np.int32), np.array([2, 2], np.int64)
+    for width, max_len, alpha, nbest, needle in ((0, 5, 1.0, 1, "size"), (2, 0, 1.0, 1, "size"),
+                                                  (2, 5, -1.0, 1, "argument"),
+                                                  (2, 5, float("nan"), 1, "argument"),
+                                                  (2, 5, 1.0, 3, "argument")):
+        with pytest.raises(ValueError, match=needle):
+            core.seq2seq_beam_search(2, 2, src, lens, width, max_len, alpha, nbest)
+    with pytest.raises(ValueError, match="argument"):  # a source id past V
+        core.seq2seq_beam_search(2, 2, np.full(4, VS, np.int32), lens, 2, 5, 1.0, 1)

@@ -291,6 +291,74 @@ static void api_gradcheck(int dot, int bidir) {
     clstm_free(m);
 }
 
+/* Width 1 is greedy decoding: each token the argmax of the last step of a
+ * teacher-forcing forward over the tokens so far (an independent path);
+ * wider beams give well-formed hypotheses, best first. */
+static void decoding(int dot) {
+    clstm_config c = s2s_config(dot, 1);
+    clstm_model *m = NULL;
+    if (!CHECK(clstm_create(&c, 11, &m) == CLSTM_OK, "create")) return;
+    void *pv;
+    size_t n;
+    clstm_params(m, &pv, &n);
+    for (size_t i = 0; i < n; i++) ((double *)pv)[i] *= 3.0; /* sharper distributions */
+    enum { ML = 6, K = 3 };
+    int32_t tok[NB * K * ML];
+    int64_t len[NB * K];
+    double score[NB * K];
+    size_t bytes = 0;
+    CHECK(clstm_seq2seq_decode_workspace_size(m, TS, NB, K, ML, &bytes) == CLSTM_OK, "size");
+    void *ws = malloc(bytes);
+    CHECK(clstm_seq2seq_beam_search(m, TS, NB, SRC, SRC_LENS, 1, ML, 1.0, 1, tok, len, score, ws,
+                                    bytes) == CLSTM_OK,
+          "greedy");
+    for (int b = 0; b < NB; b++) { /* the same, by teacher forcing one step longer each time */
+        int32_t prefix[ML + 1] = {0};
+        int64_t n_out = 0;
+        for (int64_t t = 1; t <= ML; t++) {
+            double z[(ML + 1) * 7];
+            size_t fb = 0;
+            clstm_seq2seq_workspace_size(m, TS, t, 1, 0, &fb);
+            void *fw = malloc(fb);
+            int32_t one_src[TS];
+            for (int j = 0; j < TS; j++) one_src[j] = SRC[j * NB + b];
+            const int64_t sl = SRC_LENS[b], tl = t;
+            CHECK(clstm_seq2seq_forward(m, TS, t, 1, one_src, &sl, prefix, &tl, z, 0, 0, fw,
+                                        fb) == CLSTM_OK,
+                  "forward");
+            free(fw);
+            int best = 0;
+            for (int v = 1; v < 7; v++)
+                if (z[(t - 1) * 7 + v] > z[(t - 1) * 7 + best]) best = v;
+            if (best == 1) break; /* </s> */
+            prefix[t] = best;
+            n_out = t;
+        }
+        int same = len[b] == n_out;
+        for (int64_t i = 0; same && i < n_out; i++) same = tok[b * ML + i] == prefix[i + 1];
+        CHECK(same, "dot %d source %d: width 1 is greedy (%lld tokens, expected %lld)", dot, b,
+              (long long)len[b], (long long)n_out);
+    }
+    CHECK(clstm_seq2seq_beam_search(m, TS, NB, SRC, SRC_LENS, K, ML, 0.7, K, tok, len, score, ws,
+                                    bytes) == CLSTM_OK,
+          "beam");
+    for (int b = 0; b < NB; b++)
+        for (int k = 0; k < K; k++) {
+            const int64_t L = len[b * K + k];
+            int ok = L >= 0 && L <= ML && (k == 0 || score[b * K + k] <= score[b * K + k - 1]);
+            for (int64_t i = 0; ok && i < L; i++) {
+                const int32_t v = tok[(b * K + k) * ML + i];
+                ok = v >= 0 && v < 7 && v != 1;
+            }
+            CHECK(ok, "dot %d source %d hypothesis %d: well formed, best first", dot, b, k);
+        }
+    CHECK(clstm_seq2seq_beam_search(m, TS, NB, SRC, SRC_LENS, K, ML, 0.7, K + 1, tok, len, score,
+                                    ws, bytes) == CLSTM_ERR_ARG,
+          "nbest > width");
+    free(ws);
+    clstm_free(m);
+}
+
 static void configs_refused(void) {
     clstm_config c = s2s_config(0, 1);
     clstm_model *m = NULL;
@@ -325,6 +393,7 @@ int main(void) {
             for (int blas = 0; blas <= clstm_has_blas(); blas++) gradcheck(dot, L, blas);
     for (int dot = 0; dot <= 1; dot++)
         for (int bidir = 0; bidir <= 1; bidir++) api_gradcheck(dot, bidir);
+    for (int dot = 0; dot <= 1; dot++) decoding(dot);
     configs_refused();
     return ctest_finish();
 }

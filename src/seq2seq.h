@@ -42,7 +42,7 @@ typedef struct {
 /* The workspace: offsets in elements (seq2seq_kernels.inc says what each holds). */
 typedef struct {
     size_t K, X0, G[CLSTM_S2S_MAX_LAYERS], H[CLSTM_S2S_MAX_LAYERS], C[CLSTM_S2S_MAX_LAYERS],
-        alpha, ctx, feed, dA[CLSTM_S2S_MAX_LAYERS], dpre, dK, dh_rec, dc_rec, dh, dx, dctx,
+        alpha, ctx, feed, dA[CLSTM_S2S_MAX_LAYERS], dpre, dK, dE, dh_rec, dc_rec, dh, dx, dctx,
         dfeed, dal, total;
     int overflow; /* the sizes do not fit size_t: nothing else is valid */
 } s2s_layout;
@@ -73,13 +73,14 @@ static inline s2s_layout s2s_plan(const s2s_dims *d) {
     for (size_t l = 0; l < L; l++) TAKE(dA[l], tr * TB, 4 * Hd);
     TAKE(dpre, tr * TB, A);
     TAKE(dK, d->dot ? 0 : tr * Ts * B, Hd);
+    TAKE(dE, tr * TB, (size_t)d->E);
     TAKE(dh_rec, tr * L * B, Hd);
     TAKE(dc_rec, tr * L * B, Hd);
     TAKE(dh, tr * B, Hd);
     TAKE(dx, tr * B, in0 > Hd ? in0 : Hd);
     TAKE(dctx, tr * B, Ne);
     TAKE(dfeed, tr * B, A);
-    TAKE(dal, tr, Ts);
+    TAKE(dal, tr * B, Ts);
 #undef TAKE
     ly.total = o;
     ly.overflow = bad;

@@ -201,3 +201,30 @@ def test_beam_search_refuses_bad_arguments():
             core.seq2seq_beam_search(2, 2, src, lens, width, max_len, alpha, nbest)
     with pytest.raises(ValueError, match="argument"):  # a source id past V
         core.seq2seq_beam_search(2, 2, np.full(4, VS, np.int32), lens, 2, 5, 1.0, 1)
+
+
+def test_teacher_forcing_does_not_depend_on_the_thread_count():
+    """Rows split over the team, weight gradients by output rows: the same
+    bits from 1, 2 or 3 threads."""
+    import clstm
+    before = clstm.get_num_threads()
+    out = []
+    try:
+        for nt in (1, 2, 3):
+            clstm.set_num_threads(nt)
+            _, core = pair("general", 2, 2, np.float32)
+            src, src_lens, tgt_in, tgt_out, tgt_lens = batch(np.random.default_rng(0))
+            (Ts, B), Tt = src.shape, tgt_in.shape[0]
+            ws = np.zeros(core.seq2seq_workspace_size(Ts, Tt, B, True), np.uint8)
+            z = np.zeros((Tt, B, VT), np.float32)
+            core.seq2seq_forward(Ts, Tt, B, z.reshape(-1), src.reshape(-1), src_lens,
+                                 tgt_in.reshape(-1), tgt_lens, True, ws)
+            _, dz = losses.cross_entropy(z, tgt_out, tgt_lens)
+            core.zero_grad()
+            core.seq2seq_backward(Ts, Tt, B, np.ascontiguousarray(dz).reshape(-1), ws)
+            out.append((z, np.frombuffer(core.grads_block(), np.float32).copy()))
+    finally:
+        clstm.set_num_threads(before)
+    for z, grads in out[1:]:
+        np.testing.assert_array_equal(z, out[0][0])
+        np.testing.assert_array_equal(grads, out[0][1])

@@ -3,6 +3,7 @@
  * source ids), the decoder seq2seq_kernels.inc's. One workspace holds both,
  * after a header that ties it to the forward that filled it. */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 #include "internal.h"
@@ -359,18 +360,37 @@ clstm_status clstm_seq2seq_beam_search(const clstm_model *m, int64_t Ts, int64_t
     for (int64_t r = 0; r < R; r++) src_of[r] = r / K, ids[r] = 0, score[0][r] = 0;
     for (int64_t b = 0; b < B; b++) live[b] = 1, fin_n[b] = 0;
     int64_t open = B; /* sources still searching */
+    int team = clstm_team_size(R, Hd);
+    if (team > R) team = (int)R;
     int64_t step;
     for (step = 1; step <= max_len && open > 0; step++) {
         void *fin = base + ly.feed[0], *fout = base + ly.feed[1];
-        if (f64)
-            clstm_s2s_decode_step_f64(&d, &w, S, keys, B, src_lens, src_of, R, ids,
-                                      step > 1 ? fin : NULL, hcs[0][0], hcs[0][1], hcs[1][0],
-                                      hcs[1][1], base + ly.scratch, fout, base + ly.logits);
-        else
-            clstm_s2s_decode_step_f32(&d, &w, S, keys, B, src_lens, src_of, R, ids,
-                                      step > 1 ? fin : NULL, hcs[0][0], hcs[0][1], hcs[1][0],
-                                      hcs[1][1], base + ly.scratch, fout, base + ly.logits);
-        log_softmax_rows(f64, R, V, base + ly.logits, logp);
+        /* the rows are independent: each thread steps a slice of them */
+#pragma omp parallel num_threads(team)
+        {
+            const int64_t n = omp_get_num_threads(), tid = omp_get_thread_num();
+            const int64_t r0 = R * tid / n, nr = R * (tid + 1) / n - r0;
+            void *hp[CLSTM_S2S_MAX_LAYERS], *cp[CLSTM_S2S_MAX_LAYERS];
+            void *ho[CLSTM_S2S_MAX_LAYERS], *co[CLSTM_S2S_MAX_LAYERS];
+            for (int64_t l = 0; l < Ld; l++) {
+                const size_t off = (size_t)(r0 * Hd) * e;
+                hp[l] = (char *)hcs[0][0][l] + off, cp[l] = (char *)hcs[0][1][l] + off;
+                ho[l] = (char *)hcs[1][0][l] + off, co[l] = (char *)hcs[1][1][l] + off;
+            }
+            const void *fi = step > 1 ? (const char *)fin + (size_t)(r0 * A) * e : NULL;
+            void *fo = (char *)fout + (size_t)(r0 * A) * e;
+            void *scr = base + ly.scratch + s2s_step_scratch(&d, r0) * e;
+            void *z = base + ly.logits + (size_t)(r0 * V) * e;
+            if (nr > 0 && f64)
+                clstm_s2s_decode_step_f64(&d, &w, S, keys, B, src_lens, src_of + r0, nr,
+                                          ids + r0, fi, hp, cp, ho, co, scr, fo, z);
+            else if (nr > 0)
+                clstm_s2s_decode_step_f32(&d, &w, S, keys, B, src_lens, src_of + r0, nr,
+                                          ids + r0, fi, hp, cp, ho, co, scr, fo, z);
+            if (nr > 0)
+                log_softmax_rows(f64, nr, V, (const char *)base + ly.logits + (size_t)(r0 * V) * e,
+                                 logp + r0 * V);
+        }
         for (int64_t b = 0; b < B; b++) {
             if (live[b] == 0) continue; /* done */
             /* the best 2K candidates in order (at most K end in </s>, one a row) */

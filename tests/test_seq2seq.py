@@ -228,3 +228,22 @@ def test_teacher_forcing_does_not_depend_on_the_thread_count():
     for z, grads in out[1:]:
         np.testing.assert_array_equal(z, out[0][0])
         np.testing.assert_array_equal(grads, out[0][1])
+
+
+def test_beam_search_does_not_depend_on_the_thread_count():
+    import clstm
+    before = clstm.get_num_threads()
+    _, core = decode_pair("general", 6, 0.35)
+    rng = np.random.default_rng(7)
+    src = rng.integers(0, VS, (7, 9)).astype(np.int32)
+    lens = rng.integers(1, 8, 9).astype(np.int64)
+    out = []
+    try:
+        for nt in (1, 2, 3):
+            clstm.set_num_threads(nt)
+            out.append(core.seq2seq_beam_search(7, 9, src.reshape(-1), lens, 4, 10, 1.0, 3))
+    finally:
+        clstm.set_num_threads(before)
+    for got in out[1:]:
+        for a, b in zip(got, out[0]):
+            np.testing.assert_array_equal(a, b)

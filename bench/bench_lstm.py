@@ -23,7 +23,6 @@ calls, as a user pays them; clstm takes the padded batch and `lengths`.
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -35,6 +34,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import clstm
+from machine import cpu_model
 
 # bidir: bidirectional; varlen: per-sequence lengths uniform in [T/2, T]
 Config = namedtuple("Config", "name T B D H L bidir varlen", defaults=(False, False))
@@ -66,17 +66,6 @@ def forward_flops(cfg, tokens):
     N = directions(cfg)
     return sum(2 * tokens * N * ((cfg.D if k == 0 else N * cfg.H) + cfg.H) * 4 * cfg.H
                for k in range(cfg.L))
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def blas_info():

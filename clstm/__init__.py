@@ -19,11 +19,12 @@ from clstm.threads import (get_min_thread_work, get_num_threads, has_blas,
 from clstm import decode, losses, optim
 from clstm.io import load, load_bytes, save, save_bytes
 from clstm.quantize import int8_kernel, quantize
+from clstm.seq2seq import Seq2Seq
 
 if _core.__version__ != __version__:
     raise ImportError("clstm: package version %s but C core %s: reinstall clstm"
                       % (__version__, _core.__version__))
 
-__all__ = ["LSTM", "LSTMState", "Model", "decode", "losses", "optim", "set_num_threads",
+__all__ = ["LSTM", "LSTMState", "Model", "Seq2Seq", "decode", "losses", "optim", "set_num_threads",
            "get_num_threads", "set_min_thread_work", "get_min_thread_work", "has_blas", "save",
            "load", "save_bytes", "load_bytes", "quantize", "int8_kernel", "__version__"]

@@ -160,6 +160,7 @@ cdef extern from "clstm.h" nogil:
                                 const void *out, const void *targets, const int64_t *lengths,
                                 int last_only, double *loss, void *dout)
     enum: CLSTM_CTC_MAX_WIDTH
+    enum: CLSTM_SEQ2SEQ_MAX_WIDTH
     ctypedef enum clstm_reduction:
         CLSTM_REDUCE_NONE
         CLSTM_REDUCE_SUM

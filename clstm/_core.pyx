@@ -531,6 +531,16 @@ def adam_step(real[::1] params, const real[::1] grads, real[::1] m, real[::1] v,
     check(st, "Adam step")
 
 
+def sum_squares(const real[::1] a):
+    """sum(a**2), accumulated in double (gradient norms)."""
+    cdef double total = 0.0
+    cdef Py_ssize_t i
+    with nogil:
+        for i in range(a.shape[0]):
+            total += <double>a[i] * <double>a[i]
+    return total
+
+
 def softmax(int64_t n, int64_t k, const real[::1] z, double temperature, real[::1] p):
     """p = softmax(z / temperature) row-wise over n rows of k; flat arrays."""
     if z.shape[0] != n * k or p.shape[0] != n * k:
@@ -539,6 +549,7 @@ def softmax(int64_t n, int64_t k, const real[::1] z, double temperature, real[::
 
 
 CTC_MAX_WIDTH = CLSTM_CTC_MAX_WIDTH
+SEQ2SEQ_MAX_WIDTH = CLSTM_SEQ2SEQ_MAX_WIDTH
 
 
 def ctc_loss(int64_t T, int64_t B, int64_t C, const real[::1] logits,

@@ -5,11 +5,14 @@
   clstm train --csv FILE --column NAME     forecast a real-valued series
   clstm train --npz FILE           classify sequences (X, lengths, y)
   clstm train --lines DIR          recognize text lines (name.png + name.gt.txt), CTC
+  clstm train --pairs FILE.tsv     translate: source<TAB>target lines (an encoder-decoder)
   clstm sample MODEL               generate text from a character model
   clstm forecast MODEL --csv FILE --column NAME
   clstm recognize MODEL IMAGE...   one line of text per line image
+  clstm translate MODEL            one target per source line read on stdin
   clstm evaluate MODEL --npz FILE  accuracy and confusion matrix
   clstm evaluate MODEL --lines DIR character error rate and line accuracy
+  clstm evaluate MODEL --pairs FILE.tsv    token and sequence error rates
   clstm info MODEL                 what a model file holds
   clstm quantize MODEL OUT         an int8 copy for inference (about 4x smaller)
   clstm export MODEL --onnx OUT    a bare LSTM as ONNX
@@ -32,9 +35,12 @@ import numpy as np
 import clstm
 from clstm import data as D
 from clstm import distributed, ocr
+from clstm import pairs as P
 from clstm.config import SETTINGS
+from clstm.seq2seq import DECODER_SETTINGS
 from clstm.sampling import generate_text
-from clstm.tasks import ForecastTask, LabellingTask, LanguageModelTask, SequenceTask
+from clstm.tasks import (ForecastTask, LabellingTask, LanguageModelTask, SequenceTask,
+                         TranslationTask)
 from clstm.trainer import Interrupted, NonFiniteLoss, Trainer
 
 EXIT_BAD_INPUT = 2
@@ -88,11 +94,17 @@ def _load_model(path, want=None):
         model = clstm.load(path)
     except (OSError, ValueError) as e:
         raise UsageError("%s" % e) from None
-    task = model.metadata.get("task") if isinstance(model, clstm.Model) else None
+    task = (model.metadata.get("task") if isinstance(model, (clstm.Model, clstm.Seq2Seq))
+            else None)
     if want == "char" and (not isinstance(model, clstm.Model) or model.vocab is None
                            or not model.softmax):
         raise UsageError("%s: not a character model (it has no vocabulary and softmax head); "
                          "train one with `clstm train --text FILE`" % path)
+    if want == "seq2seq" and not (isinstance(model, clstm.Seq2Seq)
+                                  and model.source_vocabulary is not None
+                                  and model.target_vocabulary is not None):
+        raise UsageError("%s: not an encoder-decoder with token vocabularies; train one with "
+                         "`clstm train --pairs FILE.tsv`" % path)
     if want in ("forecast", "classify", "ctc") and task != want:
         raise UsageError("%s: not a %s model (its task is %s)"
                          % (path, {"forecast": "forecasting", "classify": "classification",
@@ -157,6 +169,18 @@ def _train_parser(sub):
                      help="--lines: degrade each training line anew every epoch (type "
                           "width, stroke weight, skew, resolution loss, blur, contrast, "
                           "noise, speckles)")
+    src.add_argument("--pairs", metavar="FILE",
+                     help="source<TAB>target lines, one pair per line (UTF-8): an "
+                          "encoder-decoder with attention learns to translate")
+    src.add_argument("--source-tokens", choices=P.TOKENIZATIONS, default=None,
+                     help="--pairs: a source is split into characters, or at spaces "
+                          "(default: char)")
+    src.add_argument("--target-tokens", choices=P.TOKENIZATIONS, default=None,
+                     help="--pairs: a target is split into characters, or at spaces "
+                          "(default: char)")
+    src.add_argument("--val-pairs", metavar="FILE", default=None,
+                     help="--pairs: validation pairs from this file instead of a share of "
+                          "--pairs")
     src.add_argument("--val-fraction", type=_fraction, default=0.1,
                      help="share of the data held out for validation")
     _add_common(p, "model.safetensors")
@@ -165,6 +189,13 @@ def _train_parser(sub):
                    help="character models: embedding width (0: one-hot input)")
     m.add_argument("--dropout", type=_fraction, default=0.0,
                    help="dropout between LSTM layers")
+    m.add_argument("--decoder-hidden", type=_positive(int), default=None,
+                   help="--pairs: the decoder's hidden size (default: the encoder's output "
+                        "width, 2 x --hidden)")
+    m.add_argument("--decoder-layers", type=_positive(int), default=1,
+                   help="--pairs: decoder LSTM layers (1 to 8)")
+    m.add_argument("--attention", choices=("general", "dot"), default="general",
+                   help="--pairs: Luong attention score, h . W_a s (general) or h . s (dot)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam",
                    help="optimizer")
@@ -224,10 +255,17 @@ def _stem(path):
 def _build_task(args):
     """(task, model, defaults) for the data options of a train command; the
     Trainer writes the task's metadata into the model."""
-    sources = [s for s in ("text", "csv", "npz", "lines") if getattr(args, s)]
+    sources = [s for s in ("text", "csv", "npz", "lines", "pairs") if getattr(args, s)]
     if len(sources) > 1:
-        raise UsageError("give at most one of --text, --csv, --npz, --lines (got %s)"
+        raise UsageError("give at most one of --text, --csv, --npz, --lines, --pairs (got %s)"
                          % ", ".join("--" + s for s in sources))
+    for flag, given in (("--source-tokens", args.source_tokens), ("--val-pairs", args.val_pairs),
+                        ("--target-tokens", args.target_tokens),
+                        ("--decoder-hidden", args.decoder_hidden),
+                        ("--decoder-layers", args.decoder_layers != 1),
+                        ("--attention", args.attention != "general")):
+        if given and not args.pairs:
+            raise UsageError("%s goes with --pairs FILE" % flag)
     for flag, given in (("--augment", args.augment),
                         ("--columns-per-step", args.columns_per_step is not None)):
         if given and not args.lines:
@@ -259,6 +297,8 @@ def _build_task(args):
                             bidirectional=True, output_size=len(alphabet) + 1,
                             dropout=args.dropout, seed=seed)
         return task, model, dict(epochs=50)
+    if args.pairs:
+        return _pairs_task(args, rng)
     if args.npz:
         X, lengths, y = D.read_npz(args.npz)
         n_classes = int(y.max()) + 1
@@ -277,6 +317,37 @@ def _build_task(args):
                         dropout=args.dropout, seed=seed, **enc)
     # the built-in default: 1310 steps, about 75 s on 2 cores
     return task, model, dict(epochs=10 if not args.text else 5)
+
+
+def _pairs_task(args, rng):
+    """An encoder-decoder and its TranslationTask, for --pairs."""
+    split = dict(source_tokens=args.source_tokens or "char",
+                 target_tokens=args.target_tokens or "char")
+    data = P.read_pairs(args.pairs, **split)
+    if args.val_pairs:
+        train, val = data, P.read_pairs(args.val_pairs, **split)
+    else:
+        train, val = data.split(args.val_fraction, rng)
+    sv, tv = train.vocabularies()
+    if args.decoder_layers > 8:
+        raise UsageError("--decoder-layers: expected 1 to 8, got %d" % args.decoder_layers)
+    if val is not None:
+        _, _, _, _, _, unknown = val.batch(range(len(val)), sv, tv)
+        if unknown:
+            print("note: %d validation tokens are not in the training pairs; they read as "
+                  "<unk>" % unknown)
+    hidden = args.hidden or 256
+    try:
+        model = clstm.Seq2Seq(sv, tv, embedding=args.embedding or 64, hidden_size=hidden,
+                              num_layers=args.layers, dropout=args.dropout,
+                              decoder_hidden=args.decoder_hidden,
+                              decoder_layers=args.decoder_layers, attention=args.attention,
+                              source_split=split["source_tokens"],
+                              target_split=split["target_tokens"], seed=args.seed)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    task = TranslationTask(train, val, args.batch or 64, source_vocab=sv, target_vocab=tv)
+    return task, model, dict(epochs=20)
 
 
 def cmd_train(args):
@@ -347,7 +418,7 @@ def _train(args, dp):
     print("done: %d steps in %.1f s; %s; model written to %s"
           % (trainer.step, elapsed, ", ".join("%s %.4f" % (k, last[k]) for k in
                                                ("train_loss", "val_loss", "val_accuracy",
-                                                "val_cer")
+                                                "val_cer", "val_ter", "val_ser")
                                                if last.get(k) is not None), trainer.out))
     if args.plot:
         _plot(history, args.plot)
@@ -406,6 +477,13 @@ def _setup_training(args, dp):
 
 
 def _describe(model):
+    if isinstance(model, clstm.Seq2Seq):
+        return ("an encoder-decoder (LSTM H=%d L=%d%s, decoder H=%d L=%d, %s attention, "
+                "vocabularies %d -> %d)" % (model.hidden_size, model.num_layers,
+                                            " bidirectional" if model.bidirectional else "",
+                                            model.decoder_hidden, model.decoder_layers,
+                                            model.attention, model.vocab_size,
+                                            model.target_vocab))
     kind = {"char": "a character model", "forecast": "a forecaster",
             "classify": "a classifier", "ctc": "a text-line recognizer"}.get(
         model.metadata.get("task"), "a model")
@@ -423,6 +501,8 @@ def _source(args):
         return args.npz
     if args.lines:
         return "the lines in %s" % args.lines
+    if args.pairs:
+        return args.pairs
     return "the built-in text (Python's reference manual, pydoc_data)"
 
 
@@ -458,15 +538,16 @@ def cmd_info(args):
     model = _load_model(args.model)
     c = model.config
     print("file: %s (%d bytes)" % (args.model, os.path.getsize(args.model)))
-    print("kind: %s" % (_describe(model) if isinstance(model, clstm.Model) else "a bare LSTM"))
-    for k in SETTINGS:
+    described = isinstance(model, (clstm.Model, clstm.Seq2Seq))
+    print("kind: %s" % (_describe(model) if described else "a bare LSTM"))
+    for k in SETTINGS + (DECODER_SETTINGS if isinstance(model, clstm.Seq2Seq) else ()):
         if k != "dtype":  # printed below as the NumPy dtype
             print("%s: %s" % (k, c[k]))
     print("dtype: %s" % model.dtype)
     print("quantized: %s" % ("int8 (kernel %s)" % clstm.int8_kernel() if model.quantized
                              else "no"))
     print("parameters: %d" % model.flat_parameters.size)
-    if isinstance(model, clstm.Model):
+    if described:
         if model.vocab is not None:
             print("vocab: %s" % json.dumps(model.vocab, ensure_ascii=False))
         for k, v in sorted(model.metadata.items()):
@@ -580,17 +661,94 @@ def cmd_recognize(args):
 def _evaluate_lines(args):
     model, alphabet, height, per_step = _line_model(args.model)
     lines, _ = ocr.read_lines(args.lines, height, alphabet, per_step)
-    cer, exact = LabellingTask(None, blank=0).error_rates(model, lines, args.beam,
+    cer, exact = LabellingTask(None, blank=0).error_rates(model, lines, args.beam or 1,
                                                           **_fusion(args, alphabet))
     print("CER: %.2f%%" % (100 * cer))
     print("lines exactly right: %.1f%% of %d" % (100 * exact, len(lines)))
     return 0
 
 
+def _longest(model, side):
+    """The longest source or target seen in training (metadata), or None."""
+    try:
+        return int(model.metadata["max_%s_length" % side])
+    except (KeyError, ValueError):
+        return None
+
+
+def cmd_translate(args):
+    """One line out per line in: the best target (or --nbest candidates,
+    tab-separated with their scores, and a blank line after each source).
+    An empty line gives an empty line."""
+    model = _load_model(args.model, "seq2seq")
+    if args.nbest > args.beam:
+        raise UsageError("--nbest %d: at most --beam (%d)" % (args.nbest, args.beam))
+    longest = _longest(model, "source")
+    counts = dict(unknown=0, long=0)
+
+    def flush(batch):
+        texts = [t for t in batch if t]
+        if texts:
+            src, lens, unknown = model.encode_sources(texts)
+            counts["unknown"] += unknown
+            if longest is not None:
+                counts["long"] += int((lens > longest).sum())
+            out = iter(model.translate(texts, beam=args.beam, nbest=args.nbest,
+                                       alpha=args.alpha, max_len=args.max_length))
+        for t in batch:
+            if args.nbest == 1:
+                print(next(out) if t else "")
+            else:
+                for text, score in (next(out) if t else []):
+                    print("%s\t%.4f" % (text, score))
+                print()
+        sys.stdout.flush()
+
+    batch = []
+    for n, raw in enumerate(sys.stdin.buffer, 1):  # as examples/translate.c reads lines
+        raw = raw[:-1] if raw.endswith(b"\n") else raw
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        try:
+            batch.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            flush(batch)
+            raise UsageError("stdin:%d: not UTF-8 (%s)" % (n, e.reason)) from None
+        if len(batch) == 64:
+            flush(batch)
+            batch = []
+    flush(batch)
+    if counts["unknown"]:
+        print("clstm translate: note: %d source tokens were not seen in training and read as "
+              "<unk>" % counts["unknown"], file=sys.stderr)
+    if counts["long"]:
+        print("clstm translate: note: %d sources are longer than any seen in training (%d "
+              "tokens); expect them to be translated worse" % (counts["long"], longest),
+              file=sys.stderr)
+    return 0
+
+
+def _evaluate_pairs(args):
+    model = _load_model(args.model, "seq2seq")
+    data = P.read_pairs(args.pairs, model.source_split, model.target_split)
+    task = TranslationTask(data, None, 64, source_vocab=model.source_vocabulary,
+                           target_vocab=model.target_vocabulary)
+    ter, ser, n = task.error_rates(model, data, width=args.beam or 5, alpha=args.alpha)
+    _, _, _, _, _, unknown = data.batch(range(len(data)), model.source_vocabulary,
+                                        model.target_vocabulary)
+    print("token error rate: %.2f%%" % (100 * ter))
+    print("sequence error rate: %.2f%% of %d sources" % (100 * ser, n))
+    if unknown:
+        print("note: %d tokens are not in the model's vocabularies (read as <unk>)" % unknown)
+    return 0
+
+
 def cmd_evaluate(args):
-    if bool(args.npz) == bool(args.lines):
-        raise UsageError("give one of --npz FILE (a classifier) or --lines DIR (a text-line "
-                         "recognizer)")
+    given = [f for f in ("npz", "lines", "pairs") if getattr(args, f)]
+    if len(given) != 1:
+        raise UsageError("give one of --npz FILE (a classifier), --lines DIR (a text-line "
+                         "recognizer) or --pairs FILE (an encoder-decoder)")
+    if args.pairs:
+        return _evaluate_pairs(args)
     if args.lines:
         return _evaluate_lines(args)
     model = _load_model(args.model, "classify")
@@ -665,8 +823,13 @@ def build_parser():
     v.add_argument("--npz", metavar="FILE", help="a classifier's test set: X, lengths, y")
     v.add_argument("--lines", metavar="DIR",
                    help="a recognizer's test lines: name.png beside name.gt.txt")
-    v.add_argument("--beam", type=_positive(int), default=1,
-                   help="--lines: beam width (1: best path)")
+    v.add_argument("--pairs", metavar="FILE",
+                   help="an encoder-decoder's test pairs: source<TAB>target lines; a source "
+                        "on several lines is right when it matches any of its targets")
+    v.add_argument("--beam", type=_positive(int), default=None,
+                   help="beam width (default: 1, best path, for --lines; 5 for --pairs)")
+    v.add_argument("--alpha", type=_nonneg(float), default=1.0,
+                   help="--pairs: length normalization, log p / length^alpha")
     _add_fusion(v)
     v.set_defaults(func=cmd_evaluate)
     r = sub.add_parser("recognize", help="read text-line images with a recognizer",
@@ -676,6 +839,22 @@ def build_parser():
     r.add_argument("--beam", type=_positive(int), default=1, help="beam width (1: best path)")
     _add_fusion(r)
     r.set_defaults(func=cmd_recognize)
+    t = sub.add_parser("translate", help="translate source lines read on stdin with an "
+                       "encoder-decoder", formatter_class=fmt,
+                       description="Reads one source per line on stdin and prints the best "
+                                   "target per line, in the target's token form (an empty "
+                                   "line gives an empty line). With --nbest N: N lines of "
+                                   "target<TAB>score per source, then a blank line.")
+    t.add_argument("model", metavar="MODEL", help="a model trained with --pairs")
+    t.add_argument("--beam", type=_positive(int), default=5, help="beam width (1: greedy)")
+    t.add_argument("--nbest", type=_positive(int), default=1,
+                   help="candidates printed per source (at most --beam)")
+    t.add_argument("--alpha", type=_nonneg(float), default=1.0,
+                   help="length normalization: candidates rank by log p / length^alpha")
+    t.add_argument("--max-length", type=_positive(int), default=None,
+                   help="the most target tokens per source (default: 2 x the longest "
+                        "target seen in training + 10)")
+    t.set_defaults(func=cmd_translate)
     return p
 
 

@@ -70,11 +70,12 @@ def load(path, *, batch_first=False):
 
 
 def _wrap(core, batch_first):
-    """The user-facing class for a loaded _core.Model: LSTM when bare."""
+    """The user-facing class for a loaded _core.Model: LSTM when bare,
+    Seq2Seq for an encoder-decoder, else Model."""
     c = core.config()
     if c["target_vocab"]:
-        raise ValueError("an encoder-decoder model (target_vocab %d): the Python API does not "
-                         "load one yet; C runs it (clstm_seq2seq_forward)" % c["target_vocab"])
+        from clstm.seq2seq import Seq2Seq
+        return Seq2Seq._from_core(core, batch_first=batch_first)
     bare = c["encoding"] == 0 and c["output_size"] == 0
     return (LSTM if bare else Model)._from_core(core, batch_first=batch_first)
 

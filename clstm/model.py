@@ -126,7 +126,7 @@ class LSTM(Interchange):
         self.seed = seed
         self.batch_first = bool(batch_first)
         self.backend = backend
-        settings = core_settings(self)
+        settings = self._core_settings()
         try:
             core = _core.Model(settings, seed, backend)
         except (ValueError, MemoryError) as e:
@@ -136,6 +136,10 @@ class LSTM(Interchange):
             raise type(e)("%s (%s)" % (e, ", ".join("%s=%d" % (k, settings[k]) for k in sizes
                                                      if settings[k]))) from None
         self._attach(core)
+
+    def _core_settings(self):
+        """{clstm_config field: value} of this model (subclasses add theirs)."""
+        return core_settings(self)
 
     def _attach(self, core):
         """Take `core` (a _core.Model) as this model's C model."""

@@ -173,6 +173,15 @@ def _load_buffers(opt, d, buffers):
     opt.steps, opt.lr = steps, lr
 
 
+def _sum_squares(a):
+    """sum(a**2) accumulated in float64, in C (two whole float64 copies took
+    8 ms of a 3.7M-parameter step)."""
+    a = np.asarray(a).reshape(-1)
+    if a.dtype not in (np.float32, np.float64):
+        a = a.astype(np.float64)
+    return _core.sum_squares(np.ascontiguousarray(a)) if a.size else 0.0
+
+
 def clip_grad_norm(grads, max_norm):
     """Scale the gradient(s) in place so that their global L2 norm is at most
     max_norm (torch.nn.utils.clip_grad_norm_); returns the norm before
@@ -183,9 +192,7 @@ def clip_grad_norm(grads, max_norm):
     max_norm = float(max_norm)
     if not max_norm > 0:
         raise ValueError("max_norm: expected a number > 0, got %r" % max_norm)
-    total = float(np.sqrt(sum(float(np.dot(a.astype(np.float64, copy=False),
-                                            a.astype(np.float64, copy=False)))
-                              for a in arrays)))
+    total = float(np.sqrt(sum(_sum_squares(a) for a in arrays)))
     if np.isfinite(total) and total > max_norm:
         scale = max_norm / (total + 1e-6)
         for a in arrays:

@@ -87,6 +87,23 @@ class Pairs(_Splittable):
         return Pairs([self.sources[i] for i in idx], [self.targets[i] for i in idx],
                      [self.where[i] for i in idx])
 
+    def split(self, val_fraction, rng):
+        """(train, val) after a shuffle by rng, with every pair of one source
+        on the same side (a word's several pronunciations all held out, or
+        none)."""
+        groups = {}
+        for i, src in enumerate(self.sources):
+            groups.setdefault(tuple(src), []).append(i)
+        keys = list(groups)
+        order = rng.permutation(len(keys))
+        n_val = max(1, int(round(len(keys) * val_fraction))) if val_fraction > 0 else 0
+        if len(keys) - n_val < 1:
+            raise DataError("too few distinct sources (%d) to split off a validation set"
+                            % len(keys))
+        pick = lambda part: sorted(i for k in part for i in groups[keys[k]])  # noqa: E731
+        return (self.subset(pick(order[n_val:])),
+                self.subset(pick(order[:n_val])) if n_val else None)
+
     def vocabularies(self):
         """(source, target) Vocabulary of these pairs' tokens."""
         return (Vocabulary([t for s in self.sources for t in s], SOURCE_SPECIALS),

@@ -11,6 +11,9 @@ loss, its validation and the metadata its model files carry.
     LabellingTask      sequences -> unaligned label sequences with CTC (text
                        lines, utterances); metadata task "ctc", blank and,
                        given one, the alphabet (JSON)
+    TranslationTask    source -> target token sequences (clstm.Seq2Seq,
+                       teacher forcing); metadata task "seq2seq" and the
+                       longest source and target seen in training
 
 The Trainer writes a task's metadata into the model it trains, so a model
 trained in Python and one trained by `clstm train` are the same kind of file.
@@ -25,7 +28,7 @@ from clstm import checks, decode, losses
 from clstm.data import stream_chunks, windows
 
 __all__ = ["LanguageModelTask", "SequenceTask", "ForecastTask", "ForecastSettings",
-           "LabellingTask", "edit_distance"]
+           "LabellingTask", "TranslationTask", "edit_distance"]
 
 
 class LanguageModelTask:
@@ -411,3 +414,125 @@ class LabellingTask(_Shuffled):
             total += float(np.sum(each / np.maximum(tl, 1)))  # as the training loss's mean
         cer, exact = self.error_rates(model, seqs)
         return {"val_loss": total / len(seqs), "val_cer": cer, "val_seq_accuracy": exact}
+
+
+class TranslationTask(_Shuffled):
+    """Sequence to sequence (clstm.Seq2Seq) by teacher forcing: each batch
+    is sources (Ts, B) and targets (<s> + target, target + </s>, lengths),
+    and the loss is the mean cross-entropy per target token, </s> included.
+
+    train, val: clstm.pairs.Pairs; source_vocab, target_vocab: their
+    clstm.pairs.Vocabulary (val tokens unseen in training read as <unk>).
+    Batches hold pairs of similar source length (pools of 50 batches are
+    sorted, then the batches shuffled), so little of a batch is padding.
+    Validation: the loss, and with greedy decoding the token error rate
+    and the sequence error rate, a source with several references (a word
+    with several pronunciations) scored against its closest. The sequence
+    error rate chooses the model file (`selects`)."""
+
+    stateful = False
+    last_only = False
+    unit = "pair"
+    selects = "val_ser"
+    dtype = np.float32  # set by the Trainer to the model's
+    POOL = 50  # batches sorted together by source length
+
+    def __init__(self, train, val=None, batch_size=64, *, source_vocab, target_vocab,
+                 metadata=None, max_val=None):
+        self.train, self.val, self.batch_size = train, val, batch_size
+        self.source_vocab, self.target_vocab = source_vocab, target_vocab
+        self.metadata = dict(metadata or {})
+        self.max_val = max_val
+        self._lengths = np.array([len(s) for s in train.sources], np.int64)
+
+    def epoch_order(self, rng):
+        order = rng.permutation(len(self.train))
+        pool = self.POOL * self.batch_size
+        for i in range(0, len(order), pool):  # stable: equal lengths keep their shuffle
+            part = order[i:i + pool]
+            order[i:i + pool] = part[np.argsort(self._lengths[part], kind="stable")]
+        full = len(order) // self.batch_size  # a short last batch stays last
+        starts = rng.permutation(full) * self.batch_size
+        return np.concatenate([order[s:s + self.batch_size] for s in starts]
+                              + [order[full * self.batch_size:]])
+
+    def batch(self, k, order):
+        idx = order[k * self.batch_size:(k + 1) * self.batch_size]
+        src, src_lens, tgt_in, tgt_out, tgt_lens, _ = self.train.batch(
+            idx, self.source_vocab, self.target_vocab)
+        return src, (tgt_in, tgt_out, tgt_lens), src_lens
+
+    def model_metadata(self, model):
+        train = self.train
+        return dict(self.metadata, task="seq2seq", unknown_token="<unk>",
+                    max_source_length=str(max(len(s) for s in train.sources)),
+                    max_target_length=str(max(len(t) for t in train.targets)))
+
+    @staticmethod
+    def units(inputs):
+        return inputs.shape[1]
+
+    @staticmethod
+    def count(targets, lengths):
+        """The number of terms the loss's mean is over (the target tokens)."""
+        return int(targets[2].sum())
+
+    @staticmethod
+    def rows(inputs, targets, lengths, rows):
+        """The batch's rows `rows` (a slice): a data-parallel rank's shard."""
+        tgt_in, tgt_out, tgt_lens = targets
+        return inputs[:, rows], (tgt_in[:, rows], tgt_out[:, rows], tgt_lens[rows]), lengths[rows]
+
+    @staticmethod
+    def forward(model, inputs, targets, lengths, dropout_seed):
+        return model.forward(inputs, targets[0], src_lengths=lengths, tgt_lengths=targets[2],
+                             train=True, dropout_seed=dropout_seed)
+
+    @staticmethod
+    def loss(out, targets, lengths, grad=True):
+        return losses.cross_entropy(out, targets[1], targets[2], grad=grad)
+
+    def predict(self, model, sources, width=1, alpha=1.0, batch_size=64):
+        """The best target token list for each source token list."""
+        out = []
+        for i in range(0, len(sources), batch_size):
+            src, lens, _ = model.encode_sources(sources[i:i + batch_size])
+            toks, lengths, _ = model.beam_search(src, lens, width=width, alpha=alpha)
+            out += [model.target_vocabulary.decode(toks[b, 0, :lengths[b, 0]].tolist())
+                    for b in range(src.shape[1])]
+        return out
+
+    def error_rates(self, model, data, width=1, alpha=1.0):
+        """(token error rate, sequence error rate, sources) over data (Pairs),
+        grouped by source: a source's prediction is right when it equals any
+        of its references, and its token errors are those to its closest
+        reference (ties: the longer), over that reference's length."""
+        refs = collections.OrderedDict()
+        for s, t in zip(data.sources, data.targets):
+            refs.setdefault(tuple(s), []).append(list(t))
+        sources = list(refs)
+        pred = self.predict(model, [list(s) for s in sources], width, alpha)
+        errors = total = wrong = 0
+        for p, rs in zip(pred, refs.values()):
+            d, n = min(((edit_distance(p, r), -len(r)) for r in rs))
+            errors += d
+            total -= n
+            wrong += d > 0
+        return errors / max(total, 1), wrong / max(len(sources), 1), len(sources)
+
+    def evaluate(self, model, data=None):
+        data = self.val if data is None else data
+        if data is None:
+            return None
+        if self.max_val is not None and len(data) > self.max_val:
+            data = data.subset(range(self.max_val))
+        total = count = 0.0
+        for i in range(0, len(data), 256):
+            src, sl, ti, to, tl, _ = data.batch(range(i, min(i + 256, len(data))),
+                                                self.source_vocab, self.target_vocab)
+            z = model.forward(src, ti, src_lengths=sl, tgt_lengths=tl, train=False)
+            loss, _ = losses.cross_entropy(z, to, tl, grad=False)
+            total += loss * tl.sum()
+            count += tl.sum()
+        ter, ser, _ = self.error_rates(model, data)
+        return {"val_loss": total / max(count, 1), "val_ter": ter, "val_ser": ser}

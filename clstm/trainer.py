@@ -53,8 +53,12 @@ def _set_rng_state(gen, state):
 
 
 class Trainer:
-    """Train `model` on `task` (clstm.tasks: LanguageModelTask, SequenceTask or
-    ForecastTask).
+    """Train `model` on `task` (clstm.tasks: LanguageModelTask, SequenceTask,
+    ForecastTask, LabellingTask or TranslationTask). A task with a
+    forward(model, inputs, targets, lengths, dropout_seed) method runs the
+    model itself (an encoder-decoder's two inputs); a task's `selects`
+    names the validation metric, lower being better, that chooses the model
+    file and early stopping (default "val_loss").
 
     optimizer "adam" (default), "adamw" or "sgd" (momentum, nesterov),
     with weight_decay; clip: the global gradient-norm bound (0: none);
@@ -229,8 +233,11 @@ class Trainer:
             dseed = self._dropout_seed()
         out, dout, loss = None, None, 0.0
         if inputs.shape[1]:  # a rank whose shard is empty still joins the allreduces
-            out, (h, c) = model.forward(inputs, self.state if task.stateful else None,
-                                        lengths=lengths, train=True, dropout_seed=dseed)
+            if hasattr(task, "forward"):  # the task runs the model (an encoder-decoder)
+                out, state = task.forward(model, inputs, targets, lengths, dseed), None
+            else:
+                out, state = model.forward(inputs, self.state if task.stateful else None,
+                                           lengths=lengths, train=True, dropout_seed=dseed)
             loss, dout = task.loss(out, targets, lengths)
         if dp is not None:
             # one small float64 allreduce: the loss sum (the gradient block
@@ -261,7 +268,7 @@ class Trainer:
         self.opt.lr = self.schedule(self.step + 1, self._progress)
         self.opt.step()
         if task.stateful and out is not None:
-            self.state = (h, c)
+            self.state = state
         return loss
 
     def _elapsed(self):
@@ -299,7 +306,7 @@ class Trainer:
         self._window = []
         self.history.append(rec)
         self._write_log()
-        val = rec.get("val_loss")
+        val = rec.get(getattr(self.task, "selects", "val_loss"))  # lower is better
         if val is None:
             return rec
         if self.best_val is None or val < self.best_val:
@@ -461,7 +468,7 @@ class Trainer:
         if not self.is_root:
             return
         parts = ["step %d" % rec["step"], "epoch %.2f" % rec["epoch"]]
-        for k in ("train_loss", "val_loss", "val_accuracy", "val_cer"):
+        for k in ("train_loss", "val_loss", "val_accuracy", "val_cer", "val_ter", "val_ser"):
             if rec.get(k) is not None:
                 parts.append("%s %.4f" % (k, rec[k]))
         bar.write("  ".join(parts))

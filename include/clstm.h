@@ -578,10 +578,10 @@ CLSTM_API clstm_status clstm_ctc_beam_search_lm(clstm_dtype dtype, int64_t T, in
                                                 int64_t *label_lengths, double *scores);
 
 /* --------------------------------------------------- sequence to sequence */
-/* An encoder-decoder is a model whose config has target_vocab > 0 (work in
- * progress, issue 18). Its LSTM stack, with the EMBEDDING encoding of the
- * source ids (vocab_size V), is the encoder; its outputs S (Ts, B, N*R)
- * are what a decoder attends to (Luong et al. 2015):
+/* An encoder-decoder is a model whose config has target_vocab > 0 (Python:
+ * clstm.Seq2Seq; examples/translate.c). Its LSTM stack, with the EMBEDDING
+ * encoding of the source ids (vocab_size V), is the encoder; its outputs S
+ * (Ts, B, N*R) are what a decoder attends to (Luong et al. 2015):
  *
  *     x_t   = [emb_t(y_t); f_{t-1}]          decoder.embedding.weight, f_{-1} = 0
  *     h_t   = LSTM_dec(x_t)                  decoder.{weight,bias}_{ih,hh}_l{k};
@@ -645,7 +645,8 @@ CLSTM_API clstm_status clstm_seq2seq_backward(clstm_model *m, int64_t Ts, int64_
  * Errors: NULL, ARG (alpha not finite and >= 0, nbest not in [1, width],
  * a source id out of range, not an encoder-decoder), SIZE, OVERFLOW,
  * UNSUPPORTED, WORKSPACE. The workspace may be a training one's too: it
- * then holds no training forward any more. */
+ * then holds no training forward any more. Only the live hypotheses are
+ * computed at each step (a finished source costs nothing). */
 #define CLSTM_SEQ2SEQ_MAX_WIDTH 4096
 CLSTM_API clstm_status clstm_seq2seq_decode_workspace_size(const clstm_model *m, int64_t Ts,
                                                            int64_t B, int64_t width,

@@ -26,6 +26,8 @@ clstm_adam_config clstm_adam_config_default(void) {
 static int in_unit(double x) { return x >= 0.0 && x < 1.0; }
 static int nonneg(double x) { return x >= 0.0 && x < INFINITY; }
 
+#define SQRT_f32 sqrtf
+#define SQRT_f64 sqrt
 #define DEFINE_STEPS(SUF, real)                                                               \
     static void sgd_##SUF(size_t n, real *p, const real *g, real *buf, int first,            \
                           const clstm_sgd_config *c) {                                       \
@@ -40,21 +42,24 @@ static int nonneg(double x) { return x >= 0.0 && x < INFINITY; }
             p[i] -= lr * d;                                                                  \
         }                                                                                    \
     }                                                                                        \
+    /* Vectorized and split over the threads for large blocks (a 3.7M-parameter \
+     * encoder-decoder's step took 25 ms as a scalar loop with a double sqrt). */ \
     static void adam_##SUF(size_t n, real *p, const real *g, real *m, real *v, int64_t t,    \
                            const clstm_adam_config *c) {                                     \
         const real lr = (real)c->lr, b1 = (real)c->beta1, b2 = (real)c->beta2;               \
         const real wd = (real)c->weight_decay, eps = (real)c->eps;                           \
-        const real bc1 = (real)(1.0 - pow(c->beta1, (double)t));                             \
+        const real rate = lr / (real)(1.0 - pow(c->beta1, (double)t));                       \
         const real bc2s = (real)sqrt(1.0 - pow(c->beta2, (double)t));                        \
-        for (size_t i = 0; i < n; i++) {                                                     \
-            real gi = g[i];                                                                  \
-            if (c->decoupled)                                                                \
-                p[i] *= 1 - lr * wd;                                                         \
-            else                                                                             \
-                gi += wd * p[i];                                                             \
-            m[i] = b1 * m[i] + (1 - b1) * gi;                                                \
-            v[i] = b2 * v[i] + (1 - b2) * gi * gi;                                           \
-            p[i] -= (lr / bc1) * m[i] / (sqrt(v[i]) / bc2s + eps);                           \
+        const real keep = c->decoupled ? 1 - lr * wd : 1, add = c->decoupled ? 0 : wd;       \
+        const int nt = n >= ((size_t)1 << 16) ? clstm_get_num_threads() : 1;                 \
+        _Pragma("omp parallel for simd num_threads(nt) schedule(static)")                    \
+        for (ptrdiff_t i = 0; i < (ptrdiff_t)n; i++) {                                       \
+            const real pi = p[i] * keep, gi = g[i] + add * p[i];                             \
+            const real mi = b1 * m[i] + (1 - b1) * gi;                                       \
+            const real vi = b2 * v[i] + (1 - b2) * gi * gi;                                  \
+            m[i] = mi;                                                                       \
+            v[i] = vi;                                                                       \
+            p[i] = pi - rate * mi / (SQRT_##SUF(vi) / bc2s + eps);                           \
         }                                                                                    \
     }
 DEFINE_STEPS(f32, float)

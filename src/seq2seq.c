@@ -226,7 +226,7 @@ static int cand_before(const s2s_cand *a, const s2s_cand *b) {
 /* Byte offsets of the decoding workspace's parts (64-byte aligned). */
 typedef struct {
     size_t S, K, enc, enc_bytes, hc[2], feed[2], logits, scratch, logp, src_of, ids, score[2],
-        hist[2], live, fin_tok, fin_len, fin_raw, fin_n, cand, total;
+        hist[2], live, first, fin_tok, fin_len, fin_raw, fin_n, cand, total;
 } s2s_dec_ws;
 
 static clstm_status plan_decode(const clstm_model *m, int64_t Ts, int64_t B, int64_t width,
@@ -263,6 +263,7 @@ static clstm_status plan_decode(const clstm_model *m, int64_t Ts, int64_t B, int
         {nR, ml, sizeof(int32_t), &ly->hist[0]},
         {nR, ml, sizeof(int32_t), &ly->hist[1]},
         {(size_t)B, 1, sizeof(int64_t), &ly->live},
+        {(size_t)B, 1, sizeof(int64_t), &ly->first},
         {2 * Kb, ml, sizeof(int32_t), &ly->fin_tok},
         {2 * Kb, 1, sizeof(int64_t), &ly->fin_len},
         {2 * Kb, 1, sizeof(double), &ly->fin_raw},
@@ -351,25 +352,29 @@ clstm_status clstm_seq2seq_beam_search(const clstm_model *m, int64_t Ts, int64_t
         memset(base + ly.feed[s], 0, (size_t)(R * A) * e);
     }
     int64_t *src_of = (int64_t *)(void *)(base + ly.src_of), *live = (int64_t *)(void *)(base + ly.live);
+    int64_t *first = (int64_t *)(void *)(base + ly.first);
     int64_t *fin_len = (int64_t *)(void *)(base + ly.fin_len), *fin_n = (int64_t *)(void *)(base + ly.fin_n);
     int32_t *ids = (int32_t *)(void *)(base + ly.ids), *fin_tok = (int32_t *)(void *)(base + ly.fin_tok);
     int32_t *hist[2] = {(int32_t *)(void *)(base + ly.hist[0]), (int32_t *)(void *)(base + ly.hist[1])};
     double *score[2] = {(double *)(void *)(base + ly.score[0]), (double *)(void *)(base + ly.score[1])};
     double *fin_raw = (double *)(void *)(base + ly.fin_raw), *logp = (double *)(void *)(base + ly.logp);
     s2s_cand *cand = (s2s_cand *)(void *)(base + ly.cand);
-    for (int64_t r = 0; r < R; r++) src_of[r] = r / K, ids[r] = 0, score[0][r] = 0;
-    for (int64_t b = 0; b < B; b++) live[b] = 1, fin_n[b] = 0;
-    int64_t open = B; /* sources still searching */
-    int team = clstm_team_size(R, Hd);
-    if (team > R) team = (int)R;
+    /* The live hypotheses are packed: source b's are rows first[b] ..
+     * first[b] + live[b] - 1, in source order, and only the n_rows rows held
+     * are stepped (a finished source, or a beam not yet full, costs nothing). */
+    for (int64_t b = 0; b < B; b++)
+        src_of[b] = b, ids[b] = 0, score[0][b] = 0, first[b] = b, live[b] = 1, fin_n[b] = 0;
+    int64_t open = B, n_rows = B; /* sources still searching; rows held */
     int64_t step;
     for (step = 1; step <= max_len && open > 0; step++) {
+        int team = clstm_team_size(n_rows, Hd);
+        if (team > n_rows) team = (int)n_rows;
         void *fin = base + ly.feed[0], *fout = base + ly.feed[1];
         /* the rows are independent: each thread steps a slice of them */
 #pragma omp parallel num_threads(team)
         {
             const int64_t n = omp_get_num_threads(), tid = omp_get_thread_num();
-            const int64_t r0 = R * tid / n, nr = R * (tid + 1) / n - r0;
+            const int64_t r0 = n_rows * tid / n, nr = n_rows * (tid + 1) / n - r0;
             void *hp[CLSTM_S2S_MAX_LAYERS], *cp[CLSTM_S2S_MAX_LAYERS];
             void *ho[CLSTM_S2S_MAX_LAYERS], *co[CLSTM_S2S_MAX_LAYERS];
             for (int64_t l = 0; l < Ld; l++) {
@@ -391,13 +396,14 @@ clstm_status clstm_seq2seq_beam_search(const clstm_model *m, int64_t Ts, int64_t
                 log_softmax_rows(f64, nr, V, (const char *)base + ly.logits + (size_t)(r0 * V) * e,
                                  logp + r0 * V);
         }
+        int64_t packed = 0; /* the next step's rows */
         for (int64_t b = 0; b < B; b++) {
             if (live[b] == 0) continue; /* done */
             /* the best 2K candidates in order (at most K end in </s>, one a row) */
             int64_t nc = 0;
             const int64_t cap = 2 * K;
             for (int64_t i = 0; i < live[b]; i++) {
-                const int64_t row = b * K + i;
+                const int64_t row = first[b] + i;
                 for (int64_t v = 0; v < V; v++) {
                     const s2s_cand c = {score[0][row] + logp[row * V + v], row, (int32_t)v};
                     if (nc == cap && !cand_before(&c, &cand[nc - 1])) continue;
@@ -407,6 +413,7 @@ clstm_status clstm_seq2seq_beam_search(const clstm_model *m, int64_t Ts, int64_t
                 }
             }
             int64_t n_live = 0;
+            const int64_t first_b = packed;
             for (int64_t i = 0; i < nc && n_live < K; i++) {
                 const s2s_cand *c = &cand[i];
                 const int64_t p = c->row;
@@ -420,7 +427,9 @@ clstm_status clstm_seq2seq_beam_search(const clstm_model *m, int64_t Ts, int64_t
                     }
                     continue;
                 }
-                const int64_t row = b * K + n_live++;
+                const int64_t row = packed++;
+                n_live++;
+                src_of[row] = b;
                 memcpy(hist[1] + row * max_len, hist[0] + p * max_len,
                        (size_t)(step - 1) * sizeof(int32_t));
                 hist[1][row * max_len + step - 1] = c->tok;
@@ -435,8 +444,10 @@ clstm_status clstm_seq2seq_beam_search(const clstm_model *m, int64_t Ts, int64_t
                        (size_t)A * e);
             }
             live[b] = n_live;
-            if (fin_n[b] >= K || n_live == 0) live[b] = 0, open--;
+            first[b] = first_b;
+            if (fin_n[b] >= K || n_live == 0) live[b] = 0, open--, packed = first_b;
         }
+        n_rows = packed;
         int32_t *th = hist[0];
         hist[0] = hist[1], hist[1] = th;
         double *ts = score[0];
@@ -445,7 +456,7 @@ clstm_status clstm_seq2seq_beam_search(const clstm_model *m, int64_t Ts, int64_t
     for (int64_t b = 0; b < B; b++) {
         /* a source the length cut short: its live hypotheses finish as they are */
         for (int64_t i = 0; i < live[b]; i++) {
-            const int64_t row = b * K + i, f = b * 2 * K + fin_n[b]++;
+            const int64_t row = first[b] + i, f = b * 2 * K + fin_n[b]++;
             memcpy(fin_tok + f * max_len, hist[0] + row * max_len, (size_t)max_len * sizeof(int32_t));
             fin_len[f] = max_len;
             fin_raw[f] = score[0][row] / pow((double)max_len, alpha);

@@ -1,5 +1,5 @@
-/* The attention decoder of an encoder-decoder (issue 18; work in progress:
- * internal, not yet in the public API).
+/* The attention decoder of an encoder-decoder (internal; the public calls
+ * are clstm_seq2seq_* in include/clstm.h).
  *
  * Luong et al. 2015's global attention after the decoder step, "general"
  * (keys K = S W_a^T) or "dot" (K = S) scores, and input feeding:

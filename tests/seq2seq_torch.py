@@ -33,6 +33,17 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 BOS, EOS, UNK = 0, 1, 2
 
 
+def torch_name(name):
+    """TorchSeq2Seq's parameter for a clstm tensor name."""
+    fixed = {"embedding.weight": "src_embedding.weight",
+             "decoder.embedding.weight": "tgt_embedding.weight",
+             "attention.weight": "w_a.weight", "attention.combine.weight": "w_c.weight",
+             "decoder.out.weight": "out.weight", "decoder.out.bias": "out.bias"}
+    if name in fixed:
+        return fixed[name]
+    return name if name.startswith("decoder.") else "encoder." + name
+
+
 class TorchSeq2Seq(torch.nn.Module):
     def __init__(self, source_vocab, target_vocab, embedding=32, hidden=64, layers=1,
                  decoder_hidden=None, decoder_layers=1, attention="general",
@@ -162,3 +173,68 @@ class TorchSeq2Seq(torch.nn.Module):
                              for h, s in finished), key=lambda r: -r[1])
             results.append(ranked[:nbest])
         return results
+
+    @torch.no_grad()
+    def beam_batched(self, src, src_lens, width, max_len, alpha=1.0):
+        """beam()'s best hypothesis per source, computed as a batched decoder
+        would (the benchmark's peer): the B * width hypotheses are one batch
+        of every step, each source's next ones come from a top-k over its
+        width * V candidates, and only the bookkeeping of finished
+        hypotheses is per source. Ties between equal scores may break
+        otherwise than beam()'s; real-valued scores rarely tie."""
+        B, K = src.shape[1], width
+        S, keys, mask = self.encode(src, src_lens)
+        rep = lambda t, dim: t.repeat_interleave(K, dim=dim)  # noqa: E731
+        S, keys, mask = rep(S, 1), rep(keys, 1), rep(mask, 0)
+        feed, state = self.initial(B * K, S)
+        y = torch.full((B * K,), BOS, dtype=torch.long)
+        total = torch.full((B, K), float("-inf"), dtype=S.dtype)
+        total[:, 0] = 0.0  # one live hypothesis, <s>, to start
+        hyps = [[[] for _ in range(K)] for _ in range(B)]
+        finished = [[] for _ in range(B)]
+        done = [False] * B
+        for step in range(max_len):
+            logits, feed, state = self.step(y, feed, state, S, keys, mask)
+            logp = torch.log_softmax(logits, dim=1).view(B, K, -1)
+            V = logp.shape[2]
+            cand = (total[:, :, None] + logp).view(B, K * V)
+            scores, idx = cand.topk(min(2 * K, K * V), dim=1)  # holds K that do not end
+            hyp, tok = idx // V, idx % V
+            keep = torch.zeros(B, K, dtype=torch.long)
+            new_total = torch.full((B, K), float("-inf"), dtype=S.dtype)
+            new_tok = torch.zeros(B, K, dtype=torch.long)
+            new_hyps = [[[] for _ in range(K)] for _ in range(B)]
+            for b in range(B):
+                if done[b]:
+                    continue
+                n = 0
+                for s, h, v in zip(scores[b].tolist(), hyp[b].tolist(), tok[b].tolist()):
+                    if s == float("-inf"):
+                        break
+                    toks = hyps[b][h] + [v]
+                    if v == EOS:
+                        if len(finished[b]) < K:
+                            finished[b].append((toks, s))
+                        continue
+                    keep[b, n], new_total[b, n], new_tok[b, n] = h, s, v
+                    new_hyps[b][n] = toks
+                    n += 1
+                    if n == K:
+                        break
+                if len(finished[b]) >= K or n == 0:
+                    done[b] = True
+            if all(done):
+                break
+            rows = (torch.arange(B)[:, None] * K + keep).view(-1)
+            feed, state = feed[rows], tuple(s[:, rows] for s in state)
+            y, total, hyps = new_tok.view(-1), new_total, new_hyps
+        for b in range(B):
+            if not done[b]:  # max_len: the live ones finish as they are
+                finished[b] += [(h, s) for h, s in zip(hyps[b], total[b].tolist())
+                                if s != float("-inf")]
+        best = []
+        for b in range(B):
+            ranked = sorted(((h[:-1] if h and h[-1] == EOS else h, s / len(h) ** alpha)
+                             for h, s in finished[b]), key=lambda r: -r[1])
+            best.append(ranked[0][0] if ranked else [])
+        return best

@@ -8,20 +8,9 @@ import pytest
 from clstm import _core, losses
 
 torch = pytest.importorskip("torch")
-from seq2seq_torch import TorchSeq2Seq  # noqa: E402
+from seq2seq_torch import TorchSeq2Seq, torch_name  # noqa: E402
 
 VS, VT, E, H, HD, A = 9, 8, 5, 6, 7, 4
-
-
-def torch_name(name):
-    """The oracle's parameter for a clstm tensor name."""
-    fixed = {"embedding.weight": "src_embedding.weight",
-             "decoder.embedding.weight": "tgt_embedding.weight",
-             "attention.weight": "w_a.weight", "attention.combine.weight": "w_c.weight",
-             "decoder.out.weight": "out.weight", "decoder.out.bias": "out.bias"}
-    if name in fixed:
-        return fixed[name]
-    return name if name.startswith("decoder.") else "encoder." + name
 
 
 def pair(attention, layers, decoder_layers, dtype):
@@ -92,13 +81,16 @@ def test_loss_logits_and_gradients_match_pytorch(attention, layers, decoder_laye
         np.testing.assert_allclose(got, want, rtol=0, atol=rtol * scale, err_msg=name)
 
 
-def test_python_refuses_to_load_an_encoder_decoder_it_cannot_run(tmp_path):
+def test_python_loads_an_encoder_decoder_written_by_the_core(tmp_path):
     import clstm
     _, core = pair("general", 1, 1, np.float64)
     path = str(tmp_path / "s2s.safetensors")
     core.save(path)
-    with pytest.raises(ValueError, match="encoder-decoder model"):
-        clstm.load(path)
+    m = clstm.load(path)
+    assert isinstance(m, clstm.Seq2Seq) and m.source_vocabulary is None
+    np.testing.assert_array_equal(m.flat_parameters, np.frombuffer(core.params_block()))
+    with pytest.raises(ValueError, match="no token vocabularies"):
+        m.translate(["ab"])
 
 
 def test_a_plain_model_keeps_user_metadata_named_like_decoder_keys(tmp_path):

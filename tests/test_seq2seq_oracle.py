@@ -49,3 +49,15 @@ def test_loss_counts_only_valid_target_steps(model):
     assert torch.equal(loss, model.loss(src, [4, 2], tin, tout2, [5, 2]))
     tout2[0, 1] = (int(tout[0, 1]) % 8) + 1  # a counted step
     assert not torch.equal(loss, model.loss(src, [4, 2], tin, tout2, [5, 2]))
+
+
+def test_the_batched_beam_finds_what_the_per_source_beam_finds(model):
+    rng = np.random.default_rng(3)
+    with torch.no_grad():
+        model.out.weight.mul_(4)
+        model.out.bias[EOS] += 0.5
+    lens = [6, 2, 5, 1, 7, 3]
+    src = sources(rng, lens)
+    for width, alpha in ((1, 1.0), (3, 1.0), (5, 0.5)):
+        want = [r[0][0] for r in model.beam(src, lens, width, 9, alpha)]
+        assert model.beam_batched(src, lens, width, 9, alpha) == want

@@ -156,6 +156,10 @@ cdef extern from "clstm.h" nogil:
                                  const void *out, const int32_t *targets,
                                  const int64_t *lengths, int last_only, double *loss,
                                  void *dout)
+    clstm_status clstm_loss_xent_smoothed(clstm_dtype dtype, int64_t T, int64_t B, int64_t O,
+                                          const void *out, const int32_t *targets,
+                                          const int64_t *lengths, int last_only,
+                                          double label_smoothing, double *loss, void *dout)
     clstm_status clstm_loss_mse(clstm_dtype dtype, int64_t T, int64_t B, int64_t O,
                                 const void *out, const void *targets, const int64_t *lengths,
                                 int last_only, double *loss, void *dout)

@@ -623,9 +623,10 @@ def ctc_beam_search(int64_t T, int64_t B, int64_t C, const real[::1] logits,
 
 
 def loss(bint mse, int64_t T, int64_t B, int64_t O, const real[::1] out, targets,
-         const int64_t[::1] lengths, bint last_only, real[::1] dout):
+         const int64_t[::1] lengths, bint last_only, real[::1] dout, double smoothing=0.0):
     """Mean loss of out (T*B*O) against targets (int32 (T*B) class ids, or
-    reals (T*B*O) for mse); fills dout (may be None) with its gradient."""
+    reals (T*B*O) for mse); fills dout (may be None) with its gradient;
+    smoothing: the cross-entropy's label smoothing."""
     cdef double result = 0
     cdef const int64_t *pl = NULL if lengths is None else &lengths[0]
     cdef void *pd = NULL if dout is None else <void *>&dout[0]
@@ -645,7 +646,7 @@ def loss(bint mse, int64_t T, int64_t B, int64_t O, const real[::1] out, targets
         ti = targets
         _check_size(ti, T * B, "targets")
         with nogil:
-            st = clstm_loss_xent(_dtype_of(sizeof(real)), T, B, O, &out[0], &ti[0], pl,
-                                 last_only, &result, pd)
+            st = clstm_loss_xent_smoothed(_dtype_of(sizeof(real)), T, B, O, &out[0], &ti[0],
+                                          pl, last_only, smoothing, &result, pd)
     check(st, "loss")
     return result

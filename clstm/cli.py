@@ -196,6 +196,9 @@ def _train_parser(sub):
                    help="--pairs: decoder LSTM layers (1 to 8)")
     m.add_argument("--attention", choices=("general", "dot"), default="general",
                    help="--pairs: Luong attention score, h . W_a s (general) or h . s (dot)")
+    m.add_argument("--label-smoothing", type=_fraction, default=0.0,
+                   help="--pairs: the training loss's label smoothing eps (the target is "
+                        "(1 - eps) one-hot + eps / V)")
     o = p.add_argument_group("optimisation")
     o.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default="adam",
                    help="optimizer")
@@ -263,7 +266,8 @@ def _build_task(args):
                         ("--target-tokens", args.target_tokens),
                         ("--decoder-hidden", args.decoder_hidden),
                         ("--decoder-layers", args.decoder_layers != 1),
-                        ("--attention", args.attention != "general")):
+                        ("--attention", args.attention != "general"),
+                        ("--label-smoothing", args.label_smoothing)):
         if given and not args.pairs:
             raise UsageError("%s goes with --pairs FILE" % flag)
     for flag, given in (("--augment", args.augment),
@@ -346,7 +350,8 @@ def _pairs_task(args, rng):
                               target_split=split["target_tokens"], seed=args.seed)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    task = TranslationTask(train, val, args.batch or 64, source_vocab=sv, target_vocab=tv)
+    task = TranslationTask(train, val, args.batch or 64, source_vocab=sv, target_vocab=tv,
+                           label_smoothing=args.label_smoothing)
     return task, model, dict(epochs=20)
 
 

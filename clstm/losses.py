@@ -49,7 +49,7 @@ def _per_step(targets, name, T, B, tail, lay, last_only, lens, dtype):
     return np.ascontiguousarray(layout.to_time_first(a, lay), dtype=dtype)
 
 
-def _loss(is_mse, out, targets, lengths, last_only, batch_first, grad):
+def _loss(is_mse, out, targets, lengths, last_only, batch_first, grad, smoothing=0.0):
     o3, lay = _out3(out, batch_first)
     T, B, O = o3.shape
     lens = checks.lengths(lengths, T, B)
@@ -74,19 +74,25 @@ def _loss(is_mse, out, targets, lengths, last_only, batch_first, grad):
         t = full.astype(np.int32)
     dout = np.empty_like(o3) if grad else None
     loss = _core.loss(is_mse, T, B, O, o3.reshape(-1), t.reshape(-1), lens, bool(last_only),
-                      None if dout is None else dout.reshape(-1))
+                      None if dout is None else dout.reshape(-1), smoothing)
     return loss, (None if dout is None else layout.from_time_first(dout, lay))
 
 
 def cross_entropy(out, targets, lengths=None, *, last_only=False, batch_first=False,
-                  grad=True):
+                  grad=True, label_smoothing=0.0):
     """Softmax cross-entropy of logits `out` (T, B, O) ((B, T, O) with
     batch_first, (T, O) unbatched) against integer class ids `targets`:
     (T, B) per step, or (B,) with last_only (one label per sequence, at its
     last valid step). Targets at steps that do not count (past a length)
-    are never read, so padding may hold anything (e.g. -100). Returns
-    (mean loss in nats, d loss / d out or None)."""
-    return _loss(False, out, targets, lengths, last_only, batch_first, grad)
+    are never read, so padding may hold anything (e.g. -100).
+    label_smoothing: eps in [0, 1], as torch.nn.functional.cross_entropy's:
+    the target is (1 - eps) onehot + eps / O. Returns (mean loss in nats,
+    d loss / d out or None)."""
+    eps = float(label_smoothing)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError("label_smoothing: expected a number in [0, 1], got %r"
+                         % (label_smoothing,))
+    return _loss(False, out, targets, lengths, last_only, batch_first, grad, eps)
 
 
 def mse(out, targets, lengths=None, *, last_only=False, batch_first=False, grad=True):

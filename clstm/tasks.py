@@ -428,7 +428,9 @@ class TranslationTask(_Shuffled):
     Validation: the loss, and with greedy decoding the token error rate
     and the sequence error rate, a source with several references (a word
     with several pronunciations) scored against its closest. The sequence
-    error rate chooses the model file (`selects`)."""
+    error rate chooses the model file (`selects`). label_smoothing: eps of
+    the training loss (clstm.losses.cross_entropy); the validation loss is
+    the plain cross-entropy either way."""
 
     stateful = False
     last_only = False
@@ -438,8 +440,9 @@ class TranslationTask(_Shuffled):
     POOL = 50  # batches sorted together by source length
 
     def __init__(self, train, val=None, batch_size=64, *, source_vocab, target_vocab,
-                 metadata=None, max_val=None):
+                 metadata=None, max_val=None, label_smoothing=0.0):
         self.train, self.val, self.batch_size = train, val, batch_size
+        self.label_smoothing = float(label_smoothing)
         self.source_vocab, self.target_vocab = source_vocab, target_vocab
         self.metadata = dict(metadata or {})
         self.max_val = max_val
@@ -488,9 +491,9 @@ class TranslationTask(_Shuffled):
         return model.forward(inputs, targets[0], src_lengths=lengths, tgt_lengths=targets[2],
                              train=True, dropout_seed=dropout_seed)
 
-    @staticmethod
-    def loss(out, targets, lengths, grad=True):
-        return losses.cross_entropy(out, targets[1], targets[2], grad=grad)
+    def loss(self, out, targets, lengths, grad=True):
+        return losses.cross_entropy(out, targets[1], targets[2], grad=grad,
+                                    label_smoothing=self.label_smoothing)
 
     def predict(self, model, sources, width=1, alpha=1.0, batch_size=64):
         """The best target token list for each source token list."""
@@ -532,7 +535,7 @@ class TranslationTask(_Shuffled):
                                                 self.source_vocab, self.target_vocab)
             z = model.forward(src, ti, src_lengths=sl, tgt_lengths=tl, train=False)
             loss, _ = losses.cross_entropy(z, to, tl, grad=False)
-            total += loss * tl.sum()
-            count += tl.sum()
+            total += loss * float(tl.sum())
+            count += float(tl.sum())
         ter, ser, _ = self.error_rates(model, data)
         return {"val_loss": total / max(count, 1), "val_ter": ter, "val_ser": ser}

@@ -465,6 +465,17 @@ CLSTM_API clstm_status clstm_loss_xent(clstm_dtype dtype, int64_t T, int64_t B, 
                                        const void *out, const int32_t *targets,
                                        const int64_t *lengths, int last_only, double *loss,
                                        void *dout);
+/* The same with label smoothing eps in [0, 1] (torch.nn.functional.
+ * cross_entropy's label_smoothing): the target distribution is
+ * (1 - eps) onehot(target) + eps / O, so loss = -(1 - eps) log p[target] -
+ * (eps / O) sum_j log p[j]; eps = 0 is clstm_loss_xent exactly. ARG for eps
+ * outside [0, 1] or NaN. */
+CLSTM_API clstm_status clstm_loss_xent_smoothed(clstm_dtype dtype, int64_t T, int64_t B,
+                                                int64_t O, const void *out,
+                                                const int32_t *targets,
+                                                const int64_t *lengths, int last_only,
+                                                double label_smoothing, double *loss,
+                                                void *dout);
 
 /* Mean squared error: targets (T, B, O) reals (only counted steps read);
  * loss = mean (out - target)^2. */

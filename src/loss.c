@@ -20,8 +20,9 @@ clstm_status clstm_softmax(clstm_dtype dtype, int64_t n, int64_t k, const void *
 
 static clstm_status loss(int mse, clstm_dtype dtype, int64_t T, int64_t B, int64_t O,
                          const void *out, const void *targets, const int64_t *lengths,
-                         int last_only, double *result, void *dout) {
+                         int last_only, double smoothing, double *result, void *dout) {
     if (!out || !targets || !result) return CLSTM_ERR_NULL;
+    if (!(smoothing >= 0 && smoothing <= 1)) return CLSTM_ERR_ARG;
     if (T < 1 || B < 1 || O < 1) return CLSTM_ERR_SIZE;
     if (T > INT64_MAX / B || T * B > INT64_MAX / O) return CLSTM_ERR_OVERFLOW;
     if (dtype != CLSTM_FLOAT32 && dtype != CLSTM_FLOAT64) return CLSTM_ERR_DTYPE;
@@ -42,9 +43,11 @@ static clstm_status loss(int mse, clstm_dtype dtype, int64_t T, int64_t B, int64
     if (B > 64 && !(lens = malloc((size_t)B * sizeof *lens))) return CLSTM_ERR_NOMEM;
     for (int64_t b = 0; b < B; b++) lens[b] = lengths ? lengths[b] : T;
     if (dtype == CLSTM_FLOAT64)
-        *result = clstm_loss_rows_f64(mse, T, B, O, out, targets, lens, last_only != 0, dout);
+        *result = clstm_loss_rows_f64(mse, T, B, O, out, targets, lens, last_only != 0,
+                                      smoothing, dout);
     else
-        *result = clstm_loss_rows_f32(mse, T, B, O, out, targets, lens, last_only != 0, dout);
+        *result = clstm_loss_rows_f32(mse, T, B, O, out, targets, lens, last_only != 0,
+                                      smoothing, dout);
     if (lens != stack_lens) free(lens);
     return CLSTM_OK;
 }
@@ -52,11 +55,19 @@ static clstm_status loss(int mse, clstm_dtype dtype, int64_t T, int64_t B, int64
 clstm_status clstm_loss_xent(clstm_dtype dtype, int64_t T, int64_t B, int64_t O,
                              const void *out, const int32_t *targets, const int64_t *lengths,
                              int last_only, double *result, void *dout) {
-    return loss(0, dtype, T, B, O, out, targets, lengths, last_only, result, dout);
+    return loss(0, dtype, T, B, O, out, targets, lengths, last_only, 0.0, result, dout);
+}
+
+clstm_status clstm_loss_xent_smoothed(clstm_dtype dtype, int64_t T, int64_t B, int64_t O,
+                                      const void *out, const int32_t *targets,
+                                      const int64_t *lengths, int last_only,
+                                      double label_smoothing, double *result, void *dout) {
+    return loss(0, dtype, T, B, O, out, targets, lengths, last_only, label_smoothing, result,
+                dout);
 }
 
 clstm_status clstm_loss_mse(clstm_dtype dtype, int64_t T, int64_t B, int64_t O,
                             const void *out, const void *targets, const int64_t *lengths,
                             int last_only, double *result, void *dout) {
-    return loss(1, dtype, T, B, O, out, targets, lengths, last_only, result, dout);
+    return loss(1, dtype, T, B, O, out, targets, lengths, last_only, 0.0, result, dout);
 }

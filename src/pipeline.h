@@ -235,10 +235,10 @@ void clstm_softmax_rows_f64(int64_t n, int64_t k, const double *z, double temper
                             double *p);
 double clstm_loss_rows_f32(int mse, int64_t T, int64_t B, int64_t O, const float *out,
                            const void *targets, const int64_t *lens, int last_only,
-                           float *dout);
+                           double smoothing, float *dout);
 double clstm_loss_rows_f64(int mse, int64_t T, int64_t B, int64_t O, const double *out,
                            const void *targets, const int64_t *lens, int last_only,
-                           double *dout);
+                           double smoothing, double *dout);
 
 /* The one check of sequence lengths (pipeline and losses): each in [0, T],
  * or ARG. lengths may be NULL (all T). */

@@ -364,3 +364,33 @@ def _call(kind, out, tg, *a, **k):
 def test_errors(fn, args, kwargs, exc, match):
     with pytest.raises(exc, match="^" + match):
         fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [0.1, 0.5, 1.0])
+def test_label_smoothing_matches_torch(dtype, eps):
+    rng = np.random.default_rng(7)
+    T, B, O = 5, 4, 6
+    out = rng.standard_normal((T, B, O)).astype(dtype)
+    tg = rng.integers(0, O, (T, B))
+    lengths = np.array([5, 2, 0, 3])
+    o = torch.tensor(out, requires_grad=True)
+    mask = torch.as_tensor(np.arange(T)[:, None] < lengths[None, :])
+    want = F.cross_entropy(o[mask], torch.as_tensor(tg)[mask], label_smoothing=eps)
+    want.backward()
+    loss, dout = cross_entropy(out, tg, lengths, label_smoothing=eps)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    assert loss == pytest.approx(float(want.detach()), rel=tol)
+    np.testing.assert_allclose(dout, o.grad.numpy(), rtol=0, atol=tol)
+
+
+def test_label_smoothing_zero_is_the_plain_loss_and_bad_values_are_refused():
+    rng = np.random.default_rng(8)
+    out = rng.standard_normal((3, 2, 4)).astype(np.float32)
+    tg = rng.integers(0, 4, (3, 2))
+    plain, d0 = cross_entropy(out, tg)
+    zero, d1 = cross_entropy(out, tg, label_smoothing=0.0)
+    assert plain == zero and np.array_equal(d0, d1)
+    for eps in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="label_smoothing"):
+            cross_entropy(out, tg, label_smoothing=eps)

@@ -213,6 +213,23 @@ def test_training_learns_to_reverse_words():
     assert after["val_ser"] < 0.1 and after["val_ter"] < 0.03, after
 
 
+def test_label_smoothing_is_the_training_loss_only():
+    rng = np.random.default_rng(5)
+    data = reversal(40, rng)
+    sv, tv = data.vocabularies()
+    m = clstm.Seq2Seq(sv, tv, embedding=4, hidden_size=5, seed=0)
+    plain = TranslationTask(data, data, 8, source_vocab=sv, target_vocab=tv)
+    smooth = TranslationTask(data, data, 8, source_vocab=sv, target_vocab=tv,
+                             label_smoothing=0.2)
+    src, targets, sl = smooth.batch(0, np.arange(40))
+    z = smooth.forward(m, src, targets, sl, 0)
+    loss, dz = smooth.loss(z, targets, sl)
+    want, dwant = losses.cross_entropy(z, targets[1], targets[2], label_smoothing=0.2)
+    assert loss == want and np.array_equal(dz, dwant)
+    assert loss != plain.loss(z, targets, sl)[0]
+    assert smooth.evaluate(m) == plain.evaluate(m)
+
+
 def test_error_rates_score_a_source_against_its_closest_reference():
     m = sharpened(small())
     data = pairs.Pairs([list("ab"), list("ab"), list("c")], [list("AB"), list("B"), list("C")])
@@ -337,6 +354,7 @@ def test_train_translate_and_evaluate_from_the_command_line(trained, capsys, mon
     (["train", "--pairs", "{notab}", "--out", "{out}"], "notab.tsv:2"),
     (["train", "--text", "{notab}", "--target-tokens", "space"], "--target-tokens goes with"),
     (["train", "--pairs", "{empty}", "--out", "{out}"], "empty target"),
+    (["train", "--text", "{notab}", "--label-smoothing", "0.1"], "--label-smoothing goes with"),
 ])
 def test_bad_input_gives_one_line_and_status_2(trained, tmp_path, capsys, args, needle):
     model, _ = trained

@@ -996,8 +996,45 @@ static void test_loss_case(int mse, clstm_dtype dt, const int64_t *len, int last
     free(gt);
 }
 
+/* Label smoothing: the gradient by finite differences of the loss (float64),
+ * eps = 0 the plain loss bit for bit, and eps outside [0, 1] refused. */
+static void test_label_smoothing(void)
+{
+    enum { T = 3, B = 2, O = 4 };
+    const int64_t len[B] = {3, 1};
+    double z[T * B * O], g[T * B * O], g0[T * B * O], loss, plain;
+    int32_t tc[T * B];
+    uint64_t seed = 77;
+    for (int i = 0; i < T * B * O; i++) z[i] = urand(&seed, -3, 3);
+    for (int i = 0; i < T * B; i++) tc[i] = irand(&seed, O);
+    CHECK_STATUS(clstm_loss_xent_smoothed(CLSTM_FLOAT64, T, B, O, z, tc, len, 0, 0.0, &loss, g),
+                 CLSTM_OK);
+    CHECK_STATUS(clstm_loss_xent(CLSTM_FLOAT64, T, B, O, z, tc, len, 0, &plain, g0), CLSTM_OK);
+    CHECK(loss == plain && memcmp(g, g0, sizeof g) == 0, "eps 0 differs from the plain loss");
+    CHECK_STATUS(clstm_loss_xent_smoothed(CLSTM_FLOAT64, T, B, O, z, tc, len, 0, 0.3, &loss, g),
+                 CLSTM_OK);
+    double worst = 0;
+    for (int i = 0; i < T * B * O; i++) {
+        const double orig = z[i], h = 1e-5;
+        double lp, lm;
+        z[i] = orig + h;
+        clstm_loss_xent_smoothed(CLSTM_FLOAT64, T, B, O, z, tc, len, 0, 0.3, &lp, NULL);
+        z[i] = orig - h;
+        clstm_loss_xent_smoothed(CLSTM_FLOAT64, T, B, O, z, tc, len, 0, 0.3, &lm, NULL);
+        z[i] = orig;
+        worst = fmax(worst, grad_relerr((lp - lm) / (2 * h), g[i]));
+    }
+    CHECK(worst < 1e-7, "label smoothing: gradient vs finite differences %.3g", worst);
+    const double bad[3] = {-0.01, 1.01, NAN};
+    for (int k = 0; k < 3; k++)
+        CHECK_STATUS(clstm_loss_xent_smoothed(CLSTM_FLOAT64, T, B, O, z, tc, len, 0, bad[k],
+                                              &loss, g),
+                     CLSTM_ERR_ARG);
+}
+
 static void test_losses(void)
 {
+    test_label_smoothing();
     static const int64_t len[4] = {3, 1, 0, 2}, zeros[4] = {0, 0, 0, 0};
     uint64_t seed = 40;
     for (int mse = 0; mse < 2; mse++)

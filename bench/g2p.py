@@ -47,6 +47,8 @@ def words_of(path):
     seen, words = set(), []
     with open(path, encoding="utf-8") as f:
         for line in f:
+            if "\t" not in line:
+                continue
             w = line.split("\t", 1)[0]
             if w and w not in seen:
                 seen.add(w)

@@ -37,7 +37,7 @@ from clstm import data as D
 from clstm import distributed, ocr
 from clstm import pairs as P
 from clstm.config import SETTINGS
-from clstm.seq2seq import DECODER_SETTINGS
+from clstm.seq2seq import DECODER_SETTINGS, _metadata_int
 from clstm.sampling import generate_text
 from clstm.tasks import (ForecastTask, LabellingTask, LanguageModelTask, SequenceTask,
                          TranslationTask)
@@ -75,6 +75,22 @@ def _nonneg(kind):
         return v
     parse.__name__ = kind.__name__
     return parse
+
+
+def _width(s):
+    """A beam width: 1 to clstm's most."""
+    v = _positive(int)(s)
+    if v > clstm._core.SEQ2SEQ_MAX_WIDTH:
+        raise argparse.ArgumentTypeError("expected at most %d, got %r"
+                                         % (clstm._core.SEQ2SEQ_MAX_WIDTH, s))
+    return v
+
+
+def _finite_nonneg(s):
+    v = _nonneg(float)(s)
+    if not np.isfinite(v):
+        raise argparse.ArgumentTypeError("expected a finite number, got %r" % s)
+    return v
 
 
 def _fraction(s):
@@ -457,6 +473,14 @@ def _setup_training(args, dp):
     if args.resume:
         trainer = Trainer.resume(args.resume, task, progress=not args.no_progress,
                                  distributed=dp)
+        if isinstance(task, TranslationTask):  # the model's token ids are the data's
+            m = trainer.model
+            for side, mine, data in (("source", m.source_vocabulary, task.source_vocab),
+                                     ("target", m.target_vocabulary, task.target_vocab)):
+                if mine is None or mine.tokens != data.tokens:
+                    raise UsageError("--resume %s: the %s tokens of --pairs differ from the "
+                                     "checkpoint's model's; resume with the data it was "
+                                     "trained on" % (args.resume, side))
         print("resuming %s at step %d of %d%s" % (args.resume, trainer.step, trainer.total_steps,
                                                  "" if dp is None else " on %d ranks" % dp.size))
         return trainer, trainer.model
@@ -547,7 +571,7 @@ def cmd_info(args):
     print("kind: %s" % (_describe(model) if described else "a bare LSTM"))
     for k in SETTINGS + (DECODER_SETTINGS if isinstance(model, clstm.Seq2Seq) else ()):
         if k != "dtype":  # printed below as the NumPy dtype
-            print("%s: %s" % (k, c[k]))
+            print("%s: %s" % (k, model.attention if k == "attention" else c[k]))
     print("dtype: %s" % model.dtype)
     print("quantized: %s" % ("int8 (kernel %s)" % clstm.int8_kernel() if model.quantized
                              else "no"))
@@ -556,6 +580,8 @@ def cmd_info(args):
         if model.vocab is not None:
             print("vocab: %s" % json.dumps(model.vocab, ensure_ascii=False))
         for k, v in sorted(model.metadata.items()):
+            if k.endswith("_tokens") and isinstance(model, clstm.Seq2Seq):
+                v = json.dumps(v.split("\n"), ensure_ascii=False)  # one line
             print("metadata %s: %s" % (k, v))
     return 0
 
@@ -582,6 +608,8 @@ def cmd_quantize(args):
 
 def cmd_export(args):
     model = _load_model(args.model)
+    if isinstance(model, clstm.Seq2Seq):
+        raise UsageError("%s: an encoder-decoder does not export to ONNX" % args.model)
     if isinstance(model, clstm.Model) and not model.is_bare_lstm:
         raise UsageError("%s: only a bare LSTM (no encoding, no head) exports to ONNX so far"
                          % args.model)
@@ -673,22 +701,26 @@ def _evaluate_lines(args):
     return 0
 
 
-def _longest(model, side):
-    """The longest source or target seen in training (metadata), or None."""
-    try:
-        return int(model.metadata["max_%s_length" % side])
-    except (KeyError, ValueError):
-        return None
+def _write_utf8(text):
+    """text on stdout as UTF-8 whatever the locale (examples/translate.c's bytes)."""
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        sys.stdout.flush()
+        out.write(text.encode("utf-8"))
+    sys.stdout.flush()
 
 
 def cmd_translate(args):
     """One line out per line in: the best target (or --nbest candidates,
     tab-separated with their scores, and a blank line after each source).
-    An empty line gives an empty line."""
+    An empty line gives an empty line; a line that is not UTF-8 or holds
+    U+0000 ends the command (status 2) after the lines before it."""
     model = _load_model(args.model, "seq2seq")
     if args.nbest > args.beam:
         raise UsageError("--nbest %d: at most --beam (%d)" % (args.nbest, args.beam))
-    longest = _longest(model, "source")
+    longest = _metadata_int(model.metadata.get("max_source_length"))
     counts = dict(unknown=0, long=0)
 
     def flush(batch):
@@ -698,26 +730,32 @@ def cmd_translate(args):
             counts["unknown"] += unknown
             if longest is not None:
                 counts["long"] += int((lens > longest).sum())
-            out = iter(model.translate(texts, beam=args.beam, nbest=args.nbest,
-                                       alpha=args.alpha, max_len=args.max_length))
+            try:
+                out = iter(model.translate(texts, beam=args.beam, nbest=args.nbest,
+                                           alpha=args.alpha, max_len=args.max_length))
+            except (ValueError, MemoryError) as e:
+                raise UsageError(str(e)) from None
+        lines = []
         for t in batch:
             if args.nbest == 1:
-                print(next(out) if t else "")
+                lines.append((next(out) if t else "") + "\n")
             else:
-                for text, score in (next(out) if t else []):
-                    print("%s\t%.4f" % (text, score))
-                print()
-        sys.stdout.flush()
+                lines += ["%s\t%.4f\n" % c for c in (next(out) if t else [])] + ["\n"]
+        _write_utf8("".join(lines))
 
     batch = []
     for n, raw in enumerate(sys.stdin.buffer, 1):  # as examples/translate.c reads lines
         raw = raw[:-1] if raw.endswith(b"\n") else raw
         raw = raw[:-1] if raw.endswith(b"\r") else raw
         try:
-            batch.append(raw.decode("utf-8"))
+            line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             flush(batch)
             raise UsageError("stdin:%d: not UTF-8 (%s)" % (n, e.reason)) from None
+        if "\0" in line:
+            flush(batch)
+            raise UsageError("stdin:%d: contains the character U+0000" % n)
+        batch.append(line)
         if len(batch) == 64:
             flush(batch)
             batch = []
@@ -737,7 +775,10 @@ def _evaluate_pairs(args):
     data = P.read_pairs(args.pairs, model.source_split, model.target_split)
     task = TranslationTask(data, None, 64, source_vocab=model.source_vocabulary,
                            target_vocab=model.target_vocabulary)
-    ter, ser, n = task.error_rates(model, data, width=args.beam or 5, alpha=args.alpha)
+    try:
+        ter, ser, n = task.error_rates(model, data, width=args.beam or 5, alpha=args.alpha)
+    except (ValueError, MemoryError) as e:
+        raise UsageError(str(e)) from None
     _, _, _, _, _, unknown = data.batch(range(len(data)), model.source_vocabulary,
                                         model.target_vocabulary)
     print("token error rate: %.2f%%" % (100 * ter))
@@ -831,9 +872,9 @@ def build_parser():
     v.add_argument("--pairs", metavar="FILE",
                    help="an encoder-decoder's test pairs: source<TAB>target lines; a source "
                         "on several lines is right when it matches any of its targets")
-    v.add_argument("--beam", type=_positive(int), default=None,
+    v.add_argument("--beam", type=_width, default=None,
                    help="beam width (default: 1, best path, for --lines; 5 for --pairs)")
-    v.add_argument("--alpha", type=_nonneg(float), default=1.0,
+    v.add_argument("--alpha", type=_finite_nonneg, default=1.0,
                    help="--pairs: length normalization, log p / length^alpha")
     _add_fusion(v)
     v.set_defaults(func=cmd_evaluate)
@@ -851,10 +892,10 @@ def build_parser():
                                    "line gives an empty line). With --nbest N: N lines of "
                                    "target<TAB>score per source, then a blank line.")
     t.add_argument("model", metavar="MODEL", help="a model trained with --pairs")
-    t.add_argument("--beam", type=_positive(int), default=5, help="beam width (1: greedy)")
+    t.add_argument("--beam", type=_width, default=5, help="beam width (1: greedy)")
     t.add_argument("--nbest", type=_positive(int), default=1,
                    help="candidates printed per source (at most --beam)")
-    t.add_argument("--alpha", type=_nonneg(float), default=1.0,
+    t.add_argument("--alpha", type=_finite_nonneg, default=1.0,
                    help="length normalization: candidates rank by log p / length^alpha")
     t.add_argument("--max-length", type=_positive(int), default=None,
                    help="the most target tokens per source (default: 2 x the longest "

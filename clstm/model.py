@@ -79,6 +79,7 @@ class LSTM(Interchange):
     # The stages an LSTM leaves out of the pipeline (clstm.Model sets them).
     encoding, vocab_size, output_size, softmax = None, 0, 0, False
     _OUT = "y"  # what forward returns, as its messages name it ("d" + _OUT: backward's)
+    _MORE_SIZES = ()  # a subclass's sizes that a refused config's message names too
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
                  proj_size=0, dropout=0.0, dtype=np.float32, seed=None, batch_first=False,
@@ -132,7 +133,7 @@ class LSTM(Interchange):
         except (ValueError, MemoryError) as e:
             # the C status names no argument: name the sizes (e.g. hidden_size=2**40)
             sizes = ("input_size", "hidden_size", "num_layers", "proj_size", "vocab_size",
-                     "output_size")
+                     "output_size") + self._MORE_SIZES
             raise type(e)("%s (%s)" % (e, ", ".join("%s=%d" % (k, settings[k]) for k in sizes
                                                      if settings[k]))) from None
         self._attach(core)

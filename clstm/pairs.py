@@ -140,7 +140,7 @@ class Pairs(_Splittable):
 def read_pairs(path, source_tokens="char", target_tokens="char"):
     """The pairs of a UTF-8 file of `source<TAB>target` lines (a trailing
     line end and blank lines are skipped). DataError, naming the file and
-    line: no tab, more than one tab, an empty side, or not UTF-8."""
+    line: no tab, more than one tab, an empty side, U+0000, or not UTF-8."""
     for name, how in (("source_tokens", source_tokens), ("target_tokens", target_tokens)):
         if how not in TOKENIZATIONS:
             raise ValueError("%s: expected one of %s, got %r"
@@ -155,6 +155,8 @@ def read_pairs(path, source_tokens="char", target_tokens="char"):
                 raise DataError("%s:%d: not UTF-8 (%s)" % (path, n, e.reason)) from None
             if not line.strip():
                 continue
+            if "\0" in line:
+                raise DataError("%s:%d: contains the character U+0000" % (path, n))
             parts = line.split("\t")
             if len(parts) != 2:
                 raise DataError("%s:%d: expected source<TAB>target, got %s"

@@ -26,6 +26,7 @@ import numpy as np
 
 from clstm import _core, checks, pairs
 from clstm.checks import as_int, positive_int
+from clstm.config import _MAX_VALUE_BYTES
 from clstm.config import core_settings, settings_of
 from clstm.model import LSTM, _Guard
 
@@ -49,10 +50,19 @@ def _vocabulary(v, specials, name):
             raise TypeError("%s: expected a list of non-empty str tokens" % name)
         if len(set(v)) != len(v):
             raise ValueError("%s: tokens must be distinct" % name)
-        if any("\n" in t for t in v):
-            raise ValueError("%s: a token may not contain a line break" % name)
+        if any("\n" in t or "\0" in t for t in v):
+            raise ValueError("%s: a token may not contain a line break or U+0000" % name)
         return pairs.Vocabulary(list(v), specials)
     return None
+
+
+def _metadata_int(value):
+    """A positive count written in the metadata (1 to 10**6, digits only, as
+    examples/translate.c reads it), or None."""
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 7:
+        return None
+    v = int(value)
+    return v if 1 <= v <= 10**6 else None
 
 
 class Seq2Seq(LSTM):
@@ -89,6 +99,7 @@ class Seq2Seq(LSTM):
     ``attention.combine.weight``, ``decoder.out.weight``, ``decoder.out.bias``).
     """
     _OUT = "logits"
+    _MORE_SIZES = ("target_embedding", "decoder_hidden", "decoder_layers", "attentional_size")
 
     def __init__(self, source_vocab, target_vocab, *, embedding=64, hidden_size=256,
                  num_layers=1, bidirectional=True, target_embedding=None, decoder_hidden=None,
@@ -102,9 +113,9 @@ class Seq2Seq(LSTM):
               else positive_int(source_vocab, "source_vocab"))
         vt = (len(self.target_vocabulary) if self.target_vocabulary is not None
               else positive_int(target_vocab, "target_vocab"))
-        if vt < len(pairs.TARGET_SPECIALS):
-            raise ValueError("target_vocab: expected at least 3 target ids (<s>, </s>, <unk>), "
-                             "got %d" % vt)
+        if vt <= len(pairs.TARGET_SPECIALS):
+            raise ValueError("target_vocab: expected at least 4 target ids (<s>, </s>, <unk> "
+                             "and a token), got %d" % vt)
         for name, v in (("source_split", source_split), ("target_split", target_split)):
             if v not in pairs.TOKENIZATIONS:
                 raise ValueError("%s: expected one of %s, got %r"
@@ -112,7 +123,9 @@ class Seq2Seq(LSTM):
         if attention not in ATTENTIONS:
             raise ValueError("attention: expected 'general' or 'dot', got %r" % (attention,))
         hidden_size = positive_int(hidden_size, "hidden_size")
-        width = (2 if bidirectional else 1) * (proj_size or hidden_size)
+        embedding = positive_int(embedding, "embedding")
+        proj = as_int(proj_size, "proj_size")
+        width = (2 if bidirectional else 1) * (proj if proj > 0 else hidden_size)
         if decoder_hidden is None:
             decoder_hidden = width
         self.encoding, self.vocab_size, self.output_size = "embedding", vs, 0
@@ -146,9 +159,16 @@ class Seq2Seq(LSTM):
     def _store_vocabularies(self):
         for side, vocab, split in (("source", self.source_vocabulary, self.source_split),
                                    ("target", self.target_vocabulary, self.target_split)):
-            self._m.set_metadata(side + "_split", split)
+            self.metadata[side + "_split"] = split
             if vocab is not None:
-                self._m.set_metadata(side + "_tokens", "\n".join(vocab.tokens))
+                text = "\n".join(vocab.tokens)
+                if len(text.encode("utf-8")) > _MAX_VALUE_BYTES:
+                    raise ValueError(
+                        "%s_vocab: %d tokens take %d bytes; a model file keeps at most %d "
+                        "(character and subword vocabularies fit; a word vocabulary of "
+                        "this size does not)" % (side, len(vocab), len(text.encode("utf-8")),
+                                                 _MAX_VALUE_BYTES))
+                self.metadata[side + "_tokens"] = text
 
     @classmethod
     def _from_core(cls, core, *, batch_first=False):
@@ -293,6 +313,10 @@ class Seq2Seq(LSTM):
         s, slen, _, _ = self._checked(src, src_lengths)
         Ts, B = s.shape
         width = as_int(width, "width")
+        try:
+            alpha = float(alpha)
+        except (TypeError, ValueError):
+            raise TypeError("alpha: expected a number >= 0, got %r" % (alpha,)) from None
         if not 1 <= width <= _core.SEQ2SEQ_MAX_WIDTH:
             raise ValueError("width: expected 1 <= width <= %d, got %d"
                              % (_core.SEQ2SEQ_MAX_WIDTH, width))
@@ -301,12 +325,16 @@ class Seq2Seq(LSTM):
             raise ValueError("nbest: expected 1 <= nbest <= width (%d), got %d" % (width, nbest))
         max_len = (self.default_max_len(Ts) if max_len is None
                    else positive_int(max_len, "max_len"))
-        alpha = float(alpha)
         if not (np.isfinite(alpha) and alpha >= 0):
             raise ValueError("alpha: expected a finite number >= 0, got %r" % alpha)
         with _Guard(self, None):
-            return self._m.seq2seq_beam_search(Ts, B, s.reshape(-1), slen, width, max_len,
-                                               alpha, nbest)
+            try:
+                return self._m.seq2seq_beam_search(Ts, B, s.reshape(-1), slen, width, max_len,
+                                                   alpha, nbest)
+            except MemoryError:
+                raise MemoryError("beam_search: cannot allocate the search of %d sources, "
+                                  "width %d, max_len %d (a smaller max_len or batch needs "
+                                  "less)" % (B, width, max_len)) from None
 
     def greedy(self, src, src_lengths=None, *, max_len=None):
         """(tokens (B, max_len), lengths (B,)): beam_search of width 1."""
@@ -348,18 +376,21 @@ class Seq2Seq(LSTM):
         trained model has), so a source's translation does not depend on
         what else is in its batch; else twice the batch's longest source
         (Ts) plus 10."""
-        try:
-            return 2 * int(self.metadata["max_target_length"]) + 10
-        except (KeyError, ValueError):
-            return 2 * Ts + 10
+        longest = _metadata_int(self.metadata.get("max_target_length"))
+        return 2 * Ts + 10 if longest is None else 2 * longest + 10
 
     def translate(self, sources, *, beam=5, nbest=1, max_len=None, alpha=1.0, batch_size=64):
         """The best target text of each source text (nbest=1), or for each a
         list of nbest (text, score) pairs, best first. Texts split and join
         as source_split and target_split say; tokens unseen in training read
-        as <unk>. An empty source gives the model's output for no input.
-        max_len: default_max_len."""
+        as <unk>. An empty source gives the model's output for no input. A
+        source longer than any seen in training is translated like any
+        other (expect it to be worse; `clstm translate` says so).
+        max_len: default_max_len, which does not depend on the batch (the
+        scores may differ in their last bits between batch compositions:
+        BLAS takes other paths for other row counts)."""
         _, tv = self._vocabularies()
+        batch_size = positive_int(batch_size, "batch_size")
         out = []
         for i in range(0, len(sources), batch_size):
             src, lens, _ = self.encode_sources(sources[i:i + batch_size])
@@ -389,3 +420,20 @@ class Seq2Seq(LSTM):
 
     def to_torch_state_dict(self):
         self._not_here("to_torch_state_dict (state_dict() has every tensor)")
+
+    @classmethod
+    def _no_import(cls, what):
+        raise NotImplementedError("%s: an encoder-decoder is built with clstm.Seq2Seq(...) and "
+                                  "load_state_dict" % what)
+
+    @classmethod
+    def from_torch(cls, *args, **kwargs):
+        cls._no_import("from_torch")
+
+    @classmethod
+    def from_keras(cls, *args, **kwargs):
+        cls._no_import("from_keras")
+
+    @classmethod
+    def from_onnx(cls, *args, **kwargs):
+        cls._no_import("from_onnx")

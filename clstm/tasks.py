@@ -428,14 +428,14 @@ class TranslationTask(_Shuffled):
     Validation: the loss, and with greedy decoding the token error rate
     and the sequence error rate, a source with several references (a word
     with several pronunciations) scored against its closest. The sequence
-    error rate chooses the model file (`selects`). label_smoothing: eps of
+    error rate chooses the model file (`selects`; the loss breaks ties). label_smoothing: eps of
     the training loss (clstm.losses.cross_entropy); the validation loss is
     the plain cross-entropy either way."""
 
     stateful = False
     last_only = False
     unit = "pair"
-    selects = "val_ser"
+    selects = ("val_ser", "val_loss")  # ties (e.g. every word wrong, early on): the loss
     dtype = np.float32  # set by the Trainer to the model's
     POOL = 50  # batches sorted together by source length
 
@@ -443,6 +443,9 @@ class TranslationTask(_Shuffled):
                  metadata=None, max_val=None, label_smoothing=0.0):
         self.train, self.val, self.batch_size = train, val, batch_size
         self.label_smoothing = float(label_smoothing)
+        if not 0.0 <= self.label_smoothing <= 1.0:
+            raise ValueError("label_smoothing: expected a number in [0, 1], got %r"
+                             % (label_smoothing,))
         self.source_vocab, self.target_vocab = source_vocab, target_vocab
         self.metadata = dict(metadata or {})
         self.max_val = max_val

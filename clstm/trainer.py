@@ -58,16 +58,18 @@ class Trainer:
     forward(model, inputs, targets, lengths, dropout_seed) method runs the
     model itself (an encoder-decoder's two inputs); a task's `selects`
     names the validation metric, lower being better, that chooses the model
-    file and early stopping (default "val_loss").
+    file and early stopping (default "val_loss"; a tuple of names compares
+    in order, the later ones breaking ties).
 
     optimizer "adam" (default), "adamw" or "sgd" (momentum, nesterov),
     with weight_decay; clip: the global gradient-norm bound (0: none);
     schedule: "constant", "step" (gamma every step_size steps) or "cosine"
     (to 0 at the end), each with `warmup` linear warm-up steps.
     Validation every eval_every steps and at each epoch's end; patience: stop
-    after that many evaluations without a better validation loss (None:
+    after that many evaluations without a better validation score (None:
     never). out: the model file, written (atomically) whenever the
-    validation loss improves, or at the end without validation data.
+    validation score (the task's `selects`, below) improves, or at the end
+    without validation data.
     checkpoint: a file rewritten (atomically) every checkpoint_every steps,
     at each epoch's end, on Ctrl-C and at the end; resume with
     Trainer.resume. log: a .jsonl or .csv file of metrics, one record per
@@ -306,9 +308,13 @@ class Trainer:
         self._window = []
         self.history.append(rec)
         self._write_log()
-        val = rec.get(getattr(self.task, "selects", "val_loss"))  # lower is better
-        if val is None:
+        sel = getattr(self.task, "selects", "val_loss")  # lower is better; a tuple: in order
+        vals = [rec.get(k) for k in ((sel,) if isinstance(sel, str) else sel)]
+        val = vals[0] if len(vals) == 1 else [float(v) for v in vals if v is not None]
+        if any(v is None for v in vals):
             return rec
+        if isinstance(self.best_val, list) != isinstance(val, list):
+            self.best_val = None  # a checkpoint written when the task selected otherwise
         if self.best_val is None or val < self.best_val:
             self.best_val, self.bad_evals = val, 0
             if self.out and self.is_root:

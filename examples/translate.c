@@ -13,10 +13,12 @@
  * 10 tokens, its "max_target_length" metadata), and the best target's ids
  * are written with the
  * "target_tokens" metadata, joined as "target_split" says. An empty line
- * gives an empty line. The output equals `clstm translate MODEL --beam K`.
+ * gives an empty line. The output equals `clstm translate MODEL --beam K`:
+ * the same batches of 64 lines, their empty lines left out of the search.
  *
- * Exit status: 0 on success; 1 on a model error or a failed call; 2 on a
- * usage error. Messages go to stderr. */
+ * Exit status: 0 on success; 1 on a model error, a failed call, or a line
+ * that is not UTF-8 or holds U+0000 (after the lines before it are
+ * printed); 2 on a usage error. Messages go to stderr. */
 #include <clstm.h>
 #include <errno.h>
 #include <stdio.h>
@@ -80,13 +82,35 @@ static int32_t vocabulary_id(const vocabulary *v, const char *s, size_t len) {
     return 0;
 }
 
-/* The bytes of the UTF-8 character that starts s (1 for a stray byte). */
+/* The bytes of the UTF-8 character that starts s (valid UTF-8: see
+ * utf8_valid). */
 static size_t utf8_length(const char *s) {
     const unsigned char c = (unsigned char)s[0];
-    size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-    for (size_t i = 1; i < len; i++)
-        if (((unsigned char)s[i] & 0xC0) != 0x80) return 1;
-    return len;
+    return c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+}
+
+/* 1 when the n bytes at s are valid UTF-8 (no overlong forms, no
+ * surrogates, nothing above U+10FFFF) without U+0000: what Python decodes. */
+static int utf8_valid(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = s[i];
+        size_t len;
+        unsigned long u, least;
+        if (c == 0) return 0;
+        if (c < 0x80) len = 1, u = c, least = 0;
+        else if (c >= 0xC2 && c < 0xE0) len = 2, u = c & 0x1F, least = 0x80;
+        else if (c >= 0xE0 && c < 0xF0) len = 3, u = c & 0x0F, least = 0x800;
+        else if (c >= 0xF0 && c < 0xF5) len = 4, u = c & 0x07, least = 0x10000;
+        else return 0;
+        if (i + len > n) return 0;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+            u = u << 6 | (s[i + k] & 0x3F);
+        }
+        if (u < least || u > 0x10FFFF || (u >= 0xD800 && u < 0xE000)) return 0;
+        i += len;
+    }
+    return 1;
 }
 
 /* Tokenize line into ids (room for strlen(line) of them); their count. */
@@ -127,11 +151,11 @@ static long read_line(FILE *f, char **buf, size_t *room, int *oom) {
     return (long)n;
 }
 
-/* Decode lines[0..B) (token ids per line in ids, lens) and print each. */
-static clstm_status translate_batch(const clstm_model *m, int64_t B, char **lines,
-                                    const vocabulary *src, const vocabulary *tgt, int src_space,
-                                    int tgt_space, int64_t width, double alpha,
-                                    long longest_target) {
+/* The best target of each of the B lines: *out (B, *max_len) ids and
+ * *out_lens (B), both malloc'ed (the caller frees them, also on error). */
+static clstm_status decode(const clstm_model *m, int64_t B, char **lines, const vocabulary *src,
+                           int src_space, int64_t width, double alpha, long longest_target,
+                           int32_t **out_ids, int64_t **out_lengths, int64_t *max_len_out) {
     /* the lines' token counts first: the longest sets Ts and the length bound */
     size_t longest_bytes = 1;
     for (int64_t b = 0; b < B; b++) {
@@ -142,6 +166,7 @@ static clstm_status translate_batch(const clstm_model *m, int64_t B, char **line
     int64_t *lens = malloc((size_t)B * sizeof *lens), *out_lens = malloc((size_t)B * sizeof *lens);
     double *scores = malloc((size_t)B * sizeof *scores);
     int32_t *ids = NULL, *out = NULL;
+    *out_lengths = out_lens;
     void *ws = NULL;
     size_t bytes = 0;
     int64_t Ts = 1;
@@ -154,6 +179,8 @@ static clstm_status translate_batch(const clstm_model *m, int64_t B, char **line
     if (st == CLSTM_OK) {
         ids = calloc((size_t)(Ts * B), sizeof *ids);
         out = malloc((size_t)(B * max_len) * sizeof *out);
+        *out_ids = out;
+        *max_len_out = max_len;
         if (!ids || !out) st = CLSTM_ERR_NOMEM;
     }
     for (int64_t b = 0; st == CLSTM_OK && b < B; b++) { /* time-first: ids[t * B + b] */
@@ -165,26 +192,45 @@ static clstm_status translate_batch(const clstm_model *m, int64_t B, char **line
     if (st == CLSTM_OK)
         st = clstm_seq2seq_beam_search(m, Ts, B, ids, lens, width, max_len, alpha, 1, out,
                                        out_lens, scores, ws, bytes);
-    for (int64_t b = 0; st == CLSTM_OK && b < B; b++) {
-        if (lines[b][0]) { /* an empty line stays empty */
+    free(ws);
+    free(scores);
+    free(lens);
+    free(row);
+    free(ids);
+    return st;
+}
+
+/* Decode the non-empty lines of lines[0..n) as one batch (as clstm
+ * translate does) and print one line each; an empty line prints empty. */
+static clstm_status translate_lines(const clstm_model *m, int64_t n, char **lines,
+                                    const vocabulary *src, const vocabulary *tgt, int src_space,
+                                    int tgt_space, int64_t width, double alpha,
+                                    long longest_target) {
+    char *texts[BATCH];
+    int64_t B = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (lines[i][0]) texts[B++] = lines[i];
+    int32_t *out = NULL;
+    int64_t *out_lens = NULL, max_len = 0;
+    clstm_status st = B ? decode(m, B, texts, src, src_space, width, alpha, longest_target,
+                                 &out, &out_lens, &max_len)
+                        : CLSTM_OK;
+    for (int64_t i = 0, b = 0; st == CLSTM_OK && i < n; i++) {
+        if (lines[i][0]) { /* an empty line stays empty */
             int first = 1;
-            for (int64_t i = 0; i < out_lens[b]; i++) {
-                const int32_t id = out[b * max_len + i];
+            for (int64_t k = 0; k < out_lens[b]; k++) {
+                const int32_t id = out[b * max_len + k];
                 if (id < 3 && id != 2) continue; /* <s>, </s>: never shown */
                 if (tgt_space && !first) putchar(' ');
                 fputs(id < tgt->n ? tgt->tokens[id] : "<unk>", stdout);
                 first = 0;
             }
+            b++;
         }
         putchar('\n');
     }
-    free(ws);
-    free(scores);
     free(out);
     free(out_lens);
-    free(lens);
-    free(row);
-    free(ids);
     return st;
 }
 
@@ -240,13 +286,19 @@ int main(int argc, char **argv) {
     /* a target's bound, as clstm translate's: twice the longest seen + 10 */
     const char *longest_text = NULL;
     long longest_target = 0;
-    if (clstm_get_metadata(m, "max_target_length", &longest_text) == CLSTM_OK && longest_text) {
-        char *end;
-        longest_target = strtol(longest_text, &end, 10);
-        if (*end || longest_target < 1 || longest_target > 1000000) longest_target = 0;
+    if (clstm_get_metadata(m, "max_target_length", &longest_text) == CLSTM_OK && longest_text &&
+        longest_text[0] && strspn(longest_text, "0123456789") == strlen(longest_text) &&
+        strlen(longest_text) <= 7) {
+        longest_target = strtol(longest_text, NULL, 10);
+        if (longest_target < 1 || longest_target > 1000000) longest_target = 0;
     }
     const int src_space = src_split && strcmp(src_split, "space") == 0;
     const int tgt_space = tgt_split && strcmp(tgt_split, "space") == 0;
+    if ((src_split && !src_space && strcmp(src_split, "char") != 0) ||
+        (tgt_split && !tgt_space && strcmp(tgt_split, "char") != 0)) {
+        clstm_free(m);
+        return fail(path, "its source_split or target_split is neither char nor space");
+    }
     if (vocabulary_read(src_text, &src) != 0) {
         clstm_free(m);
         return fail(path, "its source tokens are malformed (or out of memory)");
@@ -263,18 +315,35 @@ int main(int argc, char **argv) {
     char *lines[BATCH] = {0};
     size_t rooms[BATCH] = {0};
     int oom = 0, done = 0;
+    long line_no = 0;
     while (!done && rc == 0) {
-        int64_t B = 0;
-        while (B < BATCH && read_line(stdin, &lines[B], &rooms[B], &oom) >= 0) B++;
-        done = B < BATCH;
+        int64_t n = 0;
+        long len;
+        const char *bad = NULL;
+        while (n < BATCH && (len = read_line(stdin, &lines[n], &rooms[n], &oom)) >= 0) {
+            line_no++;
+            if (!utf8_valid((const unsigned char *)lines[n], (size_t)len)) {
+                bad = memchr(lines[n], 0, (size_t)len) ? "contains the character U+0000"
+                                                        : "not UTF-8";
+                break;
+            }
+            n++;
+        }
+        done = n < BATCH;
         if (oom) {
             rc = fail("stdin", clstm_status_string(CLSTM_ERR_NOMEM));
-        } else if (B) {
-            st = translate_batch(m, B, lines, &src, &tgt, src_space, tgt_space, (int64_t)beam,
-                                 alpha, longest_target);
-            if (st != CLSTM_OK) rc = fail("beam search", clstm_status_string(st));
+            break;
         }
+        /* the lines before a bad one are translated first, as clstm translate does */
+        st = translate_lines(m, n, lines, &src, &tgt, src_space, tgt_space, (int64_t)beam, alpha,
+                             longest_target);
         fflush(stdout);
+        if (st != CLSTM_OK) {
+            rc = fail("beam search", clstm_status_string(st));
+        } else if (bad) {
+            fprintf(stderr, "translate: stdin:%ld: %s\n", line_no, bad);
+            rc = 1;
+        }
     }
     for (int i = 0; i < BATCH; i++) free(lines[i]);
 out:

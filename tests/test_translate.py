@@ -165,7 +165,16 @@ def test_a_file_whose_token_lists_do_not_fit_is_refused(tmp_path):
     (lambda m: m.beam_search(np.zeros((2, 1), int), max_len=0), ValueError, "max_len"),
     (lambda m: m.translate("abc"), TypeError, "sources"),
     (lambda m: m.step(None, None), NotImplementedError, "encoder-decoder"),
-    (lambda m: clstm.Seq2Seq(5, 2), ValueError, "target_vocab"),
+    (lambda m: clstm.Seq2Seq(5, 3), ValueError, "target_vocab: expected at least 4"),
+    (lambda m: clstm.Seq2Seq(5, 5, embedding=0), ValueError, "embedding"),
+    (lambda m: clstm.Seq2Seq(5, 5, proj_size="x"), TypeError, "proj_size"),
+    (lambda m: clstm.Seq2Seq(["a\0"], 5), ValueError, "U\\+0000"),
+    (lambda m: clstm.Seq2Seq(5, 5, decoder_hidden=2**40), ValueError, "decoder_hidden=1099511627776"),
+    (lambda m: m.beam_search(np.zeros((2, 1), int), alpha="x"), TypeError, "alpha"),
+    (lambda m: m.translate(["ab"], batch_size=0), ValueError, "batch_size"),
+    (lambda m: TranslationTask(reversal(3, np.random.default_rng(0)), source_vocab=None,
+                               target_vocab=None, label_smoothing=2), ValueError, "label_smoothing"),
+    (lambda m: clstm.Seq2Seq.from_torch({}), NotImplementedError, "from_torch"),
     (lambda m: clstm.Seq2Seq(5, 5, attention="bahdanau"), ValueError, "attention"),
     (lambda m: clstm.Seq2Seq(5, 5, attention="dot", decoder_hidden=3), ValueError,
      "decoder_hidden"),
@@ -355,6 +364,10 @@ def test_train_translate_and_evaluate_from_the_command_line(trained, capsys, mon
     (["train", "--text", "{notab}", "--target-tokens", "space"], "--target-tokens goes with"),
     (["train", "--pairs", "{empty}", "--out", "{out}"], "empty target"),
     (["train", "--text", "{notab}", "--label-smoothing", "0.1"], "--label-smoothing goes with"),
+    (["translate", "{model}", "--beam", "5000"], "expected at most 4096"),
+    (["translate", "{model}", "--alpha", "inf"], "expected a finite number"),
+    (["evaluate", "{model}", "--pairs", "{notab}", "--beam", "5000"], "expected at most 4096"),
+    (["export", "{model}", "--onnx", "{out}"], "does not export to ONNX"),
 ])
 def test_bad_input_gives_one_line_and_status_2(trained, tmp_path, capsys, args, needle):
     model, _ = trained
@@ -364,11 +377,12 @@ def test_bad_input_gives_one_line_and_status_2(trained, tmp_path, capsys, args, 
     (tmp_path / "empty.tsv").write_text("ab\t  \n")
     names = dict(model=model, other=str(other), notab=str(tmp_path / "notab.tsv"),
                  empty=str(tmp_path / "empty.tsv"), out=str(tmp_path / "m.safetensors"))
-    with pytest.raises(SystemExit) if needle.startswith("expected a value") else _nothing():
+    parse_error = needle.startswith("expected a")
+    with pytest.raises(SystemExit) if parse_error else _nothing():
         assert cli.main([a.format(**names) for a in args]) == 2
     err = capsys.readouterr().err
     assert needle in err
-    if not needle.startswith("expected a value"):
+    if not parse_error:
         assert len(err.strip().split("\n")) == 1
 
 
@@ -409,6 +423,47 @@ def test_the_c_example_translates_as_the_command_does(trained, tmp_path, capsys,
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
     assert cli.main(["translate", model, "--beam", str(beam)]) == 0
     assert run.stdout.decode() == capsys.readouterr().out
+
+
+@needs_example
+@pytest.mark.parametrize("bad, message", [(b"\xff\xfe", "not UTF-8"),
+                                          (b"ed\xed\xa0\x80", "not UTF-8"),  # a surrogate
+                                          (b"\xc0\xaf", "not UTF-8"),  # overlong
+                                          (b"a\x00b", "contains the character U+0000")])
+def test_the_c_example_stops_where_the_command_stops(trained, capsys, monkeypatch, bad, message):
+    """A bad line: both print the lines before it, then stop with a message
+    naming its line (status 1 from C, a usage error 2 from the command)."""
+    import io
+    model, _ = trained
+    text = b"abc\n\nfed\n" + bad + b"\nab\n"
+    run = subprocess.run([str(TRANSLATE), model], input=text, capture_output=True, timeout=60)
+    assert run.returncode == 1 and ("stdin:4: " + message) in run.stderr.decode()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text)))
+    assert cli.main(["translate", model]) == 2
+    got = capsys.readouterr()
+    assert ("stdin:4: " + message) in got.err
+    assert run.stdout.decode() == got.out and len(got.out.split("\n")) == 4
+
+
+def test_translate_writes_utf8_whatever_the_locale(tmp_path):
+    rng = np.random.default_rng(6)
+    data = reversal(40, rng)
+    data.targets = [["\u0416" + t for t in ts] for ts in data.targets]  # Cyrillic targets
+    path = write_pairs(tmp_path / "cyr.tsv", data)
+    out = str(tmp_path / "cyr.safetensors")
+    assert cli.main(["train", "--pairs", path, "--target-tokens", "space", "--hidden", "4",
+                     "--embedding", "4", "--max-steps", "2", "--out", out, "--no-progress"]) == 0
+    m = clstm.load(out)
+    m.named_parameters()["decoder.out.bias"][3] = 100.0  # always the first token: Cyrillic
+    clstm.save(m, out)
+    import os
+    import sys
+    env = dict(os.environ, PYTHONIOENCODING="latin-1")
+    run = subprocess.run([sys.executable, "-m", "clstm", "translate", out, "--max-length", "2"],
+                         input=b"abc\n", capture_output=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    token = m.target_vocabulary.tokens[3]
+    assert token.startswith("\u0416") and run.stdout.decode("utf-8") == token + " " + token + "\n"
 
 
 @needs_example

@@ -57,12 +57,12 @@ def test_two_ranks_give_the_single_process_gradient():
 def test_two_ranks_train_like_one_process_on_the_global_batch():
     """Whole Trainer runs in float64: a character model (shards of 2 and 3
     rows), shuffled classification with an empty shard on rank 0,
-    regression and CTC labelling, each with clipping active; parameters and loss curves agree
-    to the rounding of the summation order."""
+    regression, CTC labelling and an encoder-decoder, each with clipping active; parameters
+    and loss curves agree to the rounding of the summation order."""
     r = run_ranks(2, "trainer_equivalence.py")
     assert r.returncode == 0, r.stdout + r.stderr
     cases = re.findall(r"^case (\w+) rel_diff (\S+) max_norm (\S+) clip (\S+)", r.stdout, re.M)
-    assert [c[0] for c in cases] == ["charlm", "classify", "regress", "ctc"], r.stdout
+    assert [c[0] for c in cases] == ["charlm", "classify", "regress", "ctc", "seq2seq"], r.stdout
     for name, diff, norm, clip in cases:
         assert float(diff) <= 1e-12, name
         assert float(norm) > float(clip), "%s: clipping never acted" % name

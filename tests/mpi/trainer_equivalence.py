@@ -5,8 +5,10 @@ global batches, to within the rounding of the summation order.
 Cases: a character model (stateful truncated BPTT, 5 rows: shards of 2 and
 3, so an unweighted average is wrong), shuffled variable-length
 classification whose last batch has one sequence (rank 0's shard is empty),
-regression, and CTC labelling with augmentation; clipping is active (the
-norm exceeds the bound) in each.
+regression, CTC labelling with augmentation, and an encoder-decoder
+(TranslationTask: the loss's mean is over target tokens, so the shards
+weigh by their tokens); clipping is active (the norm exceeds the bound) in
+each.
 Rank 0 also runs the single-process Trainer and prints one line per case,
 "case NAME rel_diff X max_norm N clip C"; exits non-zero on any failure."""
 import sys
@@ -65,8 +67,23 @@ def labelling():
     return task, model, dict(optimizer="adam", lr=0.02, clip=0.3, epochs=3)
 
 
+def translation():
+    """Reversed words: 25 training pairs in batches of 8, 8, 8, 1."""
+    from clstm import pairs
+    from clstm.tasks import TranslationTask
+    rng = np.random.default_rng(7)
+    words = [list(rng.choice(list("abcd"), int(rng.integers(1, 6)))) for _ in range(33)]
+    data = pairs.Pairs(words, [[c.upper() for c in reversed(w)] for w in words])
+    train, val = data.subset(range(25)), data.subset(range(25, 33))
+    sv, tv = train.vocabularies()
+    task = TranslationTask(train, val, 8, source_vocab=sv, target_vocab=tv)
+    model = clstm.Seq2Seq(sv, tv, embedding=4, hidden_size=5, decoder_hidden=6, seed=2,
+                          dtype=np.float64)
+    return task, model, dict(optimizer="adam", lr=0.02, clip=0.3, epochs=3)
+
+
 CASES = {"charlm": charlm, "classify": lambda: sequences("classify"),
-         "regress": lambda: sequences("regress"), "ctc": labelling}
+         "regress": lambda: sequences("regress"), "ctc": labelling, "seq2seq": translation}
 
 norms = []
 _clip = optim.clip_grad_norm

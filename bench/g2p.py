@@ -35,10 +35,11 @@ from machine import cpu_model  # noqa: E402
 
 # The recipe: a 2-layer bidirectional encoder (H=256, dropout 0.3 between its
 # layers), a 1-layer decoder of 256 with general attention, embeddings of 64,
-# Adam at 0.002 with a cosine schedule that the clock anneals, batches of 64.
+# Adam at 0.002 with a cosine schedule that the clock anneals, batches of 64,
+# label smoothing 0.1 (measured against 0: README).
 RECIPE = ["--target-tokens", "space", "--layers", "2", "--hidden", "256", "--dropout", "0.3",
           "--decoder-hidden", "256", "--embedding", "64", "--batch", "64", "--lr", "0.002",
-          "--epochs", "40", "--eval-every", "3000", "--seed", "1"]
+          "--epochs", "40", "--eval-every", "3000", "--seed", "1", "--label-smoothing", "0.1"]
 SETTINGS = [(1, 1.0), (5, 0.0), (5, 0.5), (5, 1.0), (10, 1.0)]  # (beam, alpha) tried on dev
 
 

@@ -223,7 +223,8 @@ class Seq2Seq(LSTM):
         return self.target_vocab
 
     # ------------------------------------------------------------ arguments
-    def _ids(self, v, name, V):
+    @staticmethod
+    def _ids(v, name):
         a = checks.integers(v, name, "an integer array of token ids")
         if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
             raise ValueError("%s: expected shape (T, B) with T, B >= 1, got %s" % (name, a.shape))
@@ -231,14 +232,14 @@ class Seq2Seq(LSTM):
 
     def _checked(self, src, src_lengths, tgt_in=None, tgt_lengths=None):
         """C's arrays: src (Ts, B) int32, src_lens (B,) int64, and the target's."""
-        s = self._ids(src, "src", self.vocab_size)
+        s = self._ids(src, "src")
         Ts, B = s.shape
         slen = checks.lengths(src_lengths, Ts, B, "src_lengths", "Ts")
         slen = np.full(B, Ts, np.int64) if slen is None else slen
         s = np.ascontiguousarray(checks.token_ids(s, slen, self.vocab_size, "src"), np.int32)
         if tgt_in is None:
             return s, slen, None, None
-        t = self._ids(tgt_in, "tgt_in", self.target_vocab)
+        t = self._ids(tgt_in, "tgt_in")
         if t.shape[1] != B:
             raise ValueError("tgt_in: expected shape (Tt, %d) (src's batch), got %s"
                              % (B, t.shape))

@@ -3,6 +3,7 @@ the Python class against the PyTorch oracle, masking, files, bad
 arguments, training that learns, exact resume, `clstm train --pairs`,
 `clstm translate`, `clstm evaluate --pairs`, and examples/translate.c
 against `clstm translate`."""
+import contextlib
 import pathlib
 import subprocess
 
@@ -378,20 +379,12 @@ def test_bad_input_gives_one_line_and_status_2(trained, tmp_path, capsys, args, 
     names = dict(model=model, other=str(other), notab=str(tmp_path / "notab.tsv"),
                  empty=str(tmp_path / "empty.tsv"), out=str(tmp_path / "m.safetensors"))
     parse_error = needle.startswith("expected a")
-    with pytest.raises(SystemExit) if parse_error else _nothing():
+    with pytest.raises(SystemExit) if parse_error else contextlib.nullcontext():
         assert cli.main([a.format(**names) for a in args]) == 2
     err = capsys.readouterr().err
     assert needle in err
     if not parse_error:
         assert len(err.strip().split("\n")) == 1
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_info_describes_an_encoder_decoder(trained, capsys):

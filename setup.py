@@ -7,10 +7,23 @@ clstm/__init__.py imports scipy_openblas64 first (which loads it), and, for
 normal installs, through an $ORIGIN-relative rpath into the installed
 scipy_openblas64 package. No LD_LIBRARY_PATH is needed."""
 import glob
+import os
+import shutil
 
 import scipy_openblas64
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildPy(build_py):
+    """Also ships src/fastmath.h in the package: clstm.export_c compiles
+    the library's own exp, sigmoid and tanh into exported models (one
+    copy of that code; a checkout reads it from src/ directly)."""
+
+    def run(self):
+        super().run()
+        shutil.copy(os.path.join("src", "fastmath.h"), os.path.join(self.build_lib, "clstm"))
 
 ext = Extension(
     "clstm._core",
@@ -35,4 +48,4 @@ ext = Extension(
     extra_link_args=["-fopenmp", "-Wl,-rpath,$ORIGIN/../scipy_openblas64/lib"],
 )
 
-setup(ext_modules=cythonize([ext], language_level=3))
+setup(ext_modules=cythonize([ext], language_level=3), cmdclass={"build_py": BuildPy})

@@ -609,7 +609,21 @@ def cmd_quantize(args):
 
 
 def cmd_export(args):
+    if args.name is not None and args.c is None:
+        raise UsageError("--name: applies to --c only")
     model = _load_model(args.model)
+    if args.c is not None:
+        from clstm import export_c
+        try:
+            name = (export_c.c_name(args.name, "--name") if args.name is not None
+                    else export_c.name_from_path(args.model))
+            paths = export_c.export_c(model, args.c, name=name)
+        except ValueError as e:
+            raise UsageError("%s: %s" % (args.model, e)) from None
+        except OSError as e:
+            raise UsageError("--c %s: %s" % (args.c, e.strerror or e)) from None
+        print("wrote %s and %s (prefix %s_)" % (paths[0], paths[1], name))
+        return 0
     if isinstance(model, clstm.Seq2Seq):
         raise UsageError("%s: an encoder-decoder does not export to ONNX" % args.model)
     if isinstance(model, clstm.Model) and not model.is_bare_lstm:
@@ -854,9 +868,16 @@ def build_parser():
     q.add_argument("model", metavar="MODEL", help="a float32 or float64 model file")
     q.add_argument("out", metavar="OUT", help="the quantized model file to write")
     q.set_defaults(func=cmd_quantize)
-    e = sub.add_parser("export", help="export a bare LSTM model to ONNX", formatter_class=fmt)
+    e = sub.add_parser("export", help="export a model to ONNX (a bare LSTM), or as one C file "
+                       "for microcontrollers", formatter_class=fmt)
     e.add_argument("model", metavar="MODEL")
-    e.add_argument("--onnx", metavar="OUT", required=True, help="the .onnx file to write")
+    to = e.add_mutually_exclusive_group(required=True)
+    to.add_argument("--onnx", metavar="OUT", help="the .onnx file to write")
+    to.add_argument("--c", metavar="DIR", help="the folder to write NAME.c and NAME.h into "
+                    "(made if missing): C99, no heap, no libraries")
+    e.add_argument("--name", metavar="N", default=None,
+                   help="--c: the prefix of every exported symbol (default: the model file's "
+                        "stem)")
     e.set_defaults(func=cmd_export)
     f = sub.add_parser("forecast", help="forecast a series with a trained forecaster",
                        formatter_class=fmt)

@@ -880,7 +880,9 @@ CLSTM_API clstm_status clstm_load_ex(const char *path, clstm_model **out, const 
  * Every instruction-set path (AVX-512 VNNI, AVX-VNNI, AVX2, portable C,
  * chosen at run time) computes the same int32 sums and the same float
  * operations after them: the outputs are the same bits on every path, and
- * at every thread count.
+ * at every thread count. Each float operation is rounded on its own (no
+ * fused multiply-add), so C code that follows these steps in the same
+ * order gives the same bits too: the models clstm.export_c writes do.
  *
  * Error to expect, against the float32 model: each weight moves by up to
  * half its row's scale (max|w_row| / 254), each activation by half its

@@ -1,6 +1,16 @@
 /* The int8 instance of the LSTM stage (quantized models, inference only)
  * and the int8 head: lstm_kernels.inc with Q8 on, over float32 states and
  * gates (pipeline.h declares them; q8.h has the products). */
+/* No FMA contraction in this file: a * b + c is rounded twice here on
+ * every CPU, so the x86-64-v3/v4 clones of the gate arithmetic give the
+ * default clone's bits (clstm.h: "the same bits on every path"), and so
+ * does any C99 compiler in ISO mode, such as clstm.export_c's code on a
+ * microcontroller. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 #include <math.h>
 #include <omp.h>
 #include <string.h>

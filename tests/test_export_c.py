@@ -1,0 +1,329 @@
+"""clstm.export_c and `clstm export --c`: a model as one C99 file.
+
+The exported code is compiled here with the host's gcc (-std=c99 -Wall
+-Wextra -Werror -pedantic) and run; its outputs are compared with clstm's
+own forward on the same model and inputs: float32 within 1e-5 of the
+outputs' scale, int8 bit for bit. Every combination of the features is
+exported, all of them linked into one program (which also checks that
+their prefixed names never clash)."""
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import clstm
+from clstm import export_c as E
+
+CC = shutil.which("gcc")
+pytestmark = pytest.mark.skipif(CC is None, reason="needs gcc")
+CFLAGS = ["-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+
+# bidirectional, proj_size, peepholes, input_forget, clip, encoding, head
+FEATURES = list(itertools.product([False, True], [0, 3], [False, True], [False, True],
+                                  [None, 0.5], [None, "onehot", "embedding"], [0, 4]))
+
+
+def make_model(i, bi, proj, peep, cf, clip, enc, head):
+    """A random model with these features and three input sequences."""
+    rng = np.random.default_rng(i)
+    kw = dict(hidden_size=5, num_layers=2, bidirectional=bi, proj_size=proj, peepholes=peep,
+              input_forget=cf, clip=clip, output_size=head, softmax=bool(head), seed=i)
+    if enc is None:
+        m = clstm.Model(input_size=3, **kw)
+        seqs = [rng.standard_normal((T, 3)).astype(np.float32) * 2 for T in (4, 1, 7)]
+    else:
+        m = clstm.Model(input_size=3 if enc == "embedding" else None, encoding=enc,
+                        vocab_size=6, **kw)
+        seqs = [rng.integers(0, 6, T).astype(np.int32) for T in (4, 1, 7)]
+    if peep:  # torch-style init leaves them 0
+        for name, p in m.named_parameters().items():
+            if name.startswith("peephole"):
+                p[...] = rng.uniform(-0.5, 0.5, p.shape)
+    return m, seqs
+
+
+def compile_and_run(sources, exe, extra=()):
+    """Compile the C files (in parallel), link them into exe, run it."""
+    def obj(src):
+        o = src[:-2] + ".o"
+        r = subprocess.run([CC] + CFLAGS + list(extra) + ["-c", src, "-o", o],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return o
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        objs = list(pool.map(obj, sources))
+    subprocess.run([CC, "-o", exe] + objs + ["-lm"], check=True, capture_output=True)
+    return subprocess.run([exe], capture_output=True, text=True, check=True, timeout=120).stdout
+
+
+def reference(model, seqs):
+    return np.concatenate([model.forward(s)[0] for s in seqs])
+
+
+@pytest.fixture(scope="module")
+def every_combination(tmp_path_factory):
+    """{name: (model, exported outputs, clstm's outputs)} over FEATURES, each
+    as float32 ("f<i>") and quantized ("q<i>"), run as one program."""
+    d = str(tmp_path_factory.mktemp("export_all"))
+    cases, sources = [], []
+    for i, feat in enumerate(FEATURES):
+        m, seqs = make_model(i, *feat)
+        for name, model in (("f%d" % i, m), ("q%d" % i, clstm.quantize(m))):
+            E.export_c(model, d, name=name)
+            with open(os.path.join(d, name + "_check.c"), "w") as f:
+                f.write(E.check_program(model, seqs, name, main=False))
+            sources += [os.path.join(d, name + ".c"), os.path.join(d, name + "_check.c")]
+            cases.append((name, model, seqs))
+    with open(os.path.join(d, "main.c"), "w") as f:
+        f.write("#include <stdio.h>\n")
+        f.write("void clstm_check_write(const char *text);\n")
+        f.write("void clstm_check_write(const char *text) { fputs(text, stdout); }\n")
+        f.write("".join("void %s_check(void);\n" % n for n, _, _ in cases))
+        f.write("int main(void) {\n%s    return 0;\n}\n"
+                % "".join("    %s_check();\n" % n for n, _, _ in cases))
+    text = compile_and_run(sources + [os.path.join(d, "main.c")], os.path.join(d, "all"))
+    out = {}
+    for name, model, seqs in cases:
+        got, text = E.parse_check_output(text, model.out_size)
+        out[name] = (model, got, reference(model, seqs))
+    return out
+
+
+@pytest.mark.parametrize("i", range(len(FEATURES)))
+def test_float32_matches_clstm(every_combination, i):
+    model, got, ref = every_combination["f%d" % i]
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max(),
+                               err_msg=repr(model))
+
+
+@pytest.mark.parametrize("i", range(len(FEATURES)))
+def test_int8_same_bits_as_clstm(every_combination, i):
+    model, got, ref = every_combination["q%d" % i]
+    np.testing.assert_array_equal(got.view(np.uint32), ref.view(np.uint32),
+                                  err_msg=repr(model))
+
+
+def test_int8_same_bits_larger_model(tmp_path):
+    """H = 64 with a projection and a softmax head: long products, and the
+    gate arithmetic's vector loops in the library."""
+    m = clstm.Model(encoding="onehot", vocab_size=20, hidden_size=64, proj_size=24,
+                    num_layers=2, output_size=20, softmax=True, seed=3)
+    q = clstm.quantize(m)
+    seqs = [np.random.default_rng(4).integers(0, 20, 40).astype(np.int32)]
+    d = str(tmp_path)
+    E.export_c(q, d, name="big")
+    with open(os.path.join(d, "main.c"), "w") as f:
+        f.write(E.check_program(q, seqs, "big"))
+    got, _ = E.parse_check_output(compile_and_run(
+        [os.path.join(d, "main.c"), os.path.join(d, "big.c")], os.path.join(d, "a")), 20)
+    np.testing.assert_array_equal(got.view(np.uint32), reference(q, seqs).view(np.uint32))
+
+
+DRIVER = r"""
+#include <stdio.h>
+#include <string.h>
+#include "m.h"
+static m_state s, before;
+static float out[64 * M_OUTPUT_SIZE];
+static void show(const float *v, int n);
+static void show(const float *v, int n) {
+    for (int i = 0; i < n; i++) printf("%.9g%s", v[i], i + 1 < n ? " " : "\n");
+}
+int main(void) {
+    (void)s, (void)before, (void)out, (void)show;
+    @BODY@
+    return 0;
+}
+"""
+
+
+def run_driver(tmp_path, model, body, extra=()):
+    d = str(tmp_path)
+    E.export_c(model, d, name="m")
+    with open(os.path.join(d, "main.c"), "w") as f:
+        f.write(DRIVER.replace("@BODY@", body))
+    text = compile_and_run([os.path.join(d, "main.c"), os.path.join(d, "m.c")],
+                           os.path.join(d, "a"), extra)
+    return [np.array(line.split(), np.float64) if line[:1] not in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+            else line for line in text.splitlines()]
+
+
+def test_initial_state_forward_and_final_state(tmp_path):
+    """reset(h0, c0), then forward over T steps, gives clstm's forward from
+    (h0, c0): the outputs and the final state left in the struct."""
+    rng = np.random.default_rng(7)
+    m = clstm.Model(input_size=3, hidden_size=4, proj_size=2, num_layers=2, output_size=3,
+                    seed=5)
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    h0 = rng.standard_normal((2, 2)).astype(np.float32)
+    c0 = rng.standard_normal((2, 4)).astype(np.float32)
+    f = lambda a: "{" + ", ".join(E._floats(a)) + "}"  # noqa: E731
+    body = """static const float x[] = %s, h0[] = %s, c0[] = %s;
+    m_init(&s);
+    if (m_reset(&s, h0, c0) != M_OK || m_forward(&s, 6, x, out, NULL) != M_OK) return 1;
+    show(out, 6 * M_OUTPUT_SIZE);
+    show(&s.h[0][0], 4);
+    show(&s.c[0][0], 8);""" % (f(x), f(h0), f(c0))
+    lines = run_driver(tmp_path, m, body)
+    y, (h, c) = m.forward(x, (h0, c0))
+    np.testing.assert_allclose(lines[0], y.ravel(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(lines[1], h.ravel(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(lines[2], c.ravel(), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_arguments_write_nothing(tmp_path):
+    m = clstm.Model(encoding="embedding", input_size=3, vocab_size=5, hidden_size=4,
+                    output_size=5, softmax=True, seed=1)
+    body = r"""static const int32_t ok[] = {1, 2}, bad[] = {1, 5};
+    m_init(&s);
+    m_step(&s, 3, out);
+    before = s;
+    out[0] = 42.0f;
+    printf("A %d %d %d %d %d\n", m_step(&s, 5, out), m_step(&s, -1, out),
+           m_step(NULL, 1, out), m_step(&s, 1, NULL), m_reset(NULL, NULL, NULL));
+    printf("B %d %d %d %d\n", m_forward(&s, 2, bad, out, NULL), m_forward(&s, -1, ok, out, NULL),
+           m_forward(&s, 2, NULL, out, NULL), m_forward(&s, 0, NULL, NULL, NULL));
+    printf("C %d %g\n", memcmp(&s, &before, sizeof s) == 0, out[0]);"""
+    lines = run_driver(tmp_path, m, body)
+    assert lines == ["A 1 1 1 1 1", "B 1 1 1 0", "C 1 42"]
+
+
+def test_bidirectional_needs_its_work_area(tmp_path):
+    m = clstm.Model(input_size=2, hidden_size=3, bidirectional=True, seed=2)
+    body = r"""static const float x[4] = {1, 2, 3, 4};
+    static float work[M_WORK_FLOATS(2)];
+    m_init(&s);
+    printf("A %d %d %d\n", m_forward(&s, 2, x, out, NULL), m_forward(&s, 2, x, out, work),
+           (int)M_WORK_FLOATS(2));"""
+    # two (T, 2H) buffers: the layer below and the one being computed
+    assert run_driver(tmp_path, m, body) == ["A 1 0 %d" % (2 * 2 * (2 * 3))]
+
+
+def test_softmax_argmax_and_sampling(tmp_path):
+    m = clstm.Model(vocab="abcd", hidden_size=4, output_size=4, softmax=True, seed=3)
+    body = r"""static const float z[4] = {0.5f, -1.0f, 2.0f, 0.25f};
+    float p[4];
+    int counts[4] = {0, 0, 0, 0};
+    uint32_t rng = 1;
+    m_softmax(z, 1.0f, p);
+    show(p, 4);
+    m_softmax(z, 0.5f, p);
+    show(p, 4);
+    for (int i = 0; i < 40000; i++) counts[m_sample(z, 1.0f, &rng, p)]++;
+    printf("%d %d %d %d\n", counts[0], counts[1], counts[2], counts[3]);
+    volatile float zero = 0.0f;
+    const float nan_row[4] = {zero / zero, 1.0f, 3.0f, 3.0f};
+    printf("A %d %d %d\n", m_argmax(z), m_argmax(nan_row), m_sample(z, 0.0f, &rng, p));"""
+    lines = run_driver(tmp_path, m, body)
+    z = np.array([0.5, -1.0, 2.0, 0.25])
+    for row, t in ((lines[0], 1.0), (lines[1], 0.5)):
+        want = np.exp(z / t) / np.exp(z / t).sum()
+        np.testing.assert_allclose(row, want, rtol=1e-6)
+    counts, p = lines[2], np.exp(z) / np.exp(z).sum()
+    # each count within 5 binomial standard deviations of its expectation
+    assert np.all(np.abs(counts - 40000 * p) < 5 * np.sqrt(40000 * p * (1 - p))), counts
+    assert lines[3] == "A 2 2 -1"
+
+
+def test_libm_activations(tmp_path):
+    """NAME_LIBM: libm's expf and tanhf instead of clstm's: still within
+    1e-5 of clstm's float32 outputs."""
+    m, seqs = make_model(0, False, 0, True, False, None, "onehot", 4)
+    d = str(tmp_path)
+    E.export_c(m, d, name="lm")
+    with open(os.path.join(d, "main.c"), "w") as f:
+        f.write(E.check_program(m, seqs, "lm"))
+    text = compile_and_run([os.path.join(d, "main.c"), os.path.join(d, "lm.c")],
+                           os.path.join(d, "a"), ["-DLM_LIBM"])
+    with open(os.path.join(d, "lm.c")) as f:
+        assert "cx_expf" in f.read()  # the default build has clstm's own
+    got, _ = E.parse_check_output(text, 4)
+    ref = reference(m, seqs)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+# ------------------------------------------------------- what is refused
+def test_refusals():
+    m = clstm.Model(input_size=2, hidden_size=3, seed=1)
+    with pytest.raises(TypeError, match="model: expected a clstm.LSTM"):
+        E.export_c(object(), "unused")
+    with pytest.raises(ValueError, match="name: expected a C identifier"):
+        E.export_c(m, "unused", name="2fast")
+    with pytest.raises(ValueError, match="name: expected a C identifier"):
+        E.export_c(m, "unused", name="int")
+    m64 = clstm.Model(input_size=2, hidden_size=3, seed=1, dtype=np.float64)
+    with pytest.raises(ValueError, match="float64"):
+        E.export_c(m64, "unused")
+    m.named_parameters()["bias_ih_l0"][0] = np.nan
+    with pytest.raises(ValueError, match="bias_ih_l0 holds NaN"):
+        E.export_c(m, "unused")
+    s2s = clstm.Seq2Seq(5, 6, embedding=4, hidden_size=4, seed=1)
+    with pytest.raises(ValueError, match="encoder-decoder"):
+        E.export_c(s2s, "unused")
+    assert not os.path.exists("unused")
+
+
+def test_name_from_path():
+    assert E.name_from_path("/x/my-model.v2.safetensors") == "my_model_v2"
+    assert E.name_from_path("3d.safetensors") == "m3d"
+    assert E.name_from_path("int.safetensors") == "model"
+
+
+def test_existing_directory_keeps_other_files(tmp_path):
+    m = clstm.Model(input_size=2, hidden_size=3, seed=1)
+    (tmp_path / "main.c").write_text("mine")
+    (tmp_path / "net.h").write_text("old")
+    E.export_c(m, tmp_path, name="net")
+    assert (tmp_path / "main.c").read_text() == "mine"
+    assert "net_forward" in (tmp_path / "net.h").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["main.c", "net.c", "net.h"]
+
+
+# ------------------------------------------------------------------ CLI
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "clstm"] + list(args), capture_output=True,
+                          text=True)
+
+
+def test_cli_export(tmp_path):
+    m = clstm.Model(vocab="ab\n", hidden_size=4, output_size=3, softmax=True, seed=1)
+    path = str(tmp_path / "char-model.safetensors")
+    clstm.save(clstm.quantize(m), path)
+    r = cli("export", path, "--c", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    assert "prefix char_model_" in r.stdout
+    text = (tmp_path / "out" / "char_model.h").read_text()
+    assert "#define CHAR_MODEL_INT8 1" in text and "char_model_step" in text
+    r = cli("export", path, "--c", str(tmp_path / "out2"), "--name", "net")
+    assert r.returncode == 0 and (tmp_path / "out2" / "net.c").exists()
+
+
+@pytest.mark.parametrize("case", ["not_a_model", "seq2seq", "bad_name", "name_onnx",
+                                  "missing"])
+def test_cli_refusals_leave_nothing(tmp_path, case):
+    out = tmp_path / "out"
+    path = tmp_path / "m.safetensors"
+    args = [str(path), "--c", str(out)]
+    if case == "not_a_model":
+        path.write_bytes(b"not a model at all")
+    elif case == "seq2seq":
+        clstm.save(clstm.Seq2Seq(5, 6, embedding=4, hidden_size=4, seed=1), str(path))
+    else:
+        clstm.save(clstm.Model(input_size=2, hidden_size=3, seed=1), str(path))
+    if case == "bad_name":
+        args += ["--name", "no-dashes"]
+    elif case == "name_onnx":
+        args = [str(path), "--onnx", str(tmp_path / "m.onnx"), "--name", "x"]
+    elif case == "missing":
+        args = [str(tmp_path / "absent.safetensors"), "--c", str(out)]
+    r = cli("export", *args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]

@@ -105,8 +105,8 @@ def sizes_arm(d, board, name):
                 % (name, name))
     pobj = probe[:-2] + ".o"
     arm(["arm-none-eabi-gcc"] + CFLAGS + BOARDS[board][0] + ["-c", probe, "-o", pobj])
-    # the constant's 4 bytes, little-endian, at the start of the object's .rodata
-    dump = arm(["arm-none-eabi-objdump", "-s", "-j", ".rodata", pobj])
+    # the constant's 4 bytes, little-endian (its own section: -fdata-sections)
+    dump = arm(["arm-none-eabi-objdump", "-s", "-j", ".rodata.state_bytes", pobj])
     word = re.search(r"^\s*0000 ([0-9a-f]{8})", dump, re.M).group(1)
     return text + data, int.from_bytes(bytes.fromhex(word), "little") + bss
 
@@ -141,7 +141,7 @@ def host_library(d, tag, model, T):
     clstm.save(model, path)
     ex = os.path.join(ROOT, "build", "examples")
     if model.encoding:  # generate: one clstm_model_forward of T = 1 per character
-        return callgrind([os.path.join(ex, "generate"), path, "--prime", "a", "--length",
+        return callgrind([os.path.join(ex, "generate"), path, "--prime", VOCAB[-1], "--length",
                           str(T), "--seed", "1"], toggle="clstm_model_forward")
     text = "\n".join(" ".join("%r" % float(v) for v in row) for row in inputs(model, T)[0])
     return callgrind([os.path.join(ex, "stream"), path], toggle="clstm_model_forward",

@@ -55,6 +55,8 @@ def c_name(name, what="name"):
         raise ValueError("%s: expected a C identifier of at most 40 characters that starts "
                          "with a letter (it prefixes every exported symbol), got %r"
                          % (what, name))
+    if name.lower() == "cx" or name.lower().startswith("cx_"):
+        raise ValueError("%s: names starting with 'cx_' are the exported file's own" % what)
     return name
 
 
@@ -205,8 +207,9 @@ def _header(model, name, z, source):
  * The model: %(what)s.
  *
  * Use: compile %(n)s.c with any C99 compiler (no heap, no BLAS, no
- * OpenMP; no libm unless %(U)s_LIBM is defined, which makes the
- * activations libm's expf and tanhf instead of clstm's own). Keep one
+ * OpenMP; from the C library only memcpy and memset; no libm unless
+ * %(U)s_LIBM is defined, which makes the activations libm's expf and
+ * tanhf instead of clstm's own). Keep one
  * %(n)s_state per independent sequence (static or on the stack; its size
  * is fixed: sizeof(%(n)s_state)). Not thread-safe on one state; different
  * states may run concurrently. Do not compile with -ffast-math: the int8

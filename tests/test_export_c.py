@@ -109,6 +109,25 @@ def test_int8_same_bits_as_clstm(every_combination, i):
                                   err_msg=repr(model))
 
 
+@pytest.mark.parametrize("quantized", [False, True])
+def test_bare_lstm(tmp_path, quantized):
+    """clstm.LSTM (no encoding, no head): the output is y, [forward, reverse]."""
+    m = clstm.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, seed=9)
+    m = clstm.quantize(m) if quantized else m
+    seqs = [np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)]
+    d = str(tmp_path)
+    E.export_c(m, d, name="bare")
+    with open(os.path.join(d, "main.c"), "w") as f:
+        f.write(E.check_program(m, seqs, "bare"))
+    got, _ = E.parse_check_output(compile_and_run(
+        [os.path.join(d, "main.c"), os.path.join(d, "bare.c")], os.path.join(d, "a")), 4)
+    ref = reference(m, seqs)
+    if quantized:
+        np.testing.assert_array_equal(got.view(np.uint32), ref.view(np.uint32))
+    else:
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
 def test_int8_same_bits_larger_model(tmp_path):
     """H = 64 with a projection and a softmax head: long products, and the
     gate arithmetic's vector loops in the library."""
@@ -257,6 +276,8 @@ def test_refusals():
         E.export_c(m, "unused", name="2fast")
     with pytest.raises(ValueError, match="name: expected a C identifier"):
         E.export_c(m, "unused", name="int")
+    with pytest.raises(ValueError, match="exported file's own"):
+        E.export_c(m, "unused", name="CX")
     m64 = clstm.Model(input_size=2, hidden_size=3, seed=1, dtype=np.float64)
     with pytest.raises(ValueError, match="float64"):
         E.export_c(m64, "unused")

@@ -21,12 +21,16 @@ pytestmark = pytest.mark.skipif(
     not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
     reason="needs arm-none-eabi-gcc and qemu-system-arm")
 
-# board: (compiler flags, FLASH origin and length, RAM origin and length)
+# board: (compiler flags, {region: (origin, length)}) for code, constants, data
 BOARDS = {
     "mps2-an386": (["-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"],
-                   "0x00000000", "4M", "0x20000000", "4M"),  # ZBT SSRAM1, SSRAM2/3
+                   # ZBT SSRAM1 (code and weights), SSRAM2/3 (data)
+                   {"FLASH": ("0x00000000", "1M"), "CONST": ("0x00100000", "3M"),
+                    "RAM": ("0x20000000", "4M")}),
     "mps3-an547": (["-mcpu=cortex-m55", "-mfloat-abi=hard"],
-                   "0x00000000", "512K", "0x20000000", "512K"),  # ITCM, DTCM
+                   # ITCM (code), the FPGA's SRAM (weights), DTCM (data)
+                   {"FLASH": ("0x00000000", "512K"), "CONST": ("0x01000000", "2M"),
+                    "RAM": ("0x20000000", "512K")}),
 }
 CFLAGS = ["-mthumb", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffunction-sections",
           "-fdata-sections"]
@@ -39,12 +43,11 @@ CASES = [(False, 0, True, False, None, "onehot", 4), (True, 3, False, False, 0.5
 
 
 def board_script(d, board):
-    _, fo, fl, ro, rl = BOARDS[board]
     with open(os.path.join(HERE, "board.ld.in")) as f:
         text = f.read()
-    for key, value in (("FLASH_ORIGIN", fo), ("FLASH_LENGTH", fl), ("RAM_ORIGIN", ro),
-                       ("RAM_LENGTH", rl)):
-        text = text.replace("@%s@" % key, value)
+    for region, (origin, length) in BOARDS[board][1].items():
+        text = text.replace("@%s_ORIGIN@" % region, origin)
+        text = text.replace("@%s_LENGTH@" % region, length)
     path = os.path.join(d, board + ".ld")
     with open(path, "w") as f:
         f.write(text)

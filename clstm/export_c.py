@@ -16,7 +16,6 @@ Clang itself), a float32 model's outputs match clstm's to float32
 rounding (different summation orders), and a quantized model's are the
 same bits as clstm's int8 path.
 """
-import keyword
 import os
 import re
 import shutil
@@ -62,12 +61,13 @@ def c_name(name, what="name"):
 
 def name_from_path(path):
     """A C prefix from a model file's stem: characters other than letters,
-    digits and _ become _, and a leading digit gets an "m" before it."""
+    digits and _ become _, and an "m" goes before a leading digit or _ (and
+    before "cx_", the exported file's own prefix)."""
     stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]
     name = re.sub(r"[^A-Za-z0-9_]", "_", stem)[:40] or "model"
-    if not name[0].isalpha():
+    if not name[0].isalpha() or name.lower() == "cx" or name.lower().startswith("cx_"):
         name = ("m" + name)[:40]
-    return "model" if name in _C_KEYWORDS or keyword.iskeyword(name) else name
+    return "model" if name in _C_KEYWORDS else name
 
 
 def _check_model(model):

@@ -65,6 +65,28 @@ def reference(model, seqs):
     return np.concatenate([model.forward(s)[0] for s in seqs])
 
 
+def assert_matches(model, got, ref, msg=""):
+    """int8: the same bits; float32: within 1e-5 of the outputs' scale."""
+    assert got.shape == ref.shape, msg
+    if model.quantized:
+        np.testing.assert_array_equal(got.view(np.uint32), ref.view(np.uint32), err_msg=msg)
+    else:
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max(),
+                                   err_msg=msg)
+
+
+def export_and_run(d, model, seqs, name, extra=()):
+    """Export `model` as NAME into d, run its check program over seqs on
+    the host; (its outputs, clstm's)."""
+    d = str(d)
+    E.export_c(model, d, name=name)
+    with open(os.path.join(d, "main.c"), "w") as f:
+        f.write(E.check_program(model, seqs, name))
+    text = compile_and_run([os.path.join(d, "main.c"), os.path.join(d, name + ".c")],
+                           os.path.join(d, "a"), extra)
+    return E.parse_check_output(text, model.out_size)[0], reference(model, seqs)
+
+
 @pytest.fixture(scope="module")
 def every_combination(tmp_path_factory):
     """{name: (model, exported outputs, clstm's outputs)} over FEATURES, each
@@ -97,16 +119,13 @@ def every_combination(tmp_path_factory):
 @pytest.mark.parametrize("i", range(len(FEATURES)))
 def test_float32_matches_clstm(every_combination, i):
     model, got, ref = every_combination["f%d" % i]
-    assert got.shape == ref.shape
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max(),
-                               err_msg=repr(model))
+    assert_matches(model, got, ref, repr(model))
 
 
 @pytest.mark.parametrize("i", range(len(FEATURES)))
 def test_int8_same_bits_as_clstm(every_combination, i):
     model, got, ref = every_combination["q%d" % i]
-    np.testing.assert_array_equal(got.view(np.uint32), ref.view(np.uint32),
-                                  err_msg=repr(model))
+    assert_matches(model, got, ref, repr(model))
 
 
 @pytest.mark.parametrize("quantized", [False, True])
@@ -115,17 +134,7 @@ def test_bare_lstm(tmp_path, quantized):
     m = clstm.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, seed=9)
     m = clstm.quantize(m) if quantized else m
     seqs = [np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)]
-    d = str(tmp_path)
-    E.export_c(m, d, name="bare")
-    with open(os.path.join(d, "main.c"), "w") as f:
-        f.write(E.check_program(m, seqs, "bare"))
-    got, _ = E.parse_check_output(compile_and_run(
-        [os.path.join(d, "main.c"), os.path.join(d, "bare.c")], os.path.join(d, "a")), 4)
-    ref = reference(m, seqs)
-    if quantized:
-        np.testing.assert_array_equal(got.view(np.uint32), ref.view(np.uint32))
-    else:
-        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    assert_matches(m, *export_and_run(tmp_path, m, seqs, "bare"))
 
 
 def test_int8_same_bits_larger_model(tmp_path):
@@ -135,13 +144,7 @@ def test_int8_same_bits_larger_model(tmp_path):
                     num_layers=2, output_size=20, softmax=True, seed=3)
     q = clstm.quantize(m)
     seqs = [np.random.default_rng(4).integers(0, 20, 40).astype(np.int32)]
-    d = str(tmp_path)
-    E.export_c(q, d, name="big")
-    with open(os.path.join(d, "main.c"), "w") as f:
-        f.write(E.check_program(q, seqs, "big"))
-    got, _ = E.parse_check_output(compile_and_run(
-        [os.path.join(d, "main.c"), os.path.join(d, "big.c")], os.path.join(d, "a")), 20)
-    np.testing.assert_array_equal(got.view(np.uint32), reference(q, seqs).view(np.uint32))
+    assert_matches(q, *export_and_run(tmp_path, q, seqs, "big"))
 
 
 DRIVER = r"""
@@ -254,17 +257,10 @@ def test_libm_activations(tmp_path):
     """NAME_LIBM: libm's expf and tanhf instead of clstm's: still within
     1e-5 of clstm's float32 outputs."""
     m, seqs = make_model(0, False, 0, True, False, None, "onehot", 4)
-    d = str(tmp_path)
-    E.export_c(m, d, name="lm")
-    with open(os.path.join(d, "main.c"), "w") as f:
-        f.write(E.check_program(m, seqs, "lm"))
-    text = compile_and_run([os.path.join(d, "main.c"), os.path.join(d, "lm.c")],
-                           os.path.join(d, "a"), ["-DLM_LIBM"])
-    with open(os.path.join(d, "lm.c")) as f:
+    got, ref = export_and_run(tmp_path, m, seqs, "lm", ["-DLM_LIBM"])
+    with open(os.path.join(str(tmp_path), "lm.c")) as f:
         assert "cx_expf" in f.read()  # the default build has clstm's own
-    got, _ = E.parse_check_output(text, 4)
-    ref = reference(m, seqs)
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    assert_matches(m, got, ref)
 
 
 # ------------------------------------------------------- what is refused
@@ -294,6 +290,7 @@ def test_name_from_path():
     assert E.name_from_path("/x/my-model.v2.safetensors") == "my_model_v2"
     assert E.name_from_path("3d.safetensors") == "m3d"
     assert E.name_from_path("int.safetensors") == "model"
+    assert E.name_from_path("cx_net.safetensors") == "mcx_net"
 
 
 def test_existing_directory_keeps_other_files(tmp_path):

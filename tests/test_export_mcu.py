@@ -8,13 +8,12 @@ import os
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 
 import clstm
 from clstm import export_c as E
 
-from test_export_c import make_model, reference
+from test_export_c import assert_matches, make_model, reference
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mcu")
 pytestmark = pytest.mark.skipif(
@@ -96,9 +95,4 @@ def test_exported_models_on_emulated_cortex_m(exported, board):
     text = build_and_run(d, board, [n for n, _, _ in cases])
     for name, model, ref in cases:
         got, text = E.parse_check_output(text, model.out_size)
-        if model.quantized:
-            np.testing.assert_array_equal(got.view(np.uint32), ref.view(np.uint32),
-                                          err_msg="%s %s" % (board, name))
-        else:
-            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max(),
-                                       err_msg="%s %s" % (board, name))
+        assert_matches(model, got, ref, "%s %s" % (board, name))

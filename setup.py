@@ -23,7 +23,11 @@ class BuildPy(build_py):
 
     def run(self):
         super().run()
-        shutil.copy(os.path.join("src", "fastmath.h"), os.path.join(self.build_lib, "clstm"))
+        if getattr(self, "editable_mode", False):
+            return  # an editable install imports clstm/ from the checkout, beside src/
+        target = os.path.join(self.build_lib, "clstm")
+        os.makedirs(target, exist_ok=True)
+        shutil.copy(os.path.join("src", "fastmath.h"), os.path.join(target, "fastmath.h"))
 
 ext = Extension(
     "clstm._core",

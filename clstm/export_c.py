@@ -10,9 +10,10 @@ uses libm's expf and tanhf instead). Every public symbol starts with
 ``NAME_``, so several exported models link into one program. The header
 documents each of them.
 
-Numbers: compiled with any C99 compiler that rounds each float operation
-(ISO mode, no -ffast-math; the file turns FMA contraction off for GCC and
-Clang itself), a float32 model's outputs match clstm's to float32
+Numbers: compiled with a C99 compiler that rounds each float operation
+to float (FLT_EVAL_METHOD 0; no -ffast-math, and no -ffp-contract=fast
+with clang; the file turns FMA contraction off itself for GCC and, short
+of that flag, clang), a float32 model's outputs match clstm's to float32
 rounding (different summation orders), and a quantized model's are the
 same bits as clstm's int8 path.
 """
@@ -90,10 +91,17 @@ def _check_model(model):
                              "weights" % name)
 
 
-def _floats(values):
-    """C float literals: 9 significant digits round-trip every float32."""
+def _floats(values, nonfinite=False):
+    """C float literals: 9 significant digits round-trip every float32.
+    NaN and Inf are <math.h>'s NAN and INFINITY with nonfinite, else a
+    ValueError."""
     out = []
     for v in np.asarray(values, np.float32).ravel().astype(np.float64).tolist():
+        if not np.isfinite(v):
+            if not nonfinite:
+                raise ValueError("a non-finite value (%r) where C needs a finite constant" % v)
+            out.append("NAN" if v != v else "INFINITY" if v > 0 else "-INFINITY")
+            continue
         s = "%.9g" % v
         if not any(ch in s for ch in ".en"):
             s += ".0"
@@ -166,6 +174,16 @@ def _units(model, arrays):
     return "static const unit_t cx_units[%d] = {\n%s\n};" % (len(entries), "\n".join(entries))
 
 
+def _clip(model):
+    """The gate clip as float32, or None: none, or one beyond float32's
+    range (the library's gates then clip nothing either)."""
+    if model.clip is None:
+        return None
+    with np.errstate(over="ignore"):
+        clip = np.float32(model.clip)
+    return float(clip) if np.isfinite(clip) else None
+
+
 def _sizes(model):
     N, L, H = model.num_directions, model.num_layers, model.hidden_size
     R = model.proj_size or H
@@ -187,7 +205,7 @@ def _header(model, name, z, source):
         ", projection %d" % z["P"] if z["P"] else ""))
     for flag, text in ((model.peepholes, "peepholes"), (model.input_forget,
                                                          "coupled input/forget gates"),
-                       (model.clip, "gate clip %g" % (model.clip or 0))):
+                       (_clip(model), "gate clip %g" % (_clip(model) or 0))):
         if flag:
             what.append(text)
     what.append({0: "%d real features per step" % z["D"],
@@ -212,8 +230,12 @@ def _header(model, name, z, source):
  * tanhf instead of clstm's own). Keep one
  * %(n)s_state per independent sequence (static or on the stack; its size
  * is fixed: sizeof(%(n)s_state)). Not thread-safe on one state; different
- * states may run concurrently. Do not compile with -ffast-math: the int8
- * path rounds with float arithmetic that it would fold away.
+ * states may run concurrently. %(U)s_LIBM's expf and tanhf give other
+ * bits than clstm's own: a quantized model is then no longer bit-exact.
+ * Needs FLT_EVAL_METHOD 0 (each float operation rounded to float; an
+ * #error says so otherwise), and must not be built with -ffast-math or
+ * with clang's -ffp-contract=fast (GCC obeys the file's own pragma
+ * against fused multiply-adds): either changes the rounding.
  *
  *     static %(n)s_state s;
  *     float out[%(U)s_OUTPUT_SIZE];
@@ -226,6 +248,7 @@ def _header(model, name, z, source):
 #ifndef %(U)s_H_INCLUDED
 #define %(U)s_H_INCLUDED
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -246,7 +269,7 @@ extern "C" {
              ("INT8", int(model.quantized), "1: int8 weights with float32 scales")]
     for k, v, doc in defs:
         lines.append("#define %s_%s %d /* %s */" % (up, k, v, doc))
-    work = ("((int32_t)(T) * 2 * %d)" % z["NR"]) if z["N"] == 2 else "0"
+    work = ("((size_t)(T) * %du)" % (2 * z["NR"])) if z["N"] == 2 else "0"
     lines.append("/* Floats of the work area %s_forward needs for T steps (0: none). */"
                  % n)
     lines.append("#define %s_WORK_FLOATS(T) %s" % (up, work))
@@ -294,8 +317,9 @@ int %(n)s_forward(%(n)s_state *s, int32_t T, %(inseq)s, float *out, float *work)
 int32_t %(n)s_argmax(const float *out);
 """ % dict(n=n, U=up))
     if z["O"] and model.softmax:
-        lines.append("""/* p = softmax(logits / temperature), in float32 (max subtracted). */
-void %(n)s_softmax(const float *logits, float temperature, float *p);
+        lines.append("""/* p = softmax(logits / temperature), in float32 (max subtracted);
+ * %(U)s_ERR_ARG for NULL or a temperature that is not > 0. */
+int %(n)s_softmax(const float *logits, float temperature, float *p);
 
 /* Draw an output index from softmax(logits / temperature) (temperature >
  * 0), p receiving the probabilities (%(U)s_OUTPUT_SIZE floats). *rng is the
@@ -335,7 +359,7 @@ def _source(model, name, z, source):
                   CX_R=z["R"], CX_P=z["P"], CX_D=z["D"], CX_V=z["V"], CX_O=z["O"],
                   CX_NR=z["NR"], CX_OUT=z["OUT"], CX_BIDIRECTIONAL=int(z["N"] == 2),
                   CX_PEEPHOLES=int(model.peepholes), CX_INPUT_FORGET=int(model.input_forget),
-                  CX_CLIP=int(model.clip is not None), CX_SOFTMAX=int(bool(model.softmax)))
+                  CX_CLIP=int(_clip(model) is not None), CX_SOFTMAX=int(bool(model.softmax)))
     head = ["/* %s.c: generated by clstm %s from %s; see %s.h. */" % (name, _version(), source,
                                                                      name),
             "/* FMA contraction would round a * b + c once where clstm rounds twice. */",
@@ -347,18 +371,25 @@ def _source(model, name, z, source):
             "",
             '#include "%s.h"' % name,
             "",
+            "#include <float.h>",
             "#include <stddef.h>",
             "#include <stdint.h>",
             "#include <string.h>",
+            "",
+            "/* 0, or 16 (ISO/IEC TS 18661-3: only _Float16 widens, to float; GCC's",
+            " * value for Helium Cortex-M in GNU mode) */",
+            "#if !defined(FLT_EVAL_METHOD) || (FLT_EVAL_METHOD != 0 && FLT_EVAL_METHOD != 16)",
+            '#error "needs each float operation rounded to float (FLT_EVAL_METHOD 0)"',
+            "#endif",
             ""]
     head += ["#define %s %d" % kv for kv in consts.items()]
-    if model.clip is not None:
-        head.append("#define CX_CLIP_VALUE %s" % _floats([model.clip])[0])
+    if _clip(model) is not None:
+        head.append("#define CX_CLIP_VALUE %s" % _floats([_clip(model)])[0])
     head.append("#define CX_INPUT_ONE %s" % ("int32_t" if z["ENC"] else "const float *"))
     return "\n".join(head + [""] + arrays.chunks + ["", runtime])
 
 
-def export_c(model, directory, name=None):
+def export_c(model, directory, name=None, source=None):
     """Write DIRECTORY/NAME.c and DIRECTORY/NAME.h for `model` (a clstm.LSTM
     or Model, float32 or quantized, or the path of a model file); returns
     their paths. NAME prefixes every public symbol: by default the model
@@ -366,14 +397,16 @@ def export_c(model, directory, name=None):
 
     The files are written whole or not at all: a new directory is made
     under a temporary name and renamed; in an existing directory each file
-    is replaced by a rename. ValueError for what the export cannot do (an
-    encoder-decoder, float64, non-finite weights) and for a bad name."""
-    source = "a model object"
+    is replaced by a rename (both written and synced first). ValueError for
+    what the export cannot do (an encoder-decoder, float64, non-finite
+    weights) and for a bad name. source: what the files say they were made
+    from (default: the file's name, or "a model object")."""
     if isinstance(model, (str, os.PathLike)):
-        source = os.path.basename(os.fspath(model))
+        source = source or os.path.basename(os.fspath(model))
         if name is None:
             name = name_from_path(model)
         model = io.load(model)
+    source = source or "a model object"
     name = c_name("model" if name is None else name)
     _check_model(model)
     z = _sizes(model)
@@ -381,23 +414,42 @@ def export_c(model, directory, name=None):
              name + ".c": _source(model, name, z, source)}
     directory = os.fspath(directory)
     if os.path.isdir(directory):
-        for fname, text in texts.items():
-            io.atomic_write(os.path.join(directory, fname),
-                            lambda f, t=text: f.write(t.encode("utf-8")), mode=0o644)
+        _write_synced(directory, texts)
     else:
         parent = os.path.dirname(os.path.abspath(directory))
         tmp = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".", suffix=".tmp",
                                dir=parent)
         try:
-            for fname, text in texts.items():
-                with open(os.path.join(tmp, fname), "w", encoding="utf-8") as f:
-                    f.write(text)
+            _write_synced(tmp, texts)
             os.chmod(tmp, 0o755)
             os.rename(tmp, directory)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return tuple(os.path.join(directory, fname) for fname in (name + ".c", name + ".h"))
+
+
+def _write_synced(directory, texts):
+    """Each {file name: text} to a temporary file in directory, synced;
+    then all of them renamed into place (nothing replaced unless every
+    file was written)."""
+    tmps = {}
+    try:
+        for fname, text in texts.items():
+            fd, tmp = tempfile.mkstemp(prefix=fname + ".", suffix=".tmp", dir=directory)
+            tmps[fname] = tmp
+            with os.fdopen(fd, "wb") as f:
+                f.write(text.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+        for fname, tmp in tmps.items():
+            os.replace(tmp, os.path.join(directory, fname))
+    except BaseException:
+        for tmp in tmps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
 
 
 def check_program(model, inputs, name="model", main=True):
@@ -425,7 +477,7 @@ def check_program(model, inputs, name="model", main=True):
                 i, max(T, 1), ", ".join(str(int(v)) for v in seq.ravel()) or "0"))
         else:
             data.append("static const float in%d[%d] = {%s};" % (
-                i, max(T * z["D"], 1), ", ".join(_floats(seq)) or "0"))
+                i, max(T * z["D"], 1), ", ".join(_floats(seq, nonfinite=True)) or "0"))
         body.append("    run(%d, in%d);" % (T, i))
     intype = "const int32_t *" if z["ENC"] else "const float *"
     if z["N"] == 2:
@@ -454,6 +506,7 @@ static void run(int32_t T, %(it)sin) {
                 at="in[t]" if z["ENC"] else "in + (size_t)t * %s_INPUT_SIZE" % up)
     maxt = max([np.asarray(s).shape[0] for s in inputs] + [1])
     text = """/* Runs %(n)s over fixed inputs and prints the outputs' bits (clstm.export_c). */
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>

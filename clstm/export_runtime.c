@@ -6,14 +6,18 @@
 #include <math.h>
 static inline float sigmoid_(float x) { return 1.0f / (1.0f + expf(-x)); }
 static inline float tanh_(float x) { return tanhf(x); }
+#if CX_SOFTMAX
 static inline float exp_(float x) { return expf(x); }
+#endif
 #else
 /* clstm's own float32 exp, sigmoid and tanh (src/fastmath.h, renamed):
  * no libm, and the same bits as the library's int8 path. */
 @FASTMATH@
 static inline float sigmoid_(float x) { return cx_sigmoidf(x); }
 static inline float tanh_(float x) { return cx_tanhf(x); }
+#if CX_SOFTMAX
 static inline float exp_(float x) { return cx_expf(x); }
+#endif
 #endif
 
 /* One LSTM unit: a layer in one direction. */
@@ -31,6 +35,7 @@ typedef struct {
 
 @UNITS@
 
+#if CX_INT8
 static inline float abs_(float x) { return x < 0 ? -x : x; }
 
 static inline float nan_(void) {
@@ -40,7 +45,6 @@ static inline float nan_(void) {
     return f;
 }
 
-#if CX_INT8
 /* Round to the nearest integer, ties to even (rintf in the default
  * rounding mode), for |v| < 2^22: adding 1.5 * 2^23 leaves no fraction
  * bits. Needs each operation rounded to float (FLT_EVAL_METHOD 0) and no
@@ -277,6 +281,7 @@ int NAME_forward(NAME_state *s, int32_t T, CX_INPUT_T in, float *out, float *wor
 #else
 int NAME_forward(NAME_state *s, int32_t T, CX_INPUT_T in, float *out, float *work) {
     if (!s || T < 0 || (T > 0 && (!in || !out || !work)) || CX_BAD(in, T)) return NAME_ERR_ARG;
+    if (T == 0) return NAME_OK; /* (work may be NULL) */
     float *buf[2] = {work, work + (size_t)T * CX_NR};
     for (int32_t l = 0; l < CX_L; l++) {
         float *y = buf[l % 2];
@@ -309,8 +314,8 @@ int32_t NAME_argmax(const float *out) {
 #endif
 
 #if CX_SOFTMAX
-void NAME_softmax(const float *logits, float temperature, float *p) {
-    if (!logits || !p) return;
+int NAME_softmax(const float *logits, float temperature, float *p) {
+    if (!logits || !p || !(temperature > 0)) return NAME_ERR_ARG;
     float mx = logits[0], sum = 0;
     for (int32_t o = 1; o < CX_O; o++) mx = logits[o] > mx ? logits[o] : mx;
     for (int32_t o = 0; o < CX_O; o++) {
@@ -318,11 +323,11 @@ void NAME_softmax(const float *logits, float temperature, float *p) {
         sum += p[o];
     }
     for (int32_t o = 0; o < CX_O; o++) p[o] /= sum;
+    return NAME_OK;
 }
 
 int32_t NAME_sample(const float *logits, float temperature, uint32_t *rng, float *p) {
-    if (!logits || !rng || !p || !(temperature > 0)) return -1;
-    NAME_softmax(logits, temperature, p);
+    if (NAME_softmax(logits, temperature, p) != NAME_OK || !rng) return -1;
     uint32_t x = *rng ? *rng : 0x9e3779b9u; /* xorshift32: any state but 0 */
     x ^= x << 13;
     x ^= x >> 17;

@@ -221,10 +221,10 @@ def test_bidirectional_needs_its_work_area(tmp_path):
     body = r"""static const float x[4] = {1, 2, 3, 4};
     static float work[M_WORK_FLOATS(2)];
     m_init(&s);
-    printf("A %d %d %d\n", m_forward(&s, 2, x, out, NULL), m_forward(&s, 2, x, out, work),
-           (int)M_WORK_FLOATS(2));"""
-    # two (T, 2H) buffers: the layer below and the one being computed
-    assert run_driver(tmp_path, m, body) == ["A 1 0 %d" % (2 * 2 * (2 * 3))]
+    printf("A %d %d %d %d\n", m_forward(&s, 2, x, out, NULL), m_forward(&s, 2, x, out, work),
+           (int)M_WORK_FLOATS(2), m_forward(&s, 0, x, out, NULL));"""
+    # two (T, 2H) buffers: the layer below and the one being computed; T = 0 needs none
+    assert run_driver(tmp_path, m, body) == ["A 1 0 %d 0" % (2 * 2 * (2 * 3))]
 
 
 def test_softmax_argmax_and_sampling(tmp_path):
@@ -241,7 +241,8 @@ def test_softmax_argmax_and_sampling(tmp_path):
     printf("%d %d %d %d\n", counts[0], counts[1], counts[2], counts[3]);
     volatile float zero = 0.0f;
     const float nan_row[4] = {zero / zero, 1.0f, 3.0f, 3.0f};
-    printf("A %d %d %d\n", m_argmax(z), m_argmax(nan_row), m_sample(z, 0.0f, &rng, p));"""
+    printf("A %d %d %d %d\n", m_argmax(z), m_argmax(nan_row), m_sample(z, 0.0f, &rng, p),
+           m_softmax(z, -1.0f, p));"""
     lines = run_driver(tmp_path, m, body)
     z = np.array([0.5, -1.0, 2.0, 0.25])
     for row, t in ((lines[0], 1.0), (lines[1], 0.5)):
@@ -250,7 +251,7 @@ def test_softmax_argmax_and_sampling(tmp_path):
     counts, p = lines[2], np.exp(z) / np.exp(z).sum()
     # each count within 5 binomial standard deviations of its expectation
     assert np.all(np.abs(counts - 40000 * p) < 5 * np.sqrt(40000 * p * (1 - p))), counts
-    assert lines[3] == "A 2 2 -1"
+    assert lines[3] == "A 2 2 -1 1"
 
 
 def test_libm_activations(tmp_path):
@@ -258,9 +259,71 @@ def test_libm_activations(tmp_path):
     1e-5 of clstm's float32 outputs."""
     m, seqs = make_model(0, False, 0, True, False, None, "onehot", 4)
     got, ref = export_and_run(tmp_path, m, seqs, "lm", ["-DLM_LIBM"])
-    with open(os.path.join(str(tmp_path), "lm.c")) as f:
-        assert "cx_expf" in f.read()  # the default build has clstm's own
     assert_matches(m, got, ref)
+    undefined = subprocess.run(["nm", "-u", os.path.join(str(tmp_path), "lm.o")],
+                               capture_output=True, text=True, check=True).stdout
+    assert "expf" in undefined and "tanhf" in undefined  # the macro took effect
+    subprocess.run([CC] + CFLAGS + ["-c", os.path.join(str(tmp_path), "lm.c"), "-o",
+                                    os.path.join(str(tmp_path), "own.o")], check=True)
+    own = subprocess.run(["nm", "-u", os.path.join(str(tmp_path), "own.o")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "expf" not in own and "tanhf" not in own  # by default: no libm at all
+
+
+def _has_fma():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " fma " in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_fma(), reason="needs a CPU with FMA")
+def test_int8_same_bits_where_gcc_would_fuse(tmp_path):
+    """-std=gnu11 -march=native on an FMA CPU: GCC would fuse a * b + c
+    there but for the file's pragma; the bits stay clstm's."""
+    m, seqs = make_model(5, True, 3, True, False, 0.5, "embedding", 4)
+    q = clstm.quantize(m)
+    assert_matches(q, *export_and_run(tmp_path, q, seqs, "fma",
+                                      ["-std=gnu11", "-O2", "-march=native"]))
+
+
+@pytest.mark.skipif(shutil.which("clang") is None, reason="needs clang")
+@pytest.mark.parametrize("quantized", [False, True])
+@pytest.mark.parametrize("head", [0, 4])
+def test_clang_compiles_cleanly(tmp_path, quantized, head):
+    m, _ = make_model(3, False, 0, False, False, None, "onehot", head)
+    m = clstm.quantize(m) if quantized else m
+    E.export_c(m, tmp_path, name="cl")
+    r = subprocess.run(["clang", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic",
+                        "-c", str(tmp_path / "cl.c"), "-o", str(tmp_path / "cl.o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_non_finite_inputs_as_clstm(tmp_path, quantized):
+    """NaN and Inf inputs follow IEEE arithmetic as in clstm (NaN compared
+    as NaN: its sign and payload are not promised)."""
+    m, _ = make_model(7, False, 3, True, False, None, None, 4)
+    m = clstm.quantize(m) if quantized else m
+    x = np.random.default_rng(2).standard_normal((5, 3)).astype(np.float32)
+    x[1, 0], x[3, 2] = np.inf, -np.inf
+    y = x.copy()
+    y[2, 1] = np.nan
+    got, ref = export_and_run(tmp_path, m, [x, y], "nf")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    ok = ~np.isnan(ref)
+    np.testing.assert_allclose(got[ok], ref[ok], rtol=1e-5, atol=1e-5 * np.abs(ref[ok]).max())
+
+
+def test_clip_beyond_float32_is_no_clip(tmp_path):
+    """clip=1e39 is inf in float32: the library's gates clip nothing, and
+    the exported file says no clip (it once wrote `inff`)."""
+    m, seqs = make_model(11, False, 0, False, False, 1e39, "onehot", 4)
+    got, ref = export_and_run(tmp_path, m, seqs, "bigclip")
+    assert_matches(m, got, ref)
+    assert "gate clip" not in (tmp_path / "bigclip.h").read_text()
 
 
 # ------------------------------------------------------- what is refused

@@ -53,18 +53,18 @@ def board_script(d, board):
     return path
 
 
-def build_and_run(d, board, names):
+def build_and_run(d, board, names, std="c99"):
     """Link startup, main and the named models' code and checks for the
     board; run it under QEMU; what it wrote through semihosting."""
     srcs = [os.path.join(HERE, "startup.c"), os.path.join(HERE, "main.c")]
     srcs += [os.path.join(d, n + s) for n in names for s in (".c", "_check.c")]
-    elf = os.path.join(d, board + ".elf")
-    r = subprocess.run(["arm-none-eabi-gcc"] + CFLAGS + BOARDS[board][0] + [
+    elf = os.path.join(d, "%s_%s.elf" % (board, std))
+    r = subprocess.run(["arm-none-eabi-gcc"] + CFLAGS + ["-std=" + std] + BOARDS[board][0] + [
         "-DCHECKS=" + " ".join("X(%s)" % n for n in names), "-I", d, "-nostartfiles",
         "-T", board_script(d, board), "-Wl,--gc-sections", "--specs=nano.specs",
         "--specs=nosys.specs", "-o", elf] + srcs, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    out = os.path.join(d, board + ".out")
+    out = elf[:-4] + ".out"
     r = subprocess.run(["qemu-system-arm", "-M", board, "-display", "none", "-monitor", "none",
                         "-serial", "none", "-chardev", "file,id=sh,path=" + out,
                         "-semihosting-config", "enable=on,target=native,chardev=sh",
@@ -90,9 +90,10 @@ def exported(tmp_path_factory):
 
 
 @pytest.mark.parametrize("board", sorted(BOARDS))
-def test_exported_models_on_emulated_cortex_m(exported, board):
+@pytest.mark.parametrize("std", ["c99", "gnu11"])  # gnu11: GCC would fuse but for the pragma
+def test_exported_models_on_emulated_cortex_m(exported, board, std):
     d, cases = exported
-    text = build_and_run(d, board, [n for n, _, _ in cases])
+    text = build_and_run(d, board, [n for n, _, _ in cases], std)
     for name, model, ref in cases:
         got, text = E.parse_check_output(text, model.out_size)
         assert_matches(model, got, ref, "%s %s" % (board, name))

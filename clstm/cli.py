@@ -617,7 +617,8 @@ def cmd_export(args):
         try:
             name = (export_c.c_name(args.name, "--name") if args.name is not None
                     else export_c.name_from_path(args.model))
-            paths = export_c.export_c(model, args.c, name=name)
+            paths = export_c.export_c(model, args.c, name=name,
+                                      source=os.path.basename(args.model))
         except ValueError as e:
             raise UsageError("%s: %s" % (args.model, e)) from None
         except OSError as e:

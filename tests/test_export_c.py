@@ -381,6 +381,7 @@ def test_cli_export(tmp_path):
     assert "prefix char_model_" in r.stdout
     text = (tmp_path / "out" / "char_model.h").read_text()
     assert "#define CHAR_MODEL_INT8 1" in text and "char_model_step" in text
+    assert "from char-model.safetensors" in text
     r = cli("export", path, "--c", str(tmp_path / "out2"), "--name", "net")
     assert r.returncode == 0 and (tmp_path / "out2" / "net.c").exists()
 

@@ -344,3 +344,15 @@ int32_t NAME_sample(const float *logits, float temperature, uint32_t *rng, float
     return -1; /* NaN logits */
 }
 #endif
+
+#if CX_VOCAB
+int32_t NAME_token(uint32_t codepoint) {
+    for (int32_t i = 0; i < CX_VOCAB; i++)
+        if (cx_vocab[i] == codepoint) return i;
+    return -1;
+}
+
+uint32_t NAME_codepoint(int32_t token) {
+    return token >= 0 && token < CX_VOCAB ? cx_vocab[token] : 0u;
+}
+#endif

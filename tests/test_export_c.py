@@ -254,6 +254,21 @@ def test_softmax_argmax_and_sampling(tmp_path):
     assert lines[3] == "A 2 2 -1 1"
 
 
+def test_vocabulary(tmp_path):
+    """A character model's vocabulary, both ways, as clstm's encode/decode."""
+    vocab = "ab\u00e9\u20ac\U0001F600 \n"
+    m = clstm.Model(vocab=vocab, hidden_size=4, output_size=len(vocab), softmax=True, seed=1)
+    body = r"""static const uint32_t cps[] = {0x61, 0xe9, 0x20ac, 0x1f600, 0x0a, 0x7a};
+    for (int i = 0; i < 6; i++) printf("A %d\n", (int)m_token(cps[i]));
+    for (int t = -1; t <= 7; t++) printf("B %lu\n", (unsigned long)m_codepoint(t));"""
+    lines = run_driver(tmp_path, m, body)
+    tokens = [int(line.split()[1]) for line in lines[:6]]
+    assert tokens == [vocab.find(ch) for ch in "a\u00e9\u20ac\U0001F600\nz"]
+    assert tokens[:5] == m.encode("a\u00e9\u20ac\U0001F600\n").tolist()
+    cps = [int(line.split()[1]) for line in lines[6:]]
+    assert cps == [0] + [ord(ch) for ch in vocab] + [0]
+
+
 def test_libm_activations(tmp_path):
     """NAME_LIBM: libm's expf and tanhf instead of clstm's: still within
     1e-5 of clstm's float32 outputs."""

@@ -45,6 +45,7 @@ from clstm.trainer import Interrupted, NonFiniteLoss, Trainer
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a C program's shell status when its reader left
 
 
 class UsageError(Exception):
@@ -940,6 +941,14 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\nclstm %s: interrupted" % args.command, file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader of stdout has gone (`clstm ... | head`): end quietly. Point
+        # stdout at /dev/null so that the interpreter's flush at exit does
+        # not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

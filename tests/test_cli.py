@@ -1005,3 +1005,18 @@ def test_ctrl_c_checkpoints_and_resume_matches_uninterrupted(tmp_path):
 
     assert losses(run_dir / "m.log.jsonl") == losses(ref_dir / "m.log.jsonl")
     assert tmp_files(tmp_path) == []
+
+
+def test_closed_pipe_ends_quietly(tmp_path):
+    """`clstm sample ... | head -c 100`: no BrokenPipeError traceback, the
+    shell's SIGPIPE status (141), nothing on stderr."""
+    path = str(tmp_path / "char.safetensors")
+    clstm.save(clstm.Model(vocab="ab \n", hidden_size=4, output_size=4, softmax=True, seed=1),
+               path)
+    p = subprocess.Popen([sys.executable, "-m", "clstm", "sample", path, "--length", "200000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = p.stdout.read(100)  # the output is larger than a pipe's buffer
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == cli.EXIT_BROKEN_PIPE == 141, err
+    assert len(head) == 100 and err == ""

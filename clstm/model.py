@@ -26,11 +26,54 @@ from clstm.config import ENCODINGS, Metadata, core_settings, settings_of
 from clstm.interop import Interchange
 from clstm.streaming import LSTMState
 
-__all__ = ["LSTM", "Model"]
+__all__ = ["LSTM", "Model", "NamedArrays"]
 
 
 def _flat(a):
     return None if a is None else a.reshape(-1)
+
+
+class NamedArrays:
+    """Named arrays, as named_parameters() and named_grads() return them.
+
+    Iterated, it yields (name, array) pairs, as
+    torch.nn.Module.named_parameters() does, so ``for name, p in
+    m.named_parameters():`` and ``dict(m.named_parameters())`` work as in
+    PyTorch. Unlike a dict, iterating gives pairs, not names: use keys()
+    for the names. Looked up by name it gives the array, and keys(),
+    values(), items(), get(), len() and ``name in`` behave as a dict's."""
+    __slots__ = ("_arrays",)
+
+    def __init__(self, arrays):
+        self._arrays = arrays
+
+    def __iter__(self):
+        return iter(self._arrays.items())
+
+    def __getitem__(self, name):
+        return self._arrays[name]
+
+    def __contains__(self, name):
+        return name in self._arrays
+
+    def __len__(self):
+        return len(self._arrays)
+
+    def keys(self):
+        return self._arrays.keys()
+
+    def values(self):
+        return self._arrays.values()
+
+    def items(self):
+        return self._arrays.items()
+
+    def get(self, name, default=None):
+        return self._arrays.get(name, default)
+
+    def __repr__(self):
+        return "NamedArrays(%s)" % ", ".join("%s=%s%s" % (k, v.dtype, list(v.shape))
+                                             for k, v in self._arrays.items())
 
 
 class LSTM(Interchange):
@@ -247,14 +290,25 @@ class LSTM(Interchange):
                 for name, off, shape in self._tensors}
 
     def named_parameters(self):
-        """{name: view} with torch.nn.LSTM's names and shapes (writable,
-        except for a quantized model)."""
-        return self._views(self._params)
+        """The parameters as views with torch.nn.LSTM's names and shapes
+        (writable, except for a quantized model), in torch's order.
+        Iterating gives (name, view) pairs as torch does (``for name, p in
+        m.named_parameters():``, ``dict(m.named_parameters())``); a name
+        looks one up (``m.named_parameters()["weight_ih_l0"]``), and
+        keys(), values(), items(), get(), len() and ``in`` work as on a
+        dict (NamedArrays)."""
+        return NamedArrays(self._views(self._params))
+
+    def parameters(self):
+        """An iterator over the parameter views, in named_parameters' order
+        (torch.nn.Module.parameters)."""
+        return iter(self._views(self._params).values())
 
     def named_grads(self):
-        """{name: view} of the gradients, same names as the parameters."""
+        """The gradients' views, named and ordered as named_parameters (a
+        NamedArrays: (name, view) pairs when iterated)."""
         self._refuse_quantized("named_grads")
-        return self._views(self._grads)
+        return NamedArrays(self._views(self._grads))
 
     def state_dict(self):
         """{name: copy} of every parameter, loadable by torch.nn.LSTM."""
@@ -266,12 +320,13 @@ class LSTM(Interchange):
         Every value is checked before anything is written: on error the model
         is unchanged. strict=True requires exactly this model's names."""
         self._refuse_quantized("load_state_dict")
-        if not hasattr(state_dict, "items"):
+        if not (hasattr(state_dict, "items") and hasattr(state_dict, "keys")):
             raise TypeError("state_dict: expected a mapping of name -> array, got %s"
                             % type(state_dict).__name__)
-        views = self.named_parameters()
-        missing = sorted(set(views) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(views))
+        views = self._views(self._params)
+        given = set(state_dict.keys())  # (a NamedArrays iterates as pairs)
+        missing = sorted(set(views) - given)
+        unexpected = sorted(given - set(views))
         if strict and (missing or unexpected):
             raise KeyError("state_dict: missing keys %s, unexpected keys %s"
                            % (missing, unexpected))

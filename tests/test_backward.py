@@ -58,7 +58,7 @@ def check_backward(lstm, prob, state_mode, which, variant="contig", prior=None):
     edx, edh0, edc0, egrads = expected_backward(lstm, cache, dy, dstate, case.layout)
     assert_outputs((dx, (dh0, dc0)), (edx, edh0, edc0), case.layout, dtype, ("dx", "dh0", "dc0"))
     grads = lstm.named_grads()
-    assert set(grads) == set(egrads)
+    assert set(grads.keys()) == set(egrads)
     for name, g in egrads.items():
         assert grads[name].shape == g.shape
         assert_close(grads[name], g, dtype, name)

@@ -29,7 +29,7 @@ def test_attributes_and_parameter_shapes(case):
     assert lstm.proj_size == case.P and lstm.dropout == 0.0
     shapes = ref.param_shapes(case.D, case.H, case.L, case.N, case.P)
     named = lstm.named_parameters()
-    assert list(named) == list(shapes)
+    assert list(named.keys()) == list(shapes)
     assert {k: v.shape for k, v in named.items()} == shapes
     assert lstm.flat_parameters.size == ref.num_params(case.D, case.H, case.L, case.N, case.P)
     for name, v in named.items():  # torch's init, every tensor
@@ -172,7 +172,7 @@ def test_reverse_direction_is_forward_on_reversed_sequences(P, backend):
     params = bi.named_parameters()
     for d, sfx in enumerate(("", "_reverse")):
         uni = clstm.LSTM(case.D, case.H, dtype=np.float64, proj_size=P, backend=backend)
-        uni.load_state_dict({k: params[k + sfx] for k in uni.named_parameters()})
+        uni.load_state_dict({k: params[k + sfx] for k in uni.named_parameters().keys()})
         x = prob.x if d == 0 else reversed_within_lengths(prob.x, prob.lengths)
         yd, (hd, cd) = uni.forward(
             x, (prob.h0[d : d + 1], prob.c0[d : d + 1]), lengths=prob.lengths

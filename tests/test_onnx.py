@@ -210,7 +210,7 @@ def _assert_same_model(got, want):
     assert [getattr(got, a) for a in SETTINGS] == [getattr(want, a) for a in SETTINGS]
     g, w = got.named_parameters(), want.named_parameters()
     assert g.keys() == w.keys()
-    for k in w:
+    for k in w.keys():
         np.testing.assert_array_equal(g[k], w[k], err_msg=k)
 
 

@@ -90,7 +90,7 @@ def test_int8_form():
     m = _model(6, dict(proj_size=6))
     q = clstm.quantize(m)
     params, t8 = m.named_parameters(), q.int8_tensors()
-    assert set(t8) == {n for n in params if n.startswith(("weight_", "head.weight"))}
+    assert set(t8) == {n for n in params.keys() if n.startswith(("weight_", "head.weight"))}
     for name, (qw, s) in t8.items():
         w = params[name]
         assert qw.dtype == np.int8 and qw.shape == w.shape and s.shape == (w.shape[0],)
@@ -98,7 +98,7 @@ def test_int8_form():
         np.testing.assert_allclose(s, np.abs(w).max(axis=1) / 127, rtol=1e-6)
         assert np.all(np.abs(qw * s[:, None].astype(np.float64) - w) <= s[:, None] / 2 * 1.0001)
         np.testing.assert_array_equal(q.named_parameters()[name], qw * s[:, None])
-    for name in params:  # biases stay float
+    for name in params.keys():  # biases stay float
         if name not in t8:
             np.testing.assert_array_equal(q.named_parameters()[name], params[name])
 

@@ -95,7 +95,7 @@ def assert_same_model(a, b):
 def test_round_trip(tmp_path, feature):
     q = quantized(FEATURES[feature])
     q.metadata["note"] = "int8 \u00e9"
-    names = {n for n in q.named_parameters() if n.startswith(QUANTIZED)}
+    names = {n for n in q.named_parameters().keys() if n.startswith(QUANTIZED)}
     assert set(q.int8_tensors()) == names and names
     path = tmp_path / "q.safetensors"
     clstm.save(q, path)
@@ -136,7 +136,7 @@ def test_safetensors_reads_the_file(tmp_path):
     clstm.save(q, path)
     tensors = load_file(str(path))
     int8, params = q.int8_tensors(), q.named_parameters()
-    assert sorted(tensors) == sorted(list(params) + [n + ".scale" for n in int8])
+    assert sorted(tensors) == sorted(list(params.keys()) + [n + ".scale" for n in int8])
     for name, value in params.items():
         if name in int8:
             w, s = int8[name]

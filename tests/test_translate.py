@@ -50,7 +50,7 @@ def test_the_class_is_the_pytorch_oracle():
                           attentional=4, dtype=torch.float64)
     params = dict(oracle.named_parameters())
     m.load_state_dict({name: params[torch_name(name)].detach().numpy()
-                       for name in m.named_parameters()})
+                       for name in m.named_parameters().keys()})
     sharpened(m)
     with torch.no_grad():
         oracle.out.weight.copy_(torch.as_tensor(m.named_parameters()["decoder.out.weight"]))

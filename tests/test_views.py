@@ -46,7 +46,7 @@ def test_named_views_alias_flat_block(dtype, which, case):
     flat = lstm.flat_parameters if which == "params" else lstm.flat_grads
     sizes = (case.D, case.H, case.L, case.N, case.P)
     shapes = ref.param_shapes(*sizes)
-    assert list(named) == list(shapes)
+    assert list(named.keys()) == list(shapes)
     assert flat.ndim == 1 and flat.size == ref.num_params(*sizes)
     assert flat.dtype == np.dtype(dtype) and flat.flags.writeable
     # Each named view sits where the header's layout puts it.
@@ -71,7 +71,7 @@ def test_params_and_grads_blocks_are_distinct():
 def test_repeated_calls_give_views_of_the_same_memory():
     lstm = model()
     a, b = lstm.named_parameters(), lstm.named_parameters()
-    for name in a:
+    for name in a.keys():
         assert np.shares_memory(a[name], b[name])
     a["bias_hh_l1"][:] = 7
     np.testing.assert_array_equal(b["bias_hh_l1"], 7)
@@ -257,3 +257,26 @@ def test_init_is_uniform_in_torch_range(H):
     assert ks < 1.95 / np.sqrt(n)
     for name, v in lstm.named_parameters().items():
         assert np.ptp(v) > 0, name
+
+
+def test_named_parameters_follow_torch_idioms():
+    """Iterated, named_parameters() and named_grads() give (name, array)
+    pairs as torch.nn.Module.named_parameters() does; a name still looks
+    one up, and dict(...) and load_state_dict take them."""
+    torch = pytest.importorskip("torch")
+    m = clstm.LSTM(3, 4, num_layers=2, seed=1)
+    module = torch.nn.LSTM(3, 4, num_layers=2)
+    pairs = list(m.named_parameters())
+    assert [n for n, _ in pairs] == [n for n, _ in module.named_parameters()]
+    for name, p in m.named_parameters():
+        assert p.shape == tuple(dict(module.named_parameters())[name].shape)
+        assert np.shares_memory(p, m.flat_parameters)
+    named = m.named_parameters()
+    assert len(named) == len(pairs) and "weight_ih_l0" in named and "nope" not in named
+    assert named["bias_hh_l1"] is not None and named.get("nope") is None
+    assert list(dict(named).keys()) == list(named.keys())
+    assert [p.shape for p in m.parameters()] == [p.shape for _, p in pairs]
+    assert [n for n, _ in m.named_grads()] == [n for n, _ in pairs]
+    other = clstm.LSTM(3, 4, num_layers=2, seed=2)
+    other.load_state_dict(m.named_parameters())  # pairs when iterated: keys() is used
+    np.testing.assert_array_equal(other.flat_parameters, m.flat_parameters)

@@ -188,6 +188,9 @@ class LSTM(Interchange):
     def _attach(self, core):
         """Take `core` (a _core.Model) as this model's C model."""
         self._m = core
+        # forward's default (torch's module mode): training, except for a
+        # quantized model, which runs inference only
+        self.training = not core.quantized
         # dropout masks: one 64-bit seed per training forward, from this stream
         self._dropout_rng = np.random.default_rng([self.seed, 0xD0])
         self._params = np.asarray(self._m.params_block())
@@ -213,19 +216,24 @@ class LSTM(Interchange):
         return self
 
     def __repr__(self):
-        extras = "".join(", %s=%r" % (k, getattr(self, k))
-                         for k in ("peepholes", "input_forget", "clip") if getattr(self, k))
+        """As torch.nn.LSTM shows itself (the sizes, then only the settings
+        that differ from their defaults, in torch's order), followed by
+        clstm's own settings: LSTM(3, 4, num_layers=2, bidirectional=True)."""
+        args = ["%d" % self.input_size, "%d" % self.hidden_size]
+        for k, default in (("proj_size", 0), ("num_layers", 1), ("batch_first", False),
+                           ("dropout", 0.0), ("bidirectional", False), ("peepholes", False),
+                           ("input_forget", False), ("clip", None)):
+            if getattr(self, k) != default:
+                args.append("%s=%r" % (k, getattr(self, k)))
+        if self.dtype != np.float32:
+            args.append("dtype=%s" % self.dtype.name)
         if self.encoding:
-            extras += ", encoding=%r, vocab_size=%d" % (self.encoding, self.vocab_size)
+            args.append("encoding=%r, vocab_size=%d" % (self.encoding, self.vocab_size))
         if self.output_size:
-            extras += ", output_size=%d" % self.output_size
+            args.append("output_size=%d" % self.output_size)
         if self.softmax:
-            extras += ", softmax=True"
-        return ("%s(input_size=%d, hidden_size=%d, num_layers=%d, bidirectional=%s, "
-                "proj_size=%d, dropout=%g, dtype=%s, batch_first=%s%s)"
-                % (type(self).__name__, self.input_size, self.hidden_size, self.num_layers,
-                   self.bidirectional, self.proj_size, self.dropout, self.dtype.name,
-                   self.batch_first, extras))
+            args.append("softmax=True")
+        return "%s(%s)" % (type(self).__name__, ", ".join(args))
 
     @property
     def metadata(self):
@@ -298,6 +306,21 @@ class LSTM(Interchange):
         keys(), values(), items(), get(), len() and ``in`` work as on a
         dict (NamedArrays)."""
         return NamedArrays(self._views(self._params))
+
+    def train(self, mode=True):
+        """Set the mode forward() defaults to (torch.nn.Module.train):
+        training (keep what backward needs; dropout between layers) or,
+        with mode=False, inference. Returns the model. An explicit
+        forward(train=...) still decides for its own call. ValueError for
+        training mode on a quantized model."""
+        if mode:
+            self._refuse_quantized("train()")
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Inference mode for forward()'s default: train(False)."""
+        return self.train(False)
 
     def parameters(self):
         """An iterator over the parameter views, in named_parameters' order
@@ -455,12 +478,13 @@ class LSTM(Interchange):
         (the initial state for length 0), and the reverse direction starts
         there. train=True keeps what backward() needs (memory grows with T);
         train=False needs memory independent of T (unidirectional models);
-        None (the default) is True for a float model and False for a
-        quantized one, which runs inference only.
+        None (the default) follows the model's mode (``training``, set by
+        train() and eval()): True for a float model until eval(), always
+        False for a quantized one, which runs inference only.
         dropout_seed: the masks of this training forward (None: the next seed
         of a stream seeded by the model's seed)."""
         if train is None:
-            train = not self._m.quantized
+            train = self.training
         elif train:
             self._refuse_quantized("forward(train=True)")
         if self.encoding is None:

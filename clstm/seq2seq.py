@@ -257,9 +257,10 @@ class Seq2Seq(LSTM):
         in [0, target_vocab), <s> first; src_lengths, tgt_lengths: (B,) or
         None (every row full). Ids past a length are never read; logits
         there are 0. A source of length 0 attends to nothing (context 0).
-        train (default True) keeps what backward() needs; dropout_seed as
+        train keeps what backward() needs (default: the model's mode, as
+        set by train() and eval(); training until eval()); dropout_seed as
         LSTM.forward."""
-        train = True if train is None else bool(train)
+        train = self.training if train is None else bool(train)
         s, slen, t, tlen = self._checked(src, src_lengths, tgt_in, tgt_lengths)
         (Ts, B), Tt = s.shape, t.shape[0]
         dseed = self._dropout_seed(dropout_seed, train)

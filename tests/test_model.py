@@ -845,3 +845,44 @@ def test_adam_trains_a_character_model():
     # the trained model predicts the next character of the pattern
     probs = clstm.losses.softmax(m.forward(m.encode("abcdcb"), train=False)[0])
     assert m.decode(probs.argmax(-1)) == "bcdcba"
+
+
+def test_train_and_eval_modes():
+    """train()/eval() set what forward() does by default, as torch's module
+    modes: training keeps what backward needs, eval() runs inference (and
+    an explicit train= still decides); a quantized model only evaluates."""
+    m = clstm.LSTM(3, 4, num_layers=2, dropout=0.5, seed=1)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    assert m.training is True
+    y_train, _ = m.forward(x)
+    m.backward(np.ones_like(y_train))  # the default forward was a training one
+    assert m.eval() is m and m.training is False
+    y1, _ = m.forward(x)
+    y2, _ = m.forward(x, train=False)
+    np.testing.assert_array_equal(y1, y2)  # no dropout, deterministic
+    assert not np.array_equal(y1, y_train)  # (the training forward dropped units)
+    with pytest.raises(ValueError, match="needs a preceding forward"):
+        m.backward(np.ones_like(y1))  # an inference forward keeps nothing for it
+    m.forward(x, train=True)
+    m.backward(np.ones_like(y1))  # an explicit train=True still trains
+    assert m.train() is m and m.training is True
+    q = clstm.quantize(clstm.LSTM(3, 4, seed=1))
+    assert q.training is False and q.eval() is q
+    with pytest.raises(ValueError, match="quantized"):
+        q.train()
+    s2s = clstm.Seq2Seq(5, 6, embedding=4, hidden_size=4, seed=1)
+    assert s2s.training and s2s.eval() is s2s and not s2s.training
+
+
+@pytest.mark.parametrize("kw", [{}, dict(num_layers=2), dict(bidirectional=True, proj_size=2),
+                                dict(dropout=0.5, num_layers=3, batch_first=True)])
+def test_repr_as_torch_shows_it(kw):
+    torch = pytest.importorskip("torch")
+    assert repr(clstm.LSTM(3, 4, **kw)) == repr(torch.nn.LSTM(3, 4, **kw))
+
+
+def test_repr_adds_clstms_own_settings():
+    m = clstm.Model(encoding="onehot", vocab_size=5, hidden_size=4, peepholes=True, clip=2.0,
+                    output_size=5, softmax=True, dtype=np.float64, seed=1)
+    assert repr(m) == ("Model(5, 4, peepholes=True, clip=2.0, dtype=float64, "
+                       "encoding='onehot', vocab_size=5, output_size=5, softmax=True)")

@@ -2,7 +2,7 @@
 trained on the standard CMUdict split, tuned on dev.tsv, scored once on
 test.tsv with the split's own scorer.
 
-    python bench/g2p.py OUT [--minutes 58] [--threads 2] [--model M]
+    python bench/g2p.py OUT [--minutes 58] [--threads 2] [--model M] [--set ARG...]
 
 1. Trains (unless --model names a trained model) with the one command
    printed, the recipe below, bounded by --minutes of wall time, data
@@ -80,6 +80,9 @@ def main():
                     help="the training's wall-time bound (the issue's budget is 60)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", help="a trained model: skip the training")
+    ap.add_argument("--set", nargs=argparse.REMAINDER, default=[], metavar="ARG",
+                    help="last: `clstm train` arguments that override the recipe's "
+                         "(e.g. --set --label-smoothing 0.2)")
     args = ap.parse_args()
     if not os.path.isdir(G2P):
         sys.exit("bench/g2p.py: %s is missing (the shared G2P split)" % G2P)
@@ -91,7 +94,7 @@ def main():
     if not args.model:
         cmd = (["clstm", "train", "--pairs", os.path.join(G2P, "train.tsv"), "--val-pairs",
                 os.path.join(G2P, "dev.tsv")] + RECIPE
-               + ["--max-minutes", str(args.minutes), "--threads", str(args.threads),
+               + args.set + ["--max-minutes", str(args.minutes), "--threads", str(args.threads),
                   "--no-progress", "--out", model_path])
         print("- training: `%s`" % " ".join(cmd))
         t0 = time.perf_counter()

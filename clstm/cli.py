@@ -19,6 +19,8 @@
 
 Bad input gives a one-line message and exit status 2; Ctrl-C during
 training writes a checkpoint (resume with --resume) and exits with 130.
+For scripts: --json (machine-readable output) and --quiet (nothing but
+results and errors) on the commands that say so in their --help.
 
   mpirun -np N clstm train ...     data-parallel over MPI (see --mpi)
 """
@@ -28,6 +30,7 @@ import functools
 import json
 import os
 import sys
+import textwrap
 import time
 
 import numpy as np
@@ -43,13 +46,88 @@ from clstm.tasks import (ForecastTask, LabellingTask, LanguageModelTask, Sequenc
                          TranslationTask)
 from clstm.trainer import Interrupted, NonFiniteLoss, Trainer
 
+# The exit statuses, all of them (`clstm --help` lists EXIT_CODES).
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # Python's own status for an uncaught exception: a bug in clstm
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as the shell reports a program Ctrl-C stopped
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a C program's shell status when its reader left
+EXIT_CODES = (
+    (EXIT_OK, "success (also a training run that --max-steps, --max-minutes or --patience "
+              "ended; it is checkpointed)"),
+    (EXIT_INTERNAL, "an internal error: a bug in clstm (Python prints a traceback); please "
+                    "report it"),
+    (EXIT_BAD_INPUT, "bad input: an unknown option or a bad value, or an unreadable, "
+                     "malformed or mismatched file; a one-line message on stderr (after the "
+                     "usage line for a bad option), nothing written"),
+    (EXIT_DIVERGED, "train: the loss or gradient became NaN or infinite; the last checkpoint "
+                    "and model file are kept (try a lower --lr or --clip)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); train writes a checkpoint first (continue with "
+                       "--resume)"),
+    (EXIT_BROKEN_PIPE, "stdout was closed by its reader (clstm ... | head): a quiet end"),
+)
+
+
+def _exit_codes_epilog():
+    return "exit status:\n" + "\n".join(
+        textwrap.fill(text, 79, initial_indent="  %-4d " % code, subsequent_indent=" " * 7)
+        for code, text in EXIT_CODES)
 
 
 class UsageError(Exception):
     """A one-line message for the user; exit status 2."""
+    status = EXIT_BAD_INPUT
+
+
+class Diverged(UsageError):
+    """Training's loss became non-finite: a one-line message, exit status 3."""
+    status = EXIT_DIVERGED
+
+
+def _add_output(p, quiet=None, json=None):
+    """--quiet and --json on a command, each with what it means there (None:
+    the command does not take it)."""
+    g = p.add_argument_group("output (for scripts)")
+    if quiet is not None:
+        g.add_argument("--quiet", action="store_true",
+                       help="print nothing but errors%s" % quiet)
+    if json is not None:
+        g.add_argument("--json", action="store_true",
+                       help="print JSON on stdout instead of text: %s (errors stay one line "
+                            "on stderr)" % json)
+
+
+def _note(args, text):
+    """A message for a person (not the command's result): on stdout, on
+    stderr with --json (stdout holds JSON only), nowhere with --quiet."""
+    if getattr(args, "quiet", False):
+        return
+    print(text, file=sys.stderr if getattr(args, "json", False) else sys.stdout, flush=True)
+
+
+def _plain(obj):
+    """obj with NumPy scalars and arrays made Python's, and NaN and
+    infinities made None (null), so that any JSON parser reads it."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def _json_line(obj):
+    """obj as one line of JSON (UTF-8 text, not \\u escapes)."""
+    return json.dumps(_plain(obj), ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _emit(obj):
+    """One JSON object on one line of stdout."""
+    _write_utf8(_json_line(obj))
 
 
 def _positive(kind):
@@ -252,19 +330,27 @@ def _train_parser(sub):
     r.add_argument("--log", metavar="PATH", default=None,
                    help="metrics log, .jsonl or .csv (default: OUT with .log.jsonl)")
     r.add_argument("--plot", metavar="PNG", default=None,
-                   help="write a PNG of the training and validation loss (needs "
-                        "matplotlib: pip install 'pyclstm[plot]')")
+                   help="at the end, write a PNG of every step's training loss (and its "
+                        "moving average), the validation loss and the validation accuracy "
+                        "or error rates (needs matplotlib: pip install 'pyclstm[plot]')")
     r.add_argument("--max-steps", type=_positive(int), default=None,
                    help="stop after this many steps in total (checkpointed; resumable)")
     r.add_argument("--max-minutes", type=_positive(float), default=None,
                    help="stop after this much wall time in this run, reading the data "
                         "included (checkpointed; resumable); a cosine schedule anneals by "
                         "this clock too, so the run ends at the final rate")
-    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it is on stderr)")
     r.add_argument("--mpi", action="store_true",
                    help="train data-parallel over MPI, one rank per process: `mpirun -np N "
                         "clstm train ...` (automatic when mpirun starts more than one "
                         "process; needs mpi4py: pip install 'pyclstm[mpi]')")
+    _add_output(p, quiet=": no progress bar, no lines per evaluation, no samples, no summary "
+                         "(the model, checkpoint, log and plot are written as usual)",
+                json="one object per evaluation, the log's record with \"event\": "
+                     "\"evaluation\", as it happens, then one with \"event\": \"summary\" "
+                     "(model, steps, seconds, best validation score, ...); the other "
+                     "messages go to stderr (with --quiet: nowhere)")
     p.set_defaults(func=cmd_train)
 
 
@@ -356,8 +442,8 @@ def _pairs_task(args, rng):
     if val is not None:
         _, _, _, _, _, unknown = val.batch(range(len(val)), sv, tv)
         if unknown:
-            print("note: %d validation tokens are not in the training pairs; they read as "
-                  "<unk>" % unknown)
+            _note(args, "note: %d validation tokens are not in the training pairs; they read "
+                        "as <unk>" % unknown)
     hidden = args.hidden or 256
     try:
         model = clstm.Seq2Seq(sv, tv, embedding=args.embedding or 64, hidden_size=hidden,
@@ -384,8 +470,8 @@ def cmd_train(args):
         with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
                 contextlib.redirect_stderr(null):
             return _train(args, dp)
-    except (UsageError, D.DataError):
-        return EXIT_BAD_INPUT  # the same error as rank 0's, which prints it
+    except (UsageError, D.DataError) as e:
+        return getattr(e, "status", EXIT_BAD_INPUT)  # rank 0's error, which it prints
 
 
 def _data_parallel(args):
@@ -433,23 +519,33 @@ def _train(args, dp):
               % (e, trainer.checkpoint), file=sys.stderr)
         return EXIT_INTERRUPTED
     except NonFiniteLoss as e:
-        raise UsageError("%s; the last good checkpoint (%s) and model (%s) are kept. Try a "
-                         "lower --lr or --clip." % (e, trainer.checkpoint, trainer.out)) from None
+        raise Diverged("%s; the last good checkpoint (%s) and model (%s) are kept. Try a "
+                       "lower --lr or --clip." % (e, trainer.checkpoint, trainer.out)) from None
     elapsed = time.perf_counter() - start
     if not trainer.is_root:
         return 0
     last = history[-1] if history else {}
-    print("done: %d steps in %.1f s; %s; model written to %s"
-          % (trainer.step, elapsed, ", ".join("%s %.4f" % (k, last[k]) for k in
-                                               ("train_loss", "val_loss", "val_accuracy",
-                                                "val_cer", "val_ter", "val_ser")
+    metrics = ("train_loss", "val_loss", "val_accuracy", "val_cer", "val_ter", "val_ser")
+    _note(args, "done: %d steps in %.1f s; %s; model written to %s"
+          % (trainer.step, elapsed, ", ".join("%s %.4f" % (k, last[k]) for k in metrics
                                                if last.get(k) is not None), trainer.out))
     if args.plot:
-        _plot(history, args.plot)
-    if isinstance(model, clstm.Model) and model.vocab is not None:
+        _plot(trainer, args.plot)
+    sample = None
+    if isinstance(model, clstm.Model) and model.vocab is not None and not args.quiet:
         best = clstm.load(trainer.out) if os.path.exists(trainer.out) else trainer.model
-        print("sample:\n" + generate_text(best, "", 300, 0.8, seed=args.seed))
-    return 0
+        sample = generate_text(best, "", 300, 0.8, seed=args.seed)
+        if not args.json:
+            print("sample:\n" + sample)
+    if args.json:
+        selects = getattr(trainer.task, "selects", "val_loss")
+        _emit(dict(event="summary", model=trainer.out, checkpoint=trainer.checkpoint,
+                   log=trainer.log, plot=args.plot, steps=trainer.step,
+                   total_steps=trainer.total_steps, epoch=trainer.step / trainer.task.n_batches,
+                   seconds=round(elapsed, 3), selects=selects, best=trainer.best_val,
+                   last={k: last[k] for k in metrics if last.get(k) is not None},
+                   sample=sample))
+    return EXIT_OK
 
 
 def _setup_training(args, dp):
@@ -459,23 +555,16 @@ def _setup_training(args, dp):
     if args.dropout and args.layers == 1:
         raise UsageError("--dropout applies between LSTM layers: it needs --layers 2 or more")
     for path, what in ((args.out, "--out"), (args.checkpoint, "--checkpoint"),
-                       (args.log, "--log"), (args.plot, "--plot")):
-        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise UsageError("%s %s: the directory does not exist" % (what, path))
-        if path and os.path.isdir(path):
-            raise UsageError("%s %s: is a directory; give a file name" % (what, path))
+                       (args.log, "--log")):
+        _check_output_path(path, what)
     if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError("--plot needs matplotlib: pip install 'pyclstm[plot]'") from None
+        _check_plot_path(args)
     task, model, defaults = _build_task(args)
     stem = _stem(args.out)
     checkpoint = args.checkpoint or stem + ".ckpt.npz"
     log = args.log or stem + ".log.jsonl"
     if args.resume:
-        trainer = Trainer.resume(args.resume, task, progress=not args.no_progress,
-                                 distributed=dp)
+        trainer = Trainer.resume(args.resume, task, distributed=dp, **_reporting(args))
         if isinstance(task, TranslationTask):  # the model's token ids are the data's
             m = trainer.model
             for side, mine, data in (("source", m.source_vocabulary, task.source_vocab),
@@ -484,8 +573,9 @@ def _setup_training(args, dp):
                     raise UsageError("--resume %s: the %s tokens of --pairs differ from the "
                                      "checkpoint's model's; resume with the data it was "
                                      "trained on" % (args.resume, side))
-        print("resuming %s at step %d of %d%s" % (args.resume, trainer.step, trainer.total_steps,
-                                                 "" if dp is None else " on %d ranks" % dp.size))
+        _note(args, "resuming %s at step %d of %d%s"
+              % (args.resume, trainer.step, trainer.total_steps,
+                 "" if dp is None else " on %d ranks" % dp.size))
         return trainer, trainer.model
     epochs = args.epochs or defaults["epochs"]
     total = epochs * task.n_batches
@@ -498,14 +588,24 @@ def _setup_training(args, dp):
         warmup=min(args.warmup, total // 5), epochs=epochs, seed=args.seed,
         patience=args.patience, eval_every=eval_every, out=args.out,
         checkpoint=checkpoint, checkpoint_every=args.checkpoint_every, log=log,
-        progress=not args.no_progress, sample_every=sample_every, distributed=dp,
-        config={k: v for k, v in vars(args).items() if k not in ("func", "mpi", "started")})
+        sample_every=sample_every, distributed=dp, config={
+            k: v for k, v in vars(args).items()
+            if k not in ("func", "mpi", "started", "quiet", "json")},
+        **_reporting(args))
     n_params = model.flat_parameters.size
-    print("clstm %s: training %s on %s (%d parameters, %d steps of batch %d, %d threads%s)"
+    _note(args, "clstm %s: training %s on %s (%d parameters, %d steps of batch %d, %d threads%s)"
           % (clstm.__version__, _describe(model), _source(args), n_params, total,
              task.batch_size, clstm.get_num_threads(),
              "" if dp is None else " per rank, %d ranks" % dp.size))
     return trainer, model
+
+
+def _reporting(args):
+    """The Trainer's progress bar, evaluation lines and samples as --quiet,
+    --json and --no-progress ask (none of them is kept in the checkpoint)."""
+    on_evaluation = (lambda rec: _emit(dict(event="evaluation", **rec))) if args.json else None
+    return dict(progress=not (args.no_progress or args.quiet),
+                verbose=not (args.quiet or args.json), on_evaluation=on_evaluation)
 
 
 def _describe(model):
@@ -538,43 +638,72 @@ def _source(args):
     return "the built-in text (Python's reference manual, pydoc_data)"
 
 
-def _plot(history, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("train_loss", "val_loss"):
-        pts = [(r["step"], r[key]) for r in history if r.get(key) is not None]
-        if pts:
-            ax.plot(*zip(*pts), label=key.replace("_", " "))
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
-    plt.close(fig)
+# the training loss each task minimises, for the plot's axis
+LOSS_LABELS = {"char": "cross-entropy (nats per character)",
+               "classify": "cross-entropy (nats per sequence)",
+               "forecast": "mean squared error (standardised series)",
+               "ctc": "CTC loss", "seq2seq": "cross-entropy (nats per target token)"}
+
+
+def _plot(trainer, path):
+    from clstm import plots
+    model = trainer.model
+    task = model.metadata.get("task")
+    plots.draw_training(path, plots.training_curves(trainer.losses, trainer.history),
+                        title="clstm train: " + _describe(model),
+                        loss_label="loss: " + LOSS_LABELS.get(task, "the task's"))
+
+
+def _check_plot_path(args):
+    """--plot's directory exists and matplotlib imports, or UsageError (before
+    any work is done)."""
+    _check_output_path(args.plot, "--plot")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'pyclstm[plot]'") from None
+
+
+def _check_output_path(path, what):
+    if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise UsageError("%s %s: the directory does not exist" % (what, path))
+    if path and os.path.isdir(path):
+        raise UsageError("%s %s: is a directory; give a file name" % (what, path))
 
 
 def cmd_sample(args):
     model = _load_model(args.model, "char")
     try:
-        print(generate_text(model, args.prime, args.length, args.temperature, args.seed))
+        text = generate_text(model, args.prime, args.length, args.temperature, args.seed)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if args.json:
+        _emit(dict(text=text))
+    else:
+        print(text)
     return 0
 
 
 def cmd_info(args):
     model = _load_model(args.model)
     c = model.config
-    print("file: %s (%d bytes)" % (args.model, os.path.getsize(args.model)))
     described = isinstance(model, (clstm.Model, clstm.Seq2Seq))
+    settings = {k: model.attention if k == "attention" else c[k]
+                for k in SETTINGS + (DECODER_SETTINGS if isinstance(model, clstm.Seq2Seq) else ())
+                if k != "dtype"}  # the NumPy dtype below
+    if args.json:
+        _emit(dict(file=args.model, bytes=os.path.getsize(args.model),
+                   kind=_describe(model) if described else "a bare LSTM", **settings,
+                   dtype=str(model.dtype), quantized=bool(model.quantized),
+                   int8_kernel=clstm.int8_kernel() if model.quantized else None,
+                   parameters=model.flat_parameters.size,
+                   vocab=model.vocab if described else None,
+                   metadata=dict(model.metadata) if described else {}))
+        return EXIT_OK
+    print("file: %s (%d bytes)" % (args.model, os.path.getsize(args.model)))
     print("kind: %s" % (_describe(model) if described else "a bare LSTM"))
-    for k in SETTINGS + (DECODER_SETTINGS if isinstance(model, clstm.Seq2Seq) else ()):
-        if k != "dtype":  # printed below as the NumPy dtype
-            print("%s: %s" % (k, model.attention if k == "attention" else c[k]))
+    for k, v in settings.items():
+        print("%s: %s" % (k, v))
     print("dtype: %s" % model.dtype)
     print("quantized: %s" % ("int8 (kernel %s)" % clstm.int8_kernel() if model.quantized
                              else "no"))
@@ -604,8 +733,12 @@ def cmd_quantize(args):
     except (OSError, ValueError) as e:
         raise UsageError(str(e)) from None
     before, after = os.path.getsize(args.model), os.path.getsize(args.out)
-    print("wrote %s: int8, %d bytes (%s: %d bytes, %.1fx smaller); int8 kernel %s"
-          % (args.out, after, args.model, before, before / after, clstm.int8_kernel()))
+    if args.json:
+        _emit(dict(out=args.out, bytes=after, model=args.model, model_bytes=before,
+                   int8_kernel=clstm.int8_kernel()))
+    elif not args.quiet:
+        print("wrote %s: int8, %d bytes (%s: %d bytes, %.1fx smaller); int8 kernel %s"
+              % (args.out, after, args.model, before, before / after, clstm.int8_kernel()))
     return 0
 
 
@@ -624,7 +757,10 @@ def cmd_export(args):
             raise UsageError("%s: %s" % (args.model, e)) from None
         except OSError as e:
             raise UsageError("--c %s: %s" % (args.c, e.strerror or e)) from None
-        print("wrote %s and %s (prefix %s_)" % (paths[0], paths[1], name))
+        if args.json:
+            _emit(dict(files=list(paths), prefix=name))
+        elif not args.quiet:
+            print("wrote %s and %s (prefix %s_)" % (paths[0], paths[1], name))
         return 0
     if isinstance(model, clstm.Seq2Seq):
         raise UsageError("%s: an encoder-decoder does not export to ONNX" % args.model)
@@ -635,11 +771,16 @@ def cmd_export(args):
         model.to_onnx(args.onnx)
     except ImportError as e:
         raise UsageError(str(e)) from None
-    print("wrote %s" % args.onnx)
+    if args.json:
+        _emit(dict(files=[args.onnx]))
+    elif not args.quiet:
+        print("wrote %s" % args.onnx)
     return 0
 
 
 def cmd_forecast(args):
+    if args.plot:
+        _check_plot_path(args)
     model = _load_model(args.model, "forecast")
     try:
         s = ForecastTask.settings(model)
@@ -654,13 +795,23 @@ def cmd_forecast(args):
         raise UsageError("%s: %d values; the model needs a window of %d"
                          % (args.csv, len(series), s.window))
     pred = ForecastTask.forecast(model, series, s)
-    print("forecast of the next %d value%s after the last of %d:"
+    errors = ForecastTask.one_step_errors(model, series, s)  # 2+ windows
+    if args.plot:
+        from clstm import plots
+        plots.draw_forecast(args.plot, plots.forecast_curves(series, pred, s.window),
+                            column=column, title="clstm forecast: %s of %s" % (column, args.csv))
+    if args.json:
+        _emit(dict(column=column, values=len(series), window=s.window, horizon=s.horizon,
+                   forecast=pred, persistence=[series[-1]] * s.horizon,
+                   one_step_mse=None if errors is None else dict(zip(
+                       ("windows", "model", "persistence"), errors)), plot=args.plot))
+        return EXIT_OK
+    _note(args, "forecast of the next %d value%s after the last of %d:"
           % (s.horizon, "s" * (s.horizon > 1), len(series)))
     for i, v in enumerate(pred, 1):
         print("t+%d: %.6g" % (i, v))
-    errors = ForecastTask.one_step_errors(model, series, s)  # 2+ windows
     if errors is not None:
-        print("one-step MSE over %d windows: model %.6g, persistence %.6g" % errors)
+        _note(args, "one-step MSE over %d windows: model %.6g, persistence %.6g" % errors)
     return 0
 
 
@@ -705,7 +856,11 @@ def cmd_recognize(args):
         x = ocr.read_image(path, height, per_step)
         seqs = D.LabelledSequences([x], [[]], [path])
         labels = task.predict(model, seqs, args.beam, **fusion)[0]
-        print(ocr.decode_labels(labels, alphabet))
+        text = ocr.decode_labels(labels, alphabet)
+        if args.json:
+            _emit(dict(image=path, text=text))
+        else:
+            print(text)
     return 0
 
 
@@ -714,6 +869,9 @@ def _evaluate_lines(args):
     lines, _ = ocr.read_lines(args.lines, height, alphabet, per_step)
     cer, exact = LabellingTask(None, blank=0).error_rates(model, lines, args.beam or 1,
                                                           **_fusion(args, alphabet))
+    if args.json:
+        _emit(dict(cer=cer, line_accuracy=exact, lines=len(lines)))
+        return EXIT_OK
     print("CER: %.2f%%" % (100 * cer))
     print("lines exactly right: %.1f%% of %d" % (100 * exact, len(lines)))
     return 0
@@ -755,7 +913,12 @@ def cmd_translate(args):
                 raise UsageError(str(e)) from None
         lines = []
         for t in batch:
-            if args.nbest == 1:
+            if args.json:
+                best = next(out) if t else ([] if args.nbest > 1 else "")
+                lines.append(_json_line(dict(source=t, target=best) if args.nbest == 1 else
+                                        dict(source=t, candidates=[dict(target=c, score=v)
+                                                                   for c, v in best])))
+            elif args.nbest == 1:
                 lines.append((next(out) if t else "") + "\n")
             else:
                 lines += ["%s\t%.4f\n" % c for c in (next(out) if t else [])] + ["\n"]
@@ -778,6 +941,8 @@ def cmd_translate(args):
             flush(batch)
             batch = []
     flush(batch)
+    if args.quiet:
+        return EXIT_OK
     if counts["unknown"]:
         print("clstm translate: note: %d source tokens were not seen in training and read as "
               "<unk>" % counts["unknown"], file=sys.stderr)
@@ -799,10 +964,15 @@ def _evaluate_pairs(args):
         raise UsageError(str(e)) from None
     _, _, _, _, _, unknown = data.batch(range(len(data)), model.source_vocabulary,
                                         model.target_vocabulary)
+    if args.json:
+        _emit(dict(token_error_rate=ter, sequence_error_rate=ser, sources=n,
+                   unknown_tokens=unknown))
+        return EXIT_OK
     print("token error rate: %.2f%%" % (100 * ter))
     print("sequence error rate: %.2f%% of %d sources" % (100 * ser, n))
     if unknown:
-        print("note: %d tokens are not in the model's vocabularies (read as <unk>)" % unknown)
+        _note(args, "note: %d tokens are not in the model's vocabularies (read as <unk>)"
+              % unknown)
     return 0
 
 
@@ -825,6 +995,9 @@ def cmd_evaluate(args):
         raise UsageError("%s: label %d is outside the model's %d classes" % (args.npz, y.max(), k))
     seqs = D.Sequences(X.astype(model.dtype), lengths, y)
     accuracy, cm = SequenceTask(seqs, None, 256).confusion_matrix(model, seqs)
+    if args.json:
+        _emit(dict(accuracy=accuracy, sequences=len(seqs), classes=k, confusion_matrix=cm))
+        return EXIT_OK
     print("accuracy: %.3f" % accuracy)
     print("confusion matrix (rows: true class, columns: predicted):")
     width = max(5, len(str(cm.max())) + 1)
@@ -847,7 +1020,7 @@ def _add_fusion(p):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="clstm", description=__doc__,
+    p = argparse.ArgumentParser(prog="clstm", description=__doc__, epilog=_exit_codes_epilog(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version="clstm " + clstm.__version__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -861,14 +1034,18 @@ def build_parser():
     s.add_argument("--temperature", type=_nonneg(float), default=0.8,
                    help="sampling temperature (0: always the most likely character)")
     s.add_argument("--seed", type=_nonneg(int), default=0, help="random seed")
+    _add_output(s, json='{"text": the prime and what follows it}')
     s.set_defaults(func=cmd_sample)
     i = sub.add_parser("info", help="describe a model file", formatter_class=fmt)
     i.add_argument("model", metavar="MODEL")
+    _add_output(i, json="one object: the same facts, with the metadata as an object")
     i.set_defaults(func=cmd_info)
     q = sub.add_parser("quantize", help="an int8 copy of a model, for inference",
                        formatter_class=fmt)
     q.add_argument("model", metavar="MODEL", help="a float32 or float64 model file")
     q.add_argument("out", metavar="OUT", help="the quantized model file to write")
+    _add_output(q, quiet=" (no line saying what was written)",
+                json="one object: out, bytes, model, model_bytes, int8_kernel")
     q.set_defaults(func=cmd_quantize)
     e = sub.add_parser("export", help="export a model to ONNX (a bare LSTM), or as one C file "
                        "for microcontrollers", formatter_class=fmt)
@@ -880,6 +1057,8 @@ def build_parser():
     e.add_argument("--name", metavar="N", default=None,
                    help="--c: the prefix of every exported symbol (default: the model file's "
                         "stem)")
+    _add_output(e, quiet=" (no line saying what was written)",
+                json='one object: {"files": [the files written], "prefix": --c\'s prefix}')
     e.set_defaults(func=cmd_export)
     f = sub.add_parser("forecast", help="forecast a series with a trained forecaster",
                        formatter_class=fmt)
@@ -887,6 +1066,15 @@ def build_parser():
     f.add_argument("--csv", metavar="FILE", required=True, help="CSV with the series")
     f.add_argument("--column", metavar="NAME", default=None,
                    help="the column (default: the one the model was trained on)")
+    f.add_argument("--plot", metavar="PNG", default=None,
+                   help="write a PNG of the series, the forecast and the persistence "
+                        "baseline (the last value carried forward) (needs matplotlib: pip "
+                        "install 'pyclstm[plot]')")
+    _add_output(f, quiet=" and the t+1, t+2, ... lines of the forecast (no heading, no "
+                         "one-step MSE)",
+                json="one object: column, values, window, horizon, forecast (a list), "
+                     "persistence, one_step_mse (windows, model, persistence; null under "
+                     "two windows), plot")
     f.set_defaults(func=cmd_forecast)
     v = sub.add_parser("evaluate", help="accuracy of a classifier on an .npz file, or the "
                        "character error rate of a text-line recognizer", formatter_class=fmt)
@@ -902,6 +1090,11 @@ def build_parser():
     v.add_argument("--alpha", type=_finite_nonneg, default=1.0,
                    help="--pairs: length normalization, log p / length^alpha")
     _add_fusion(v)
+    _add_output(v, quiet=" and the metrics (no note about unknown tokens)",
+                json="one object of the metrics: --npz accuracy, sequences, classes, "
+                     "confusion_matrix (rows: true class); --lines cer, line_accuracy, "
+                     "lines; --pairs token_error_rate, sequence_error_rate, sources, "
+                     "unknown_tokens (rates are fractions, not percent)")
     v.set_defaults(func=cmd_evaluate)
     r = sub.add_parser("recognize", help="read text-line images with a recognizer",
                        formatter_class=fmt)
@@ -909,6 +1102,7 @@ def build_parser():
     r.add_argument("images", metavar="IMAGE", nargs="+", help="line images")
     r.add_argument("--beam", type=_positive(int), default=1, help="beam width (1: best path)")
     _add_fusion(r)
+    _add_output(r, json='one object per image: {"image": its path, "text": the text read}')
     r.set_defaults(func=cmd_recognize)
     t = sub.add_parser("translate", help="translate source lines read on stdin with an "
                        "encoder-decoder", formatter_class=fmt,
@@ -925,6 +1119,10 @@ def build_parser():
     t.add_argument("--max-length", type=_positive(int), default=None,
                    help="the most target tokens per source (default: 2 x the longest "
                         "target seen in training + 10)")
+    _add_output(t, quiet=" and the translations (no notes on stderr about unknown or long "
+                         "sources)",
+                json='one object per source line: {"source", "target"}, or with --nbest '
+                     '{"source", "candidates": [{"target", "score"}, ...]} (no blank lines)')
     t.set_defaults(func=cmd_translate)
     return p
 
@@ -937,7 +1135,7 @@ def main(argv=None):
         return args.func(args)
     except (UsageError, D.DataError) as e:
         print("clstm %s: %s" % (args.command, e), file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return getattr(e, "status", EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print("\nclstm %s: interrupted" % args.command, file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -74,13 +74,22 @@ class Trainer:
     at each epoch's end, on Ctrl-C and at the end; resume with
     Trainer.resume. log: a .jsonl or .csv file of metrics, one record per
     evaluation. sample_every: print a generated sample every that many steps
-    (character models). config: a JSON-able dict kept in the checkpoint (the
+    (character models). verbose: print a line per evaluation and the samples
+    (False: neither; the progress bar is `progress`'s). on_evaluation: a
+    function called with each evaluation record (rank 0), after the line is
+    printed (e.g. `clstm train --json` prints the record). Neither is kept
+    in the checkpoint: pass them to Trainer.resume again. config: a JSON-able dict kept in the checkpoint (the
     command line stores its arguments there to rebuild the task).
 
     The task's model_metadata(model), when it has one, is written into
     model.metadata at the start (e.g. a ForecastTask's window, horizon and
     normalisation), so the model files are those `clstm train` writes and
     `clstm forecast` / `clstm evaluate` / `clstm sample` accept them.
+
+    losses: the training loss of every step, losses[i] that of step i + 1
+    (the global batch's mean loss), kept in the checkpoint; a run resumed
+    from a checkpoint written before they were kept has NaN for the steps
+    before it. history: one record per evaluation (the log's records).
 
     distributed: a clstm.distributed.DataParallel to train data-parallel
     over MPI (None, or one of 1 rank: the single-process loop). Every rank
@@ -101,7 +110,7 @@ class Trainer:
                  step_size=1000, gamma=0.5, epochs=1, seed=0, patience=None, eval_every=0,
                  out=None, checkpoint=None, checkpoint_every=0, log=None, progress=True,
                  sample_every=0, sample_length=200, sample_prime="", config=None,
-                 distributed=None):
+                 distributed=None, verbose=True, on_evaluation=None):
         if getattr(model, "quantized", False):
             raise ValueError("model: a quantized (int8) model runs inference only; train its "
                              "float32 original, then quantize it (clstm.quantize)")
@@ -127,6 +136,7 @@ class Trainer:
         self.eval_every, self.checkpoint_every = int(eval_every), int(checkpoint_every)
         self.out, self.checkpoint, self.log = out, checkpoint, log
         self.progress = progress and self.is_root
+        self.verbose, self.on_evaluation = verbose, on_evaluation
         self.sample_every, self.sample_length = int(sample_every), int(sample_length)
         self.sample_prime = sample_prime
         self.config = dict(config or {})
@@ -138,6 +148,7 @@ class Trainer:
         self.state = None
         self.best_val, self.bad_evals = None, 0
         self.history = []
+        self.losses = []  # every step's training loss (losses[i]: step i + 1)
         self._stop = False
         self._window = []  # recent training losses, for the log and the bar
         self._interrupted = []  # Ctrl-C seen by this process
@@ -177,6 +188,9 @@ class Trainer:
         self.best_val, self.bad_evals = meta["best_val"], meta["bad_evals"]
         self._stop = self.patience is not None and self.bad_evals > self.patience
         self.history, self._window = meta["history"], meta["window"]
+        # a checkpoint written before the per-step losses were kept: NaN for them
+        kept = [float(v) for v in arrays.get("losses", ())][:self.step]
+        self.losses = [math.nan] * (self.step - len(kept)) + kept
         self._progress = float(meta.get("time_progress", 0.0))
         _set_rng_state(self.rng, meta["rng"])
         model.dropout_rng_state = meta["dropout_rng"]
@@ -206,6 +220,7 @@ class Trainer:
             arrays["order"] = self.order
         if state is not None:
             arrays["state_h"], arrays["state_c"] = state
+        arrays["losses"] = np.asarray(self.losses, dtype=np.float64)
         settings = dict(self.opt_settings, clip=self.clip, schedule=self.schedule.kind,
                         warmup=self.schedule.warmup, step_size=self.schedule.step_size,
                         gamma=self.schedule.gamma, epochs=self.epochs, seed=self.seed,
@@ -419,6 +434,7 @@ class Trainer:
                     self.step += 1
                     self.k += 1
                     self._window.append(loss)
+                    self.losses.append(float(loss))
                     units += task.units(inputs)
                     now = time.perf_counter()
                     rate = units / max(now - t_units, 1e-9)
@@ -431,7 +447,7 @@ class Trainer:
                         self._report(bar, self._evaluate(time.perf_counter() - start))
                         if self._stop:
                             break
-                    if self.sample_every and self.step % self.sample_every == 0:
+                    if self.verbose and self.sample_every and self.step % self.sample_every == 0:
                         s = self._sample()
                         if s is not None:
                             bar.write("--- sample at step %d:\n%s\n---" % (self.step, s))
@@ -473,6 +489,14 @@ class Trainer:
     def _report(self, bar, rec):
         if not self.is_root:
             return
+        if self.verbose:
+            self._print_record(bar, rec)
+        if self.on_evaluation is not None:
+            with bar.external_write_mode():  # the bar steps aside, as for bar.write
+                self.on_evaluation(rec)
+
+    @staticmethod
+    def _print_record(bar, rec):
         parts = ["step %d" % rec["step"], "epoch %.2f" % rec["epoch"]]
         for k in ("train_loss", "val_loss", "val_accuracy", "val_cer", "val_ter", "val_ser"):
             if rec.get(k) is not None:

@@ -1,6 +1,7 @@
 """The trainer: reproducible runs, checkpoints that resume exactly (also
 after Ctrl-C), non-finite losses stopping cleanly, atomic checkpoint
 writes. Small models and data, so these run in seconds."""
+import json
 import os
 import signal
 
@@ -66,6 +67,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tmp_path, make):
     assert resumed.step == full.step
     np.testing.assert_array_equal(resumed.model.flat_parameters, full.model.flat_parameters)
     assert strip_time(h_res) == strip_time(h_full)
+    assert len(full.losses) == full.step and resumed.losses == full.losses  # every step's
     for k in ("m_0", "v_0"):
         np.testing.assert_array_equal(resumed.opt.state_dict()[k], full.opt.state_dict()[k])
 
@@ -137,6 +139,52 @@ def test_ctrl_c_checkpoints_and_resumes_exactly(tmp_path, monkeypatch):
     assert resumed.step == 11
     resumed.fit()
     np.testing.assert_array_equal(resumed.model.flat_parameters, full.model.flat_parameters)
+    assert resumed.losses == full.losses
+
+
+def test_losses_are_every_step_and_their_means_are_the_logs(tmp_path):
+    """Trainer.losses: one training loss per step; each evaluation record's
+    train_loss is the mean of the steps' losses since the one before."""
+    t, h = run(lm, tmp_path, "a")
+    assert len(t.losses) == t.step == h[-1]["step"] and np.isfinite(t.losses).all()
+    log = [json.loads(line) for line in open(t.log)]
+    assert [r["step"] for r in log] == [r["step"] for r in h]
+    before = 0
+    for r in log:
+        np.testing.assert_allclose(np.mean(t.losses[before:r["step"]]), r["train_loss"],
+                                   rtol=1e-12)
+        before = r["step"]
+
+
+def test_a_checkpoint_without_the_losses_still_resumes(tmp_path):
+    """A checkpoint written before the per-step losses were kept (no "losses"
+    array) resumes to the same end; the steps before it are NaN."""
+    full, _ = run(lm, tmp_path, "full")
+    part, _ = run(lm, tmp_path, "part", max_steps=10)
+    ckpt = str(tmp_path / "part.ckpt")
+    with np.load(ckpt) as z:
+        arrays = {k: z[k] for k in z.files}
+    assert arrays.pop("losses").tolist() == full.losses[:10]
+    with open(ckpt, "wb") as f:  # the old format: the same file less that array
+        np.savez(f, **arrays)
+    task, _ = lm()
+    resumed = TR.Trainer.resume(ckpt, task, progress=False)
+    assert resumed.step == 10 and len(resumed.losses) == 10 and np.isnan(resumed.losses).all()
+    resumed.fit()
+    np.testing.assert_array_equal(resumed.model.flat_parameters, full.model.flat_parameters)
+    assert resumed.losses[10:] == full.losses[10:] and len(resumed.losses) == full.step
+
+
+def test_verbose_and_on_evaluation(tmp_path, capsys):
+    """verbose=False: nothing printed (the samples neither); on_evaluation
+    gets each record, the history's."""
+    got = []
+    t, h = run(lm, tmp_path, "q", verbose=False, on_evaluation=got.append, sample_every=5)
+    assert capsys.readouterr() == ("", "")
+    assert got == h and len(h) >= 2
+    run(lm, tmp_path, "v", sample_every=5)
+    out = capsys.readouterr().out
+    assert "--- sample at step 5" in out and "step %d  epoch" % h[0]["step"] in out
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):

@@ -331,7 +331,7 @@ def _train_parser(sub):
                    help="metrics log, .jsonl or .csv (default: OUT with .log.jsonl)")
     r.add_argument("--plot", metavar="PNG", default=None,
                    help="at the end, write a PNG of every step's training loss (and its "
-                        "moving average), the validation loss and the validation accuracy "
+                        "smoothed curve), the validation loss and the validation accuracy "
                         "or error rates (needs matplotlib: pip install 'pyclstm[plot]')")
     r.add_argument("--max-steps", type=_positive(int), default=None,
                    help="stop after this many steps in total (checkpointed; resumable)")

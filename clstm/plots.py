@@ -21,26 +21,36 @@ METRICS = (("val_accuracy", "accuracy"), ("val_cer", "character error rate"),
 
 
 def smoothing_span(n):
-    """The moving average's span for a run of n steps: about n / 25 steps,
-    1 to 100 (a short run is barely smoothed, a long one over 100 steps)."""
-    return int(min(100, max(1, round(n / 25))))
+    """The smoothing's span for a run of n steps: about n / 50 steps, 1 to 50
+    (a short run is barely smoothed, a long one over 50 steps)."""
+    return int(min(50, max(1, round(n / 50))))
 
 
 def smooth(values, span):
-    """The exponential moving average of values with weight alpha = 2 / (span + 1),
-    debiased as TensorBoard's is (each point is the weighted mean of the
-    values so far, weights (1 - alpha)^age), so it starts at the first value
-    rather than at 0. NaN values are skipped (their points are NaN)."""
+    """values smoothed by an exponential kernel on both sides: each point is
+    the mean of all the values weighted (1 - alpha)^distance, alpha = 2 /
+    (span + 1), distance in steps either way. Unlike a moving average that
+    looks back only (TensorBoard's), it does not lag behind a falling loss;
+    near the ends it leans on the side it has. NaN values are left out as if
+    absent (their points are NaN; they add no distance). O(n): a forward and
+    a backward pass."""
     values = np.asarray(values, dtype=np.float64)
-    alpha = 2.0 / (span + 1)
+    known = ~np.isnan(values)
+    x = values[known]
+    decay = 1.0 - 2.0 / (span + 1)
+
+    def running(seq):  # sum over i <= t of decay^(t - i) seq[i], for every t
+        out, acc = np.empty(len(seq)), 0.0
+        for i, v in enumerate(seq):
+            acc = decay * acc + v
+            out[i] = acc
+        return out
+
+    ones = np.ones(len(x))
+    total = running(x) + running(x[::-1])[::-1] - x
+    weight = running(ones) + running(ones[::-1])[::-1] - ones
     out = np.full(values.shape, np.nan)
-    total, weight = 0.0, 0.0
-    for i, v in enumerate(values):
-        if math.isnan(v):
-            continue
-        total = (1 - alpha) * total + alpha * v
-        weight = (1 - alpha) * weight + alpha
-        out[i] = total / weight
+    out[known] = total / weight
     return out
 
 
@@ -50,11 +60,12 @@ def training_curves(losses, history):
     a dict of
         steps      1..n, the steps of `losses`
         loss       every step's training loss
-        span, smoothed   its moving average (smooth) and the average's span
+        span, smoothed   its smoothed curve (smooth) and the smoothing's span
         val_steps, val_loss   the evaluations that have a validation loss
         metrics    {label: (steps, percent)} for the validation metrics the
                    records hold (accuracy, error rates), in percent
-        log_scale  True where the losses drawn span more than 30x (and are > 0)
+        log_scale  True where the losses drawn (each step's, their average and
+                   the validation losses) span more than 30x and are all > 0
     """
     loss = np.asarray(losses, dtype=np.float64).reshape(-1)
     span = smoothing_span(len(loss))
@@ -68,7 +79,7 @@ def training_curves(losses, history):
         if pts:
             metrics[label] = (np.array([s for s, _ in pts], dtype=np.int64),
                               np.array([v for _, v in pts], dtype=np.float64))
-    drawn = np.concatenate([smoothed, val_loss])
+    drawn = np.concatenate([loss, smoothed, val_loss])
     drawn = drawn[np.isfinite(drawn)]
     log_scale = bool(drawn.size and drawn.min() > 0 and drawn.max() / drawn.min() > 30)
     return dict(steps=np.arange(1, len(loss) + 1), loss=loss, span=span, smoothed=smoothed,
@@ -101,6 +112,11 @@ def _pyplot():
     return plt
 
 
+def _integer_ticks(ax):
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+
+
 def _legend(fig, axes):
     """One legend for the lines of these axes, below them (never over the data)."""
     handles, labels = [], []
@@ -118,7 +134,7 @@ def _save(fig, path):
 
 def draw_training(path, curves, title=None, loss_label="loss"):
     """Write a PNG of training_curves' data to path: the training loss of each
-    step (faint), its moving average and the validation loss (markers); the
+    step (faint), its smoothed curve and the validation loss (markers); the
     validation metrics in a second panel below when there are any."""
     plt = _pyplot()
     c = curves
@@ -129,12 +145,16 @@ def draw_training(path, curves, title=None, loss_label="loss"):
     ax = axes[0, 0]
     try:
         n = len(c["loss"])
-        if n:
-            few = n <= 60  # few points: mark each, or a short run is an empty chart
+        few = n <= 60  # few points: mark each, or a short run is an empty chart
+        if n and c["span"] == 1:  # too few steps to smooth: the losses themselves
+            ax.plot(c["steps"], c["loss"], color="C0", lw=1.5, marker="." if few else None,
+                    ms=6, label="training loss, each step")
+        elif n:
             ax.plot(c["steps"], c["loss"], color="C0", alpha=0.3, lw=0.8,
                     marker="." if few else None, ms=3, label="training loss, each step")
             ax.plot(c["steps"], c["smoothed"], color="C0", lw=2,
-                    label="training loss, moving average (span %d steps)" % c["span"])
+                    label="training loss, smoothed (exponential weights, span %d steps)"
+                    % c["span"])
         if len(c["val_steps"]):
             ax.plot(c["val_steps"], c["val_loss"], color="C3", lw=1.2, marker="o", ms=5,
                     label="validation loss")
@@ -156,6 +176,7 @@ def draw_training(path, curves, title=None, loss_label="loss"):
                          if len(c["metrics"]) == 1 else "validation (%)")
             m.grid(True, alpha=0.3)
         axes[-1, 0].set_xlabel("training step")
+        _integer_ticks(axes[-1, 0])
         _legend(fig, axes)
         _save(fig, path)
     finally:

@@ -78,8 +78,9 @@ class Trainer:
     (False: neither; the progress bar is `progress`'s). on_evaluation: a
     function called with each evaluation record (rank 0), after the line is
     printed (e.g. `clstm train --json` prints the record). Neither is kept
-    in the checkpoint: pass them to Trainer.resume again. config: a JSON-able dict kept in the checkpoint (the
-    command line stores its arguments there to rebuild the task).
+    in the checkpoint: pass them to Trainer.resume again. config: a
+    JSON-able dict kept in the checkpoint (the command line stores its
+    arguments there to rebuild the task).
 
     The task's model_metadata(model), when it has one, is written into
     model.metadata at the start (e.g. a ForecastTask's window, horizon and

@@ -34,6 +34,7 @@ from clstm import cli
 from clstm import train as TR
 
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
 # A small character model, fast to train: every train command below adds these.
@@ -348,6 +349,9 @@ def test_max_steps_then_resume_equals_uninterrupted(task, world, tmp_path):
     end_full = TR.load_checkpoint(str(full / "m.ckpt.npz"))[0].flat_parameters
     end_part = TR.load_checkpoint(str(ckpt))[0].flat_parameters
     np.testing.assert_array_equal(end_part, end_full)
+    # every step's training loss (what --plot draws) survives the resume
+    np.testing.assert_array_equal(TR.load_checkpoint(str(ckpt))[1]["losses"],
+                                  TR.load_checkpoint(str(full / "m.ckpt.npz"))[1]["losses"])
     assert tmp_files(tmp_path) == []
 
 
@@ -374,6 +378,14 @@ def _matplotlib():
         return False
 
 
+def png_size(path):
+    """(width, height) of a PNG file, after checking its signature and header."""
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", "not a PNG"
+    assert data.endswith(b"IEND\xaeB`\x82"), "a truncated PNG"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 def test_plot(world, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -382,7 +394,9 @@ def test_plot(world, tmp_path):
                  tmp_path)
     if _matplotlib():
         assert_ok(r)
-        assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        w, h = png_size(out / "loss.png")
+        assert w > 300 and h > 200
+        assert os.stat(out / "loss.png").st_mode & 0o644 == 0o644
     else:
         assert_refused(r, "train", "matplotlib")
         assert os.listdir(out) == []
@@ -708,6 +722,12 @@ BAD_CASES = {
     "dropout_one_layer": ("train", ["--text", "{text}", "--dropout", "0.2"], ["--layers"]),
     "out_dir_missing": ("train", ["--text", "{text}", "--out", "{out}/no/m.safetensors"],
                         ["does not exist"]),
+    "plot_dir_missing": ("train", ["--text", "{text}", "--plot", "{out}/no/loss.png"],
+                         ["--plot", "does not exist"]),
+    "plot_is_a_directory": ("train", ["--text", "{text}", "--plot", "{adir}"],
+                            ["--plot", "directory"]),
+    "forecast_plot_dir_missing": ("forecast", ["{forecaster}", "--csv", "{csv}", "--plot",
+                                               "{out}/no/f.png"], ["--plot", "does not exist"]),
     "resume_missing": ("train", ["--text", "{text}", "--resume", "{data}/nope.ckpt.npz"],
                        ["nope.ckpt.npz"]),
     "resume_other_data": ("train", ["--csv", "{csv}", "--column", "y", "--resume",
@@ -1020,3 +1040,273 @@ def test_closed_pipe_ends_quietly(tmp_path):
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == cli.EXIT_BROKEN_PIPE == 141, err
     assert len(head) == 100 and err == ""
+
+
+# ------------------------------------------------- scripts: --json, --quiet
+def json_lines(text):
+    """Every line of text parsed as JSON (a test fails on any other line)."""
+    assert text.endswith("\n"), repr(text[-80:])
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_train_json_is_the_log_then_a_summary(world, tmp_path):
+    """train --json: stdout is one JSON object per line, the evaluations (the
+    log's records) as they happen, then the summary; the messages for a
+    person go to stderr."""
+    r = run_main(["train", "--text", world.text, "--out", tmp_path / "m.safetensors",
+                  "--max-steps", "30", "--eval-every", "10", "--json", "--sample-every", "5"]
+                 + SMALL_CHAR, tmp_path)
+    assert_ok(r)
+    objs = json_lines(r.out)
+    evals, summary = objs[:-1], objs[-1]
+    log = [json.loads(line) for line in (tmp_path / "m.log.jsonl").read_text().splitlines()]
+    assert [o.pop("event") for o in evals] == ["evaluation"] * 3 and evals == log
+    ckpt = TR.load_checkpoint(str(tmp_path / "m.ckpt.npz"))[2]
+    assert summary["event"] == "summary" and summary["steps"] == ckpt["step"] == 30
+    assert summary["model"] == str(tmp_path / "m.safetensors")
+    assert summary["checkpoint"] == str(tmp_path / "m.ckpt.npz")
+    assert summary["log"] == str(tmp_path / "m.log.jsonl")
+    assert summary["selects"] == "val_loss"
+    assert summary["best"] == min(rec["val_loss"] for rec in log) == ckpt["best_val"]
+    assert summary["last"] == {k: log[-1][k] for k in ("train_loss", "val_loss")}
+    assert summary["seconds"] > 0 and summary["total_steps"] > 30
+    assert set(summary["sample"]) <= set(clstm.load(str(tmp_path / "m.safetensors")).vocab)
+    assert "training a character model" in r.err and "done: 30 steps" in r.err
+    assert "sample" not in r.err  # the samples during training are a person's, and off
+
+
+def test_train_json_quiet_and_quiet(world, tmp_path):
+    """--json --quiet: the JSON alone; --quiet: nothing at all, the files as usual."""
+    base = ["train", "--text", world.text, "--max-steps", "20", "--eval-every", "10",
+            "--sample-every", "5"] + [a for a in SMALL_CHAR if a != "--no-progress"]
+    r = run_main(base + ["--out", tmp_path / "a.safetensors", "--json", "--quiet"], tmp_path)
+    assert_ok(r)
+    assert r.err == "" and [o["event"] for o in json_lines(r.out)] == ["evaluation"] * 2 + [
+        "summary"]
+    assert json_lines(r.out)[-1]["sample"] is None
+    r = run_main(base + ["--out", tmp_path / "b.safetensors", "--quiet"], tmp_path)
+    assert_ok(r)
+    assert (r.out, r.err) == ("", "")
+    np.testing.assert_array_equal(params(tmp_path / "a.safetensors"),
+                                  params(tmp_path / "b.safetensors"))
+    assert len((tmp_path / "b.log.jsonl").read_text().splitlines()) == 2
+    assert TR.load_checkpoint(str(tmp_path / "b.ckpt.npz"))[2]["step"] == 20
+
+
+def test_evaluate_json(world, tmp_path):
+    text = run_main(["evaluate", world.classifier, "--npz", world.npz_test], tmp_path)
+    r = run_main(["evaluate", world.classifier, "--npz", world.npz_test, "--json"], tmp_path)
+    assert_ok(r)
+    (obj,) = json_lines(r.out)
+    cm = np.array(obj["confusion_matrix"])
+    np.testing.assert_array_equal(cm, _confusion(text.out, 2))
+    y = np.load(world.npz_test)["y"]
+    assert obj["sequences"] == cm.sum() == len(y) and obj["classes"] == 2
+    np.testing.assert_array_equal(cm.sum(1), np.bincount(y, minlength=2))
+    assert obj["accuracy"] == pytest.approx(np.trace(cm) / cm.sum(), abs=1e-12)
+    assert "%.3f" % obj["accuracy"] == ACCURACY.search(text.out).group(1)
+
+
+def _forecast_text(out):
+    return [float(re.fullmatch(r"t\+\d+: (\S+)", line).group(1))
+            for line in out.splitlines() if line.startswith("t+")]
+
+
+def test_forecast_json_and_quiet(world, tmp_path):
+    text = run_main(["forecast", world.forecaster, "--csv", world.csv], tmp_path)
+    r = run_main(["forecast", world.forecaster, "--csv", world.csv, "--json"], tmp_path)
+    assert_ok(r)
+    (obj,) = json_lines(r.out)
+    values = series_values()
+    assert (obj["column"], obj["values"], obj["window"], obj["horizon"]) == ("y", len(values),
+                                                                            10, 2)
+    np.testing.assert_allclose(obj["forecast"], _forecast_text(text.out), rtol=1e-5)
+    assert obj["persistence"] == [pytest.approx(values[-1], abs=1e-9)] * 2
+    m = re.search(r"over (\d+) windows: model (\S+), persistence (\S+)", text.out)
+    assert obj["one_step_mse"]["windows"] == int(m.group(1))
+    assert obj["one_step_mse"]["model"] == pytest.approx(float(m.group(2)), rel=1e-5)
+    assert obj["one_step_mse"]["persistence"] == pytest.approx(float(m.group(3)), rel=1e-5)
+    assert obj["plot"] is None
+    r = run_main(["forecast", world.forecaster, "--csv", world.csv, "--quiet"], tmp_path)
+    assert_ok(r)
+    assert r.err == "" and r.out == "".join(line + "\n" for line in text.out.splitlines()
+                                            if line.startswith("t+"))
+
+
+def test_sample_info_quantize_export_json(world, tmp_path):
+    plain = run_main(["sample", world.char, "--length", "50", "--seed", "3"], tmp_path).out
+    r = run_main(["sample", world.char, "--length", "50", "--seed", "3", "--json"], tmp_path)
+    assert_ok(r)
+    assert json_lines(r.out) == [{"text": plain[:-1]}]
+    for which in ("char", "bare"):
+        path = getattr(world, which)
+        r = run_main(["info", path, "--json"], tmp_path)
+        assert_ok(r)
+        (info,) = json_lines(r.out)
+        model = clstm.load(str(path))
+        assert info["bytes"] == os.path.getsize(path)
+        assert info["parameters"] == model.flat_parameters.size
+        assert (info["hidden_size"], info["dtype"], info["quantized"]) == (
+            model.hidden_size, str(model.dtype), False)
+        text = run_main(["info", path], tmp_path).out
+        assert "kind: %s\n" % info["kind"] in text
+        if which == "char":
+            assert info["metadata"] == dict(model.metadata) and info["vocab"] == model.vocab
+    q = tmp_path / "q.safetensors"
+    r = run_main(["quantize", world.char, q, "--json"], tmp_path)
+    assert_ok(r)
+    assert json_lines(r.out) == [{"out": str(q), "bytes": os.path.getsize(q),
+                                  "model": str(world.char),
+                                  "model_bytes": os.path.getsize(world.char),
+                                  "int8_kernel": clstm.int8_kernel()}]
+    r = run_main(["quantize", world.char, tmp_path / "q2.safetensors", "--quiet"], tmp_path)
+    assert_ok(r)
+    assert (r.out, r.err) == ("", "") and clstm.load(str(tmp_path / "q2.safetensors")).quantized
+    r = run_main(["export", world.char, "--c", tmp_path / "c", "--json"], tmp_path)
+    assert_ok(r)
+    (obj,) = json_lines(r.out)
+    name = obj["prefix"]
+    assert sorted(obj["files"]) == [str(tmp_path / "c" / (name + ext)) for ext in (".c", ".h")]
+    assert sorted(os.listdir(tmp_path / "c")) == [name + ".c", name + ".h"]
+    text = run_main(["export", world.char, "--c", tmp_path / "c1"], tmp_path).out
+    assert text.endswith("(prefix %s_)\n" % name)
+    r = run_main(["export", world.char, "--c", tmp_path / "c2", "--quiet"], tmp_path)
+    assert_ok(r)
+    assert (r.out, r.err) == ("", "") and sorted(os.listdir(tmp_path / "c2")) == [name + ".c",
+                                                                                  name + ".h"]
+    r = run_main(["export", world.bare, "--onnx", tmp_path / "b.onnx", "--json"], tmp_path)
+    assert_ok(r)
+    assert json_lines(r.out) == [{"files": [str(tmp_path / "b.onnx")]}]
+
+
+def test_recognize_json(tmp_path):
+    """recognize --json: one object per image, the text the plain command reads."""
+    Image = pytest.importorskip("PIL.Image")
+    alphabet = 'ab "\\é'
+    m = clstm.Model(12, 6, 1, bidirectional=True, output_size=len(alphabet) + 1, seed=3)
+    m.metadata.update(task="ctc", blank="0", line_height="12",
+                      alphabet=json.dumps(alphabet, ensure_ascii=False))
+    model = tmp_path / "ocr.safetensors"
+    clstm.save(m, model)
+    rng = np.random.default_rng(0)
+    images = []
+    for i, w in enumerate((30, 57)):
+        images.append(tmp_path / ("l%d.png" % i))
+        Image.fromarray(rng.integers(0, 256, (12, w)).astype(np.uint8)).save(images[-1])
+    plain = run_main(["recognize", model] + images, tmp_path)
+    assert_ok(plain)
+    r = run_main(["recognize", model] + images + ["--json"], tmp_path)
+    assert_ok(r)
+    assert json_lines(r.out) == [{"image": str(p), "text": t}
+                                 for p, t in zip(images, plain.out.split("\n"))]
+
+
+@pytest.mark.parametrize("case", ["text_missing", "sample_forecaster", "forecast_bad_column",
+                                  "evaluate_wrong_D", "info_random_bytes", "export_missing",
+                                  "plot_dir_missing"])
+def test_errors_with_json_stay_one_line_on_stderr(case, world, bad, tmp_path):
+    """--json changes stdout only: an error is still one stderr line and exit
+    status 2, with nothing on stdout."""
+    command, argv, needles = BAD_CASES[case]
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = _fill(argv, world, bad, out) + ["--json"]
+    if command == "train":
+        argv += ["--out", str(out / "m.safetensors"), "--threads", "1", "--hidden", "8"]
+    r = run_main([command] + argv, out)
+    assert_refused(r, command, *needles)
+    assert r.out == "" and os.listdir(out) == []
+
+
+# ------------------------------------------------------------ exit statuses
+def test_help_lists_every_exit_status(tmp_path):
+    """Each EXIT_* constant of clstm.cli is in EXIT_CODES and in `clstm --help`."""
+    constants = {k: v for k, v in vars(cli).items()
+                 if k.startswith("EXIT_") and k != "EXIT_CODES"}
+    assert {v for v in constants.values()} == {code for code, _ in cli.EXIT_CODES}
+    assert len(cli.EXIT_CODES) == len(constants) >= 6
+    assert (cli.EXIT_OK, cli.EXIT_BAD_INPUT, cli.EXIT_DIVERGED, cli.EXIT_INTERRUPTED,
+            cli.EXIT_BROKEN_PIPE) == (0, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, 141)
+    r = run_main(["--help"], tmp_path)
+    assert r.rc == 0
+    epilog = r.out[r.out.index("exit status:"):]
+    listed = [int(m) for m in re.findall(r"^  (\d+) ", epilog, re.M)]
+    assert listed == [code for code, _ in cli.EXIT_CODES]
+
+
+def test_bad_option_exits_2(tmp_path):
+    r = run_main(["train", "--no-such-option"], tmp_path)
+    assert r.rc == EXIT_BAD_INPUT and "--no-such-option" in r.err
+
+
+def test_diverging_training_exits_3(world, tmp_path):
+    """A loss or gradient that becomes non-finite: one stderr line, status 3
+    (not 2: the input was fine), also with --json (nothing on stdout)."""
+    for extra in ([], ["--json"]):
+        r = run_main(["train", "--csv", world.csv, "--column", "y", "--window", "10",
+                      "--hidden", "8", "--lr", "1e30", "--max-steps", "20", "--threads", "1",
+                      "--quiet", "--out", tmp_path / "d.safetensors"] + extra, tmp_path)
+        assert r.rc == EXIT_DIVERGED, r
+        assert r.out == "" and len(r.err.splitlines()) == 1, r
+        assert r.err.startswith("clstm train: the ") and "became nan" in r.err
+        assert "lower --lr" in r.err
+
+
+# ----------------------------------------------------------------- plots
+needs_matplotlib = pytest.mark.skipif(not _matplotlib(), reason="needs matplotlib")
+
+
+@needs_matplotlib
+def test_train_plot_draws_every_step_and_the_log(world, tmp_path):
+    """What --plot draws (plots.training_curves of the run's per-step losses
+    and records) against the log: the evaluations are the log's, and each
+    record's train_loss is the mean of the steps drawn since the one before."""
+    from clstm import plots
+    r = run_main(["train", "--npz", world.npz, "--hidden", "8", "--epochs", "30",
+                  "--max-steps", "150", "--eval-every", "40", "--threads", "1", "--no-progress",
+                  "--plot", tmp_path / "loss.png", "--out", tmp_path / "m.safetensors"],
+                 tmp_path)
+    assert_ok(r)
+    assert png_size(tmp_path / "loss.png") > (0, 0)
+    losses = TR.load_checkpoint(str(tmp_path / "m.ckpt.npz"))[1]["losses"]
+    log = [json.loads(line) for line in (tmp_path / "m.log.jsonl").read_text().splitlines()]
+    c = plots.training_curves(losses, log)
+    assert len(c["loss"]) == len(c["smoothed"]) == 150
+    assert c["steps"][[0, -1]].tolist() == [1, 150]
+    assert np.isfinite(c["loss"]).all() and np.isfinite(c["smoothed"]).all()
+    assert c["val_steps"].tolist() == [rec["step"] for rec in log]
+    assert c["val_loss"].tolist() == [rec["val_loss"] for rec in log]
+    before = 0
+    for rec in log:
+        assert np.mean(c["loss"][before:rec["step"]]) == pytest.approx(rec["train_loss"],
+                                                                     rel=1e-12)
+        before = rec["step"]
+    steps, pct = c["metrics"]["accuracy"]  # a classifier: its accuracy, in percent
+    assert steps.tolist() == c["val_steps"].tolist()
+    np.testing.assert_allclose(pct, [100 * rec["val_accuracy"] for rec in log])
+
+
+@needs_matplotlib
+def test_forecast_plot(world, tmp_path):
+    """forecast --plot: a PNG of the data plots.forecast_curves gives, which is
+    the CSV's series, the forecast printed and the last value carried forward."""
+    from clstm import plots
+    from clstm.tasks import ForecastTask
+    png = tmp_path / "f.png"
+    r = run_main(["forecast", world.forecaster, "--csv", world.csv, "--plot", png, "--json"],
+                 tmp_path)
+    assert_ok(r)
+    (obj,) = json_lines(r.out)
+    assert obj["plot"] == str(png) and png_size(png) > (0, 0)
+    values = series_values()
+    rows = list(csv.DictReader(open(world.csv)))
+    c = plots.forecast_curves([float(row["y"]) for row in rows], obj["forecast"], 10)
+    np.testing.assert_allclose(c["series"], values, atol=1e-9)
+    assert c["t"].tolist() == list(range(len(values)))
+    assert c["future_t"].tolist() == [len(values), len(values) + 1]
+    assert c["forecast"].tolist() == obj["forecast"]
+    assert c["persistence"].tolist() == [float(rows[-1]["y"])] * 2
+    assert c["window_start"] == len(values) - 10
+    model = clstm.load(str(world.forecaster))
+    np.testing.assert_allclose(obj["forecast"], ForecastTask.forecast(
+        model, c["series"], ForecastTask.settings(model)), rtol=1e-6)

@@ -355,6 +355,48 @@ def test_train_translate_and_evaluate_from_the_command_line(trained, capsys, mon
     assert "sequence error rate: %.2f%% of %d sources" % (100 * ser, n) in text
 
 
+def test_translate_and_evaluate_json_and_quiet(trained, capsys, monkeypatch):
+    """--json: one object per source line (the plain command's targets, or
+    its --nbest candidates and scores); evaluate's metrics as one object;
+    --quiet: the translations without the notes."""
+    import io
+    import json
+    out, test = trained
+    m = clstm.load(out)
+    lines = ["abc", "", "zz", "abcdefabcdef"]
+
+    def run(*args):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("\n".join(lines).encode())))
+        capsys.readouterr()
+        assert cli.main(["translate", out] + list(args)) == 0
+        return capsys.readouterr()
+
+    plain = run("--beam", "3")
+    got = run("--beam", "3", "--json")
+    assert got.err == plain.err != ""  # the notes on stderr, as without --json
+    assert [json.loads(line) for line in got.out.splitlines()] == [
+        {"source": s, "target": t} for s, t in zip(lines, plain.out.split("\n"))]
+    got = run("--beam", "4", "--nbest", "2", "--json")
+    want = m.translate([t for t in lines if t], beam=4, nbest=2)
+    objs = [json.loads(line) for line in got.out.splitlines()]
+    assert [o["source"] for o in objs] == lines and objs[1]["candidates"] == []
+    for o, w in zip([o for o in objs if o["source"]], want):
+        assert [c["target"] for c in o["candidates"]] == [t for t, _ in w]
+        np.testing.assert_allclose([c["score"] for c in o["candidates"]], [v for _, v in w],
+                                   rtol=1e-12)
+    quiet = run("--beam", "3", "--quiet")
+    assert (quiet.out, quiet.err) == (plain.out, "")
+    capsys.readouterr()
+    assert cli.main(["evaluate", out, "--pairs", test, "--beam", "2", "--json"]) == 0
+    (obj,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    data = pairs.read_pairs(test, "char", "space")
+    task = TranslationTask(data, None, 64, source_vocab=m.source_vocabulary,
+                           target_vocab=m.target_vocabulary)
+    ter, ser, n = task.error_rates(m, data, width=2)
+    assert obj == {"token_error_rate": ter, "sequence_error_rate": ser, "sources": n,
+                   "unknown_tokens": 0}
+
+
 @pytest.mark.parametrize("args, needle", [
     (["translate", "{model}", "--beam", "0"], "expected a value > 0"),
     (["translate", "{model}", "--beam", "2", "--nbest", "3"], "at most --beam"),

@@ -18,7 +18,9 @@
   clstm export MODEL --onnx OUT    a bare LSTM as ONNX
 
 Bad input gives a one-line message and exit status 2; Ctrl-C during
-training writes a checkpoint (resume with --resume) and exits with 130.
+training writes a checkpoint (resume with --resume) and exits with 130;
+a training loss that becomes NaN or infinite exits with 3 (all the exit
+statuses are listed below).
 For scripts: --json (machine-readable output) and --quiet (nothing but
 results and errors) on the commands that say so in their --help.
 
@@ -651,7 +653,8 @@ def _plot(trainer, path):
     task = model.metadata.get("task")
     plots.draw_training(path, plots.training_curves(trainer.losses, trainer.history),
                         title="clstm train: " + _describe(model),
-                        loss_label="loss: " + LOSS_LABELS.get(task, "the task's"))
+                        loss_label="loss: " + LOSS_LABELS[task] if task in LOSS_LABELS
+                        else "loss")
 
 
 def _check_plot_path(args):

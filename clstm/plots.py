@@ -7,6 +7,7 @@ the forecast) and one that draws that data (draw_training, draw_forecast:
 matplotlib's Agg backend, written atomically).
 """
 import math
+import textwrap
 
 import numpy as np
 
@@ -21,9 +22,9 @@ METRICS = (("val_accuracy", "accuracy"), ("val_cer", "character error rate"),
 
 
 def smoothing_span(n):
-    """The smoothing's span for a run of n steps: about n / 50 steps, 1 to 50
-    (a short run is barely smoothed, a long one over 50 steps)."""
-    return int(min(50, max(1, round(n / 50))))
+    """The smoothing's span for a run of n steps: none (1) under 40 steps,
+    else about n / 40 steps, 5 to 50."""
+    return 1 if n < 40 else int(min(50, max(5, round(n / 40))))
 
 
 def smooth(values, span):
@@ -166,7 +167,7 @@ def draw_training(path, curves, title=None, loss_label="loss"):
                    + [int(s) for s in c["val_steps"][-1:]])
         ax.set_xlim(0, max(1, last) * 1.02)
         if title:
-            ax.set_title(title, fontsize="medium")
+            ax.set_title(textwrap.fill(title, 90), fontsize="medium")
         if two:
             m = axes[1, 0]
             for i, (label, (steps, pct)) in enumerate(c["metrics"].items()):
@@ -200,7 +201,7 @@ def draw_forecast(path, curves, column=None, title=None):
             top.plot(c["t"], c["series"], color="C0", lw=0.8, label="series")
             top.axvspan(c["zoom_start"], n - 1 + len(c["forecast"]), color="0.85")
             top.set_ylabel(column or "value")
-            top.set_title("the whole series (%d values)" % n if not title else title,
+            top.set_title(textwrap.fill(title or "the whole series (%d values)" % n, 90),
                           fontsize="medium")
             top.grid(True, alpha=0.3)
         ax = axes[-1, 0]
@@ -223,7 +224,7 @@ def draw_forecast(path, curves, column=None, title=None):
         ax.set_ylabel(column or "value")
         ax.grid(True, alpha=0.3)
         if not zoom and title:
-            ax.set_title(title, fontsize="medium")
+            ax.set_title(textwrap.fill(title, 90), fontsize="medium")
         elif zoom:
             ax.set_title("its last %d values (shaded above) and the forecast" % (n - lo),
                          fontsize="medium")

@@ -42,8 +42,8 @@ def test_smooth_is_the_weighted_mean_of_the_values_around(span):
 
 
 def test_smoothing_span():
-    assert [plots.smoothing_span(n) for n in (0, 1, 60, 150, 1310, 2500, 10 ** 6)] == [
-        1, 1, 1, 3, 26, 50, 50]
+    assert [plots.smoothing_span(n) for n in (0, 1, 39, 40, 150, 1310, 2000, 10 ** 6)] == [
+        1, 1, 1, 5, 5, 33, 50, 50]
 
 
 def records(val_losses, **metrics):

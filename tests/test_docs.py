@@ -87,3 +87,14 @@ def test_every_page_with_python_is_run():
                  if python_blocks(p.read_text(encoding="utf-8"))}
     untested = with_code - set(PAGES)
     assert not untested, "add these pages to PAGES: %s" % sorted(untested)
+
+
+def test_readme_links_resolve():
+    """README's relative links (to docs/ pages, the header, bench/RESULTS.md)
+    name files that exist; mkdocs build --strict checks the pages' own."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = [t.split("#")[0] for t in re.findall(r"\]\(([^)\s]+)\)", text)
+               if "://" not in t]
+    assert len(targets) >= 10
+    missing = [t for t in targets if not (ROOT / t).exists()]
+    assert not missing, missing

@@ -94,7 +94,7 @@ class LSTM(Interchange):
         torch.nn.LSTM (no effect, and a warning, when num_layers == 1).
     peepholes, input_forget, clip :
         ONNX's LSTM options, off by default (torch.nn.LSTM has none of them).
-        peepholes: i and f also see p_i*c_{t-1}, p_f*c_{t-1}, o sees p_o*c_t
+        peepholes: i and f also see ``p_i*c_{t-1}``, ``p_f*c_{t-1}``, o sees ``p_o*c_t``
         (tensor ``peephole_l{k}``, (3H,) ordered i, f, o). input_forget: f =
         1 - i. clip: every gate pre-activation is clipped to [-clip, clip]
         (inference only: backward() raises NotImplementedError).
@@ -108,9 +108,11 @@ class LSTM(Interchange):
     backend : "default", "blas" or "naive"
         "naive" runs plain C loops (slow; the tests' oracle).
 
+    Notes
+    -----
     Shapes, with N = 2 if bidirectional else 1 and R = P or H: x (T, B, D)
-    -> y (T, B, N*R), h (N*L, B, R), c (N*L, B, H). An unbatched x of shape
-    (T, D) gives y (T, N*R) and states (N*L, R), (N*L, H).
+    -> y ``(T, B, N*R)``, h ``(N*L, B, R)``, c ``(N*L, B, H)``. An unbatched x of
+    shape (T, D) gives y ``(T, N*R)`` and states ``(N*L, R)``, ``(N*L, H)``.
 
     Threads: forward may run from many Python threads on one model at once
     (the GIL is released). RuntimeError, instead of a corrupted result, for
@@ -469,8 +471,8 @@ class LSTM(Interchange):
 
         x: (T, B, D), (B, T, D) with batch_first, or (T, D) unbatched. Floating
         arrays of another precision are converted; any strides are accepted.
-        state: None (zeros) or (h0, c0), (N*L, B, R) and (N*L, B, H) ((N*L, R)
-        and (N*L, H) unbatched), either None; or an LSTMState (see
+        state: None (zeros) or (h0, c0), ``(N*L, B, R)`` and ``(N*L, B, H)``
+        (``(N*L, R)`` and ``(N*L, H)`` unbatched), either None; or an LSTMState (see
         initial_state), which is advanced in place and returned instead of
         (h, c). lengths: None or (B,) integers, 0 <= length <= T, any order,
         for right-padded batches: inputs past a length are ignored, outputs
@@ -730,9 +732,11 @@ class Model(LSTM):
         The head's outputs are logits of a categorical distribution; forward
         still returns logits (clstm.losses.softmax gives probabilities).
 
+    Notes
+    -----
     Tensors, after the LSTM's (torch names): embedding.weight (V, D),
-    head.weight (O, N*R), head.bias (O). Initialisation follows torch:
-    N(0, 1) for the embedding, U(+-1/sqrt(N*R)) for the head.
+    head.weight ``(O, N*R)``, head.bias (O). Initialisation follows torch:
+    N(0, 1) for the embedding, ``U(+-1/sqrt(N*R))`` for the head.
 
     Model computes with LSTM's forward, step and backward (one pipeline);
     it restates them only for their parameter names (inputs, inputs_t, dout).

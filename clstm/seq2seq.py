@@ -91,6 +91,8 @@ class Seq2Seq(LSTM):
         How text splits into tokens (translate, and the metadata).
     dtype, seed, backend : as clstm.LSTM.
 
+    Notes
+    -----
     Arrays are time-first: src (Ts, B) and tgt_in (Tt, B) int ids, logits
     (Tt, B, Vt). The encoder is the model's LSTM pipeline (embedding, no
     head); named_parameters() has its tensors (torch.nn.LSTM's names and

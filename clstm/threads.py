@@ -25,7 +25,7 @@ def get_num_threads():
 
 
 def set_min_thread_work(macs):
-    """Tuning: the recurrent multiply-adds per time step (4*B*H*H) each
+    """Tuning: the recurrent multiply-adds per time step (``4*B*H*H``) each
     thread must get, or fewer threads are used (default 65536; 0: use every
     thread whenever hidden_size allows). Process-wide. Small steps on many
     threads lose more to the per-step barrier than they gain, and suffer

@@ -53,6 +53,7 @@ cdef extern from "clstm.h" nogil:
         int64_t decoder_layers
         int attention
         int64_t attentional_size
+        int reverse
 
     ctypedef struct clstm_run_options:
         size_t struct_size

@@ -183,7 +183,8 @@ cdef class Model:
                     output_size=c.output_size, softmax=bool(c.softmax), vocab=self.vocab(),
                     target_vocab=c.target_vocab, target_embedding=c.target_embedding,
                     decoder_hidden=c.decoder_hidden, decoder_layers=c.decoder_layers,
-                    attention=int(c.attention), attentional_size=c.attentional_size)
+                    attention=int(c.attention), attentional_size=c.attentional_size,
+                    reverse=bool(c.reverse))
 
     def vocab(self):
         """The vocabulary as a str, or None."""

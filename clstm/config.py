@@ -15,7 +15,7 @@ __all__ = ["SETTINGS", "RESERVED_METADATA", "ENCODINGS", "settings_of", "core_se
 # choice) and the config keys of a model file's __metadata__.
 SETTINGS = ("input_size", "hidden_size", "num_layers", "proj_size", "bidirectional",
             "dropout", "peepholes", "input_forget", "clip", "dtype", "encoding",
-            "vocab_size", "output_size", "softmax")
+            "vocab_size", "output_size", "softmax", "reverse")
 # what else a model file's __metadata__ holds: user metadata may not use these keys
 RESERVED_METADATA = frozenset(SETTINGS + ("format", "format_version", "vocab"))
 _MAX_METADATA, _MAX_KEY_BYTES, _MAX_VALUE_BYTES = 48, 256, 65536

@@ -191,8 +191,11 @@ def _sizes(model):
     D = model.input_size
     O = model.output_size
     qmax = max(D, N * R, H, R)
+    reverse = bool(getattr(model, "reverse", False))
+    # WHOLE: a direction runs backwards, so there is no step, only whole sequences
     return dict(N=N, L=L, H=H, R=R, P=model.proj_size, D=D, V=model.vocab_size, O=O,
-                NR=N * R, OUT=O or N * R, ENC=enc, QMAX=qmax)
+                NR=N * R, OUT=O or N * R, ENC=enc, QMAX=qmax, REVERSE=reverse,
+                WHOLE=N == 2 or reverse)
 
 
 def _header(model, name, z, source):
@@ -201,7 +204,8 @@ def _header(model, name, z, source):
     token = z["ENC"] != 0
     what = []
     what.append("%d-layer %sLSTM, hidden %d%s" % (
-        z["L"], "bidirectional " if z["N"] == 2 else "", z["H"],
+        z["L"], "bidirectional " if z["N"] == 2 else "reverse " if z["REVERSE"] else "",
+        z["H"],
         ", projection %d" % z["P"] if z["P"] else ""))
     for flag, text in ((model.peepholes, "peepholes"), (model.input_forget,
                                                          "coupled input/forget gates"),
@@ -269,7 +273,7 @@ extern "C" {
              ("INT8", int(model.quantized), "1: int8 weights with float32 scales")]
     for k, v, doc in defs:
         lines.append("#define %s_%s %d /* %s */" % (up, k, v, doc))
-    work = ("((size_t)(T) * %du)" % (2 * z["NR"])) if z["N"] == 2 else "0"
+    work = ("((size_t)(T) * %du)" % (2 * z["NR"])) if z["WHOLE"] else "0"
     lines.append("/* Floats of the work area %s_forward needs for T steps (0: none). */"
                  % n)
     lines.append("#define %s_WORK_FLOATS(T) %s" % (up, work))
@@ -293,24 +297,24 @@ void %(n)s_init(%(n)s_state *s);
 int %(n)s_reset(%(n)s_state *s, const float *h, const float *c);
 """ % dict(U=up, n=n, units=z["N"] * z["L"], R=z["R"], H=z["H"], G=4 * z["H"],
            D=z["D"] if z["ENC"] == 2 else 1, Q=z["QMAX"] if model.quantized else 1))
-    if z["N"] == 1:
+    if not z["WHOLE"]:
         lines.append("""/* One step: %(ind)s in, %(U)s_OUTPUT_SIZE floats out;
  * the state advances. Streaming: call it once per sample. */
 int %(n)s_step(%(n)s_state *s, %(one)s, float *out);
 """ % dict(n=n, U=up, ind=in_doc, one=in_one))
     else:
-        lines.append("""/* (A bidirectional model has no %(n)s_step: its reverse direction needs
+        lines.append("""/* (A %(kind)s model has no %(n)s_step: its reverse direction needs
  * the whole sequence. Use %(n)s_forward.) */
-""" % dict(n=n))
+""" % dict(n=n, kind="bidirectional" if z["N"] == 2 else "reverse"))
     lines.append("""/* A whole sequence of T >= 0 steps: %(seq)s in, T *
  * %(U)s_OUTPUT_SIZE floats out. %(fwd)s
  * work: %(U)s_WORK_FLOATS(T) floats (NULL when that is 0). */
 int %(n)s_forward(%(n)s_state *s, int32_t T, %(inseq)s, float *out, float *work);
 """ % dict(n=n, U=up, seq=seq_doc, inseq=in_seq, fwd=(
         "Starts from the state in s and leaves the\n * final one there: the same as T "
-        "calls of %s_step." % n if z["N"] == 1 else
+        "calls of %s_step." % n if not z["WHOLE"] else
         "Each direction starts from the state in s\n * and leaves its final one there "
-        "(the reverse direction's after step 0).")))
+        "(a reverse direction's after step 0).")))
     if z["O"]:
         lines.append("""/* The index of the largest of the %(U)s_OUTPUT_SIZE outputs (the first
  * of equals; NaN skipped), or -1 when out is NULL or all NaN. */
@@ -373,7 +377,8 @@ def _source(model, name, z, source):
                .replace("NAME_", name + "_"))
     consts = dict(CX_INT8=int(model.quantized), CX_ENCODING=z["ENC"], CX_L=z["L"], CX_H=z["H"],
                   CX_R=z["R"], CX_P=z["P"], CX_D=z["D"], CX_V=z["V"], CX_O=z["O"],
-                  CX_NR=z["NR"], CX_OUT=z["OUT"], CX_BIDIRECTIONAL=int(z["N"] == 2),
+                  CX_NR=z["NR"], CX_OUT=z["OUT"], CX_N=z["N"], CX_WHOLE=int(z["WHOLE"]),
+                  CX_REVERSE=int(z["REVERSE"]),
                   CX_PEEPHOLES=int(model.peepholes), CX_INPUT_FORGET=int(model.input_forget),
                   CX_CLIP=int(_clip(model) is not None), CX_SOFTMAX=int(bool(model.softmax)),
                   CX_VOCAB=len(vocab or ""))
@@ -476,8 +481,8 @@ def check_program(model, inputs, name="model", main=True):
     clstm's own outputs (read them back with parse_check_output).
 
     inputs: a list of sequences, each token ids (T,) or features (T, D);
-    each one starts from a zero state. A bidirectional model runs
-    NAME_forward, the others NAME_step. The file defines
+    each one starts from a zero state. A bidirectional or reverse model
+    runs NAME_forward, the others NAME_step. The file defines
     ``void NAME_check(void)``, which writes its lines through
     ``void clstm_check_write(const char *text)``. With main (the default)
     the file also has a main() and a clstm_check_write on stdio; without,
@@ -497,7 +502,7 @@ def check_program(model, inputs, name="model", main=True):
                 i, max(T * z["D"], 1), ", ".join(_floats(seq, nonfinite=True)) or "0"))
         body.append("    run(%d, in%d);" % (T, i))
     intype = "const int32_t *" if z["ENC"] else "const float *"
-    if z["N"] == 2:
+    if z["WHOLE"]:
         run = """static float out[MAXT * %(U)s_OUTPUT_SIZE], work[%(U)s_WORK_FLOATS(MAXT) + 1];
 static void run(int32_t T, %(it)sin) {
     %(n)s_init(&s);

@@ -255,7 +255,7 @@ static int bad_tokens_(const int32_t *ids, int32_t T) {
 #define CX_BAD(in, T) bad_tokens_(in, T)
 #endif
 
-#if !CX_BIDIRECTIONAL
+#if !CX_WHOLE
 int NAME_step(NAME_state *s, CX_INPUT_ONE in, float *out) {
 #if CX_ENCODING == 0
     if (!s || !in || !out) return NAME_ERR_ARG;
@@ -286,10 +286,10 @@ int NAME_forward(NAME_state *s, int32_t T, CX_INPUT_T in, float *out, float *wor
     for (int32_t l = 0; l < CX_L; l++) {
         float *y = buf[l % 2];
         const float *prev = buf[(l + 1) % 2];
-        for (int32_t d = 0; d < 2; d++) {
-            const int32_t k = 2 * l + d;
+        for (int32_t d = 0; d < CX_N; d++) {
+            const int32_t k = CX_N * l + d;
             for (int32_t step = 0; step < T; step++) {
-                const int32_t t = d ? T - 1 - step : step;
+                const int32_t t = d || CX_REVERSE ? T - 1 - step : step;
                 int32_t onehot = -1;
                 const float *x = l == 0 ? encode_(s, CX_AT(in, t), &onehot)
                                         : prev + (size_t)t * CX_NR;

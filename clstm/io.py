@@ -55,7 +55,7 @@ def load(path, *, batch_first=False):
     """The model saved at ``path`` (str or os.PathLike): a clstm.LSTM for a
     bare LSTM, a clstm.Model when the file has an input encoding or a head
     (and then its vocabulary), with every setting of the saved model (sizes,
-    bidirectional, proj_size, dropout, peepholes, input_forget, clip, dtype)
+    bidirectional, reverse, proj_size, dropout, peepholes, input_forget, clip, dtype)
     and the default backend.
 
     Raises FileNotFoundError for a missing file, IsADirectoryError for a

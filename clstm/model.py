@@ -86,6 +86,15 @@ class LSTM(Interchange):
     bidirectional : bool
         Run a reverse direction too; outputs are [forward, reverse] along the
         last axis, states are indexed layer * 2 + direction.
+    reverse : bool
+        A reverse-only LSTM (not in torch.nn.LSTM; ONNX's
+        direction="reverse", Keras's go_backwards=True): the one direction
+        runs each sequence from its last valid step back to its first, as
+        the reverse half of a bidirectional LSTM does. y[t] is h after
+        reading x[len-1] down to x[t] (Keras's go_backwards output is this
+        flipped in time); the final state is the one after x[0]. Equal to
+        torch.nn.LSTM run on each sequence's valid steps reversed, its
+        output reversed back. Cannot stream; excludes bidirectional.
     proj_size : int
         P: 0 (none) or 1 <= P < H. h = W_hr (o * tanh(c)), so h and y have P
         features while c keeps H (torch.nn.LSTM's proj_size).
@@ -128,12 +137,17 @@ class LSTM(Interchange):
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
                  proj_size=0, dropout=0.0, dtype=np.float32, seed=None, batch_first=False,
-                 backend="default", peepholes=False, input_forget=False, clip=None):
+                 backend="default", peepholes=False, input_forget=False, clip=None,
+                 reverse=False):
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.num_layers = positive_int(num_layers, "num_layers")
         self.bidirectional = checks.flag(bidirectional, "bidirectional")
         self.num_directions = 2 if self.bidirectional else 1
+        self.reverse = checks.flag(reverse, "reverse")
+        if self.reverse and self.bidirectional:
+            raise ValueError("reverse: a bidirectional LSTM already has a reverse direction; "
+                             "expected reverse=False with bidirectional=True")
         if isinstance(proj_size, (bool, np.bool_)) or not isinstance(proj_size,
                                                                      (int, np.integer)):
             raise TypeError("proj_size: expected an int, got %s" % type(proj_size).__name__)
@@ -224,7 +238,7 @@ class LSTM(Interchange):
         args = ["%d" % self.input_size, "%d" % self.hidden_size]
         for k, default in (("proj_size", 0), ("num_layers", 1), ("batch_first", False),
                            ("dropout", 0.0), ("bidirectional", False), ("peepholes", False),
-                           ("input_forget", False), ("clip", None)):
+                           ("input_forget", False), ("clip", None), ("reverse", False)):
             if getattr(self, k) != default:
                 args.append("%s=%r" % (k, getattr(self, k)))
         if self.dtype != np.float32:
@@ -532,10 +546,11 @@ class LSTM(Interchange):
 
     def initial_state(self, batch_size):
         """A zero LSTMState for batch_size independent streams (unidirectional
-        models only: the reverse direction needs the end of a sequence)."""
-        if self.bidirectional:
-            raise ValueError("initial_state: a bidirectional LSTM cannot stream; "
-                             "run whole sequences with forward()")
+        forward models only: a reverse direction needs the end of a sequence)."""
+        if self.bidirectional or self.reverse:
+            raise ValueError("initial_state: a %s LSTM cannot stream; run whole sequences "
+                             "with forward()" % ("bidirectional" if self.bidirectional
+                                                 else "reverse"))
         batch_size = positive_int(batch_size, "batch_size")
         try:
             return LSTMState(self, batch_size)
@@ -627,7 +642,8 @@ class LSTM(Interchange):
         """The C model's settings as a new dict (a copy: editing it changes
         nothing): input_size, hidden_size, num_layers, float64, proj_size,
         bidirectional, dropout, peepholes, input_forget, clip, encoding (0
-        none, 1 one-hot, 2 embedding), vocab_size, output_size, softmax, vocab."""
+        none, 1 one-hot, 2 embedding), vocab_size, output_size, softmax, vocab,
+        reverse (and an encoder-decoder's decoder settings)."""
         return self._m.config()
 
     def next_dropout_seed(self):
@@ -713,7 +729,7 @@ class Model(LSTM):
         Raw input: D, the features per step. "embedding": the embedding
         width D. "onehot": may be left out (it is the vocabulary size).
     hidden_size, num_layers : int
-        As clstm.LSTM; every other LSTM option (bidirectional, proj_size,
+        As clstm.LSTM; every other LSTM option (bidirectional, reverse, proj_size,
         dropout, peepholes, input_forget, clip, dtype, seed, batch_first,
         backend) is accepted too.
     encoding : None, "onehot" or "embedding"

@@ -70,7 +70,8 @@ def lstm_from_onnx(model_or_path, *, dtype=None):
     must hold one LSTM node, or a chain of them that makes a stack: each
     layer's Y feeding the next layer's X, possibly through the Transpose,
     Reshape, Squeeze (or Identity) nodes exporters insert. All layers share
-    hidden_size, direction ("forward" or "bidirectional"), layout, input_forget,
+    hidden_size, direction ("forward", "reverse" (clstm's reverse=True) or
+    "bidirectional"), layout, input_forget,
     clip and whether they have peepholes (input P), as a clstm model does. The
     model is batch_first when layout=1, or when X reaches the first layer
     through a Transpose(perm=[1, 0, 2]) (how lstm_to_onnx and torch write a
@@ -79,8 +80,7 @@ def lstm_from_onnx(model_or_path, *, dtype=None):
     are run-time inputs and ignored here. dtype: the model's dtype (default
     float64 if a weight is float64, else float32).
 
-    Raises ValueError for a malformed graph or a reverse-only LSTM (clstm has no
-    reverse-only model), NotImplementedError for activations other than
+    Raises ValueError for a malformed graph, NotImplementedError for activations other than
     Sigmoid, Tanh, Tanh (all clstm lacks of ONNX's LSTM).
     """
     onnx = _onnx()
@@ -98,8 +98,8 @@ def lstm_from_onnx(model_or_path, *, dtype=None):
     first = layers[0]
     N, H = first["N"], first["H"]
     for k, lay in enumerate(layers[1:], 1):
-        want = {key: first[key] for key in ("N", "H", "layout", "peepholes", "input_forget",
-                                            "clip")}
+        want = {key: first[key] for key in ("N", "reverse", "H", "layout", "peepholes",
+                                            "input_forget", "clip")}
         want["D"] = N * H
         got = {key: lay[key] for key in want}
         if got != want:
@@ -115,7 +115,8 @@ def lstm_from_onnx(model_or_path, *, dtype=None):
         dtype = np.float64 if f64 else np.float32
     # a Transpose of X to time-first in front of a time-first (layout 0) stack
     batch_first = (first["layout"] == 1) != (first["perms"] == [[1, 0, 2]])
-    lstm = LSTM(first["D"], H, len(layers), bidirectional=N == 2, dtype=dtype, seed=0,
+    lstm = LSTM(first["D"], H, len(layers), bidirectional=N == 2, reverse=first["reverse"],
+                dtype=dtype, seed=0,
                 batch_first=batch_first, peepholes=first["peepholes"],
                 input_forget=first["input_forget"], clip=first["clip"])
     state = {}
@@ -180,10 +181,7 @@ def _read_layer(node, consts, onnx):
         if key not in _ATTRIBUTES:
             raise NotImplementedError("%s: attribute %r is not supported" % (what, key))
     direction = attrs.get("direction", "forward")
-    if direction == "reverse":
-        raise ValueError("%s: direction 'reverse' alone has no clstm equivalent (clstm "
-                         "runs forward, or forward and reverse)" % what)
-    if direction not in ("forward", "bidirectional"):
+    if direction not in ("forward", "reverse", "bidirectional"):
         raise ValueError("%s: unknown direction %r" % (what, direction))
     N = 2 if direction == "bidirectional" else 1
     clip = attrs.get("clip")
@@ -228,7 +226,8 @@ def _read_layer(node, consts, onnx):
         if a is not None and a.shape != shape:
             raise ValueError("%s: %s must be %s, got %s" % (what, label, list(shape),
                                                              list(a.shape)))
-    return dict(name=node.name, N=N, H=H, D=D, layout=layout, W=W, R=R, B=B, P=P,
+    return dict(name=node.name, N=N, reverse=direction == "reverse", H=H, D=D, layout=layout,
+                W=W, R=R, B=B, P=P,
                 peepholes=P is not None, input_forget=bool(input_forget), clip=clip)
 
 
@@ -245,7 +244,8 @@ def lstm_to_onnx(lstm, path=None, *, opset=None, initial_state=False, lengths=Fa
     One difference: for a sequence of length 0, onnxruntime returns Y_h = Y_c
     = 0 where clstm returns the initial state (the same when that is 0).
 
-    One LSTM node per layer (ONNX gate order, weights as initializers; P,
+    One LSTM node per layer (direction "forward", "reverse" for a model with
+    reverse=True, or "bidirectional"; ONNX gate order, weights as initializers; P,
     input_forget and clip from the model's peepholes, input_forget and clip,
     clip rounded to float32 as ONNX stores it), joined by Transpose + Reshape
     from [T, N, B, H] to [T, B, N*H]. Dropout is a training feature and is
@@ -284,6 +284,7 @@ def lstm_to_onnx(lstm, path=None, *, opset=None, initial_state=False, lengths=Fa
     x = op("Transpose", ["X"], "X_tbd", perm=[1, 0, 2]) if lstm.batch_first else "X"
     y_shape = const("Y_shape", np.array([0, 0, -1], np.int64))
     states = {"h": [], "c": []}
+    direction = "bidirectional" if N == 2 else "reverse" if lstm.reverse else "forward"
     options = {"input_forget": 1} if lstm.input_forget else {}
     if lstm.clip is not None:
         options["clip"] = lstm.clip
@@ -305,8 +306,7 @@ def lstm_to_onnx(lstm, path=None, *, opset=None, initial_state=False, lengths=Fa
         outs = ["Y_l%d" % k] + ["Y_%s" % s if L == 1 else "Y_%s_l%d" % (s, k) for s in "hc"]
         while not ins[-1]:
             ins.pop()
-        op("LSTM", ins, outs, hidden_size=H, direction="bidirectional" if N == 2 else "forward",
-           **options)
+        op("LSTM", ins, outs, hidden_size=H, direction=direction, **options)
         for s, name in zip("hc", outs[1:]):
             states[s].append(name)
         last = k == L - 1 and not lstm.batch_first

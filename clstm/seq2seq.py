@@ -76,7 +76,7 @@ class Seq2Seq(LSTM):
     embedding : int
         The source embedding width (the encoder's input_size).
     hidden_size, num_layers, bidirectional, proj_size, dropout, peepholes,
-    input_forget :
+    input_forget, reverse :
         The encoder's LSTM options (clstm.LSTM); bidirectional by default.
         dropout applies between encoder layers.
     target_embedding : int or None
@@ -108,7 +108,7 @@ class Seq2Seq(LSTM):
                  decoder_layers=1, attention="general", attentional_size=None,
                  source_split="char", target_split="char", proj_size=0, dropout=0.0,
                  peepholes=False, input_forget=False, dtype=np.float32, seed=None,
-                 backend="default"):
+                 backend="default", reverse=False):
         self.source_vocabulary = _vocabulary(source_vocab, pairs.SOURCE_SPECIALS, "source_vocab")
         self.target_vocabulary = _vocabulary(target_vocab, pairs.TARGET_SPECIALS, "target_vocab")
         vs = (len(self.source_vocabulary) if self.source_vocabulary is not None
@@ -148,7 +148,8 @@ class Seq2Seq(LSTM):
         self.source_split, self.target_split = source_split, target_split
         super().__init__(embedding, hidden_size, num_layers, bidirectional=bidirectional,
                          proj_size=proj_size, dropout=dropout, dtype=dtype, seed=seed,
-                         backend=backend, peepholes=peepholes, input_forget=input_forget)
+                         backend=backend, peepholes=peepholes, input_forget=input_forget,
+                         reverse=reverse)
         self._store_vocabularies()
 
     # the C model: LSTM.__init__ creates it from core_settings (see _core_settings)

@@ -173,6 +173,14 @@ typedef struct {
     int attention;            /* CLSTM_ATTENTION_GENERAL or CLSTM_ATTENTION_DOT
                                  (needs Hd = N*R) */
     int64_t attentional_size; /* A >= 1: the attentional vector, fed back */
+    /* A reverse-only LSTM (ONNX's direction="reverse", Keras's
+     * go_backwards=True): */
+    int reverse; /* 0 or 1: the one direction of a unidirectional model runs
+                    each sequence from its last valid step back to its first,
+                    as the reverse half of a bidirectional model does; y at t
+                    is h after reading x_{len-1} down to x_t, and hT, cT the
+                    state after x_0. No streaming (clstm_state_reset: ARG).
+                    Needs bidirectional = 0 */
 } clstm_config;
 
 /* Attention scores of an encoder-decoder's decoder state h over the
@@ -181,10 +189,11 @@ enum { CLSTM_ATTENTION_GENERAL = 0, CLSTM_ATTENTION_DOT = 1 };
 #define CLSTM_MAX_DECODER_LAYERS 8
 
 /* D = H = L = 1, float32, default backend, no projection, unidirectional,
- * no dropout, raw input, no head, no decoder. A config from a caller
- * compiled against an older header is accepted: clstm 0.1.0's (ending at
- * `clip`) and the whole-model one's (ending at `softmax`); the fields it
- * lacks take these defaults. Any other struct_size below the library's is
+ * no dropout, raw input, no head, no decoder, forward. A config from a
+ * caller compiled against an older header is accepted: clstm 0.1.0's
+ * (ending at `clip`), the whole-model one's (ending at `softmax`) and the
+ * encoder-decoder one's (ending at `attentional_size`); the fields it lacks
+ * take these defaults. Any other struct_size below the library's is
  * ARG. */
 CLSTM_API clstm_config clstm_config_default(void);
 
@@ -198,7 +207,7 @@ typedef struct clstm_model clstm_model;
  * with input_size != vocab_size, output_size < 0), OVERFLOW (parameter
  * count), DTYPE, UNSUPPORTED (backend), ARG (struct_size, an unknown
  * encoding or backend, a flag other than 0 or 1, dropout outside [0, 1),
- * clip < 0, softmax without a head), NOMEM. *out is NULL on failure. */
+ * clip < 0, softmax without a head, reverse with bidirectional), NOMEM. *out is NULL on failure. */
 CLSTM_API clstm_status clstm_create(const clstm_config *cfg, uint64_t seed,
                                     clstm_model **out);
 
@@ -346,11 +355,11 @@ CLSTM_API clstm_status clstm_forward_ex(const clstm_model *m, int64_t T, int64_t
  * call over the whole sequence up to float rounding (the chunks group the
  * input projection into different gemms). Bidirectional models have no
  * streaming semantics (the reverse direction needs the end of the
- * sequence).
+ * sequence); neither have reverse models.
  * clstm_state_reset zeroes stream b (0 <= b < B) of h and c, leaving the
  * other streams untouched. Errors: NULL, SIZE (B < 1), OVERFLOW (the (B, .)
  * state arrays could not exist), ARG (b out of range, or a bidirectional
- * model). */
+ * or reverse model). */
 CLSTM_API clstm_status clstm_state_reset(const clstm_model *m, int64_t B, void *h, void *c,
                                          int64_t b);
 
@@ -569,7 +578,7 @@ CLSTM_API clstm_status clstm_ctc_beam_search(clstm_dtype dtype, int64_t T, int64
  * not advance the model. The model runs one step per new labelling
  * (at most width a step), one sequence at a time. Errors as
  * clstm_ctc_beam_search, and ARG for a model that cannot serve (not a
- * token model with a head over its V tokens, or bidirectional), a
+ * token model with a head over its V tokens, bidirectional or reverse), a
  * tokens entry outside -1..V-1, the blank's entry not -1, start outside
  * -1..V-1, or a weight or bonus that is not finite. Memory: per node
  * (1 + T * width of them) the model's state and V + 1 doubles. */
@@ -709,7 +718,8 @@ CLSTM_API clstm_status clstm_vocab_lookup(const clstm_model *m, const char *text
  * "input_size", "hidden_size", "num_layers", "proj_size", "bidirectional",
  * "dropout", "peepholes", "input_forget", "clip", "dtype", "encoding",
  * "vocab_size", "output_size", "softmax", "vocab"; for an encoder-decoder
- * also the decoder's config fields); value: valid UTF-8 of at
+ * also the decoder's config fields, and for a reverse model "reverse");
+ * value: valid UTF-8 of at
  * most CLSTM_METADATA_VALUE_MAX bytes. Errors: NULL (m or key), ARG (a key
  * or value as above, or a new key past CLSTM_MAX_METADATA), NOMEM.
  * clstm_get_metadata: *value = the value (owned by the model, valid until
@@ -769,7 +779,10 @@ CLSTM_API int clstm_has_blas(void);
  * vocabulary's UTF-8 string, JSON-escaped). An encoder-decoder's file has
  * "format_version": "2" and its decoder's config fields, spelt as in
  * clstm_config ("attention": "general" or "dot"); in a version 1 file
- * those names are user metadata. Tensor names are clstm_tensor_info's,
+ * those names are user metadata. A reverse model's file has
+ * "format_version": "3" and "reverse": "1" (and the decoder's fields where
+ * it has "target_vocab"), so that a reader that predates the flag refuses
+ * the file instead of running the model forward. Tensor names are clstm_tensor_info's,
  * including "embedding.weight", "head.weight" and "head.bias" (and the
  * decoder's, see "Sequence to sequence"). Data are the
  * parameter block, little-endian, tensors in block order. The backend is not
@@ -812,7 +825,7 @@ CLSTM_API clstm_status clstm_save_ex(const clstm_model *m, const char *path, con
  * error), all of one dtype, F32 for a float32 model, F64 for float64.
  * Missing metadata (e.g. a file written by safetensors.torch.save_file from a
  * torch.nn.LSTM state_dict) takes defaults: "format" and "format_version" may
- * be absent (if present they must be "clstm" and "1"); proj_size 0,
+ * be absent (if present they must be "clstm" and "1", "2" or "3"); proj_size 0,
  * bidirectional, peepholes, input_forget 0, dropout 0, clip 0; dtype that of
  * the tensors; input_size from weight_ih_l0 (4H, D), hidden_size from
  * weight_hh_l0 (4H, R), num_layers from the number of weight_ih_l{k};

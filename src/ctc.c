@@ -488,7 +488,8 @@ static clstm_status lm_check(const clstm_ctc_lm *lm, int64_t C, int32_t blank, l
     clstm_status st = clstm_get_config(lm->model, &li->cfg);
     if (st != CLSTM_OK) return st;
     const clstm_config *c = &li->cfg;
-    if (c->encoding == CLSTM_ENCODING_NONE || c->bidirectional || c->output_size < 1 ||
+    if (c->encoding == CLSTM_ENCODING_NONE || c->bidirectional || c->reverse ||
+        c->output_size < 1 ||
         c->output_size != c->vocab_size || !isfinite(lm->weight) || !isfinite(lm->bonus))
         return CLSTM_ERR_ARG;
     li->lm = lm;

@@ -195,7 +195,9 @@ clstm_status clstm_param_count(const clstm_config *c, size_t *n) {
 clstm_status clstm_config_read(const clstm_config *in, clstm_config *out) {
     const size_t v010 = offsetof(clstm_config, encoding); /* clstm 0.1.0's size */
     const size_t whole = offsetof(clstm_config, target_vocab); /* before the decoder */
-    if (in->struct_size != v010 && in->struct_size != whole && in->struct_size < sizeof *out)
+    const size_t s2s = offsetof(clstm_config, reverse);        /* before reverse */
+    if (in->struct_size != v010 && in->struct_size != whole && in->struct_size != s2s &&
+        in->struct_size < sizeof *out)
         return CLSTM_ERR_ARG;
     *out = clstm_config_default();
     memcpy(out, in, in->struct_size < sizeof *out ? in->struct_size : sizeof *out);
@@ -220,6 +222,8 @@ clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **
     cfg = &own;
     if (cfg->dtype != CLSTM_FLOAT32 && cfg->dtype != CLSTM_FLOAT64) return CLSTM_ERR_DTYPE;
     if (cfg->bidirectional != 0 && cfg->bidirectional != 1) return CLSTM_ERR_ARG;
+    if ((cfg->reverse != 0 && cfg->reverse != 1) || (cfg->reverse && cfg->bidirectional))
+        return CLSTM_ERR_ARG;
     if (!(cfg->dropout >= 0.0 && cfg->dropout < 1.0)) return CLSTM_ERR_ARG; /* NaN too */
     if ((cfg->peepholes != 0 && cfg->peepholes != 1) ||
         (cfg->input_forget != 0 && cfg->input_forget != 1) || !(cfg->clip >= 0.0))
@@ -283,9 +287,10 @@ void clstm_free(clstm_model *m) {
 clstm_status clstm_get_config(const clstm_model *m, clstm_config *out) {
     if (!m || !out) return CLSTM_ERR_NULL;
     const size_t v010 = offsetof(clstm_config, encoding), want = out->struct_size;
-    if (want == v010 || want == offsetof(clstm_config, target_vocab)) {
-        /* a caller built with an older header: clstm 0.1.0's, or the one
-         * before the decoder */
+    if (want == v010 || want == offsetof(clstm_config, target_vocab) ||
+        want == offsetof(clstm_config, reverse)) {
+        /* a caller built with an older header: clstm 0.1.0's, the one
+         * before the decoder, or the one before reverse */
         memcpy(out, &m->cfg, want);
         out->struct_size = want;
     } else {
@@ -404,7 +409,7 @@ size_t clstm_tensor_offset(const clstm_model *m, clstm_tensor_kind kind) {
 clstm_status clstm_state_reset(const clstm_model *m, int64_t B, void *h, void *c, int64_t b) {
     if (!m || !h || !c) return CLSTM_ERR_NULL;
     if (B < 1) return CLSTM_ERR_SIZE;
-    if (b < 0 || b >= B || m->cfg.bidirectional) return CLSTM_ERR_ARG;
+    if (b < 0 || b >= B || m->cfg.bidirectional || m->cfg.reverse) return CLSTM_ERR_ARG;
     const size_t R = (size_t)clstm_rsize(&m->cfg), H = (size_t)m->cfg.hidden_size;
     if (!clstm_array_ok(m->cfg.num_layers, B, (int64_t)H, m->elem))
         return CLSTM_ERR_OVERFLOW; /* h and c cannot exist (H >= R) */

@@ -179,7 +179,7 @@ static clstm_status plan_layout(const clstm_model *m, const run_plan *p, int64_t
         !clstm_array_ok(N * L, B, H > R ? H : R, m->elem))
         return CLSTM_ERR_OVERFLOW;
     memset(ly, 0, sizeof *ly);
-    ly->chunked = !p->train && N == 1;
+    ly->chunked = !p->train && N == 1 && !cf->reverse; /* streams forward only */
     ly->tc = ly->chunked ? CLSTM_INFER_CHUNK : T; /* even for shorter T */
     const plan_args a = {m, p, T, B, ly->tc};
     carver c = {WS_HEADER, sizeof(int64_t), 0};
@@ -289,7 +289,7 @@ static dims make_dims(const clstm_model *m, int64_t T, int64_t B, const int64_t 
                       int train, uint64_t seed) {
     const clstm_config *c = &m->cfg;
     dims d = {m->use_blas, T, B, c->hidden_size, c->proj_size, clstm_rsize(c),
-              clstm_dirs(c), c->num_layers, lens, 1, 0.0, seed, 0};
+              clstm_dirs(c), c->num_layers, lens, 1, 0.0, seed, 0, c->reverse};
     for (int64_t b = 0; b < B; b++) d.uniform &= lens[b] == T;
     if (train && c->num_layers > 1 && c->dropout > 0) {
         d.dropout = c->dropout;

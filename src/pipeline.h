@@ -96,6 +96,7 @@ typedef struct {
     double dropout;       /* > 0 only in a training call of a model with dropout */
     uint64_t seed;
     uint32_t drop_thresh; /* dropped when 24 random bits < this */
+    int reverse;          /* a reverse-only model: direction 0 runs backwards */
 } dims;
 
 /* One call: the model, its plan and workspace, and the caller's arrays

@@ -252,9 +252,12 @@ static const config_key CONFIG_KEYS[] = {
     KEY(decoder_layers, KEY_INT, "decoder_layers is not a decimal integer"),
     KEY(attention, KEY_ATTENTION, "attention is not \"general\" or \"dot\""),
     KEY(attentional_size, KEY_INT, "attentional_size is not a decimal integer"),
+    /* a reverse-only model's, written only with reverse = 1 (absent: 0) */
+    KEY(reverse, KEY_BOOL, "reverse is not 0 or 1"),
 };
-/* the first of the decoder's keys */
+/* the first of the decoder's keys, and the reverse key */
 #define FIRST_DECODER_KEY 14
+#define REVERSE_KEY 20
 #undef KEY
 #define N_CONFIG_KEYS (sizeof CONFIG_KEYS / sizeof CONFIG_KEYS[0])
 static const char *const ENCODINGS[3] = {"none", "onehot", "embedding"};
@@ -307,13 +310,20 @@ static void format_key(const config_key *k, const clstm_config *c, char *buf) {
     }
 }
 
+/* Whether CONFIG_KEYS[i] is config in a file of a model with (or without) a
+ * decoder and the reverse flag: the decoder's keys are config only in an
+ * encoder-decoder's file, "reverse" only in a reverse model's (format
+ * versions 2 and 3); other models may keep user metadata of those names. */
+static int config_key_in(size_t i, int decoder, int reverse) {
+    return i < FIRST_DECODER_KEY || (i < REVERSE_KEY ? decoder : reverse);
+}
+
 int clstm_metadata_reserved(const clstm_model *m, const char *key) {
     static const char *const file_keys[4] = {"format", "format_version", "vocab", "quantized"};
-    /* the decoder's keys are config only in an encoder-decoder's file (format
-     * version 2); other models may keep user metadata of those names */
-    const size_t n = m->cfg.target_vocab ? N_CONFIG_KEYS : FIRST_DECODER_KEY;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(key, CONFIG_KEYS[i].name) == 0) return 1;
+    for (size_t i = 0; i < N_CONFIG_KEYS; i++)
+        if (config_key_in(i, m->cfg.target_vocab > 0, m->cfg.reverse) &&
+            strcmp(key, CONFIG_KEYS[i].name) == 0)
+            return 1;
     return name_index(key, file_keys, 4) >= 0;
 }
 
@@ -352,15 +362,24 @@ static int config_from_meta(st_header *h, clstm_config *c, int quantized) {
     *c = clstm_config_default();
     if ((v = meta(h, "format")) && strcmp(v, "clstm") != 0)
         return fail(h, "__metadata__ format is not \"clstm\"");
-    /* version 2: an encoder-decoder, whose decoder keys are config; in
-     * version 1 (or none) names like "attention" are user metadata */
-    const int v2 = (v = meta(h, "format_version")) && strcmp(v, "2") == 0;
-    if (v && strcmp(v, "1") != 0 && !v2) return fail(h, "unsupported __metadata__ format_version");
+    /* version 2: an encoder-decoder, whose decoder keys are config; version
+     * 3: a reverse model ("reverse" is config; the decoder's keys are where
+     * target_vocab is given); in version 1 (or none) those names are user
+     * metadata */
+    const char *version = meta(h, "format_version");
+    const int v2 = version && strcmp(version, "2") == 0;
+    const int v3 = version && strcmp(version, "3") == 0;
+    if (version && strcmp(version, "1") != 0 && !v2 && !v3)
+        return fail(h, "unsupported __metadata__ format_version");
     if (v2 && !meta(h, "target_vocab"))
         return fail(h, "format_version 2 (an encoder-decoder) without target_vocab");
-    if (v2 && quantized) return fail(h, "an encoder-decoder cannot be quantized");
-    for (size_t i = 0; i < (v2 ? N_CONFIG_KEYS : FIRST_DECODER_KEY); i++)
-        if ((v = meta(h, CONFIG_KEYS[i].name)) && parse_key(&CONFIG_KEYS[i], v, c))
+    if (v3 && !meta(h, "reverse"))
+        return fail(h, "format_version 3 (a reverse model) without reverse");
+    const int decoder = v2 || (v3 && meta(h, "target_vocab"));
+    if (decoder && quantized) return fail(h, "an encoder-decoder cannot be quantized");
+    for (size_t i = 0; i < N_CONFIG_KEYS; i++)
+        if (config_key_in(i, decoder, v3) && (v = meta(h, CONFIG_KEYS[i].name)) &&
+            parse_key(&CONFIG_KEYS[i], v, c))
             return fail(h, CONFIG_KEYS[i].bad);
     /* what the metadata leaves out is read off the tensors */
     for (int i = 0; i < 3; i++)
@@ -689,9 +708,9 @@ static char *build_header(const clstm_model *m, const st_entry *e, size_t ne, si
     if (!s) return NULL;
     len = (size_t)snprintf(s, cap, "{\"__metadata__\":{\"format\":\"clstm\","
                                    "\"format_version\":\"%s\"",
-                           m->cfg.target_vocab ? "2" : "1");
-    const size_t n_keys = m->cfg.target_vocab ? N_CONFIG_KEYS : FIRST_DECODER_KEY;
-    for (size_t i = 0; i < n_keys; i++) {
+                           m->cfg.reverse ? "3" : m->cfg.target_vocab ? "2" : "1");
+    for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
+        if (!config_key_in(i, m->cfg.target_vocab > 0, m->cfg.reverse)) continue;
         char value[64];
         format_key(&CONFIG_KEYS[i], &m->cfg, value);
         len = put_pair(s, len, CONFIG_KEYS[i].name, value);

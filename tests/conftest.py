@@ -47,6 +47,7 @@ class Case:
     P: int = 0  # proj_size
     lengths: tuple = None  # per sequence, passed as forward(lengths=...)
     dropout: float = 0.0
+    rev: bool = False  # a reverse-only model (reverse=True)
 
     def __str__(self):
         s = f"T{self.T}B{self.B}D{self.D}H{self.H}L{self.L}-{self.layout}"
@@ -60,6 +61,8 @@ class Case:
             s += f"-len{min(self.lengths)}to{max(self.lengths)}"
         if self.dropout:
             s += f"-p{self.dropout}"
+        if self.rev:
+            s += "-rev"
         return s
 
     @property
@@ -79,6 +82,8 @@ class Case:
             opts["proj_size"] = self.P
         if self.dropout:
             opts["dropout"] = self.dropout
+        if self.rev:
+            opts["reverse"] = True
         return opts
 
     def model(self, dtype=np.float64, backend="default", seed=1234, **overrides):
@@ -138,6 +143,16 @@ ZERO_LENGTH_CASES = (
     _c(2, 3, 3, 4, 1, "btd", lengths=(2, 0, 1)),
     _c(4, 1, 2, 3, 2, "td", N=2, lengths=(0,)),
     _c(1, 2, 2, 3, 2, N=2, P=1, lengths=(1, 0)),
+)
+# Reverse-only models (reverse=True): layouts, projection, lengths with 0,
+# 1 and T, and one case big enough for more than one thread.
+REVERSE_CASES = (
+    _c(4, 3, 3, 5, 1, rev=True),
+    _c(5, 3, 2, 4, 2, P=3, lengths=(2, 5, 1), rev=True),
+    _c(4, 2, 3, 4, 3, "btd", lengths=(4, 3), rev=True),
+    _c(5, 1, 3, 4, 2, "td", P=2, lengths=(3,), rev=True),
+    _c(3, 4, 2, 3, 2, lengths=(0, 3, 1, 0), rev=True),
+    _c(6, 32, 20, 33, 2, P=17, lengths=tuple(range(6, 0, -1)) * 5 + (0, 6), rev=True),
 )
 # Big enough for clstm to use more than one thread.
 MEDIUM_FEATURES = _c(6, 32, 20, 33, 2, N=2, P=17, lengths=tuple(range(6, 0, -1)) * 5 + (0, 6))
@@ -298,7 +313,7 @@ def expected_forward(lstm, x, state, layout, lengths=None, masks=None):
     masks: the dropout masks (canonical layout), see reference.forward."""
     x64 = as_model_f64(ref.x_from_api(np.asarray(x), layout), lstm.dtype)
     h0, c0 = _state_f64(state, layout, lstm.dtype)
-    return ref.forward(params64(lstm), x64, h0, c0, lengths, masks)
+    return ref.forward(params64(lstm), x64, h0, c0, lengths, masks, getattr(lstm, "reverse", False))
 
 
 def expected_backward(lstm, cache, dy, dstate, layout):

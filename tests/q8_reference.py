@@ -99,7 +99,8 @@ def forward(model, x=None, ids=None, lengths=None):
         for d in range(N):
             h = np.zeros((B, R))
             c = np.zeros((B, cfg["hidden_size"]))
-            y, _, _ = _unit(t8, p, cfg, k, "_reverse" if d else "", inp, h, c, lengths, d == 1)
+            y, _, _ = _unit(t8, p, cfg, k, "_reverse" if d else "", inp, h, c, lengths,
+                            d == 1 or cfg["reverse"])
             outs.append(y)
         inp = np.concatenate(outs, axis=-1)
     if cfg["output_size"]:

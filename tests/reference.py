@@ -127,14 +127,15 @@ def _direction_forward(p, inp, h, c, active, reverse):
     return out, h, c, steps
 
 
-def forward(params, x, h0=None, c0=None, lengths=None, masks=None):
+def forward(params, x, h0=None, c0=None, lengths=None, masks=None, reverse=False):
     """Run the LSTM in float64.
 
     params: dict name -> array (PyTorch names; bidirectional and projection
     are read from the names and shapes); x: (T, B, D); h0: (N*L, B, R) and
     c0: (N*L, B, H), or None for zeros; lengths: None (all T) or (B,) ints in
     0..T; masks: None or L-1 arrays (T, B, N*R), masks[k-1] multiplying the
-    input of layer k (dropout: 0 or 1/(1-p)).
+    input of layer k (dropout: 0 or 1/(1-p)); reverse: a reverse-only model
+    (its one direction runs as a bidirectional model's reverse one).
     Returns y (T, B, N*R), hT (N*L, B, R), cT (N*L, B, H) and a cache for
     backward.
     """
@@ -157,13 +158,13 @@ def forward(params, x, h0=None, c0=None, lengths=None, masks=None):
         for d in range(N):
             j = k * N + d
             out, hT[j], cT[j], steps = _direction_forward(
-                _direction_params(params, k, d), layer_in, h0[j], c0[j], active, d == 1
+                _direction_params(params, k, d), layer_in, h0[j], c0[j], active, d == 1 or reverse
             )
             outs.append(out)
             caches.append(steps)
         layers.append((layer_in, caches))
         layer_in = np.concatenate(outs, axis=2)
-    return layer_in, hT, cT, {"layers": layers, "masks": masks}
+    return layer_in, hT, cT, {"layers": layers, "masks": masks, "reverse": reverse}
 
 
 def _check_masks(masks, L, shape):
@@ -203,7 +204,7 @@ def backward(params, cache, dy=None, dhT=None, dcT=None):
             n_ih, n_hh, n_bih, n_bhh, n_hr = _names(k, d)
             d_own = d_out[:, :, d * R : (d + 1) * R]
             dh, dc = dhT[j].copy(), dcT[j].copy()
-            for t in reversed(_time_order(T, d == 1)):
+            for t in reversed(_time_order(T, d == 1 or cache["reverse"])):
                 s = caches[d][t]
                 act = s["act"]
                 # A skipped step: nothing flows into it, dh and dc pass through.

@@ -23,15 +23,21 @@ CC = shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="needs gcc")
 CFLAGS = ["-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 
-# bidirectional, proj_size, peepholes, input_forget, clip, encoding, head
+# bidirectional (or "reverse": a reverse-only model), proj_size, peepholes,
+# input_forget, clip, encoding, head
 FEATURES = list(itertools.product([False, True], [0, 3], [False, True], [False, True],
                                   [None, 0.5], [None, "onehot", "embedding"], [0, 4]))
+# reverse-only: every projection, encoding and head, the ONNX options by turns
+FEATURES += [("reverse", proj, k % 2 == 0, k % 3 == 0, (None, 0.5)[k % 2], enc, head)
+             for k, (proj, enc, head) in enumerate(itertools.product(
+                 [0, 3], [None, "onehot", "embedding"], [0, 4]))]
 
 
 def make_model(i, bi, proj, peep, cf, clip, enc, head):
     """A random model with these features and three input sequences."""
     rng = np.random.default_rng(i)
-    kw = dict(hidden_size=5, num_layers=2, bidirectional=bi, proj_size=proj, peepholes=peep,
+    kw = dict(hidden_size=5, num_layers=2, bidirectional=bi is True, reverse=bi == "reverse",
+              proj_size=proj, peepholes=peep,
               input_forget=cf, clip=clip, output_size=head, softmax=bool(head), seed=i)
     if enc is None:
         m = clstm.Model(input_size=3, **kw)

@@ -9,6 +9,7 @@ from conftest import (
     BACKENDS,
     DTYPES,
     FEATURE_CASES,
+    REVERSE_CASES,
     ZERO_LENGTH_CASES,
     Case,
     assert_close,
@@ -19,7 +20,8 @@ from conftest import (
 
 import clstm
 
-LENGTH_CASES = tuple(c for c in FEATURE_CASES + ZERO_LENGTH_CASES if c.lengths is not None)
+LENGTH_CASES = tuple(c for c in FEATURE_CASES + ZERO_LENGTH_CASES + REVERSE_CASES[:5]
+                     if c.lengths is not None)
 
 
 @pytest.mark.parametrize("case", FEATURE_CASES + ZERO_LENGTH_CASES, ids=str)

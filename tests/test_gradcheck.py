@@ -34,6 +34,9 @@ FD_CASES = (
     # dropout, with a fixed dropout_seed for every training forward
     Case(3, 1, 2, 3, 2, "td", dropout=0.5),
     Case(3, 3, 2, 3, 2, "btd", N=2, P=2, lengths=(3, 1, 2), dropout=0.3),
+    # reverse-only, with projection, lengths and dropout
+    Case(4, 3, 2, 3, 2, P=2, lengths=(4, 1, 0), rev=True),
+    Case(3, 2, 2, 3, 2, "btd", lengths=(3, 2), dropout=0.3, rev=True),
 )
 DROPOUT_SEED = 12345
 

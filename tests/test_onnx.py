@@ -52,9 +52,10 @@ SUPPORTED = (
     "test_lstm_with_peepholes",
     "test_lstm_batchwise",
     "test_lstm_bidirectional",
+    "test_lstm_reverse",
 )
 # Cases clstm cannot represent; the test fails if one starts to import.
-REJECTED = {"test_lstm_reverse": (ValueError, "reverse")}  # no reverse-only model
+REJECTED = {}
 
 
 def test_onnx_cases_found():
@@ -203,7 +204,7 @@ OPTIONS = [
 ]
 OPTION_IDS = ["-".join(o) for o in OPTIONS]
 SETTINGS = ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "dtype")
-SETTINGS += ("peepholes", "input_forget", "clip")
+SETTINGS += ("peepholes", "input_forget", "clip", "reverse")
 
 
 def _assert_same_model(got, want):
@@ -236,6 +237,58 @@ def test_export_options_match_onnxruntime(opts, L, bi, bf):
         plain = clstm.LSTM(3, 5, L, bidirectional=bi, batch_first=bf, peepholes=lstm.peepholes)
         plain.load_state_dict(lstm.state_dict())
         assert not np.allclose(plain.forward(args[0], args[1], train=False)[0], outs[0])
+
+
+@pytest.mark.parametrize("lengths", [False, True], ids=["", "lengths"])
+@pytest.mark.parametrize("initial_state", [False, True], ids=["", "state"])
+@pytest.mark.parametrize("L,bf,opts", [(1, False, {}), (2, True, {}), (3, False, {}),
+                                       (2, False, {"peepholes": True, "clip": 0.75})],
+                         ids=["L1", "L2-bf", "L3", "L2-options"])
+def test_reverse_export_matches_onnxruntime(L, bf, opts, initial_state, lengths):
+    """A reverse-only model is one direction="reverse" node per layer:
+    onnxruntime computes what clstm does (lengths included: each sequence
+    starts at its last valid step), and the import gives the model back."""
+    lstm = clstm.LSTM(3, 5, L, reverse=True, batch_first=bf, seed=L, **opts)
+    model = lstm_to_onnx(lstm, initial_state=initial_state, lengths=lengths)
+    nodes = [n for n in model.graph.node if n.op_type == "LSTM"]
+    assert [onnx.helper.get_attribute_value(a) for n in nodes for a in n.attribute
+            if a.name == "direction"] == [b"reverse"] * L
+    for T, B in ((4, 3), (1, 1)):
+        args, feed = _problem(lstm, T, B, initial_state, lengths)
+        outs = _session(model).run(None, feed)
+        _assert_outputs(outs, lstm, args, F32_TOL)
+    back = lstm_from_onnx(model)
+    _assert_same_model(back, lstm)
+    # not the forward model: reversing the direction changes the outputs
+    fwd = clstm.LSTM(3, 5, L, batch_first=bf, **opts)
+    fwd.load_state_dict(lstm.state_dict())
+    (x, state, lens), feed = _problem(lstm, 4, 3, initial_state, lengths)
+    assert not np.allclose(fwd.forward(x, state, lengths=lens, train=False)[0],
+                           _session(model).run(None, feed)[0])
+
+
+@pytest.mark.parametrize("initial_state", [False, True], ids=["", "state"])
+def test_reverse_float64_matches_reference_evaluator(initial_state):
+    lstm = clstm.LSTM(2, 3, 2, reverse=True, seed=7, dtype=np.float64)
+    model = lstm_to_onnx(lstm, initial_state=initial_state)
+    args, feed = _problem(lstm, 5, 2, initial_state, False)
+    _assert_outputs(ReferenceEvaluator(model).run(None, feed), lstm, args, F64_TOL)
+
+
+def test_reverse_layers_must_agree():
+    """A stack whose layers mix directions is not one clstm model."""
+    a, b = clstm.LSTM(3, 4, reverse=True, seed=1), clstm.LSTM(4, 4, seed=2)
+    ma, mb = lstm_to_onnx(a), lstm_to_onnx(b)
+    graph = ma.graph
+    for n in mb.graph.node:
+        n.input[:] = [("Y" if i == "X" else i + "_b") if i else i for i in n.input]
+        n.output[:] = [o + "_b" for o in n.output]
+    graph.node.extend(mb.graph.node)
+    for t in mb.graph.initializer:
+        t.name += "_b"
+    graph.initializer.extend(mb.graph.initializer)
+    with pytest.raises(ValueError, match="reverse"):
+        lstm_from_onnx(ma)
 
 
 def test_clip_is_stored_as_float32():
@@ -356,7 +409,9 @@ BAD_MODELS = {
     "clip": (_lstm_model(clip=0.0), "clip must be positive"),
     "input_forget": (_lstm_model(input_forget=2), "input_forget must be 0 or 1"),
     "no R": (_lstm_model(inputs=("X", "W")), "expected inputs X, W, R"),
-    "reverse": (_lstm_model(direction="reverse"), "'reverse' alone"),
+    "reverse with 2 directions' W": (
+        _lstm_model(direction="reverse", weights=_replace(W0, W=np.stack([W0["W"][0]] * 2))),
+        r"W must be \[1,"),
     "no LSTM": (_model([helper.make_node("Relu", ["X"], ["Y"])], {}), "no LSTM node"),
 }
 

@@ -1663,7 +1663,7 @@ static void compare_models(clstm_model *a, clstm_model *b, const char *ctx)
               ca.num_layers == cb.num_layers && ca.proj_size == cb.proj_size &&
               ca.bidirectional == cb.bidirectional && ca.dtype == cb.dtype &&
               ca.peepholes == cb.peepholes && ca.input_forget == cb.input_forget &&
-              ca.dropout == cb.dropout && ca.clip == cb.clip,
+              ca.dropout == cb.dropout && ca.clip == cb.clip && ca.reverse == cb.reverse,
           "%s: LSTM config differs after the round trip", ctx);
     CHECK(ca.encoding == cb.encoding && ca.vocab_size == cb.vocab_size &&
               ca.output_size == cb.output_size && ca.softmax == cb.softmax,
@@ -1892,6 +1892,125 @@ static void test_abi(void)
     clstm_free(m);
 }
 
+/* ------------------------------------------------------------ 9b. reverse */
+
+/* Whether the file's bytes hold `text`. */
+static int has_text(const unsigned char *f, size_t n, const char *text)
+{
+    const size_t k = strlen(text);
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp(f + i, text, k) == 0) return 1;
+    return 0;
+}
+
+/* The reverse flag: its validation, an older caller's config (the one
+ * ending before it), no streaming, and its file: version 3 with "reverse",
+ * refused when malformed; a forward model may keep user metadata of that
+ * name. (Its numbers: tests/test_forward.py etc., REVERSE_CASES.) */
+static void test_reverse(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/m.safetensors", g_dir);
+    clstm_config c = clstm_config_default();
+    c.input_size = 3;
+    c.hidden_size = 4;
+    c.num_layers = 2;
+    clstm_model *m = NULL;
+    c.reverse = 2;
+    CHECK(clstm_create(&c, 1, &m) == CLSTM_ERR_ARG && m == NULL, "reverse = 2 accepted");
+    c.reverse = 1;
+    c.bidirectional = 1;
+    CHECK(clstm_create(&c, 1, &m) == CLSTM_ERR_ARG && m == NULL,
+          "reverse with bidirectional accepted");
+    c.bidirectional = 0;
+
+    const size_t before = offsetof(clstm_config, reverse);
+    union {
+        clstm_config c;
+        unsigned char raw[sizeof(clstm_config)];
+    } u;
+    u.c = c;
+    memset(u.raw + before, 0xA5, sizeof u.raw - before); /* must not be read */
+    u.c.struct_size = before;
+    if (CHECK_STATUS(clstm_create(&u.c, 1, &m), CLSTM_OK)) {
+        clstm_config g;
+        CHECK_STATUS(clstm_get_config(m, &g), CLSTM_OK);
+        CHECK(g.reverse == 0, "a config that ends before reverse made a reverse model");
+        memset(u.raw, 0x5A, sizeof u.raw);
+        u.c.struct_size = before;
+        CHECK_STATUS(clstm_get_config(m, &u.c), CLSTM_OK);
+        size_t touched = 0;
+        for (size_t i = before; i < sizeof u.raw; i++) touched += u.raw[i] != 0x5A;
+        CHECK(touched == 0 && u.c.struct_size == before && u.c.hidden_size == 4,
+              "get_config(the size before reverse) wrote %zu bytes past it", touched);
+    }
+    clstm_free(m);
+
+    m = NULL;
+    if (!CHECK_STATUS(clstm_create(&c, 1, &m), CLSTM_OK)) return;
+    float h[2 * 4], cs[2 * 4];
+    CHECK_STATUS(clstm_state_reset(m, 1, h, cs, 0), CLSTM_ERR_ARG);
+    CHECK_STATUS(clstm_set_metadata(m, "reverse", "x"), CLSTM_ERR_ARG);
+    size_t n;
+    unsigned char *f;
+    if (CHECK_STATUS(clstm_save(m, path), CLSTM_OK) && (f = read_all(path, &n))) {
+        CHECK(has_text(f, n, "\"format_version\":\"3\"") && has_text(f, n, "\"reverse\":\"1\""),
+              "a reverse model's file lacks format_version 3 or reverse 1");
+        clstm_model *l = NULL;
+        if (CHECK_STATUS(clstm_load_buffer(f, n, &l), CLSTM_OK)) compare_models(m, l, "reverse");
+        clstm_free(l);
+        /* version 3 without "reverse" (renamed to user metadata), a bad
+         * flag, and version 1 (an older writer's): FORMAT for the first
+         * two; the third loads a forward model keeping "reverse" as user
+         * metadata */
+        static const char *const patches[][2] = {{"\"reverse\":", "\"reverzz\":"},
+                                                 {"\"reverse\":\"1\"", "\"reverse\":\"7\""}};
+        for (size_t k = 0; k < 2; k++) {
+            unsigned char *g = xcalloc(n, 1);
+            memcpy(g, f, n);
+            if (patch(g, n, patches[k][0], patches[k][1])) {
+                l = NULL;
+                CHECK(clstm_load_buffer(g, n, &l) == CLSTM_ERR_FORMAT && l == NULL,
+                      "reverse patch %zu: not FORMAT", k);
+            }
+            free(g);
+        }
+        unsigned char *g = xcalloc(n, 1);
+        memcpy(g, f, n);
+        l = NULL;
+        if (patch(g, n, "\"format_version\":\"3\"", "\"format_version\":\"1\"") &&
+            CHECK_STATUS(clstm_load_buffer(g, n, &l), CLSTM_OK)) {
+            clstm_config g1;
+            const char *v = NULL;
+            CHECK_STATUS(clstm_get_config(l, &g1), CLSTM_OK);
+            CHECK_STATUS(clstm_get_metadata(l, "reverse", &v), CLSTM_OK);
+            CHECK(g1.reverse == 0 && v && strcmp(v, "1") == 0,
+                  "version 1: reverse %d, user metadata %s", g1.reverse, v ? v : "(none)");
+        }
+        clstm_free(l);
+        free(g);
+        free(f);
+    }
+    clstm_free(m);
+
+    /* a forward model keeps user metadata named "reverse" in a version 1 file */
+    c.reverse = 0;
+    m = NULL;
+    if (!CHECK_STATUS(clstm_create(&c, 1, &m), CLSTM_OK)) return;
+    CHECK_STATUS(clstm_set_metadata(m, "reverse", "yes"), CLSTM_OK);
+    if (CHECK_STATUS(clstm_save(m, path), CLSTM_OK) && (f = read_all(path, &n))) {
+        CHECK(has_text(f, n, "\"format_version\":\"1\""), "a forward model's file not version 1");
+        clstm_model *l = NULL;
+        const char *v = NULL;
+        if (CHECK_STATUS(clstm_load_buffer(f, n, &l), CLSTM_OK) &&
+            CHECK_STATUS(clstm_get_metadata(l, "reverse", &v), CLSTM_OK))
+            CHECK(v && strcmp(v, "yes") == 0, "user metadata \"reverse\" lost");
+        clstm_free(l);
+        free(f);
+    }
+    clstm_free(m);
+}
+
 /* ------------------------------------------------------------ 10. tensors */
 
 static void test_tensors(mspec s)
@@ -2052,6 +2171,7 @@ int main(void)
     test_file_round_trips();
     test_torch_style_files();
     test_abi();
+    test_reverse();
     test_tensors_all();
     test_one_path();
     char path[128];

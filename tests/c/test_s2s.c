@@ -199,8 +199,10 @@ static double api_ctx_loss(void *c) {
     return api_loss(a->m, a->R, a->z, a->ws, a->bytes);
 }
 
+/* bidir: 0 forward, 1 bidirectional, 2 a reverse-only encoder */
 static void api_gradcheck(int dot, int bidir) {
-    clstm_config c = s2s_config(dot, bidir);
+    clstm_config c = s2s_config(dot, bidir == 1);
+    c.reverse = bidir == 2;
     clstm_model *m = NULL;
     if (!CHECK(clstm_create(&c, 5, &m) == CLSTM_OK, "create dot %d bidir %d", dot, bidir))
         return;
@@ -392,7 +394,7 @@ int main(void) {
         for (int64_t L = 1; L <= 2; L++)
             for (int blas = 0; blas <= clstm_has_blas(); blas++) gradcheck(dot, L, blas);
     for (int dot = 0; dot <= 1; dot++)
-        for (int bidir = 0; bidir <= 1; bidir++) api_gradcheck(dot, bidir);
+        for (int bidir = 0; bidir <= 2; bidir++) api_gradcheck(dot, bidir);
     for (int dot = 0; dot <= 1; dot++) decoding(dot);
     configs_refused();
     return ctest_finish();

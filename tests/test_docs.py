@@ -4,8 +4,10 @@ a setup that makes what the page takes as given (a text, a torch module, a
 file of pairs). A renamed argument or a changed return value fails here
 before a reader meets it. (mkdocs build --strict, in .ci/run, checks the
 site's links; the C snippets are compiled by hand, not here.)"""
+import os
 import pathlib
 import re
+import sys
 
 import pytest
 
@@ -14,6 +16,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # page -> the setup its blocks assume, and the extras it needs
 PAGES = {
     "README.md": ("", ()),
+    "docs/cli.md": ("""
+pathlib.Path("prices.csv").write_text("close\\n" + "".join("%.3f\\n" % (100 + np.sin(i / 5))
+                                                          for i in range(300)))
+""", ()),
     "docs/guide/lstm.md": ("""
 import torch
 torch_lstm = torch.nn.LSTM(64, 128, num_layers=2, bidirectional=True, proj_size=32)
@@ -67,6 +73,9 @@ def test_page_code_runs(page, tmp_path, monkeypatch):
     blocks = python_blocks((ROOT / page).read_text(encoding="utf-8"))
     assert blocks, "%s has no Python block: remove it from PAGES" % page
     monkeypatch.chdir(tmp_path)  # the blocks write model files
+    # a block may run the clstm command: the one beside this Python
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep
+                       + os.environ.get("PATH", ""))
     if page == "docs/guide/training.md":  # its example trains for minutes: the API, briefly
         from clstm.trainer import Trainer
         fit = Trainer.fit

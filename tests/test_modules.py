@@ -35,12 +35,14 @@ def _file_metadata(path):
 
 def test_reserved_metadata_is_what_the_c_writer_writes(tmp_path):
     """config.SETTINGS is the one list of setting names: a file's config keys
-    (written by C) are exactly RESERVED_METADATA."""
-    m = clstm.Model(vocab="abc", hidden_size=4, output_size=3, seed=0)
-    m.metadata["task"] = "char"
-    clstm.save(m, tmp_path / "m.safetensors")
-    keys = set(_file_metadata(tmp_path / "m.safetensors"))
-    assert keys - {"task"} == config.RESERVED_METADATA
+    (written by C) are exactly RESERVED_METADATA, "reverse" only where the
+    model is reverse (C writes it only then; Python reserves it always)."""
+    for reverse in (False, True):
+        m = clstm.Model(vocab="abc", hidden_size=4, output_size=3, seed=0, reverse=reverse)
+        m.metadata["task"] = "char"
+        clstm.save(m, tmp_path / "m.safetensors")
+        keys = set(_file_metadata(tmp_path / "m.safetensors"))
+        assert keys - {"task"} == config.RESERVED_METADATA - (set() if reverse else {"reverse"})
 
 
 @pytest.mark.parametrize("make", [lambda: clstm.LSTM(3, 5, 2, proj_size=2, peepholes=True,

@@ -28,6 +28,7 @@ from clstm.model import LSTM
 __all__ = ["lstm_to_keras", "lstm_from_keras", "keras_model"]
 
 _UNSUPPORTED = ("proj_size", "peepholes", "input_forget", "clip")
+_MODEL_OPS = ("Flip", "Stack")  # the keras.ops calls keras_model puts in its models
 
 
 def _keras():
@@ -155,29 +156,33 @@ def _lstm_layers(keras, src):
     if isinstance(src, (keras.layers.LSTM, keras.layers.Bidirectional)):
         return [src]
     if isinstance(src, keras.Model):
-        layers = src.layers
+        # a functional model's operations include its keras.ops calls
+        ops = getattr(src, "operations", None) or src.layers
     elif isinstance(src, (list, tuple)):
-        layers = list(src)
+        ops = list(src)
     else:
         raise TypeError("layer_or_model: expected a keras.layers.LSTM, a Bidirectional(LSTM), "
                         "a keras.Model or a list of them, got %s" % type(src).__name__)
     skip = (keras.layers.InputLayer, keras.layers.Masking)
-    out = []
-    for layer in layers:
-        if isinstance(layer, (keras.layers.LSTM, keras.layers.Bidirectional)):
-            out.append(layer)
-        elif not isinstance(layer, skip):
-            raise ValueError("layer_or_model: layer %r is a %s; only LSTM, Bidirectional(LSTM), "
-                             "InputLayer and Masking layers can be imported"
-                             % (layer.name, type(layer).__name__))
+    out, flips = [], 0
+    for op in ops:
+        if isinstance(op, (keras.layers.LSTM, keras.layers.Bidirectional)):
+            out.append(op)
+        elif type(op).__name__ in _MODEL_OPS:
+            flips += type(op).__name__ == "Flip"
+        elif not isinstance(op, skip):
+            raise ValueError("layer_or_model: %r is a %s; only LSTM, Bidirectional(LSTM), "
+                             "InputLayer and Masking layers (and keras_model's flips and "
+                             "stacks) can be imported" % (op.name, type(op).__name__))
     if not out:
         raise ValueError("layer_or_model: no LSTM layer found")
-    if (isinstance(src, keras.Sequential) and len(out) > 1
+    if (isinstance(src, keras.Model) and flips < len(out) - 1
             and any(getattr(layer, "go_backwards", False) for layer in out)):
-        raise ValueError("layer_or_model: in a keras.Sequential, a go_backwards layer passes "
-                         "its output on flipped in time, so the next layer reads it in "
-                         "another order than clstm's reverse stack; build the stack with "
-                         "clstm.keras.keras_model's flips, or import the layers one by one")
+        raise ValueError("layer_or_model: a go_backwards layer passes its output on flipped "
+                         "in time, and this model has no flip between its layers (a "
+                         "keras.Sequential cannot), so its next layer reads in another order "
+                         "than clstm's reverse stack; build the stack as "
+                         "clstm.keras.keras_model does, or pass the list of layers")
     return out
 
 
@@ -204,13 +209,14 @@ def lstm_from_keras(layer_or_model, *, dtype=None, batch_first=True, **kwargs):
     layer_or_model: a keras.layers.LSTM, a keras.layers.Bidirectional(LSTM)
     (merge_mode "concat"), a list of them (one per layer of a stack), or a
     keras.Model whose layers are these (InputLayer and Masking layers are
-    passed over). Every layer has the same units, activation="tanh" and
+    passed over, as are keras_model's flips and stacks). Every layer has the same units, activation="tanh" and
     recurrent_activation="sigmoid" (anything else, e.g. old Keras's
     "hard_sigmoid", is refused), the same direction kind (forward,
     go_backwards: clstm's reverse=True, or Bidirectional), and each layer's
     input is the one before's output: a go_backwards stack is read as
     keras_model builds it, each output flipped back in time before the next
-    layer (a keras.Sequential of several go_backwards layers is refused).
+    layer (a model of several go_backwards layers without those flips, such
+    as a keras.Sequential, is refused).
     use_bias=False gives zero biases; the Keras bias becomes bias_ih
     (bias_hh = 0). Training settings (dropout, recurrent_dropout,
     initializers such as unit_forget_bias, regularizers) are not weights and

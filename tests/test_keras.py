@@ -215,6 +215,18 @@ def _built(layer):
     return layer
 
 
+def _functional_with_relu():
+    x = keras.Input((None, D))
+    y = keras.ops.relu(keras.layers.LSTM(H, return_sequences=True)(x))
+    return keras.Model(x, keras.layers.LSTM(H, return_sequences=True)(y))
+
+
+def _functional_backwards_without_flips():
+    x = keras.Input((None, D))
+    y = keras.layers.LSTM(H, go_backwards=True, return_sequences=True)(x)
+    return keras.Model(x, keras.layers.LSTM(H, go_backwards=True, return_sequences=True)(y))
+
+
 @pytest.mark.parametrize("layer, match", [
     (lambda: _built(keras.layers.LSTM(H, recurrent_activation="hard_sigmoid")), "hard_sigmoid"),
     (lambda: _built(keras.layers.LSTM(H, activation="relu")), "relu"),
@@ -224,14 +236,16 @@ def _built(layer):
                               + [keras.layers.Dense(2)]), "Dense"),
     (lambda: keras.Sequential([keras.Input((None, D)),
                                keras.layers.LSTM(H, go_backwards=True, return_sequences=True),
-                               keras.layers.LSTM(H, go_backwards=True)]), "Sequential"),
+                               keras.layers.LSTM(H, go_backwards=True)]), "no flip"),
     (lambda: keras.Sequential([keras.Input((None, D)),
                                keras.layers.LSTM(H, return_sequences=True),
                                keras.layers.LSTM(H + 1)]), "layer 1"),
+    (lambda: _functional_with_relu(), "Relu"),
+    (lambda: _functional_backwards_without_flips(), "no flip"),
     (lambda: keras.layers.LSTM(H), "built"),
     (lambda: "lstm", "layer_or_model"),
 ], ids=["hard_sigmoid", "relu", "merge_mode", "dense", "sequential-backwards", "units",
-        "unbuilt", "type"])
+        "relu-op", "functional-backwards", "unbuilt", "type"])
 def test_from_keras_refuses(layer, match):
     with pytest.raises((ValueError, TypeError), match=match):
         lstm_from_keras(layer())

@@ -24,8 +24,17 @@ def _config_from_state_dict(sd):
                 bidirectional="weight_ih_l0_reverse" in sd, proj_size=proj)
 
 
+def _is_keras(obj):
+    """Whether obj is a Keras layer or model, or a list of them (duck-typed:
+    no import of keras)."""
+    if isinstance(obj, (list, tuple)):
+        return bool(obj) and all(_is_keras(o) for o in obj)
+    return hasattr(obj, "get_weights") and hasattr(obj, "set_weights")
+
+
 class Interchange:
-    """from_torch, to_torch_state_dict, from_keras, from_onnx, to_onnx: for a
+    """from_torch, to_torch_state_dict, from_keras, to_keras, keras_model,
+    from_onnx, to_onnx: for a
     class with named_parameters, state_dict and load_state_dict."""
 
     @classmethod
@@ -73,22 +82,27 @@ class Interchange:
         return {k: torch.from_numpy(v) for k, v in self.state_dict().items()}
 
     @classmethod
-    def from_keras(cls, kernel, recurrent_kernel, bias=None, *, activation="tanh",
+    def from_keras(cls, kernel, recurrent_kernel=None, bias=None, *, activation="tanh",
                    recurrent_activation="sigmoid", dtype=None, **kwargs):
-        """A one-layer model from the arrays of a Keras LSTM layer's
-        get_weights(): kernel (D, 4H), recurrent_kernel (H, 4H), bias (4H) or
-        None (use_bias=False). Keras orders gates i, f, c, o, which is
-        torch's i, f, g, o; its matrices are the transposes of torch's, and its
-        one bias becomes bias_ih (bias_hh = 0). Only activation="tanh" and
-        recurrent_activation="sigmoid" (Keras's defaults) are the LSTM clstm
-        computes: anything else (e.g. old Keras's "hard_sigmoid") is refused."""
-        if recurrent_activation != "sigmoid":
-            raise ValueError("recurrent_activation: clstm computes sigmoid gates; a Keras LSTM "
-                             "with recurrent_activation=%r gives different results and cannot "
-                             "be imported" % (recurrent_activation,))
-        if activation != "tanh":
-            raise ValueError("activation: clstm computes tanh; a Keras LSTM with "
-                             "activation=%r cannot be imported" % (activation,))
+        """A model from Keras: either a Keras object (a keras.layers.LSTM, a
+        Bidirectional(LSTM), a list of them or a keras.Model; see
+        clstm.keras.lstm_from_keras, which reads every setting off the layers),
+        or the arrays of one Keras LSTM layer's get_weights(): kernel (D, 4H),
+        recurrent_kernel (H, 4H), bias (4H) or None (use_bias=False). Keras
+        orders gates i, f, c, o, which is torch's i, f, g, o; its matrices are
+        the transposes of torch's, and its one bias becomes bias_ih (bias_hh =
+        0). Only activation="tanh" and recurrent_activation="sigmoid" (Keras
+        3's defaults) are the LSTM clstm computes: anything else (e.g. old
+        Keras's "hard_sigmoid") is refused."""
+        from clstm.keras import check_activations, lstm_from_keras
+        if _is_keras(kernel):
+            if recurrent_kernel is not None or bias is not None:
+                raise TypeError("from_keras: recurrent_kernel and bias go with a kernel array, "
+                                "not with a Keras layer or model")
+            return lstm_from_keras(kernel, dtype=dtype, **kwargs)
+        check_activations(activation, recurrent_activation, "from_keras")
+        if recurrent_kernel is None:
+            raise TypeError("from_keras: expected recurrent_kernel with a kernel array")
         k = to_numpy(kernel)
         rk = to_numpy(recurrent_kernel)
         if k.ndim != 2 or k.shape[1] % 4 or k.shape[1] == 0:
@@ -106,6 +120,20 @@ class Interchange:
         lstm.load_state_dict({"weight_ih_l0": k.T, "weight_hh_l0": rk.T, "bias_ih_l0": b,
                               "bias_hh_l0": np.zeros(4 * H)})
         return lstm
+
+    def to_keras(self):
+        """This model's weights for Keras 3, one list of arrays per layer in
+        set_weights order (see clstm.keras.lstm_to_keras): [kernel,
+        recurrent_kernel, bias] for keras.layers.LSTM, six arrays (forward,
+        then reverse) for Bidirectional(LSTM). Needs no Keras."""
+        from clstm.keras import lstm_to_keras
+        return lstm_to_keras(self)
+
+    def keras_model(self, **kwargs):
+        """A keras.Model computing this model's forward (see
+        clstm.keras.keras_model); needs Keras 3."""
+        from clstm.keras import keras_model
+        return keras_model(self, **kwargs)
 
     @classmethod
     def from_onnx(cls, model_or_path, **kwargs):

@@ -423,6 +423,12 @@ class Seq2Seq(LSTM):
     def to_onnx(self, *args, **kwargs):
         self._not_here("to_onnx")
 
+    def to_keras(self):
+        self._not_here("to_keras")
+
+    def keras_model(self, **kwargs):
+        self._not_here("keras_model")
+
     def to_torch_state_dict(self):
         self._not_here("to_torch_state_dict (state_dict() has every tensor)")
 

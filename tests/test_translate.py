@@ -176,6 +176,8 @@ def test_a_file_whose_token_lists_do_not_fit_is_refused(tmp_path):
     (lambda m: TranslationTask(reversal(3, np.random.default_rng(0)), source_vocab=None,
                                target_vocab=None, label_smoothing=2), ValueError, "label_smoothing"),
     (lambda m: clstm.Seq2Seq.from_torch({}), NotImplementedError, "from_torch"),
+    (lambda m: m.to_keras(), NotImplementedError, "to_keras"),
+    (lambda m: m.keras_model(), NotImplementedError, "keras_model"),
     (lambda m: clstm.Seq2Seq(5, 5, attention="bahdanau"), ValueError, "attention"),
     (lambda m: clstm.Seq2Seq(5, 5, attention="dot", decoder_hidden=3), ValueError,
      "decoder_hidden"),

@@ -44,11 +44,7 @@ pathlib.Path("train.tsv").write_text("cat\\tK AE T\\nphoneme\\tF OW N IY M\\n" *
 """, ()),
     "docs/guide/torch-differences.md": ("lstm = clstm.LSTM(3, 4)\n", ()),
     "docs/guide/training.md": ("", ()),  # fit() bounded to 3 steps below
-    "docs/interchange.md": ("""
-kernel = np.random.randn(8, 64).astype(np.float32)            # a Keras LSTM's get_weights()
-recurrent_kernel = np.random.randn(16, 64).astype(np.float32)
-bias = np.zeros(64, np.float32)
-""", ("torch", "onnx", "onnxruntime")),
+    "docs/interchange.md": ("", ("torch", "onnx", "onnxruntime", "keras")),
 }
 
 

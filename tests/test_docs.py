@@ -64,6 +64,8 @@ def test_python_blocks_finds_indented_blocks():
 @pytest.mark.parametrize("page", sorted(PAGES))
 def test_page_code_runs(page, tmp_path, monkeypatch):
     setup, needs = PAGES[page]
+    # Keras 3 on the torch backend (the test extra's); set before keras is imported
+    monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "torch"))
     for module in needs:
         pytest.importorskip(module)
     blocks = python_blocks((ROOT / page).read_text(encoding="utf-8"))

@@ -40,7 +40,7 @@ from clstm.config import SETTINGS
 from clstm.seq2seq import DECODER_SETTINGS, _metadata_int
 from clstm.sampling import generate_text
 from clstm.tasks import (ForecastTask, LabellingTask, LanguageModelTask, SequenceTask,
-                         TranslationTask)
+                         TranslationTask, model_scaling)
 from clstm.trainer import Interrupted, NonFiniteLoss, Trainer
 
 EXIT_BAD_INPUT = 2
@@ -126,6 +126,11 @@ def _load_model(path, want=None):
         raise UsageError("%s: not a %s model (its task is %s)"
                          % (path, {"forecast": "forecasting", "classify": "classification",
                                    "ctc": "text-line recognition"}[want], task or "unknown"))
+    if want in ("forecast", "classify"):
+        try:
+            model_scaling(model)  # what evaluate and forecast apply, checked once here
+        except ValueError as e:
+            raise UsageError("%s: %s" % (path, e)) from None
     return model
 
 
@@ -206,6 +211,13 @@ def _train_parser(sub):
                    help="character models: embedding width (0: one-hot input)")
     m.add_argument("--dropout", type=_fraction, default=0.0,
                    help="dropout between LSTM layers")
+    m.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                   help="--npz, --csv: an LSTM that reads each sequence both ways (default: "
+                        "no)")
+    m.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None,
+                   help="--npz: scale each input feature to mean 0, std 1 over the training "
+                        "split (kept in the model, which applies it to whatever it reads; "
+                        "default: yes)")
     m.add_argument("--decoder-hidden", type=_positive(int), default=None,
                    help="--pairs: the decoder's hidden size (default: the encoder's output "
                         "width, 2 x --hidden)")
@@ -292,6 +304,12 @@ def _build_task(args):
                         ("--columns-per-step", args.columns_per_step is not None)):
         if given and not args.lines:
             raise UsageError("%s goes with --lines DIR" % flag)
+    for flag, given, kinds in (("--bidirectional", args.bidirectional is not None,
+                                ("npz", "csv")),
+                               ("--standardize", args.standardize is not None, ("npz",))):
+        if given and not any(getattr(args, k) for k in kinds):
+            raise UsageError("%s goes with %s" % (flag, " or ".join("--%s FILE" % k
+                                                                   for k in kinds)))
     if args.csv and not args.column:
         raise UsageError("--csv needs --column NAME (the series to forecast)")
     if args.column and not args.csv:
@@ -303,7 +321,8 @@ def _build_task(args):
         task = ForecastTask(series, args.window, args.horizon, val_fraction=args.val_fraction,
                             batch_size=args.batch or 32, column=args.column)
         model = clstm.Model(1, args.hidden or 64, args.layers, output_size=args.horizon,
-                            dropout=args.dropout, seed=seed)
+                            bidirectional=bool(args.bidirectional), dropout=args.dropout,
+                            seed=seed)
         return task, model, dict(epochs=20)
     if args.lines:
         k = args.columns_per_step or 2
@@ -325,10 +344,11 @@ def _build_task(args):
         X, lengths, y = D.read_npz(args.npz)
         n_classes = int(y.max()) + 1
         train, val = D.Sequences(X, lengths, y).split(args.val_fraction, rng)
-        task = SequenceTask(train, val, args.batch or 32, kind="classify")
+        task = SequenceTask(train, val, args.batch or 32, kind="classify",
+                            standardize=args.standardize is not False)
         model = clstm.Model(X.shape[2], args.hidden or 64, args.layers,
-                            output_size=n_classes, softmax=True, dropout=args.dropout,
-                            seed=seed)
+                            bidirectional=bool(args.bidirectional), output_size=n_classes,
+                            softmax=True, dropout=args.dropout, seed=seed)
         return task, model, dict(epochs=10)
     text = D.read_text(args.text) if args.text else D.builtin_text()
     stream = D.TextStream(text, val_fraction=args.val_fraction)
@@ -823,7 +843,7 @@ def cmd_evaluate(args):
     k = model.output_size
     if y.max() >= k:
         raise UsageError("%s: label %d is outside the model's %d classes" % (args.npz, y.max(), k))
-    seqs = D.Sequences(X.astype(model.dtype), lengths, y)
+    seqs = D.Sequences(X, lengths, y)  # scaled as in training by the model's metadata
     accuracy, cm = SequenceTask(seqs, None, 256).confusion_matrix(model, seqs)
     print("accuracy: %.3f" % accuracy)
     print("confusion matrix (rows: true class, columns: predicted):")

@@ -40,7 +40,7 @@ from clstm.config import SETTINGS
 from clstm.seq2seq import DECODER_SETTINGS, _metadata_int
 from clstm.sampling import generate_text
 from clstm.tasks import (ForecastTask, LabellingTask, LanguageModelTask, SequenceTask,
-                         TranslationTask, model_scaling)
+                         TranslationTask, POOLINGS, model_pooling, model_scaling)
 from clstm.trainer import Interrupted, NonFiniteLoss, Trainer
 
 EXIT_BAD_INPUT = 2
@@ -129,6 +129,7 @@ def _load_model(path, want=None):
     if want in ("forecast", "classify"):
         try:
             model_scaling(model)  # what evaluate and forecast apply, checked once here
+            model_pooling(model)
         except ValueError as e:
             raise UsageError("%s: %s" % (path, e)) from None
     return model
@@ -218,6 +219,10 @@ def _train_parser(sub):
                    help="--npz: scale each input feature to mean 0, std 1 over the training "
                         "split (kept in the model, which applies it to whatever it reads; "
                         "default: yes)")
+    m.add_argument("--pooling", choices=POOLINGS, default=None,
+                   help="--npz: a sequence's class is read from the output at its last "
+                        "step, or from the mean of its outputs over its steps (default: "
+                        "last)")
     m.add_argument("--decoder-hidden", type=_positive(int), default=None,
                    help="--pairs: the decoder's hidden size (default: the encoder's output "
                         "width, 2 x --hidden)")
@@ -306,7 +311,8 @@ def _build_task(args):
             raise UsageError("%s goes with --lines DIR" % flag)
     for flag, given, kinds in (("--bidirectional", args.bidirectional is not None,
                                 ("npz", "csv")),
-                               ("--standardize", args.standardize is not None, ("npz",))):
+                               ("--standardize", args.standardize is not None, ("npz",)),
+                               ("--pooling", args.pooling is not None, ("npz",))):
         if given and not any(getattr(args, k) for k in kinds):
             raise UsageError("%s goes with %s" % (flag, " or ".join("--%s FILE" % k
                                                                    for k in kinds)))
@@ -345,7 +351,8 @@ def _build_task(args):
         n_classes = int(y.max()) + 1
         train, val = D.Sequences(X, lengths, y).split(args.val_fraction, rng)
         task = SequenceTask(train, val, args.batch or 32, kind="classify",
-                            standardize=args.standardize is not False)
+                            standardize=args.standardize is not False,
+                            pooling=args.pooling or "last")
         model = clstm.Model(X.shape[2], args.hidden or 64, args.layers,
                             bidirectional=bool(args.bidirectional), output_size=n_classes,
                             softmax=True, dropout=args.dropout, seed=seed)

@@ -7,7 +7,8 @@ loss, its validation and the metadata its model files carry.
                        task "classify", classes) or regression; with
                        standardize=True, input_mean and input_std (and a
                        regression's output_mean, output_std): see
-                       Standardization
+                       Standardization; pooling "mean" where the outputs
+                       are averaged over the steps (model_pooling)
     ForecastTask       a real series as windows -> the next values; metadata
                        task "forecast", window, horizon, column, and the
                        series' standardization as input_* and output_*:
@@ -33,7 +34,7 @@ from clstm.data import stream_chunks, windows
 
 __all__ = ["LanguageModelTask", "SequenceTask", "ForecastTask", "ForecastSettings",
            "LabellingTask", "TranslationTask", "Standardization", "model_scaling",
-           "predict_sequences", "edit_distance"]
+           "model_pooling", "predict_sequences", "edit_distance"]
 
 
 class LanguageModelTask:
@@ -215,14 +216,42 @@ def model_scaling(model):
     return inputs, outputs
 
 
+POOLINGS = ("last", "mean")
+
+
+def model_pooling(model):
+    """How a sequence model reads one output per sequence: "last" (the
+    output at its last valid step; models without the "pooling" metadata)
+    or "mean" (the mean of its outputs over the valid steps: for a Linear
+    head, the head of the mean LSTM output). ValueError for anything else."""
+    pooling = model.metadata.get("pooling", "last")
+    if pooling not in POOLINGS:
+        raise ValueError("model: its metadata 'pooling' is %r; expected one of %s"
+                         % (pooling, ", ".join(POOLINGS)))
+    return pooling
+
+
+def pool(out, lengths, pooling):
+    """One row per sequence of out (T, B, O): its last valid step's
+    ("last") or the mean over its valid steps ("mean", in float64)."""
+    B = out.shape[1]
+    if pooling == "last":
+        return out[lengths - 1, np.arange(B)]
+    valid = np.arange(out.shape[0])[:, None] < lengths[None, :]
+    return (np.sum(out * valid[:, :, None], axis=0, dtype=np.float64)
+            / np.maximum(lengths, 1)[:, None])
+
+
 def predict_sequences(model, X, lengths=None, batch_size=256):
-    """The model's outputs (N, O) at each sequence's last valid step, as
-    `clstm evaluate` and `clstm forecast` compute them: X (N, T_max, D)
-    real, batch first (an .npz's X), on the data's own scale: the model's
-    input standardization (model_scaling) is applied to it, and a
-    regression's outputs are mapped back by its output standardization.
-    lengths: (N,) ints in [1, T_max] (None: every sequence is T_max long).
-    A classifier's outputs are its logits (argmax: the class)."""
+    """The model's outputs (N, O), one row per sequence, as `clstm evaluate`
+    and `clstm forecast` compute them: at each sequence's last valid step,
+    or their mean over its valid steps for a model trained with mean
+    pooling (model_pooling). X (N, T_max, D) real, batch first (an .npz's
+    X), on the data's own scale: the model's input standardization
+    (model_scaling) is applied to it, and a regression's outputs are mapped
+    back by its output standardization. lengths: (N,) ints in [1, T_max]
+    (None: every sequence is T_max long). A classifier's outputs are its
+    logits (argmax: the class)."""
     X = checks.to_numpy(X)
     if X.ndim != 3 or X.dtype.kind not in "fiu":
         raise ValueError("X: expected a real (N, T_max, D) array, got %s %s"
@@ -237,14 +266,15 @@ def predict_sequences(model, X, lengths=None, batch_size=256):
                          % (T, lengths.min()))
     batch_size = _count(batch_size, "batch_size")
     inputs, outputs = model_scaling(model)
-    out = np.empty((N, model.out_size), model.dtype)
+    pooling = model_pooling(model)
+    out = np.empty((N, model.out_size), model.dtype if pooling == "last" else np.float64)
     for i in range(0, N, batch_size):
         lens = lengths[i:i + batch_size]
         x = X[i:i + batch_size, :int(lens.max())].transpose(1, 0, 2)
         x = x if inputs is None else inputs.apply(x)
         z, _ = model.forward(np.ascontiguousarray(x, dtype=model.dtype), lengths=lens,
                              train=False)
-        out[i:i + batch_size] = z[lens - 1, np.arange(len(lens))]
+        out[i:i + batch_size] = pool(z, lens, pooling)
     return out if outputs is None else outputs.invert(out)
 
 
@@ -270,16 +300,26 @@ class SequenceTask(_Shuffled):
     alone (never on val), and for a regression one of the targets too;
     the batches are scaled by them and the model's metadata keeps them, so
     predict_sequences (and so `clstm evaluate`) scales new data alike.
-    input_scaling, output_scaling: those (None: the data as given)."""
+    input_scaling, output_scaling: those (None: the data as given).
+
+    pooling: the loss reads each sequence's output at its last valid step
+    ("last") or the mean of its outputs over its valid steps ("mean": every
+    step's output gets 1/length of the gradient; a bidirectional LSTM's
+    reverse direction has read the whole sequence only at its first step,
+    so "last" hides most of it); kept in the metadata as "pooling" when
+    "mean"."""
 
     stateful = False
     last_only = True
     unit = "seq"
 
-    def __init__(self, train, val=None, batch_size=32, kind="classify", *, standardize=False):
+    def __init__(self, train, val=None, batch_size=32, kind="classify", *, standardize=False,
+                 pooling="last"):
         if kind not in ("classify", "regress"):
             raise ValueError("kind: expected 'classify' or 'regress', got %r" % (kind,))
-        self.train, self.val, self.kind = train, val, kind
+        if pooling not in POOLINGS:
+            raise ValueError("pooling: expected 'last' or 'mean', got %r" % (pooling,))
+        self.train, self.val, self.kind, self.pooling = train, val, kind, pooling
         self.batch_size = batch_size
         self.input_scaling = self.output_scaling = None
         if checks.flag(standardize, "standardize"):
@@ -306,6 +346,8 @@ class SequenceTask(_Shuffled):
         for prefix, scaling in (("input", self.input_scaling), ("output", self.output_scaling)):
             if scaling is not None:
                 md.update(scaling.metadata(prefix))
+        if self.pooling != "last":
+            md["pooling"] = self.pooling
         return md
 
     @staticmethod
@@ -327,7 +369,15 @@ class SequenceTask(_Shuffled):
 
     def loss(self, out, targets, lengths, grad=True):
         f = losses.cross_entropy if self.kind == "classify" else losses.mse
-        return f(out, targets, lengths, last_only=True, grad=grad)
+        if self.pooling == "last":
+            return f(out, targets, lengths, last_only=True, grad=grad)
+        pooled = pool(out, lengths, "mean").astype(out.dtype)[None]  # (1, B, O)
+        loss, dpooled = f(pooled, targets[None], grad=grad)
+        if dpooled is None:
+            return loss, None
+        valid = np.arange(out.shape[0])[:, None] < lengths[None, :]
+        share = (valid / np.maximum(lengths, 1)[None, :]).astype(out.dtype)  # (T, B)
+        return loss, dpooled * share[:, :, None]
 
     @staticmethod
     def predict(model, seqs):

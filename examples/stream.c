@@ -17,7 +17,8 @@
  * --sequences: the input is whole sequences, each ended by an empty line (or
  * the end of the input); each runs as one clstm_model_forward call (T = its
  * length, B = 1, from a zero state), so bidirectional models run too, and
- * one line per sequence holds the outputs at its last step: for a
+ * one line per sequence holds the outputs at its last step, or their mean
+ * over its steps where the model's metadata has "pooling": "mean": for a
  * classifier trained by `clstm train --npz`, its logits (the class is the
  * largest; --probs: the probabilities), as Python's
  * clstm.tasks.predict_sequences gives them. The buffers grow to the
@@ -129,16 +130,15 @@ static int read_scaling(const clstm_model *m, const char *prefix, int64_t n, dou
     return 1;
 }
 
-/* One output row (n values of the model's dtype), mapped back by the output
- * standardization when there is one, on one line. */
-static void print_row(const void *row, int f64, int64_t n, const double *mean,
-                      const double *std) {
+/* row (n) = the mean of the T rows of out (T, n; the model's dtype), in
+ * double; T = 1: that row. */
+static void mean_rows(const void *out, int f64, int64_t T, int64_t n, double *row) {
     for (int64_t i = 0; i < n; i++) {
-        double v = f64 ? ((const double *)row)[i] : (double)((const float *)row)[i];
-        if (mean) v = v * std[i] + mean[i];
-        printf(i ? " %.17g" : "%.17g", v);
+        double sum = 0.0;
+        for (int64_t t = 0; t < T; t++)
+            sum += f64 ? ((const double *)out)[t * n + i] : (double)((const float *)out)[t * n + i];
+        row[i] = T > 1 ? sum / (double)T : sum;
     }
-    printf("\n");
 }
 
 int main(int argc, char **argv) {
@@ -216,7 +216,7 @@ int main(int argc, char **argv) {
     double *xd = calloc((size_t)D, sizeof(double));
     double *in_mean = calloc((size_t)D, sizeof(double)), *in_std = calloc((size_t)D, sizeof(double));
     double *out_mean = calloc((size_t)O, sizeof(double));
-    double *out_std = calloc((size_t)O, sizeof(double));
+    double *out_std = calloc((size_t)O, sizeof(double)), *row = calloc((size_t)O, sizeof(double));
     void *x = calloc((size_t)D, elem), *out = calloc((size_t)O, elem);
     void *h = calloc((size_t)(L * R), elem), *c = calloc((size_t)(L * H), elem);
     void *ws = malloc(ws_bytes ? ws_bytes : 1);
@@ -224,8 +224,8 @@ int main(int argc, char **argv) {
     char *line = malloc(cap);
     int64_t T = 0, T_cap = 1; /* --sequences: the steps read of the current sequence */
     int rc = 0;
-    if (!xd || !in_mean || !in_std || !out_mean || !out_std || !x || !out || !h || !c || !ws ||
-        !line) {
+    if (!xd || !in_mean || !in_std || !out_mean || !out_std || !row || !x || !out || !h || !c ||
+        !ws || !line) {
         rc = fail("out of memory", NULL);
         goto done;
     }
@@ -234,6 +234,13 @@ int main(int argc, char **argv) {
     if (scale_in < 0 || scale_out < 0) {
         rc = fail(path, "its standardization metadata (input_mean, input_std, output_mean, "
                         "output_std) is incomplete or malformed");
+        goto done;
+    }
+    const char *pooling = NULL; /* --sequences: "mean" averages the outputs over the steps */
+    clstm_get_metadata(m, "pooling", &pooling);
+    const int mean_pool = pooling && strcmp(pooling, "mean") == 0;
+    if (pooling && !mean_pool && strcmp(pooling, "last") != 0) {
+        rc = fail(path, "its metadata 'pooling' is neither \"last\" nor \"mean\"");
         goto done;
     }
     clstm_run_options opt = clstm_run_options_default(); /* inference */
@@ -264,7 +271,10 @@ int main(int argc, char **argv) {
                     rc = fail("clstm_model_forward", clstm_status_string(st));
                     goto done;
                 }
-                memmove(out, (char *)out + (size_t)((T - 1) * O) * elem, (size_t)O * elem);
+                if (mean_pool)
+                    mean_rows(out, f64, T, O, row);
+                else
+                    mean_rows((char *)out + (size_t)((T - 1) * O) * elem, f64, 1, O, row);
                 T = 0;
             } else if (more) {
                 continue; /* empty lines between sequences */
@@ -307,17 +317,22 @@ int main(int argc, char **argv) {
                 rc = fail("clstm_model_forward", clstm_status_string(st));
                 goto done;
             }
+            mean_rows(out, f64, 1, O, row);
         } else {
             break;
         }
         if (probs) {
-            st = clstm_softmax(cfg.dtype, 1, O, out, 1.0, out);
+            st = clstm_softmax(CLSTM_FLOAT64, 1, O, row, 1.0, row);
             if (st != CLSTM_OK) {
                 rc = fail("clstm_softmax", clstm_status_string(st));
                 goto done;
             }
         }
-        print_row(out, f64, O, scale_out && !probs ? out_mean : NULL, out_std);
+        for (int64_t i = 0; i < O; i++) { /* a regression's outputs on the data's scale */
+            const double v = scale_out && !probs ? row[i] * out_std[i] + out_mean[i] : row[i];
+            printf(i ? " %.17g" : "%.17g", v);
+        }
+        printf("\n");
         if (!more) break;
     }
     if (ferror(stdin)) {
@@ -331,6 +346,7 @@ done:
     free(in_std);
     free(out_mean);
     free(out_std);
+    free(row);
     free(x);
     free(out);
     free(h);

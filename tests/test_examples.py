@@ -156,7 +156,7 @@ def test_stream_refuses_token_model(tmp_path, encoding):
 
 
 # ------------------------------ stream: standardization and whole sequences
-def standardized_model(dtype, bidirectional=False, regression=False):
+def standardized_model(dtype, bidirectional=False, regression=False, pooling="last"):
     """A model whose metadata holds the standardization SequenceTask fits
     (standardize=True) on data far from mean 0 and std 1 with a constant
     third feature, and that data: (model, X (N, T, 3), lengths)."""
@@ -168,7 +168,8 @@ def standardized_model(dtype, bidirectional=False, regression=False):
     y = (X[:, 0, :2] * [1.0, 100.0] + 7.0 if regression
          else (X[:, 0, 0] > 300).astype(np.int64))
     task = SequenceTask(D.Sequences(X, lengths, y), None, 4,
-                        kind="regress" if regression else "classify", standardize=True)
+                        kind="regress" if regression else "classify", standardize=True,
+                        pooling=pooling)
     m = clstm.Model(3, 5, bidirectional=bidirectional, output_size=2,
                     softmax=not regression, dtype=dtype, seed=2)
     m.metadata.update(task.model_metadata(m))
@@ -208,11 +209,14 @@ def test_stream_applies_the_models_standardization(tmp_path, dtype, regression):
 
 @needs_stream
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kind", ["bidirectional", "unidirectional", "regression"])
+@pytest.mark.parametrize("kind", ["bidirectional", "unidirectional", "regression",
+                                  "bidirectional-mean", "regression-mean"])
 def test_stream_sequences_match_predict_sequences(tmp_path, dtype, kind):
     from clstm.tasks import predict_sequences
-    m, X, lengths = standardized_model(dtype, bidirectional=kind == "bidirectional",
-                                       regression=kind == "regression")
+    m, X, lengths = standardized_model(dtype, bidirectional=kind.startswith("bidirectional"),
+                                       regression=kind.startswith("regression"),
+                                       pooling="mean" if kind.endswith("mean") else "last")
+    assert m.metadata.get("pooling") == ("mean" if kind.endswith("mean") else None)
     path = tmp_path / "model.safetensors"
     clstm.save(m, path)
     text = sequences_text(X, lengths)
@@ -220,7 +224,7 @@ def test_stream_sequences_match_predict_sequences(tmp_path, dtype, kind):
     assert out.returncode == 0, out.stderr
     expected = predict_sequences(m, X, lengths)
     assert_close(parse_rows(out.stdout), expected, dtype, "last-step outputs")
-    if kind != "regression":
+    if not kind.startswith("regression"):
         probs = run(STREAM, path, "--sequences", "--probs", stdin=text)
         assert probs.returncode == 0, probs.stderr
         assert_close(parse_rows(probs.stdout), clstm.losses.softmax(expected), dtype, "probs")
@@ -249,7 +253,7 @@ def test_stream_reads_a_forecaster_from_before_the_standardization_keys(tmp_path
 @needs_stream
 @pytest.mark.parametrize("key,value", [("input_std", None), ("input_mean", "[1, 2]"),
                                        ("input_std", "[1, 0, 1]"), ("input_mean", "[1, 2, x]"),
-                                       ("output_std", "[1, nan]")])
+                                       ("output_std", "[1, nan]"), ("pooling", "max")])
 def test_stream_refuses_malformed_standardization(tmp_path, key, value):
     m, X, _ = standardized_model(np.float32, regression=True)
     if value is None:
@@ -260,7 +264,8 @@ def test_stream_refuses_malformed_standardization(tmp_path, key, value):
     clstm.save(m, path)
     out = run_stream(path, X[0])
     assert out.returncode == 1 and out.stdout == ""
-    assert "standardization" in out.stderr and "bad.safetensors" in out.stderr
+    assert ("pooling" if key == "pooling" else "standardization") in out.stderr
+    assert "bad.safetensors" in out.stderr
 
 
 # ------------------------------------------------------------- generate

@@ -2,9 +2,10 @@
 fitted on the training split alone, kept in the model's metadata
 (input_mean, input_std; a regression's output_mean, output_std) and applied
 by whatever runs the model: predict_sequences, `clstm evaluate`, `clstm
-forecast` (and examples/stream.c: tests/test_examples.py). Also the
-classifier's --bidirectional and --standardize options. The references are
-NumPy computations over the valid steps, written out here."""
+forecast` (and examples/stream.c: tests/test_examples.py). Also mean
+pooling (the "pooling" metadata) and the classifier's --bidirectional,
+--standardize and --pooling options. The references are NumPy computations
+over the valid steps, written out here, and finite differences."""
 import json
 
 import numpy as np
@@ -259,3 +260,73 @@ def test_bidirectional_forecaster(tmp_path):
     r = run_main(["forecast", out, "--csv", csv], tmp_path)
     assert_ok(r)
     assert r.out.startswith("forecast of the next 1 value after the last of 120:")
+
+
+@pytest.mark.parametrize("kind", ["classify", "regress"])
+def test_mean_pooling_loss_and_gradient(kind):
+    """The pooled loss is the plain loss of the mean over the valid steps,
+    and its gradient matches central differences (float64)."""
+    rng = np.random.default_rng(8)
+    T, B, O = 5, 4, 3
+    out = rng.standard_normal((T, B, O))
+    lengths = np.array([5, 1, 3, 4])
+    y = (rng.integers(0, O, B) if kind == "classify" else rng.standard_normal((B, O)))
+    task = SequenceTask(None, kind=kind, pooling="mean")
+    loss, dout = task.loss(out, y, lengths)
+    mean = np.stack([out[:n, b].mean(0) for b, n in enumerate(lengths)])  # (B, O)
+    if kind == "classify":
+        logp = mean - np.log(np.exp(mean).sum(1, keepdims=True))
+        ref = -np.mean(logp[np.arange(B), y])
+    else:
+        ref = np.mean((mean - y) ** 2)
+    assert loss == pytest.approx(ref, rel=1e-12)
+    assert np.all(dout[np.arange(T)[:, None] >= lengths[None, :]] == 0)
+    h = 1e-6
+    for idx in np.ndindex(out.shape):
+        plus, minus = out.copy(), out.copy()
+        plus[idx] += h
+        minus[idx] -= h
+        num = (task.loss(plus, y, lengths, grad=False)[0]
+               - task.loss(minus, y, lengths, grad=False)[0]) / (2 * h)
+        assert dout[idx] == pytest.approx(num, rel=1e-6, abs=1e-9), idx
+    with pytest.raises(ValueError, match="pooling: expected 'last' or 'mean'"):
+        SequenceTask(None, pooling="max")
+
+
+def test_predict_sequences_mean_pooling():
+    X, lengths, _ = far_from_unit(2, n=20)
+    model = clstm.Model(3, 5, bidirectional=True, output_size=2, softmax=True,
+                        dtype=np.float64, seed=4)
+    scaling = Standardization.fit(X, lengths)
+    model.metadata.update(scaling.metadata("input"), pooling="mean")
+    z, _ = model.forward(((X - scaling.mean) / scaling.std).transpose(1, 0, 2), lengths=lengths,
+                         train=False)
+    ref = np.stack([z[:n, b].mean(0) for b, n in enumerate(lengths)])
+    np.testing.assert_allclose(predict_sequences(model, X, lengths), ref, rtol=1e-12)
+    model.metadata["pooling"] = "max"
+    with pytest.raises(ValueError, match="'pooling' is 'max'"):
+        predict_sequences(model, X, lengths)
+
+
+def test_pooling_flag(trained, tmp_path):
+    d, npz, test = trained
+    out = tmp_path / "mean.safetensors"
+    assert_ok(run_main(["train", "--npz", npz, "--pooling", "mean", "--bidirectional",
+                        "--hidden", "8", "--epochs", "4", "--lr", "0.02", "--threads", "1",
+                        "--no-progress", "--seed", "3", "--out", out], tmp_path))
+    model = clstm.load(str(out))
+    assert model.metadata["pooling"] == "mean"
+    r = run_main(["evaluate", out, "--npz", test], tmp_path)
+    assert_ok(r)
+    X, lengths, y = far_from_unit(1, n=100)
+    accuracy = np.mean(predict_sequences(model, X, lengths).argmax(1) == y)
+    assert r.out.splitlines()[0] == "accuracy: %.3f" % accuracy
+    model.metadata["pooling"] = "sum"
+    clstm.save(model, tmp_path / "bad.safetensors")
+    assert_refused(run_main(["evaluate", tmp_path / "bad.safetensors", "--npz", test],
+                            tmp_path), "evaluate", "'pooling' is 'sum'")
+    text = tmp_path / "t.txt"
+    text.write_text("some text to learn from, " * 20)
+    assert_refused(run_main(["train", "--text", text, "--pooling", "mean", "--out",
+                             tmp_path / "m.safetensors"], tmp_path),
+                   "train", "--pooling goes with --npz FILE")

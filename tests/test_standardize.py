@@ -330,3 +330,18 @@ def test_pooling_flag(trained, tmp_path):
     assert_refused(run_main(["train", "--text", text, "--pooling", "mean", "--out",
                              tmp_path / "m.safetensors"], tmp_path),
                    "train", "--pooling goes with --npz FILE")
+
+
+@pytest.mark.parametrize("n", [20, 2000])
+def test_npz_default_epochs_give_small_sets_enough_steps(n, tmp_path):
+    """No --epochs: 10 passes, or as many as NPZ_MIN_STEPS (600) steps take
+    on a small set; the header states the total before training starts."""
+    X, lengths, y = toy_classification(0, n=n, t_max=4)
+    npz = save_npz(tmp_path / "d.npz", X, lengths, y)
+    r = run_main(["train", "--npz", npz, "--hidden", "4", "--max-steps", "2", "--threads", "1",
+                  "--no-progress", "--out", tmp_path / "m.safetensors"], tmp_path)
+    assert_ok(r)
+    batches = -(-(n - int(round(0.1 * n))) // 32)  # after the 10% validation split
+    epochs = max(10, -(-600 // batches))
+    assert "%d steps of batch 32" % (epochs * batches) in r.out.splitlines()[0]
+    assert epochs == (600 if n == 20 else 11)

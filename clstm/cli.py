@@ -44,11 +44,11 @@ from clstm.tasks import (ForecastTask, LabellingTask, LanguageModelTask, Sequenc
 from clstm.trainer import Interrupted, NonFiniteLoss, Trainer
 
 EXIT_BAD_INPUT = 2
-# --npz's default epochs: at least this many steps (the best of 300, 600 and
-# 1200 on held-out shares of two UEA training sets: bench/classify.py)
-NPZ_MIN_STEPS = 600
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a C program's shell status when its reader left
+# --npz's default epochs: at least this many steps (chosen from 300, 600 and
+# 1200 on held-out shares of two UEA training sets: bench/RESULTS.md)
+NPZ_MIN_STEPS = 600
 
 
 class UsageError(Exception):
@@ -225,8 +225,8 @@ def _train_parser(sub):
                         "default: yes)")
     m.add_argument("--pooling", choices=POOLINGS, default=None,
                    help="--npz: a sequence's class is read from the output at its last "
-                        "step, or from the mean of its outputs over its steps (default: "
-                        "last)")
+                        "step, or from the mean of its outputs over its steps (mean suits "
+                        "--bidirectional; default: last)")
     m.add_argument("--decoder-hidden", type=_positive(int), default=None,
                    help="--pairs: the decoder's hidden size (default: the encoder's output "
                         "width, 2 x --hidden)")

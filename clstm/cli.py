@@ -45,7 +45,7 @@ from clstm.config import SETTINGS
 from clstm.seq2seq import DECODER_SETTINGS, _metadata_int
 from clstm.sampling import generate_text
 from clstm.tasks import (ForecastTask, LabellingTask, LanguageModelTask, SequenceTask,
-                         TranslationTask)
+                         TranslationTask, POOLINGS, model_pooling, model_scaling)
 from clstm.trainer import Interrupted, NonFiniteLoss, Trainer
 
 # The exit statuses, all of them (`clstm --help` lists EXIT_CODES).
@@ -75,6 +75,11 @@ def _exit_codes_epilog():
     return "exit status:\n" + "\n".join(
         textwrap.fill(text, 79, initial_indent="  %-4d " % code, subsequent_indent=" " * 7)
         for code, text in EXIT_CODES)
+
+
+# --npz's default epochs: at least this many steps (chosen from 300, 600 and
+# 1200 on held-out shares of two UEA training sets: bench/RESULTS.md)
+NPZ_MIN_STEPS = 600
 
 
 class UsageError(Exception):
@@ -206,6 +211,12 @@ def _load_model(path, want=None):
         raise UsageError("%s: not a %s model (its task is %s)"
                          % (path, {"forecast": "forecasting", "classify": "classification",
                                    "ctc": "text-line recognition"}[want], task or "unknown"))
+    if want in ("forecast", "classify"):
+        try:
+            model_scaling(model)  # what evaluate and forecast apply, checked once here
+            model_pooling(model)
+        except ValueError as e:
+            raise UsageError("%s: %s" % (path, e)) from None
     return model
 
 
@@ -225,7 +236,8 @@ def _add_common(p, out_default):
     g.add_argument("--out", default=out_default, help="where the trained model is written")
     g.add_argument("--epochs", type=_positive(int), default=None,
                    help="passes over the training data (default: 10 for the built-in "
-                        "text, 5 for --text, 20 for --csv, 10 for --npz)")
+                        "text, 5 for --text, 20 for --csv; for --npz 10, or as many as "
+                        "%d steps take on a smaller set)" % NPZ_MIN_STEPS)
     g.add_argument("--hidden", type=_positive(int), default=None,
                    help="LSTM hidden size H (default: 256 for character models, 128 for "
                         "--lines, 64 otherwise)")
@@ -286,6 +298,17 @@ def _train_parser(sub):
                    help="character models: embedding width (0: one-hot input)")
     m.add_argument("--dropout", type=_fraction, default=0.0,
                    help="dropout between LSTM layers")
+    m.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                   help="--npz, --csv: an LSTM that reads each sequence both ways (default: "
+                        "no)")
+    m.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None,
+                   help="--npz: scale each input feature to mean 0, std 1 over the training "
+                        "split (kept in the model, which applies it to whatever it reads; "
+                        "default: yes)")
+    m.add_argument("--pooling", choices=POOLINGS, default=None,
+                   help="--npz: a sequence's class is read from the output at its last "
+                        "step, or from the mean of its outputs over its steps (mean suits "
+                        "--bidirectional; default: last)")
     m.add_argument("--decoder-hidden", type=_positive(int), default=None,
                    help="--pairs: the decoder's hidden size (default: the encoder's output "
                         "width, 2 x --hidden)")
@@ -380,6 +403,13 @@ def _build_task(args):
                         ("--columns-per-step", args.columns_per_step is not None)):
         if given and not args.lines:
             raise UsageError("%s goes with --lines DIR" % flag)
+    for flag, given, kinds in (("--bidirectional", args.bidirectional is not None,
+                                ("npz", "csv")),
+                               ("--standardize", args.standardize is not None, ("npz",)),
+                               ("--pooling", args.pooling is not None, ("npz",))):
+        if given and not any(getattr(args, k) for k in kinds):
+            raise UsageError("%s goes with %s" % (flag, " or ".join("--%s FILE" % k
+                                                                   for k in kinds)))
     if args.csv and not args.column:
         raise UsageError("--csv needs --column NAME (the series to forecast)")
     if args.column and not args.csv:
@@ -391,7 +421,8 @@ def _build_task(args):
         task = ForecastTask(series, args.window, args.horizon, val_fraction=args.val_fraction,
                             batch_size=args.batch or 32, column=args.column)
         model = clstm.Model(1, args.hidden or 64, args.layers, output_size=args.horizon,
-                            dropout=args.dropout, seed=seed)
+                            bidirectional=bool(args.bidirectional), dropout=args.dropout,
+                            seed=seed)
         return task, model, dict(epochs=20)
     if args.lines:
         k = args.columns_per_step or 2
@@ -413,11 +444,14 @@ def _build_task(args):
         X, lengths, y = D.read_npz(args.npz)
         n_classes = int(y.max()) + 1
         train, val = D.Sequences(X, lengths, y).split(args.val_fraction, rng)
-        task = SequenceTask(train, val, args.batch or 32, kind="classify")
+        task = SequenceTask(train, val, args.batch or 32, kind="classify",
+                            standardize=args.standardize is not False,
+                            pooling=args.pooling or "last")
         model = clstm.Model(X.shape[2], args.hidden or 64, args.layers,
-                            output_size=n_classes, softmax=True, dropout=args.dropout,
-                            seed=seed)
-        return task, model, dict(epochs=10)
+                            bidirectional=bool(args.bidirectional), output_size=n_classes,
+                            softmax=True, dropout=args.dropout, seed=seed)
+        # small sets need more passes: at least NPZ_MIN_STEPS steps (bench/RESULTS.md)
+        return task, model, dict(epochs=max(10, -(-NPZ_MIN_STEPS // task.n_batches)))
     text = D.read_text(args.text) if args.text else D.builtin_text()
     stream = D.TextStream(text, val_fraction=args.val_fraction)
     task = LanguageModelTask(stream, args.batch or 32, args.bptt)
@@ -996,7 +1030,7 @@ def cmd_evaluate(args):
     k = model.output_size
     if y.max() >= k:
         raise UsageError("%s: label %d is outside the model's %d classes" % (args.npz, y.max(), k))
-    seqs = D.Sequences(X.astype(model.dtype), lengths, y)
+    seqs = D.Sequences(X, lengths, y)  # scaled as in training by the model's metadata
     accuracy, cm = SequenceTask(seqs, None, 256).confusion_matrix(model, seqs)
     if args.json:
         _emit(dict(accuracy=accuracy, sequences=len(seqs), classes=k, confusion_matrix=cm))

@@ -10,6 +10,12 @@ uses libm's expf and tanhf instead). Every public symbol starts with
 ``NAME_``, so several exported models link into one program. The header
 documents each of them.
 
+A model trained with standardized features (clstm.tasks.Standardization:
+`clstm train --npz` and `--csv` models) takes its inputs on the data's own
+scale: the code applies the model's input_mean and input_std, and maps a
+regression's outputs back by output_mean and output_std, in double, as
+clstm does.
+
 Numbers: compiled with a C99 compiler that rounds each float operation
 to float (FLT_EVAL_METHOD 0; no -ffast-math, and no -ffp-contract=fast
 with clang; the file turns FMA contraction off itself for GCC and, short
@@ -91,6 +97,26 @@ def _check_model(model):
                              "weights" % name)
 
 
+def _scaling(model):
+    """(input, output): the Standardizations the exported code applies (the
+    model's metadata, clstm.tasks.model_scaling; the input's only for real
+    features, the output's only with a head); None where there is none.
+    ValueError for malformed metadata."""
+    from clstm.tasks import model_scaling
+    inputs, outputs = model_scaling(model)
+    return (inputs if model.encoding is None else None,
+            outputs if model.output_size else None)
+
+
+def _doubles(values):
+    """C double literals that round-trip float64 (17 significant digits)."""
+    out = []
+    for v in np.asarray(values, np.float64).ravel().tolist():
+        s = "%.17g" % v
+        out.append(s if any(ch in s for ch in ".en") else s + ".0")
+    return out
+
+
 def _floats(values, nonfinite=False):
     """C float literals: 9 significant digits round-trip every float32.
     NaN and Inf are <math.h>'s NAN and INFINITY with nonfinite, else a
@@ -112,7 +138,7 @@ def _floats(values, nonfinite=False):
 def _array(ctype, name, items, comment):
     lines = ["/* %s */" % comment,
              "static const %s %s[%d] = {" % (ctype, name, max(len(items), 1))]
-    per = 8 if ctype == "float" else 20
+    per = 8 if ctype == "float" else 4 if ctype == "double" else 20
     for i in range(0, len(items), per):
         lines.append("    " + ", ".join(items[i:i + per]) + ",")
     if not items:
@@ -218,6 +244,18 @@ def _header(model, name, z, source):
     what.append("a linear head of %d%s" % (z["O"], " (logits)" if model.softmax else "")
                 if z["O"] else "no head (the output is the top layer's h)")
     what.append("int8 weights (one scale per row)" if model.quantized else "float32 weights")
+    inputs, outputs = _scaling(model)
+    if inputs is not None:
+        what.append("inputs on the data's scale: each feature is standardized as in\n"
+                    " * training, (x - mean) / std in double (mean, std: the model's\n"
+                    " * input_mean and input_std, compiled in)")
+    if outputs is not None:
+        what.append("outputs on the data's scale: z * std + mean in double (its\n"
+                    " * output_mean and output_std)")
+    if model.metadata.get("pooling") == "mean":
+        what.append("trained with mean pooling: a sequence's output is the mean of\n"
+                    " * its steps' outputs (as clstm's predict_sequences), which the\n"
+                    " * caller computes")
     in_one = "int32_t token" if token else "const float *x"
     in_seq = "const int32_t *tokens" if token else "const float *x"
     in_doc = ("a token id in [0, %s_VOCAB_SIZE)" % up if token else
@@ -296,7 +334,8 @@ void %(n)s_init(%(n)s_state *s);
  * zeros (clstm's h0 and c0, layer-major). */
 int %(n)s_reset(%(n)s_state *s, const float *h, const float *c);
 """ % dict(U=up, n=n, units=z["N"] * z["L"], R=z["R"], H=z["H"], G=4 * z["H"],
-           D=z["D"] if z["ENC"] == 2 else 1, Q=z["QMAX"] if model.quantized else 1))
+           D=z["D"] if z["ENC"] == 2 or inputs is not None else 1,
+           Q=z["QMAX"] if model.quantized else 1))
     if not z["WHOLE"]:
         lines.append("""/* One step: %(ind)s in, %(U)s_OUTPUT_SIZE floats out;
  * the state advances. Streaming: call it once per sample. */
@@ -366,6 +405,13 @@ def _source(model, name, z, source):
     if z["O"]:
         arrays.weight("head.weight", "cx_head")  # cx_head, or cx_head_q and cx_head_s
         arrays.weight("head.bias", "cx_head_b")
+    inputs, outputs = _scaling(model)
+    for prefix, scaling in (("in", inputs), ("out", outputs)):
+        if scaling is not None:
+            for key in ("mean", "std"):
+                arrays.chunks.append(_array("double", "cx_%s_%s" % (prefix, key),
+                                            _doubles(getattr(scaling, key)),
+                                            "the model's %sput_%s" % (prefix, key)))
     vocab = _vocab(model)
     if vocab is not None:
         arrays.chunks.append(_array("uint32_t", "cx_vocab", [str(ord(ch)) for ch in vocab],
@@ -381,7 +427,8 @@ def _source(model, name, z, source):
                   CX_REVERSE=int(z["REVERSE"]),
                   CX_PEEPHOLES=int(model.peepholes), CX_INPUT_FORGET=int(model.input_forget),
                   CX_CLIP=int(_clip(model) is not None), CX_SOFTMAX=int(bool(model.softmax)),
-                  CX_VOCAB=len(vocab or ""))
+                  CX_VOCAB=len(vocab or ""), CX_SCALE_IN=int(inputs is not None),
+                  CX_SCALE_OUT=int(outputs is not None))
     head = ["/* %s.c: generated by clstm %s from %s; see %s.h. */" % (name, _version(), source,
                                                                      name),
             "/* FMA contraction would round a * b + c once where clstm rounds twice. */",

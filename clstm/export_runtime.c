@@ -184,9 +184,15 @@ static void cell_(NAME_state *st, const unit_t *u, const float *x, int32_t oneho
  * model); the token checked by the caller. */
 #if CX_ENCODING == 0
 static const float *encode_(NAME_state *st, const float *x, int32_t *onehot) {
-    (void)st;
     *onehot = -1;
+#if CX_SCALE_IN /* standardized as in training, in double as clstm does */
+    for (int32_t k = 0; k < CX_D; k++)
+        st->x_[k] = (float)(((double)x[k] - cx_in_mean[k]) / cx_in_std[k]);
+    return st->x_;
+#else
+    (void)st;
     return x;
+#endif
 }
 #elif CX_ENCODING == 1
 static const float *encode_(NAME_state *st, int32_t token, int32_t *onehot) {
@@ -217,6 +223,9 @@ static void head_(NAME_state *st, const float *y, float *out) {
     matvec_(cx_head, CX_O, CX_NR, y, out);
 #endif
     for (int32_t o = 0; o < CX_O; o++) out[o] += cx_head_b[o];
+#if CX_SCALE_OUT /* a regression's outputs back on the data's scale */
+    for (int32_t o = 0; o < CX_O; o++) out[o] = (float)((double)out[o] * cx_out_std[o] + cx_out_mean[o]);
+#endif
 #else
     (void)st;
     memcpy(out, y, sizeof(float) * CX_NR);

@@ -4,9 +4,14 @@ loss, its validation and the metadata its model files carry.
     LanguageModelTask  next-token prediction over a text (truncated BPTT);
                        metadata task "char"
     SequenceTask       one prediction per sequence: classification (metadata
-                       task "classify", classes) or regression
+                       task "classify", classes) or regression; with
+                       standardize=True, input_mean and input_std (and a
+                       regression's output_mean, output_std): see
+                       Standardization; pooling "mean" where the outputs
+                       are averaged over the steps (model_pooling)
     ForecastTask       a real series as windows -> the next values; metadata
-                       task "forecast", window, horizon, mean, std, column:
+                       task "forecast", window, horizon, column, and the
+                       series' standardization as input_* and output_*:
                        what `clstm forecast` reads (ForecastTask.settings)
     LabellingTask      sequences -> unaligned label sequences with CTC (text
                        lines, utterances); metadata task "ctc", blank and,
@@ -28,7 +33,8 @@ from clstm import checks, decode, losses
 from clstm.data import stream_chunks, windows
 
 __all__ = ["LanguageModelTask", "SequenceTask", "ForecastTask", "ForecastSettings",
-           "LabellingTask", "TranslationTask", "edit_distance"]
+           "LabellingTask", "TranslationTask", "Standardization", "model_scaling",
+           "model_pooling", "predict_sequences", "edit_distance"]
 
 
 class LanguageModelTask:
@@ -96,6 +102,182 @@ class LanguageModelTask:
         return {"val_loss": total / count}
 
 
+class Standardization:
+    """Per-feature standardization z = (x - mean) / std, fitted on training
+    data and kept in a model's metadata so that whatever runs the model
+    (`clstm evaluate`, `clstm forecast`, predict_sequences, the C examples)
+    scales its inputs as training did.
+
+    mean, std: (F,) float64; std > 0 (a feature that is constant in the
+    data it was fitted on has std 1: it is centred, not scaled, so it never
+    divides by 0). Metadata keys, for prefix "input" (the model's D input
+    features) and "output" (a regression's O targets, whose outputs map
+    back as y = z * std + mean): "<prefix>_mean" and "<prefix>_std", each a
+    JSON array of F numbers (17 significant digits: float64 round-trips)."""
+
+    def __init__(self, mean, std):
+        mean = np.array(mean, dtype=np.float64).reshape(-1)
+        std = np.array(std, dtype=np.float64).reshape(-1)
+        if mean.shape != std.shape or mean.size < 1:
+            raise ValueError("mean, std: expected two arrays of one shape (F,), F >= 1, got "
+                             "%s and %s" % (mean.shape, std.shape))
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+            raise ValueError("mean, std: expected finite values and std > 0")
+        self.mean, self.std = mean, std
+
+    @classmethod
+    def fit(cls, X, lengths=None):
+        """The standardization of X's last axis: X (N, T, F) over each
+        sequence's valid steps (t < lengths[n]; all steps when lengths is
+        None), or X (N, F) over its rows. Population std (ddof 0), in
+        float64; a std of 0, or below 1e-10 of |mean| (a constant feature
+        up to rounding), becomes 1."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 3 and lengths is not None:
+            rows = X[np.arange(X.shape[1])[None, :] < np.asarray(lengths)[:, None]]
+        else:
+            rows = X.reshape(-1, X.shape[-1])
+        if len(rows) < 1:
+            raise ValueError("X: no values to fit a standardization on")
+        mean = rows.mean(axis=0)
+        std = np.sqrt(((rows - mean) ** 2).mean(axis=0))
+        std[(std == 0) | (std <= 1e-10 * np.abs(mean))] = 1.0
+        return cls(mean, std)
+
+    def __len__(self):
+        return self.mean.size
+
+    def __eq__(self, other):
+        return (isinstance(other, Standardization) and np.array_equal(self.mean, other.mean)
+                and np.array_equal(self.std, other.std))
+
+    def __repr__(self):
+        return "Standardization(mean=%s, std=%s)" % (self.mean.tolist(), self.std.tolist())
+
+    def apply(self, x):
+        """(x - mean) / std over x's last axis, in float64."""
+        return (np.asarray(x, dtype=np.float64) - self.mean) / self.std
+
+    def invert(self, z):
+        """z * std + mean over z's last axis, in float64: apply's inverse."""
+        return np.asarray(z, dtype=np.float64) * self.std + self.mean
+
+    def metadata(self, prefix):
+        """{"<prefix>_mean": JSON array, "<prefix>_std": JSON array}."""
+        return {prefix + "_mean": json.dumps([float(v) for v in self.mean]),
+                prefix + "_std": json.dumps([float(v) for v in self.std])}
+
+    @classmethod
+    def from_metadata(cls, metadata, prefix, size):
+        """The standardization stored under prefix ("input" or "output") in a
+        model's metadata, for `size` features; None when neither key is
+        there (a model trained without one: the identity). ValueError
+        naming the key when one is missing, malformed or of another size."""
+        keys = (prefix + "_mean", prefix + "_std")
+        if not any(k in metadata for k in keys):
+            return None
+        values = []
+        for k in keys:
+            if k not in metadata:
+                raise ValueError("model: its metadata has %r but not %r"
+                                 % (keys[1 - keys.index(k)], k))
+            try:
+                v = json.loads(metadata[k])
+                if (not isinstance(v, list) or not all(
+                        isinstance(e, (int, float)) and not isinstance(e, bool) for e in v)):
+                    raise ValueError("not an array of numbers")
+            except ValueError:
+                raise ValueError("model: its metadata %r is not a JSON array of numbers"
+                                 % k) from None
+            if len(v) != size:
+                raise ValueError("model: its metadata %r has %d numbers; the model has %d %s"
+                                 % (k, len(v), size, "inputs" if prefix == "input"
+                                    else "outputs"))
+            values.append(v)
+        try:
+            return cls(*values)
+        except ValueError:
+            raise ValueError("model: its metadata %r or %r holds a non-finite number or a std "
+                             "<= 0" % keys) from None
+
+
+def model_scaling(model):
+    """(input, output): the Standardizations in a model's metadata (None
+    where it holds none: the identity); ValueError naming a malformed key.
+    A forecaster written before these keys existed holds one "mean" and
+    "std" for its series: they serve as both."""
+    md = model.metadata
+    inputs = Standardization.from_metadata(md, "input", model.input_size)
+    outputs = Standardization.from_metadata(md, "output", model.out_size)
+    if inputs is None and outputs is None and md.get("task") == "forecast":
+        s = ForecastTask.settings(model)
+        inputs = Standardization([s.mean] * model.input_size, [s.std] * model.input_size)
+        outputs = Standardization([s.mean] * model.out_size, [s.std] * model.out_size)
+    return inputs, outputs
+
+
+POOLINGS = ("last", "mean")
+
+
+def model_pooling(model):
+    """How a sequence model reads one output per sequence: "last" (the
+    output at its last valid step; models without the "pooling" metadata)
+    or "mean" (the mean of its outputs over the valid steps: for a Linear
+    head, the head of the mean LSTM output). ValueError for anything else."""
+    pooling = model.metadata.get("pooling", "last")
+    if pooling not in POOLINGS:
+        raise ValueError("model: its metadata 'pooling' is %r; expected one of %s"
+                         % (pooling, ", ".join(POOLINGS)))
+    return pooling
+
+
+def pool(out, lengths, pooling):
+    """One row per sequence of out (T, B, O): its last valid step's
+    ("last") or the mean over its valid steps ("mean", in float64)."""
+    B = out.shape[1]
+    if pooling == "last":
+        return out[lengths - 1, np.arange(B)]
+    valid = np.arange(out.shape[0])[:, None] < lengths[None, :]
+    return (np.sum(out * valid[:, :, None], axis=0, dtype=np.float64)
+            / np.maximum(lengths, 1)[:, None])
+
+
+def predict_sequences(model, X, lengths=None, batch_size=256):
+    """The model's outputs (N, O), one row per sequence, as `clstm evaluate`
+    and `clstm forecast` compute them: at each sequence's last valid step,
+    or their mean over its valid steps for a model trained with mean
+    pooling (model_pooling). X (N, T_max, D) real, batch first (an .npz's
+    X), on the data's own scale: the model's input standardization
+    (model_scaling) is applied to it, and a regression's outputs are mapped
+    back by its output standardization. lengths: (N,) ints in [1, T_max]
+    (None: every sequence is T_max long). A classifier's outputs are its
+    logits (argmax: the class)."""
+    X = checks.to_numpy(X)
+    if X.ndim != 3 or X.dtype.kind not in "fiu":
+        raise ValueError("X: expected a real (N, T_max, D) array, got %s %s"
+                         % (X.dtype, X.shape))
+    N, T, D = X.shape
+    if D != model.input_size:
+        raise ValueError("X: expected D = %d features (the model's input size), got %d"
+                         % (model.input_size, D))
+    lengths = np.full(N, T, np.int64) if lengths is None else checks.lengths(lengths, T, N)
+    if N and lengths.min() < 1:
+        raise ValueError("lengths: expected 1 <= length <= T_max (%d), got %d"
+                         % (T, lengths.min()))
+    batch_size = _count(batch_size, "batch_size")
+    inputs, outputs = model_scaling(model)
+    pooling = model_pooling(model)
+    out = np.empty((N, model.out_size), model.dtype if pooling == "last" else np.float64)
+    for i in range(0, N, batch_size):
+        lens = lengths[i:i + batch_size]
+        x = X[i:i + batch_size, :int(lens.max())].transpose(1, 0, 2)
+        x = x if inputs is None else inputs.apply(x)
+        z, _ = model.forward(np.ascontiguousarray(x, dtype=model.dtype), lengths=lens,
+                             train=False)
+        out[i:i + batch_size] = pool(z, lens, pooling)
+    return out if outputs is None else outputs.invert(out)
+
+
 class _Shuffled:
     """Mini-batches of self.batch_size from self.train, reshuffled every
     epoch."""
@@ -112,30 +294,61 @@ class SequenceTask(_Shuffled):
     """One prediction per sequence at its last valid step: classification
     (kind "classify": y are class ids, cross-entropy) or regression and
     forecasting (kind "regress": y (N, O) reals, mean squared error).
-    Mini-batches of variable-length sequences, reshuffled every epoch."""
+    Mini-batches of variable-length sequences, reshuffled every epoch.
+
+    standardize: fit a Standardization of the input features on `train`
+    alone (never on val), and for a regression one of the targets too;
+    the batches are scaled by them and the model's metadata keeps them, so
+    predict_sequences (and so `clstm evaluate`) scales new data alike.
+    input_scaling, output_scaling: those (None: the data as given).
+
+    pooling: the loss reads each sequence's output at its last valid step
+    ("last") or the mean of its outputs over its valid steps ("mean": every
+    step's output gets 1/length of the gradient; a bidirectional LSTM's
+    reverse direction has read the whole sequence only at its first step,
+    so "last" hides most of it); kept in the metadata as "pooling" when
+    "mean"."""
 
     stateful = False
     last_only = True
     unit = "seq"
 
-    def __init__(self, train, val=None, batch_size=32, kind="classify"):
+    def __init__(self, train, val=None, batch_size=32, kind="classify", *, standardize=False,
+                 pooling="last"):
         if kind not in ("classify", "regress"):
             raise ValueError("kind: expected 'classify' or 'regress', got %r" % (kind,))
-        self.train, self.val, self.kind = train, val, kind
+        if pooling not in POOLINGS:
+            raise ValueError("pooling: expected 'last' or 'mean', got %r" % (pooling,))
+        self.train, self.val, self.kind, self.pooling = train, val, kind, pooling
         self.batch_size = batch_size
+        self.input_scaling = self.output_scaling = None
+        if checks.flag(standardize, "standardize"):
+            self.input_scaling = Standardization.fit(train.X, train.lengths)
+            if kind == "regress":
+                self.output_scaling = Standardization.fit(np.reshape(train.y, (len(train), -1)))
 
     def batch(self, k, order):
         X, lens, y = self.train.batch(order[k * self.batch_size:(k + 1) * self.batch_size])
+        if self.input_scaling is not None:
+            X = self.input_scaling.apply(X)
+        if self.output_scaling is not None:
+            y = self.output_scaling.apply(y)
         return X.astype(self.dtype, copy=False), y, lens
 
     dtype = np.float64  # set by the Trainer to the model's
 
     def model_metadata(self, model):
         """The model file's metadata for this task: a classifier's task and
-        class count (what `clstm evaluate` checks); none for a regression."""
-        if self.kind == "classify":
-            return {"task": "classify", "classes": str(model.output_size)}
-        return {}
+        class count (what `clstm evaluate` checks), and the
+        standardizations (Standardization.metadata) where there are any."""
+        md = {"task": "classify", "classes": str(model.output_size)} if (
+            self.kind == "classify") else {}
+        for prefix, scaling in (("input", self.input_scaling), ("output", self.output_scaling)):
+            if scaling is not None:
+                md.update(scaling.metadata(prefix))
+        if self.pooling != "last":
+            md["pooling"] = self.pooling
+        return md
 
     @staticmethod
     def units(inputs):
@@ -156,19 +369,26 @@ class SequenceTask(_Shuffled):
 
     def loss(self, out, targets, lengths, grad=True):
         f = losses.cross_entropy if self.kind == "classify" else losses.mse
-        return f(out, targets, lengths, last_only=True, grad=grad)
+        if self.pooling == "last":
+            return f(out, targets, lengths, last_only=True, grad=grad)
+        pooled = pool(out, lengths, "mean").astype(out.dtype)[None]  # (1, B, O)
+        loss, dpooled = f(pooled, targets[None], grad=grad)
+        if dpooled is None:
+            return loss, None
+        valid = np.arange(out.shape[0])[:, None] < lengths[None, :]
+        share = (valid / np.maximum(lengths, 1)[None, :]).astype(out.dtype)  # (T, B)
+        return loss, dpooled * share[:, :, None]
 
-    def predict(self, model, seqs):
-        """The model's output at each sequence's last valid step, (N, O)."""
-        outs = []
-        for i in range(0, len(seqs), 256):
-            idx = np.arange(i, min(i + 256, len(seqs)))
-            X, lens, _ = seqs.batch(idx)
-            out, _ = model.forward(X, lengths=lens, train=False)
-            outs.append(out[lens - 1, np.arange(len(idx))])
-        return np.concatenate(outs)
+    @staticmethod
+    def predict(model, seqs):
+        """The model's output at each sequence's last valid step, (N, O), with
+        the model's standardizations applied: predict_sequences."""
+        return predict_sequences(model, seqs.X, seqs.lengths)
 
     def evaluate(self, model, seqs=None):
+        """Validation (val_loss, and a classifier's val_accuracy) over seqs
+        (default: val); a regression's loss on the model's scale (its
+        targets standardized as in training)."""
         seqs = self.val if seqs is None else seqs
         if seqs is None:
             return None
@@ -176,7 +396,12 @@ class SequenceTask(_Shuffled):
         if self.kind == "classify":
             loss, _ = losses.cross_entropy(pred[None], seqs.y[None].astype(np.int32), grad=False)
             return {"val_loss": loss, "val_accuracy": float(np.mean(pred.argmax(1) == seqs.y))}
-        loss, _ = losses.mse(pred[None], seqs.y[None].astype(pred.dtype), grad=False)
+        y = seqs.y
+        _, outputs = model_scaling(model)
+        if outputs is not None:
+            pred, y = outputs.apply(pred), outputs.apply(y)
+        loss, _ = losses.mse(pred[None].astype(model.dtype), y[None].astype(model.dtype),
+                             grad=False)
         return {"val_loss": loss}
 
     def confusion_matrix(self, model, seqs):
@@ -192,7 +417,8 @@ class SequenceTask(_Shuffled):
 ForecastSettings = collections.namedtuple("ForecastSettings",
                                           "window horizon mean std column")
 ForecastSettings.__doc__ = """A forecaster's metadata, parsed: window and horizon
-(ints), mean and std (floats: the normalisation), column (str or None)."""
+(ints), mean and std (floats: the series' standardization), column (str or
+None)."""
 
 
 def _count(v, name):
@@ -205,11 +431,14 @@ def _count(v, name):
 
 class ForecastTask(SequenceTask):
     """Forecasting a real series: each window of `window` consecutive values
-    predicts the `horizon` values after it (mean squared error). The series
-    is normalised by its mean and standard deviation (kept in the model's
-    metadata, with window, horizon and column, so `clstm forecast` can use
-    the model); the last val_fraction of the windows are held out for
-    validation (no look-ahead). DataError when the series is too short."""
+    predicts the `horizon` values after it (mean squared error). The last
+    val_fraction of the windows are held out for validation (no
+    look-ahead). The series is standardized by the mean and standard
+    deviation (mean, std) of the values the training windows hold: one
+    Standardization of its inputs (input_scaling) and, repeated `horizon`
+    times, of its targets (output_scaling), kept in the model's metadata
+    with window, horizon and column, so `clstm forecast` can use the
+    model. DataError when the series is too short."""
 
     def __init__(self, series, window=50, horizon=1, *, val_fraction=0.1, batch_size=32,
                  column=None):
@@ -234,17 +463,23 @@ class ForecastTask(SequenceTask):
         if not np.all(np.isfinite(series)):
             raise ValueError("series: expected finite values, got NaN or Inf at index %d"
                              % int(np.flatnonzero(~np.isfinite(series))[0]))
-        self.mean, self.std = float(series.mean()), float(series.std()) or 1.0
         self.column = column
-        seqs = windows((series - self.mean) / self.std, self.window, self.horizon)
+        seqs = windows(series, self.window, self.horizon)
         n_val = int(len(seqs) * val_fraction)  # the last windows: no look-ahead
         train = seqs.subset(np.arange(len(seqs) - n_val))
         val = seqs.subset(np.arange(len(seqs) - n_val, len(seqs))) if n_val else None
         super().__init__(train, val, batch_size, kind="regress")
+        seen = series[:len(train) + self.window + self.horizon - 1]  # the training windows'
+        fitted = Standardization.fit(seen.reshape(-1, 1))
+        self.mean, self.std = float(fitted.mean[0]), float(fitted.std[0])
+        self.input_scaling = fitted
+        self.output_scaling = Standardization([self.mean] * self.horizon,
+                                              [self.std] * self.horizon)
 
     def model_metadata(self, model=None):
-        md = dict(task="forecast", window=str(self.window), horizon=str(self.horizon),
-                  mean=repr(self.mean), std=repr(self.std))
+        md = dict(task="forecast", window=str(self.window), horizon=str(self.horizon))
+        md.update(self.input_scaling.metadata("input"))
+        md.update(self.output_scaling.metadata("output"))
         if self.column is not None:
             md["column"] = self.column
         return md
@@ -252,7 +487,9 @@ class ForecastTask(SequenceTask):
     @staticmethod
     def settings(model):
         """The ForecastSettings in a forecaster's metadata; ValueError naming
-        what is missing or malformed (e.g. not a forecaster)."""
+        what is missing or malformed (e.g. not a forecaster). mean and std:
+        its input standardization's (a file written before those keys: its
+        "mean" and "std")."""
         md = model.metadata
         if md.get("task") != "forecast":
             raise ValueError("model: not a forecasting model (its task is %s)"
@@ -260,7 +497,11 @@ class ForecastTask(SequenceTask):
         values = []
         valid = {"window": lambda v: v >= 1, "horizon": lambda v: v >= 1,
                  "mean": math.isfinite, "std": lambda v: math.isfinite(v) and v > 0}
-        for key, kind in (("window", int), ("horizon", int), ("mean", float), ("std", float)):
+        keys = (("window", int), ("horizon", int))
+        inputs = Standardization.from_metadata(md, "input", model.input_size)
+        if inputs is None:
+            keys += (("mean", float), ("std", float))
+        for key, kind in keys:
             try:
                 values.append(kind(md[key]))
             except (KeyError, ValueError):
@@ -269,20 +510,20 @@ class ForecastTask(SequenceTask):
             if not valid[key](values[-1]):
                 raise ValueError("model: its forecasting metadata %r is out of range: %r"
                                  % (key, md[key]))
+        if inputs is not None:
+            values += [float(inputs.mean[0]), float(inputs.std[0])]
         return ForecastSettings(*values, md.get("column"))
 
     @staticmethod
     def forecast(model, series, settings):
         """The `horizon` values after the last of `series` (the model's last
-        window of it, on the series' own scale)."""
+        window of it, on the series' own scale: predict_sequences)."""
         s = settings
-        z = (np.asarray(series, dtype=np.float64) - s.mean) / s.std
+        z = np.asarray(series, dtype=np.float64)
         if z.ndim != 1 or len(z) < s.window:
             raise ValueError("series: expected at least the window's %d values, got shape %s"
                              % (s.window, z.shape))
-        x = z[-s.window:].reshape(s.window, 1, 1)
-        out, _ = model.forward(x.astype(model.dtype), train=False)
-        return out[-1, 0] * s.std + s.mean
+        return predict_sequences(model, z[-s.window:].reshape(1, s.window, 1))[0]
 
     @staticmethod
     def one_step_errors(model, series, settings):
@@ -292,11 +533,9 @@ class ForecastTask(SequenceTask):
         series = np.asarray(series, dtype=np.float64)
         if len(series) < s.window + s.horizon + 1:
             return None
-        seqs = windows((series - s.mean) / s.std, s.window, s.horizon)
-        p = SequenceTask(seqs, None, 256, kind="regress").predict(model, seqs)[:, 0]
-        p = p * s.std + s.mean
-        actual = seqs.y[:, 0] * s.std + s.mean
-        persist = seqs.X[:, -1, 0] * s.std + s.mean
+        seqs = windows(series, s.window, s.horizon)
+        p = predict_sequences(model, seqs.X, seqs.lengths)[:, 0]
+        actual, persist = seqs.y[:, 0], seqs.X[:, -1, 0]
         return (len(actual), float(np.mean((p - actual) ** 2)),
                 float(np.mean((persist - actual) ** 2)))
 

@@ -206,7 +206,8 @@ def _options_with_defaults(command):
     for a in sub._actions:
         if not a.option_strings or a.dest == "help":
             continue
-        opts[a.option_strings[-1]] = a.default
+        # the long spelling (--bidirectional of --bidirectional/--no-bidirectional)
+        opts[next(o for o in a.option_strings if o.startswith("--"))] = a.default
     return opts
 
 
@@ -467,9 +468,18 @@ def test_forecaster_trained_in_python_is_accepted(world, tmp_path):
     Trainer(model, ForecastTask(series, window=10, horizon=2, column="y"), epochs=2,
             progress=False, out=str(out)).fit()
     assert dict(clstm.load(str(out)).metadata) == dict(clstm.load(str(world.forecaster)).metadata)
-    assert dict(clstm.load(str(out)).metadata) == {
-        "task": "forecast", "window": "10", "horizon": "2", "mean": repr(float(series.mean())),
-        "std": repr(float(series.std())), "column": "y"}
+    n = len(series) - 10 - 2 + 1  # windows; the last 10% validate
+    seen = series[:n - int(0.1 * n) + 10 + 2 - 1]  # the values the training windows hold
+    mean, std = json.dumps([float(np.mean(seen))]), json.dumps([float(np.std(seen))])
+    md = dict(clstm.load(str(out)).metadata)
+    assert md.keys() == {"task", "window", "horizon", "column", "input_mean", "input_std",
+                         "output_mean", "output_std"}
+    assert md["task"] == "forecast" and md["window"] == "10" and md["horizon"] == "2"
+    assert md["column"] == "y"
+    assert np.allclose(json.loads(md["input_mean"]), json.loads(mean), rtol=1e-12)
+    assert np.allclose(json.loads(md["input_std"]), json.loads(std), rtol=1e-12)
+    assert json.loads(md["output_mean"]) == 2 * json.loads(md["input_mean"])
+    assert json.loads(md["output_std"]) == 2 * json.loads(md["input_std"])
     r = run_main(["forecast", out, "--csv", world.csv], tmp_path)
     assert_ok(r)
     lines = r.out.splitlines()
@@ -488,11 +498,42 @@ def test_forecaster_trained_in_python_is_accepted(world, tmp_path):
 
 
 def test_forecaster_with_broken_metadata_is_refused(world, tmp_path):
-    model = clstm.load(str(world.forecaster))
-    del model.metadata["std"]
-    clstm.save(model, tmp_path / "m.safetensors")
+    for key, value, needle in (("input_std", None, "has 'input_mean' but not 'input_std'"),
+                               ("input_mean", "[1, 2]", "'input_mean' has 2 numbers"),
+                               ("output_std", "[1, 0]", "a std <= 0"),
+                               ("input_mean", "x", "not a JSON array of numbers")):
+        model = clstm.load(str(world.forecaster))
+        if value is None:
+            del model.metadata[key]
+        else:
+            model.metadata[key] = value
+        clstm.save(model, tmp_path / "m.safetensors")
+        assert_refused(run_main(["forecast", tmp_path / "m.safetensors", "--csv", world.csv],
+                                tmp_path), "forecast", needle)
+    legacy = _legacy_forecaster(world, tmp_path)
+    del legacy.metadata["std"]
+    clstm.save(legacy, tmp_path / "m.safetensors")
     assert_refused(run_main(["forecast", tmp_path / "m.safetensors", "--csv", world.csv],
                             tmp_path), "forecast", "'std' is missing")
+
+
+def _legacy_forecaster(world, tmp_path):
+    """world's forecaster as a file written before the input_*/output_* keys:
+    one "mean" and "std" for the series."""
+    model = clstm.load(str(world.forecaster))
+    mean, std = json.loads(model.metadata["input_mean"]), json.loads(model.metadata["input_std"])
+    for key in ("input_mean", "input_std", "output_mean", "output_std"):
+        del model.metadata[key]
+    model.metadata.update(mean=repr(mean[0]), std=repr(std[0]))
+    return model
+
+
+def test_forecaster_from_before_the_standardization_keys_forecasts_the_same(world, tmp_path):
+    clstm.save(_legacy_forecaster(world, tmp_path), tmp_path / "old.safetensors")
+    old = run_main(["forecast", tmp_path / "old.safetensors", "--csv", world.csv], tmp_path)
+    new = run_main(["forecast", world.forecaster, "--csv", world.csv], tmp_path)
+    assert_ok(old)
+    assert old.out == new.out
 
 
 def test_classifier_trained_in_python_is_accepted(world, tmp_path):
@@ -502,13 +543,19 @@ def test_classifier_trained_in_python_is_accepted(world, tmp_path):
     from clstm.tasks import SequenceTask
     from clstm.trainer import Trainer
     X, lengths, y = D.read_npz(str(world.npz))
-    train, val = D.Sequences(X, lengths, y).split(0.1, np.random.default_rng(0))
+    # the split `clstm train --seed 0` makes, so the standardization is the same
+    train, val = D.Sequences(X, lengths, y).split(0.1, np.random.default_rng([0, 0xDA7A]))
     out = tmp_path / "py_cls.safetensors"
     model = clstm.Model(2, 16, output_size=2, softmax=True, seed=0)
-    Trainer(model, SequenceTask(train, val, 32, kind="classify"), lr=0.02, epochs=3,
-            progress=False, out=str(out)).fit()
-    assert dict(clstm.load(str(out)).metadata) == dict(clstm.load(str(world.classifier)).metadata)
-    assert dict(clstm.load(str(out)).metadata) == {"task": "classify", "classes": "2"}
+    Trainer(model, SequenceTask(train, val, 32, kind="classify", standardize=True), lr=0.02,
+            epochs=3, progress=False, out=str(out)).fit()
+    md = dict(clstm.load(str(out)).metadata)
+    assert md == dict(clstm.load(str(world.classifier)).metadata)
+    assert md.keys() == {"task", "classes", "input_mean", "input_std"}
+    assert (md["task"], md["classes"]) == ("classify", "2")
+    steps = np.concatenate([x[:n] for x, n in zip(train.X, train.lengths)])  # train split only
+    assert np.allclose(json.loads(md["input_mean"]), steps.mean(0), rtol=1e-12, atol=1e-15)
+    assert np.allclose(json.loads(md["input_std"]), steps.std(0), rtol=1e-12)
     r = run_main(["evaluate", out, "--npz", world.npz_test], tmp_path)
     assert_ok(r)
     assert ACCURACY.search(r.out) and _confusion(r.out, 2).sum() == 300

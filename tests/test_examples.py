@@ -155,6 +155,119 @@ def test_stream_refuses_token_model(tmp_path, encoding):
     assert "token" in out.stderr and "generate" in out.stderr
 
 
+# ------------------------------ stream: standardization and whole sequences
+def standardized_model(dtype, bidirectional=False, regression=False, pooling="last"):
+    """A model whose metadata holds the standardization SequenceTask fits
+    (standardize=True) on data far from mean 0 and std 1 with a constant
+    third feature, and that data: (model, X (N, T, 3), lengths)."""
+    from clstm import data as D
+    from clstm.tasks import SequenceTask
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((12, 9, 3)) * [50.0, 0.02, 0.0] + [300.0, -2.0, 4.5]
+    lengths = rng.integers(1, 10, 12)
+    y = (X[:, 0, :2] * [1.0, 100.0] + 7.0 if regression
+         else (X[:, 0, 0] > 300).astype(np.int64))
+    task = SequenceTask(D.Sequences(X, lengths, y), None, 4,
+                        kind="regress" if regression else "classify", standardize=True,
+                        pooling=pooling)
+    m = clstm.Model(3, 5, bidirectional=bidirectional, output_size=2,
+                    softmax=not regression, dtype=dtype, seed=2)
+    m.metadata.update(task.model_metadata(m))
+    return m, X, lengths
+
+
+def metadata_array(m, key):
+    return np.array(json.loads(m.metadata[key]))
+
+
+def sequences_text(X, lengths):
+    """Each sequence's valid steps, one per line, an empty line after each
+    (two after the first: empty lines between sequences are skipped)."""
+    blocks = ["\n".join(" ".join(repr(float(v)) for v in row) for row in x[:n])
+              for x, n in zip(X, lengths)]
+    return blocks[0] + "\n\n\n" + "\n\n".join(blocks[1:]) + "\n"
+
+
+@needs_stream
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("regression", [False, True], ids=["classifier", "regression"])
+def test_stream_applies_the_models_standardization(tmp_path, dtype, regression):
+    m, X, _ = standardized_model(dtype, regression=regression)
+    path = tmp_path / "model.safetensors"
+    clstm.save(m, path)
+    x = X[:3].reshape(-1, 3)  # one stream of 27 steps on the data's scale
+    out = run_stream(path, x)
+    assert out.returncode == 0, out.stderr
+    # the reference: NumPy's scaling of the inputs (and of a regression's outputs)
+    z, _ = m.forward(((x - metadata_array(m, "input_mean")) / metadata_array(m, "input_std"))
+                     [:, None, :].astype(dtype), train=False)
+    z = z[:, 0].astype(np.float64)
+    if regression:
+        z = z * metadata_array(m, "output_std") + metadata_array(m, "output_mean")
+    assert_close(parse_rows(out.stdout), z, dtype, "outputs")
+
+
+@needs_stream
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["bidirectional", "unidirectional", "regression",
+                                  "bidirectional-mean", "regression-mean"])
+def test_stream_sequences_match_predict_sequences(tmp_path, dtype, kind):
+    from clstm.tasks import predict_sequences
+    m, X, lengths = standardized_model(dtype, bidirectional=kind.startswith("bidirectional"),
+                                       regression=kind.startswith("regression"),
+                                       pooling="mean" if kind.endswith("mean") else "last")
+    assert m.metadata.get("pooling") == ("mean" if kind.endswith("mean") else None)
+    path = tmp_path / "model.safetensors"
+    clstm.save(m, path)
+    text = sequences_text(X, lengths)
+    out = run(STREAM, path, "--sequences", stdin=text)
+    assert out.returncode == 0, out.stderr
+    expected = predict_sequences(m, X, lengths)
+    assert_close(parse_rows(out.stdout), expected, dtype, "last-step outputs")
+    if not kind.startswith("regression"):
+        probs = run(STREAM, path, "--sequences", "--probs", stdin=text)
+        assert probs.returncode == 0, probs.stderr
+        assert_close(parse_rows(probs.stdout), clstm.losses.softmax(expected), dtype, "probs")
+    # with no trailing empty line, and nothing at all
+    assert run(STREAM, path, "--sequences", stdin=text.rstrip("\n")).stdout == out.stdout
+    empty = run(STREAM, path, "--sequences", stdin="")
+    assert empty.returncode == 0 and empty.stdout == ""
+
+
+@needs_stream
+def test_stream_reads_a_forecaster_from_before_the_standardization_keys(tmp_path):
+    from clstm.tasks import predict_sequences
+    m = clstm.Model(1, 4, output_size=2, dtype=np.float64, seed=6)
+    m.metadata.update(task="forecast", window="6", horizon="2", mean="50.5", std="8.25")
+    path = tmp_path / "old.safetensors"
+    clstm.save(m, path)
+    x = 50 + 10 * np.sin(np.arange(6.0))[:, None]
+    out = run_stream(path, x)
+    assert out.returncode == 0, out.stderr
+    z, _ = m.forward(((x - 50.5) / 8.25)[:, None, :], train=False)
+    assert_close(parse_rows(out.stdout), z[:, 0] * 8.25 + 50.5, np.float64, "forecasts")
+    assert_close(parse_rows(out.stdout)[-1], predict_sequences(m, x[None])[0], np.float64,
+                 "Python's forecast")
+
+
+@needs_stream
+@pytest.mark.parametrize("key,value", [("input_std", None), ("input_mean", "[1, 2]"),
+                                       ("input_std", "[1, 0, 1]"), ("input_mean", "[1, 2, x]"),
+                                       ("output_std", "[1, nan]"), ("pooling", "max")])
+def test_stream_refuses_malformed_standardization(tmp_path, key, value):
+    m, X, _ = standardized_model(np.float32, regression=True)
+    if value is None:
+        del m.metadata[key]
+    else:
+        m.metadata[key] = value
+    path = tmp_path / "bad.safetensors"
+    clstm.save(m, path)
+    out = run_stream(path, X[0])
+    assert out.returncode == 1 and out.stdout == ""
+    assert ("pooling" if key == "pooling" else "standardization") in out.stderr
+    assert "bad.safetensors" in out.stderr
+
+
 # ------------------------------------------------------------- generate
 TEXT = "the quick brown fox jumps over the lazy dog.\n" * 4
 

@@ -260,6 +260,41 @@ def test_softmax_argmax_and_sampling(tmp_path):
     assert lines[3] == "A 2 2 -1 1"
 
 
+@pytest.mark.parametrize("quantized", [False, True])
+@pytest.mark.parametrize("bi", [False, True])
+@pytest.mark.parametrize("regression", [False, True])
+def test_standardized_model_reads_the_datas_scale(tmp_path, quantized, bi, regression):
+    """A model with input_mean/input_std (and a regression's
+    output_mean/output_std) in its metadata: the exported code takes raw
+    inputs and gives outputs on the data's scale, as clstm does: the
+    inputs scaled in float64, rounded to float32 (int8: the same bits)."""
+    from clstm import data as D
+    from clstm.tasks import SequenceTask
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((30, 6, 3)) * [40.0, 0.05, 0.0] + [200.0, -1.0, 3.5]
+    y = X[:, -1, :2] * [1.0, 10.0] + 5 if regression else (X[:, -1, 0] > 200).astype(int)
+    task = SequenceTask(D.Sequences(X, np.full(30, 6), y), None, 8, standardize=True,
+                        kind="regress" if regression else "classify")
+    m = clstm.Model(input_size=3, hidden_size=5, bidirectional=bi, output_size=2,
+                    softmax=not regression, seed=4)
+    m.metadata.update(task.model_metadata(m))
+    model = clstm.quantize(m) if quantized else m
+    seqs = [X[i].astype(np.float32) for i in (0, 7)]
+    got, _ = export_and_run(tmp_path, model, seqs, "std")
+    inputs, outputs = task.input_scaling, task.output_scaling
+    ref = []
+    for x in seqs:
+        z = model.forward(((x.astype(np.float64) - inputs.mean) / inputs.std)
+                          .astype(np.float32))[0]
+        if outputs is not None:
+            z = (z.astype(np.float64) * outputs.std + outputs.mean).astype(np.float32)
+        ref.append(z)
+    assert_matches(model, got, np.concatenate(ref))
+    header = open(os.path.join(str(tmp_path), "std.h")).read()
+    assert "(x - mean) / std" in header
+    assert ("output_mean" in header) == regression
+
+
 def test_vocabulary(tmp_path):
     """A character model's vocabulary, both ways, as clstm's encode/decode."""
     vocab = "ab\u00e9\u20ac\U0001F600 \n"

@@ -431,8 +431,15 @@ def test_forecast_task_metadata_round_trip(tmp_path):
     model = clstm.Model(1, 6, output_size=2, seed=0)
     TR.Trainer(model, task, epochs=1, progress=False, out=str(tmp_path / "f.st")).fit()
     loaded = clstm.load(tmp_path / "f.st")
+    # the standardization of the values the training windows hold (not the validation's)
+    seen = (np.sin(0.3 * np.arange(120)) * 3 + 5)[:len(task.train) + 8 + 2 - 1]
+    mean, std = float(np.mean(seen)), float(np.std(seen))
+    assert (task.mean, task.std) == pytest.approx((mean, std), rel=1e-12)
     assert dict(loaded.metadata) == {"task": "forecast", "window": "8", "horizon": "2",
-                                     "mean": repr(task.mean), "std": repr(task.std),
+                                     "input_mean": "[%r]" % task.mean,
+                                     "input_std": "[%r]" % task.std,
+                                     "output_mean": "[%r, %r]" % (task.mean, task.mean),
+                                     "output_std": "[%r, %r]" % (task.std, task.std),
                                      "column": "level"}
     s = TR.ForecastTask.settings(loaded)
     assert s == (8, 2, task.mean, task.std, "level")

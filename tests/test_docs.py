@@ -20,6 +20,14 @@ PAGES = {
 pathlib.Path("prices.csv").write_text("close\\n" + "".join("%.3f\\n" % (100 + np.sin(i / 5))
                                                           for i in range(300)))
 """, ()),
+    "docs/guide/classification.md": ("""
+rng = np.random.default_rng(0)
+X = rng.standard_normal((60, 12, 3)).astype(np.float32) * 5 + 10   # unscaled features
+lengths = rng.integers(6, 13, 60)
+y = (X[:, :, 0].mean(axis=1) > 10).astype(np.int64)
+np.savez("train.npz", X=X, lengths=lengths, y=y)
+X_new, lengths_new = X[:5], lengths[:5]
+""", ()),  # fit() bounded to 3 steps below
     "docs/guide/lstm.md": ("""
 import torch
 torch_lstm = torch.nn.LSTM(64, 128, num_layers=2, bidirectional=True, proj_size=32)
@@ -74,7 +82,8 @@ def test_page_code_runs(page, tmp_path, monkeypatch):
     # a block may run the clstm command: the one beside this Python
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep
                        + os.environ.get("PATH", ""))
-    if page == "docs/guide/training.md":  # its example trains for minutes: the API, briefly
+    if page in ("docs/guide/training.md", "docs/guide/classification.md"):
+        # their examples train for minutes: the API, briefly
         from clstm.trainer import Trainer
         fit = Trainer.fit
         monkeypatch.setattr(Trainer, "fit", lambda self, **kw: fit(self, max_steps=3))

@@ -23,7 +23,10 @@
  * Layer 0 reads x; layer k > 0 reads h of layer k-1 (both directions'
  * concatenated, [forward, reverse], and with dropout applied in training when
  * configured). The reverse direction runs each sequence from its last valid
- * step back to its first. Output y is h of the top layer. This is exactly
+ * step back to its first. Output y is h of the top layer. (ONNX's options
+ * in clstm_config change these equations: peepholes, input_forget, clip,
+ * and gate_activation, which may replace the sigmoid of i, f and o by the
+ * hard sigmoid max(0, min(1, alpha a + beta)).) This is exactly
  * torch.nn.LSTM, and the parameters are stored exactly as torch.nn.LSTM names
  * and shapes them (see clstm_tensor_info below), so a state_dict copies
  * across unchanged.
@@ -355,7 +358,7 @@ CLSTM_API clstm_run_options clstm_run_options_default(void);
  * on in the forward direction (up to t in the reverse one, and the later
  * layers' outputs from there) and its final state NaN; other sequences are
  * unaffected (rows never mix). A pre-activation of +-inf saturates its
- * gate (sigmoid to 0 or 1, tanh to +-1), so an Inf input can give finite
+ * gate (sigmoid or hard sigmoid to 0 or 1, tanh to +-1), so an Inf input can give finite
  * outputs; inf - inf or 0 * inf gives NaN, which then spreads as above.
  * The same holds for NaN or Inf in h0 and c0 (from step 0) and, in
  * clstm_backward, in dy (through the gradients). Nothing is checked or

@@ -77,3 +77,16 @@ def test_reserved_gate_metadata():
     for key in ("gate_activation", "gate_alpha", "gate_beta"):
         with pytest.raises(ValueError, match="config key"):
             m.metadata[key] = "x"
+
+
+def test_quantized_file_round_trip(tmp_path):
+    """An int8 model keeps its hard sigmoid gates through a file."""
+    m = clstm.Model(3, 6, num_layers=2, output_size=3, seed=5, gate_activation="hard_sigmoid",
+                    gate_alpha=2.0, gate_beta=0.25)
+    q = clstm.quantize(m)
+    assert (q.gate_activation, q.gate_alpha, q.gate_beta) == ("hard_sigmoid", 2.0, 0.25)
+    clstm.save(q, tmp_path / "q.safetensors")
+    back = clstm.load(tmp_path / "q.safetensors")
+    assert back.quantized and (back.gate_activation, back.gate_alpha) == ("hard_sigmoid", 2.0)
+    x = np.random.default_rng(1).standard_normal((6, 2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(back.forward(x)[0], q.forward(x)[0])

@@ -54,6 +54,9 @@ cdef extern from "clstm.h" nogil:
         int attention
         int64_t attentional_size
         int reverse
+        int gate_activation
+        double gate_alpha
+        double gate_beta
 
     ctypedef struct clstm_run_options:
         size_t struct_size

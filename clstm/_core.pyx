@@ -184,7 +184,8 @@ cdef class Model:
                     target_vocab=c.target_vocab, target_embedding=c.target_embedding,
                     decoder_hidden=c.decoder_hidden, decoder_layers=c.decoder_layers,
                     attention=int(c.attention), attentional_size=c.attentional_size,
-                    reverse=bool(c.reverse))
+                    reverse=bool(c.reverse), gate_activation=int(c.gate_activation),
+                    gate_alpha=c.gate_alpha, gate_beta=c.gate_beta)
 
     def vocab(self):
         """The vocabulary as a str, or None."""

@@ -49,6 +49,17 @@ def probability(v, name):
     return v
 
 
+def real(v, name, what="a finite float"):
+    """v as a finite Python float (numpy floats and ints too, never bools)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                             np.floating)):
+        raise TypeError("%s: expected %s, got %s" % (name, what, type(v).__name__))
+    v = float(v)
+    if not np.isfinite(v):
+        raise ValueError("%s: expected %s, got %r" % (name, what, v))
+    return v
+
+
 def flag(v, name):
     """A bool (numpy's too), else TypeError."""
     if not isinstance(v, (bool, np.bool_)):

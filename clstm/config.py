@@ -8,18 +8,21 @@ import numpy as np
 
 from clstm import _core
 
-__all__ = ["SETTINGS", "RESERVED_METADATA", "ENCODINGS", "settings_of", "core_settings",
+__all__ = ["SETTINGS", "RESERVED_METADATA", "ENCODINGS", "GATES", "settings_of", "core_settings",
            "Metadata"]
 
 # A model's settings: clstm_config's fields (bar the backend, a run-time
 # choice) and the config keys of a model file's __metadata__.
 SETTINGS = ("input_size", "hidden_size", "num_layers", "proj_size", "bidirectional",
             "dropout", "peepholes", "input_forget", "clip", "dtype", "encoding",
-            "vocab_size", "output_size", "softmax", "reverse")
+            "vocab_size", "output_size", "softmax", "reverse", "gate_activation",
+            "gate_alpha", "gate_beta")
 # what else a model file's __metadata__ holds: user metadata may not use these keys
 RESERVED_METADATA = frozenset(SETTINGS + ("format", "format_version", "vocab"))
 _MAX_METADATA, _MAX_KEY_BYTES, _MAX_VALUE_BYTES = 48, 256, 65536
 
+# gate activations, indexed by clstm_config.gate_activation (CLSTM_GATE_*)
+GATES = ("sigmoid", "hard_sigmoid")
 ENCODINGS = dict(_core.ENCODINGS)  # None, "onehot", "embedding" -> clstm_encoding
 _ENCODING_NAMES = {v: k for k, v in ENCODINGS.items()}
 
@@ -29,7 +32,7 @@ def core_settings(model):
     attributes) as clstm_config holds them."""
     s = {k: getattr(model, k) for k in SETTINGS}
     s.update(dtype=_core.DTYPES[s["dtype"].name], encoding=ENCODINGS[s["encoding"]],
-             clip=s["clip"] or 0.0)
+             clip=s["clip"] or 0.0, gate_activation=GATES.index(s["gate_activation"]))
     return s
 
 
@@ -42,6 +45,7 @@ def settings_of(core, *, batch_first=False):
     s.update(dtype=np.dtype(np.float64 if c["float64"] else np.float32),
              clip=c["clip"] if c["clip"] > 0 else None,
              encoding=_ENCODING_NAMES[c["encoding"]],
+             gate_activation=GATES[c["gate_activation"]],
              num_directions=2 if c["bidirectional"] else 1, seed=secrets.randbits(64),
              batch_first=bool(batch_first), backend="default")
     return s

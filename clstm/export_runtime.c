@@ -120,6 +120,17 @@ static inline float clip_(float v) {
 #endif
 }
 
+/* The gate activation of i, f and o: the sigmoid, or the hard sigmoid
+ * max(0, min(1, alpha z + beta)) (NaN stays NaN), as clstm computes it. */
+static inline float gate_(float z) {
+#if CX_HARD_SIGMOID
+    const float s = CX_GATE_ALPHA * z + CX_GATE_BETA;
+    return s < 0 ? 0 : s > 1 ? 1 : s;
+#else
+    return sigmoid_(z);
+#endif
+}
+
 /* One step of unit u: h (R) and c (H) advanced in place from input x (din
  * floats), or from token `onehot` (>= 0) of a one-hot layer 0. */
 static void cell_(NAME_state *st, const unit_t *u, const float *x, int32_t onehot, float *h,
@@ -154,18 +165,18 @@ static void cell_(NAME_state *st, const unit_t *u, const float *x, int32_t oneho
         zi += u->peep[j] * cp;
         zf += u->peep[H + j] * cp;
 #endif
-        const float i = sigmoid_(clip_(zi)), g = tanh_(clip_(zg));
+        const float i = gate_(clip_(zi)), g = tanh_(clip_(zg));
 #if CX_INPUT_FORGET
         const float f = 1 - i;
         (void)zf;
 #else
-        const float f = sigmoid_(clip_(zf));
+        const float f = gate_(clip_(zf));
 #endif
         const float cn = f * cp + i * g;
 #if CX_PEEPHOLES
         zo += u->peep[2 * H + j] * cn;
 #endif
-        const float o = sigmoid_(clip_(zo));
+        const float o = gate_(clip_(zo));
         c[j] = cn;
         m[j] = o * tanh_(cn);
     }

@@ -91,18 +91,33 @@ class Interchange:
         recurrent_kernel (H, 4H), bias (4H) or None (use_bias=False). Keras
         orders gates i, f, c, o, which is torch's i, f, g, o; its matrices are
         the transposes of torch's, and its one bias becomes bias_ih (bias_hh =
-        0). Only activation="tanh" and recurrent_activation="sigmoid" (Keras
-        3's defaults) are the LSTM clstm computes: anything else (e.g. old
-        Keras's "hard_sigmoid") is refused."""
-        from clstm.keras import check_activations, lstm_from_keras
+        0). For the arrays: activation must be "tanh"; recurrent_activation
+        "sigmoid" (Keras's default) or "hard_sigmoid" (Keras 2's default),
+        which Keras 2 and 3 define differently, so it needs gate_alpha: 0.2
+        for Keras 2 (tf.keras up to TensorFlow 2.15: clip(0.2 x + 0.5, 0, 1)),
+        1/6 for Keras 3 (relu6(x + 3) / 6); the model then has
+        gate_activation="hard_sigmoid". Anything else is refused."""
+        from clstm.keras import lstm_from_keras
         if _is_keras(kernel):
             if recurrent_kernel is not None or bias is not None:
                 raise TypeError("from_keras: recurrent_kernel and bias go with a kernel array, "
                                 "not with a Keras layer or model")
             return lstm_from_keras(kernel, dtype=dtype, **kwargs)
-        check_activations(activation, recurrent_activation, "from_keras")
         if recurrent_kernel is None:
             raise TypeError("from_keras: expected recurrent_kernel with a kernel array")
+        if recurrent_activation == "hard_sigmoid":
+            if "gate_alpha" not in kwargs:
+                raise ValueError("recurrent_activation='hard_sigmoid': Keras 2 and Keras 3 "
+                                 "define it differently; pass gate_alpha=0.2 (Keras 2, tf.keras "
+                                 "up to TensorFlow 2.15) or gate_alpha=1/6 (Keras 3)")
+            kwargs["gate_activation"] = "hard_sigmoid"
+        elif recurrent_activation != "sigmoid":
+            raise ValueError("recurrent_activation: clstm computes sigmoid or hard sigmoid "
+                             "gates; a Keras LSTM with recurrent_activation=%r gives different "
+                             "results and cannot be imported" % (recurrent_activation,))
+        if activation != "tanh":
+            raise ValueError("activation: clstm computes tanh; a Keras LSTM with "
+                             "activation=%r cannot be imported" % (activation,))
         k = to_numpy(kernel)
         rk = to_numpy(recurrent_kernel)
         if k.ndim != 2 or k.shape[1] % 4 or k.shape[1] == 0:

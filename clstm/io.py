@@ -55,7 +55,8 @@ def load(path, *, batch_first=False):
     """The model saved at ``path`` (str or os.PathLike): a clstm.LSTM for a
     bare LSTM, a clstm.Model when the file has an input encoding or a head
     (and then its vocabulary), with every setting of the saved model (sizes,
-    bidirectional, reverse, proj_size, dropout, peepholes, input_forget, clip, dtype)
+    bidirectional, reverse, proj_size, dropout, peepholes, input_forget, clip,
+    gate_activation, gate_alpha, gate_beta, dtype)
     and the default backend.
 
     Raises FileNotFoundError for a missing file, IsADirectoryError for a

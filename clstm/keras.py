@@ -59,7 +59,8 @@ def lstm_to_keras(lstm):
     bias_ih + bias_hh (Keras has one bias).
 
     Raises NotImplementedError for what Keras's LSTM lacks: proj_size > 0,
-    peepholes, input_forget, clip; and for a model with an encoding or a head.
+    peepholes, input_forget, clip; for a model with an encoding or a head;
+    and for hard sigmoid gates (not exported yet).
     """
     if not isinstance(lstm, LSTM):
         raise TypeError("lstm: expected a clstm.LSTM, got %s" % type(lstm).__name__)
@@ -71,6 +72,9 @@ def lstm_to_keras(lstm):
     if not lstm.is_bare_lstm:
         raise NotImplementedError("to_keras: only a bare LSTM (no encoding, no head) "
                                   "exports to Keras")
+    if getattr(lstm, "gate_activation", "sigmoid") != "sigmoid":
+        raise NotImplementedError("gate_activation=%r: to_keras exports sigmoid gates only"
+                                  % (lstm.gate_activation,))
     params = lstm.named_parameters()
     layers = []
     for k in range(lstm.num_layers):
@@ -143,8 +147,10 @@ def check_activations(activation, recurrent_activation, what):
     for attr, name, want in (("recurrent_activation", recurrent_activation, "sigmoid"),
                              ("activation", activation, "tanh")):
         if name != want:
-            raise ValueError("%s: %s=%r; clstm computes %s only, so a Keras LSTM with it "
-                             "cannot be imported" % (what, attr, name, want))
+            raise ValueError("%s: %s=%r; a Keras layer or model imports with %s only (a "
+                             "hard_sigmoid layer's get_weights() import with from_keras(kernel, "
+                             "recurrent_kernel, bias, recurrent_activation='hard_sigmoid', "
+                             "gate_alpha=1/6))" % (what, attr, name, want))
 
 
 def _activation_name(fn):

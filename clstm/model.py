@@ -22,7 +22,7 @@ import numpy as np
 
 from clstm import _core, checks, layout
 from clstm.checks import as_int, positive_int
-from clstm.config import ENCODINGS, Metadata, core_settings, settings_of
+from clstm.config import ENCODINGS, GATES, Metadata, core_settings, settings_of
 from clstm.interop import Interchange
 from clstm.streaming import LSTMState
 
@@ -76,6 +76,21 @@ class NamedArrays:
                                              for k, v in self._arrays.items())
 
 
+def _gate(activation, alpha, beta):
+    """The checked gate activation settings (see LSTM)."""
+    if activation not in GATES:
+        raise ValueError("gate_activation: expected 'sigmoid' or 'hard_sigmoid', got %r"
+                         % (activation,))
+    alpha, beta = checks.real(alpha, "gate_alpha"), checks.real(beta, "gate_beta")
+    if not alpha > 0:
+        raise ValueError("gate_alpha: expected a finite float > 0, got %r" % alpha)
+    if activation == "sigmoid" and (alpha, beta) != (0.2, 0.5):
+        raise ValueError("gate_alpha, gate_beta: apply to gate_activation='hard_sigmoid' "
+                         "only; the sigmoid takes the defaults 0.2 and 0.5, got %r and %r"
+                         % (alpha, beta))
+    return activation, alpha, beta
+
+
 class LSTM(Interchange):
     """A multi-layer LSTM with torch.nn.LSTM's equations and parameter layout.
 
@@ -107,6 +122,15 @@ class LSTM(Interchange):
         (tensor ``peephole_l{k}``, (3H,) ordered i, f, o). input_forget: f =
         1 - i. clip: every gate pre-activation is clipped to [-clip, clip]
         (inference only: backward() raises NotImplementedError).
+    gate_activation, gate_alpha, gate_beta :
+        The activation of the gates i, f and o (ONNX's activations[0]; the
+        cell and output activations stay tanh): "sigmoid" (the default) or
+        "hard_sigmoid", max(0, min(1, gate_alpha * z + gate_beta)), the
+        default recurrent activation of Keras 2 (gate_alpha 0.2, gate_beta
+        0.5, the defaults: ONNX's too; Keras 3's is 1/6 and 0.5). Its
+        gradient is gate_alpha where the gate lies strictly between 0 and
+        1, else 0. gate_alpha > 0 and gate_beta are finite, and keep their
+        defaults with "sigmoid". Not in torch.nn.LSTM; not for Seq2Seq.
     dtype : numpy.float32 (default) or numpy.float64
     seed : int in [0, 2**64) or None
         Seeds the initialisation U(-1/sqrt(H), 1/sqrt(H)); None draws a fresh
@@ -138,7 +162,7 @@ class LSTM(Interchange):
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
                  proj_size=0, dropout=0.0, dtype=np.float32, seed=None, batch_first=False,
                  backend="default", peepholes=False, input_forget=False, clip=None,
-                 reverse=False):
+                 reverse=False, gate_activation="sigmoid", gate_alpha=0.2, gate_beta=0.5):
         self.input_size = positive_int(input_size, "input_size")
         self.hidden_size = positive_int(hidden_size, "hidden_size")
         self.num_layers = positive_int(num_layers, "num_layers")
@@ -168,6 +192,8 @@ class LSTM(Interchange):
             if not float(clip) > 0:
                 raise ValueError("clip: expected None or a positive float, got %r" % (clip,))
         self.clip = None if clip is None else float(clip)
+        self.gate_activation, self.gate_alpha, self.gate_beta = _gate(
+            gate_activation, gate_alpha, gate_beta)
         if self.dropout > 0 and self.num_layers == 1:
             warnings.warn("dropout=%g has no effect with num_layers=1: dropout applies "
                           "between layers" % self.dropout, UserWarning, stacklevel=2)
@@ -238,7 +264,9 @@ class LSTM(Interchange):
         args = ["%d" % self.input_size, "%d" % self.hidden_size]
         for k, default in (("proj_size", 0), ("num_layers", 1), ("batch_first", False),
                            ("dropout", 0.0), ("bidirectional", False), ("peepholes", False),
-                           ("input_forget", False), ("clip", None), ("reverse", False)):
+                           ("input_forget", False), ("clip", None), ("reverse", False),
+                           ("gate_activation", "sigmoid"), ("gate_alpha", 0.2),
+                           ("gate_beta", 0.5)):
             if getattr(self, k) != default:
                 args.append("%s=%r" % (k, getattr(self, k)))
         if self.dtype != np.float32:
@@ -643,7 +671,8 @@ class LSTM(Interchange):
         nothing): input_size, hidden_size, num_layers, float64, proj_size,
         bidirectional, dropout, peepholes, input_forget, clip, encoding (0
         none, 1 one-hot, 2 embedding), vocab_size, output_size, softmax, vocab,
-        reverse (and an encoder-decoder's decoder settings)."""
+        reverse, gate_activation (0 sigmoid, 1 hard sigmoid), gate_alpha,
+        gate_beta (and an encoder-decoder's decoder settings)."""
         return self._m.config()
 
     def next_dropout_seed(self):
@@ -730,7 +759,8 @@ class Model(LSTM):
         width D. "onehot": may be left out (it is the vocabulary size).
     hidden_size, num_layers : int
         As clstm.LSTM; every other LSTM option (bidirectional, reverse, proj_size,
-        dropout, peepholes, input_forget, clip, dtype, seed, batch_first,
+        dropout, peepholes, input_forget, clip, gate_activation, gate_alpha,
+        gate_beta, dtype, seed, batch_first,
         backend) is accepted too.
     encoding : None, "onehot" or "embedding"
         None: the input is real features (T, B, D). Otherwise the input is

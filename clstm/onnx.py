@@ -12,6 +12,9 @@ directions (index 0 forward, 1 reverse), H hidden, D input features:
     P [N, 3H] (peepholes i, o, f)     peephole_l{k}[_reverse] (3H) (i, f, o)
     gate blocks of H rows: i, o, f, c gate blocks: i, f, g, o   (c == g)
     input_forget, clip attributes     the model-wide input_forget, clip
+    activations [f, Tanh, Tanh] * N   gate_activation: f = Sigmoid or HardSigmoid
+    activation_alpha, activation_beta gate_alpha, gate_beta (HardSigmoid's, one
+                                      each per HardSigmoid, consumed in order)
 
 A node's Y is [T, N, B, H] (layout 0) or [B, T, N, H] (layout 1); a stacked
 export feeds it to the next layer as [T, B, N*H] (or [B, T, N*H]) through
@@ -80,8 +83,17 @@ def lstm_from_onnx(model_or_path, *, dtype=None):
     are run-time inputs and ignored here. dtype: the model's dtype (default
     float64 if a weight is float64, else float32).
 
-    Raises ValueError for a malformed graph, NotImplementedError for activations other than
-    Sigmoid, Tanh, Tanh (all clstm lacks of ONNX's LSTM).
+    The activations may be [Sigmoid, Tanh, Tanh] (ONNX's default) or
+    [HardSigmoid, Tanh, Tanh] per direction, alike in every direction and
+    layer: clstm's gate_activation "hard_sigmoid" with gate_alpha and
+    gate_beta from activation_alpha and activation_beta, which list one
+    value per HardSigmoid in order (as onnxruntime reads them; ONNX's
+    defaults 0.2 and 0.5 where the lists end). ONNX stores them as float32;
+    they are read as the shortest decimal that rounds to that float32
+    (0.2, not 0.20000000298).
+
+    Raises ValueError for a malformed graph, NotImplementedError for other
+    activations (all clstm lacks of ONNX's LSTM).
     """
     onnx = _onnx()
     model = model_or_path
@@ -99,7 +111,7 @@ def lstm_from_onnx(model_or_path, *, dtype=None):
     N, H = first["N"], first["H"]
     for k, lay in enumerate(layers[1:], 1):
         want = {key: first[key] for key in ("N", "reverse", "H", "layout", "peepholes",
-                                            "input_forget", "clip")}
+                                            "input_forget", "clip", "gate")}
         want["D"] = N * H
         got = {key: lay[key] for key in want}
         if got != want:
@@ -118,7 +130,8 @@ def lstm_from_onnx(model_or_path, *, dtype=None):
     lstm = LSTM(first["D"], H, len(layers), bidirectional=N == 2, reverse=first["reverse"],
                 dtype=dtype, seed=0,
                 batch_first=batch_first, peepholes=first["peepholes"],
-                input_forget=first["input_forget"], clip=first["clip"])
+                input_forget=first["input_forget"], clip=first["clip"],
+                **dict(zip(("gate_activation", "gate_alpha", "gate_beta"), first["gate"])))
     state = {}
     for k, lay in enumerate(layers):
         for d, sfx in enumerate(_suffixes(k, N)):
@@ -190,10 +203,7 @@ def _read_layer(node, consts, onnx):
     input_forget = attrs.get("input_forget", 0)
     if input_forget not in (0, 1):
         raise ValueError("%s: input_forget must be 0 or 1, got %r" % (what, input_forget))
-    acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
-    if acts and [a.lower() for a in acts] != ["sigmoid", "tanh", "tanh"] * N:
-        raise NotImplementedError("%s: activations %s are not supported (only Sigmoid, "
-                                  "Tanh, Tanh)" % (what, acts))
+    gate = _read_activations(attrs, N, what)
     layout = attrs.get("layout", 0)
     if layout not in (0, 1):
         raise ValueError("%s: layout must be 0 or 1, got %r" % (what, layout))
@@ -228,7 +238,37 @@ def _read_layer(node, consts, onnx):
                                                              list(a.shape)))
     return dict(name=node.name, N=N, reverse=direction == "reverse", H=H, D=D, layout=layout,
                 W=W, R=R, B=B, P=P,
-                peepholes=P is not None, input_forget=bool(input_forget), clip=clip)
+                peepholes=P is not None, input_forget=bool(input_forget), clip=clip, gate=gate)
+
+
+def _read_activations(attrs, N, what):
+    """The node's (gate_activation, gate_alpha, gate_beta) from its
+    activations, activation_alpha and activation_beta (see lstm_from_onnx)."""
+    acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
+    alphas = [float(np.float32(a)) for a in attrs.get("activation_alpha", [])]
+    betas = [float(np.float32(b)) for b in attrs.get("activation_beta", [])]
+    low = [a.lower() for a in acts] or ["sigmoid", "tanh", "tanh"] * N
+    if len(low) != 3 * N or any(low[3 * d:3 * d + 3] not in (["sigmoid", "tanh", "tanh"],
+                                                              ["hardsigmoid", "tanh", "tanh"])
+                                for d in range(N)):
+        raise NotImplementedError("%s: activations %s are not supported (only Sigmoid or "
+                                  "HardSigmoid, then Tanh, Tanh, per direction)" % (what, acts))
+    gates = []
+    for d in range(N):
+        if low[3 * d] == "sigmoid":
+            gates.append(("sigmoid", 0.2, 0.5))
+            continue
+        # ONNX's defaults where the lists end; float32 values as their shortest decimal
+        alpha = float(str(np.float32(alphas.pop(0)))) if alphas else 0.2
+        beta = float(str(np.float32(betas.pop(0)))) if betas else 0.5
+        gates.append(("hard_sigmoid", alpha, beta))
+    if alphas or betas:
+        raise ValueError("%s: activation_alpha/activation_beta hold %d/%d more values than "
+                         "the activations %s take" % (what, len(alphas), len(betas), acts))
+    if len(set(gates)) > 1:
+        raise NotImplementedError("%s: the directions' gate activations differ (%s); a clstm "
+                                  "model has one" % (what, gates))
+    return gates[0]
 
 
 # ------------------------------------------------------------------ export
@@ -247,7 +287,9 @@ def lstm_to_onnx(lstm, path=None, *, opset=None, initial_state=False, lengths=Fa
     One LSTM node per layer (direction "forward", "reverse" for a model with
     reverse=True, or "bidirectional"; ONNX gate order, weights as initializers; P,
     input_forget and clip from the model's peepholes, input_forget and clip,
-    clip rounded to float32 as ONNX stores it), joined by Transpose + Reshape
+    clip rounded to float32 as ONNX stores it; a model with hard sigmoid gates
+    gets activations [HardSigmoid, Tanh, Tanh] per direction with
+    activation_alpha and activation_beta, float32 too), joined by Transpose + Reshape
     from [T, N, B, H] to [T, B, N*H]. Dropout is a training feature and is
     left out. opset: the ai.onnx opset, 14 up to what the installed onnx knows
     (default 21). path: also save there atomically.
@@ -288,6 +330,10 @@ def lstm_to_onnx(lstm, path=None, *, opset=None, initial_state=False, lengths=Fa
     options = {"input_forget": 1} if lstm.input_forget else {}
     if lstm.clip is not None:
         options["clip"] = lstm.clip
+    if lstm.gate_activation == "hard_sigmoid":
+        options.update(activations=["HardSigmoid", "Tanh", "Tanh"] * N,
+                       activation_alpha=[lstm.gate_alpha] * N,
+                       activation_beta=[lstm.gate_beta] * N)
     for k in range(L):
         sfx = _suffixes(k, N)
         W, R, Bi, Bh = (np.stack([_blocks(params[p + s], _ONNX_FROM_TORCH) for s in sfx])

@@ -23,7 +23,10 @@
  * Layer 0 reads x; layer k > 0 reads h of layer k-1 (both directions'
  * concatenated, [forward, reverse], and with dropout applied in training when
  * configured). The reverse direction runs each sequence from its last valid
- * step back to its first. Output y is h of the top layer. This is exactly
+ * step back to its first. Output y is h of the top layer. (ONNX's options
+ * in clstm_config change these equations: peepholes, input_forget, clip,
+ * and gate_activation, which may replace the sigmoid of i, f and o by the
+ * hard sigmoid max(0, min(1, alpha a + beta)).) This is exactly
  * torch.nn.LSTM, and the parameters are stored exactly as torch.nn.LSTM names
  * and shapes them (see clstm_tensor_info below), so a state_dict copies
  * across unchanged.
@@ -181,7 +184,24 @@ typedef struct {
                     is h after reading x_{len-1} down to x_t, and hT, cT the
                     state after x_0. No streaming (clstm_state_reset: ARG).
                     Needs bidirectional = 0 */
+    /* The gate activation f of i, f and o (ONNX's activations[0]; the cell
+     * and output activations stay tanh): */
+    int gate_activation; /* CLSTM_GATE_SIGMOID (default) or
+                            CLSTM_GATE_HARD_SIGMOID: max(0, min(1, alpha*z +
+                            beta)), the default recurrent activation of
+                            Keras 2 (alpha 0.2, beta 0.5; Keras 3's is
+                            alpha 1/6, beta 0.5). Its gradient is alpha
+                            where the gate lies strictly between 0 and 1,
+                            else 0. Composes with peepholes, input_forget
+                            (f = 1 - i) and clip; not with a decoder
+                            (target_vocab > 0: ARG) */
+    double gate_alpha;   /* alpha: finite, > 0; default 0.2 (ONNX's) */
+    double gate_beta;    /* beta: finite; default 0.5. Both must keep their
+                            defaults with CLSTM_GATE_SIGMOID */
 } clstm_config;
+
+/* Gate activations (clstm_config.gate_activation). */
+enum { CLSTM_GATE_SIGMOID = 0, CLSTM_GATE_HARD_SIGMOID = 1 };
 
 /* Attention scores of an encoder-decoder's decoder state h over the
  * encoder outputs s_j (Luong et al. 2015): h . W_a s_j, or h . s_j. */
@@ -189,11 +209,13 @@ enum { CLSTM_ATTENTION_GENERAL = 0, CLSTM_ATTENTION_DOT = 1 };
 #define CLSTM_MAX_DECODER_LAYERS 8
 
 /* D = H = L = 1, float32, default backend, no projection, unidirectional,
- * no dropout, raw input, no head, no decoder, forward. A config from a
- * caller compiled against an older header is accepted: clstm 0.1.0's
- * (ending at `clip`), the whole-model one's (ending at `softmax`) and the
- * encoder-decoder one's (ending at `attentional_size`); the fields it lacks
- * take these defaults. Any other struct_size below the library's is
+ * no dropout, raw input, no head, no decoder, forward, sigmoid gates
+ * (gate_alpha 0.2, gate_beta 0.5). A config from a caller compiled against
+ * an older header is accepted: clstm 0.1.0's (ending at `clip`), the
+ * whole-model one's (ending at `softmax`), the encoder-decoder one's
+ * (ending at `attentional_size`) and the reverse one's (ending at
+ * `reverse`, its size rounded up to the struct's alignment); the fields it
+ * lacks take these defaults. Any other struct_size below the library's is
  * ARG. */
 CLSTM_API clstm_config clstm_config_default(void);
 
@@ -207,7 +229,10 @@ typedef struct clstm_model clstm_model;
  * with input_size != vocab_size, output_size < 0), OVERFLOW (parameter
  * count), DTYPE, UNSUPPORTED (backend), ARG (struct_size, an unknown
  * encoding or backend, a flag other than 0 or 1, dropout outside [0, 1),
- * clip < 0, softmax without a head, reverse with bidirectional), NOMEM. *out is NULL on failure. */
+ * clip < 0, softmax without a head, reverse with bidirectional, an unknown
+ * gate_activation, gate_alpha not finite and > 0 or gate_beta not finite,
+ * gate_alpha or gate_beta not the defaults with sigmoid gates, hard sigmoid
+ * gates with a decoder), NOMEM. *out is NULL on failure. */
 CLSTM_API clstm_status clstm_create(const clstm_config *cfg, uint64_t seed,
                                     clstm_model **out);
 
@@ -333,7 +358,7 @@ CLSTM_API clstm_run_options clstm_run_options_default(void);
  * on in the forward direction (up to t in the reverse one, and the later
  * layers' outputs from there) and its final state NaN; other sequences are
  * unaffected (rows never mix). A pre-activation of +-inf saturates its
- * gate (sigmoid to 0 or 1, tanh to +-1), so an Inf input can give finite
+ * gate (sigmoid or hard sigmoid to 0 or 1, tanh to +-1), so an Inf input can give finite
  * outputs; inf - inf or 0 * inf gives NaN, which then spreads as above.
  * The same holds for NaN or Inf in h0 and c0 (from step 0) and, in
  * clstm_backward, in dy (through the gradients). Nothing is checked or
@@ -718,7 +743,9 @@ CLSTM_API clstm_status clstm_vocab_lookup(const clstm_model *m, const char *text
  * "input_size", "hidden_size", "num_layers", "proj_size", "bidirectional",
  * "dropout", "peepholes", "input_forget", "clip", "dtype", "encoding",
  * "vocab_size", "output_size", "softmax", "vocab"; for an encoder-decoder
- * also the decoder's config fields, and for a reverse model "reverse");
+ * also the decoder's config fields, for a reverse model or one with hard
+ * sigmoid gates "reverse", and for the latter also "gate_activation",
+ * "gate_alpha" and "gate_beta");
  * value: valid UTF-8 of at
  * most CLSTM_METADATA_VALUE_MAX bytes. Errors: NULL (m or key), ARG (a key
  * or value as above, or a new key past CLSTM_MAX_METADATA), NOMEM.
@@ -782,7 +809,14 @@ CLSTM_API int clstm_has_blas(void);
  * those names are user metadata. A reverse model's file has
  * "format_version": "3" and "reverse": "1" (and the decoder's fields where
  * it has "target_vocab"), so that a reader that predates the flag refuses
- * the file instead of running the model forward. Tensor names are clstm_tensor_info's,
+ * the file instead of running the model forward. A model with hard sigmoid
+ * gates has "format_version": "4", "reverse" ("0" or "1"),
+ * "gate_activation": "hard_sigmoid", "gate_alpha" and "gate_beta" (%.17g),
+ * so that an older reader refuses it instead of running sigmoid gates.
+ * A version v file holds every key its version implies: version 2 the
+ * decoder's (target_vocab required), 3 and 4 "reverse" (the decoder's
+ * where "target_vocab" is present), 4 also the three gate keys. Tensor
+ * names are clstm_tensor_info's,
  * including "embedding.weight", "head.weight" and "head.bias" (and the
  * decoder's, see "Sequence to sequence"). Data are the
  * parameter block, little-endian, tensors in block order. The backend is not
@@ -825,7 +859,7 @@ CLSTM_API clstm_status clstm_save_ex(const clstm_model *m, const char *path, con
  * error), all of one dtype, F32 for a float32 model, F64 for float64.
  * Missing metadata (e.g. a file written by safetensors.torch.save_file from a
  * torch.nn.LSTM state_dict) takes defaults: "format" and "format_version" may
- * be absent (if present they must be "clstm" and "1", "2" or "3"); proj_size 0,
+ * be absent (if present they must be "clstm" and "1" to "4"); proj_size 0,
  * bidirectional, peepholes, input_forget 0, dropout 0, clip 0; dtype that of
  * the tensors; input_size from weight_ih_l0 (4H, D), hidden_size from
  * weight_hh_l0 (4H, R), num_layers from the number of weight_ih_l{k};

@@ -15,6 +15,8 @@ clstm_config clstm_config_default(void) {
     c.num_layers = 1;
     c.dtype = CLSTM_FLOAT32;
     c.backend = CLSTM_BACKEND_DEFAULT;
+    c.gate_alpha = 0.2;
+    c.gate_beta = 0.5;
     return c;
 }
 
@@ -192,12 +194,23 @@ clstm_status clstm_param_count(const clstm_config *c, size_t *n) {
     return tensor_table(c, NULL, &nt, NULL, n);
 }
 
+/* The size of the config that ends before gate_activation (an int after
+ * the int reverse): its offset rounded up to the struct's alignment, which
+ * the older struct shares (it holds the same doubles and int64s). */
+#define CFG_ALIGN _Alignof(clstm_config)
+#define REVERSE_CFG_SIZE                                                                   \
+    ((offsetof(clstm_config, gate_activation) + CFG_ALIGN - 1) / CFG_ALIGN * CFG_ALIGN)
+
+/* Whether `size` is the struct_size of a config from an older header. */
+static int older_config_size(size_t size) {
+    return size == offsetof(clstm_config, encoding) ||     /* clstm 0.1.0's */
+           size == offsetof(clstm_config, target_vocab) || /* before the decoder */
+           size == offsetof(clstm_config, reverse) ||      /* before reverse */
+           size == REVERSE_CFG_SIZE;                       /* before the gate activation */
+}
+
 clstm_status clstm_config_read(const clstm_config *in, clstm_config *out) {
-    const size_t v010 = offsetof(clstm_config, encoding); /* clstm 0.1.0's size */
-    const size_t whole = offsetof(clstm_config, target_vocab); /* before the decoder */
-    const size_t s2s = offsetof(clstm_config, reverse);        /* before reverse */
-    if (in->struct_size != v010 && in->struct_size != whole && in->struct_size != s2s &&
-        in->struct_size < sizeof *out)
+    if (!older_config_size(in->struct_size) && in->struct_size < sizeof *out)
         return CLSTM_ERR_ARG;
     *out = clstm_config_default();
     memcpy(out, in, in->struct_size < sizeof *out ? in->struct_size : sizeof *out);
@@ -225,6 +238,13 @@ clstm_status clstm_create(const clstm_config *cfg, uint64_t seed, clstm_model **
     if ((cfg->reverse != 0 && cfg->reverse != 1) || (cfg->reverse && cfg->bidirectional))
         return CLSTM_ERR_ARG;
     if (!(cfg->dropout >= 0.0 && cfg->dropout < 1.0)) return CLSTM_ERR_ARG; /* NaN too */
+    if (cfg->gate_activation == CLSTM_GATE_SIGMOID) {
+        if (cfg->gate_alpha != 0.2 || cfg->gate_beta != 0.5) return CLSTM_ERR_ARG;
+    } else if (cfg->gate_activation != CLSTM_GATE_HARD_SIGMOID ||
+               !(isfinite(cfg->gate_alpha) && cfg->gate_alpha > 0) ||
+               !isfinite(cfg->gate_beta) || cfg->target_vocab) {
+        return CLSTM_ERR_ARG;
+    }
     if ((cfg->peepholes != 0 && cfg->peepholes != 1) ||
         (cfg->input_forget != 0 && cfg->input_forget != 1) || !(cfg->clip >= 0.0))
         return CLSTM_ERR_ARG;
@@ -286,11 +306,9 @@ void clstm_free(clstm_model *m) {
 
 clstm_status clstm_get_config(const clstm_model *m, clstm_config *out) {
     if (!m || !out) return CLSTM_ERR_NULL;
-    const size_t v010 = offsetof(clstm_config, encoding), want = out->struct_size;
-    if (want == v010 || want == offsetof(clstm_config, target_vocab) ||
-        want == offsetof(clstm_config, reverse)) {
-        /* a caller built with an older header: clstm 0.1.0's, the one
-         * before the decoder, or the one before reverse */
+    const size_t want = out->struct_size;
+    if (older_config_size(want)) {
+        /* a caller built with an older header */
         memcpy(out, &m->cfg, want);
         out->struct_size = want;
     } else {

@@ -220,7 +220,8 @@ typedef enum {
     KEY_FRACTION,
     KEY_DTYPE,
     KEY_ENCODING,
-    KEY_ATTENTION
+    KEY_ATTENTION,
+    KEY_GATE
 } key_kind;
 typedef struct {
     const char *name;
@@ -252,17 +253,24 @@ static const config_key CONFIG_KEYS[] = {
     KEY(decoder_layers, KEY_INT, "decoder_layers is not a decimal integer"),
     KEY(attention, KEY_ATTENTION, "attention is not \"general\" or \"dot\""),
     KEY(attentional_size, KEY_INT, "attentional_size is not a decimal integer"),
-    /* a reverse-only model's, written only with reverse = 1 (absent: 0) */
+    /* a reverse-only model's, written in versions 3 and 4 (absent: 0) */
     KEY(reverse, KEY_BOOL, "reverse is not 0 or 1"),
+    /* hard sigmoid gates, written in version 4 (absent: sigmoid) */
+    KEY(gate_activation, KEY_GATE, "gate_activation is not \"sigmoid\" or \"hard_sigmoid\""),
+    KEY(gate_alpha, KEY_REAL, "gate_alpha is not a number"),
+    KEY(gate_beta, KEY_REAL, "gate_beta is not a number"),
 };
-/* the first of the decoder's keys, and the reverse key */
+/* the first of the decoder's keys, the reverse key, the first gate key */
 #define FIRST_DECODER_KEY 14
 #define REVERSE_KEY 20
+#define FIRST_GATE_KEY 21
 #undef KEY
 #define N_CONFIG_KEYS (sizeof CONFIG_KEYS / sizeof CONFIG_KEYS[0])
 static const char *const ENCODINGS[3] = {"none", "onehot", "embedding"};
 static const char *const DTYPES[2] = {"float32", "float64"};
 static const char *const ATTENTIONS[2] = {"general", "dot"};
+static const char *const GATES[2] = {"sigmoid", "hard_sigmoid"};
+static const char *const VERSIONS[4] = {"1", "2", "3", "4"};
 
 /* Index of s in names[0..n), or -1. */
 static int name_index(const char *s, const char *const *names, int n) {
@@ -292,6 +300,10 @@ static int parse_key(const config_key *k, const char *v, clstm_config *c) {
         if ((i = name_index(v, ATTENTIONS, 2)) < 0) return -1;
         *(int *)field = i;
         return 0;
+    case KEY_GATE:
+        if ((i = name_index(v, GATES, 2)) < 0) return -1;
+        *(int *)field = i;
+        return 0;
     }
     return -1;
 }
@@ -307,21 +319,30 @@ static void format_key(const config_key *k, const clstm_config *c, char *buf) {
     case KEY_DTYPE: snprintf(buf, 64, "%s", DTYPES[*(const clstm_dtype *)field]); break;
     case KEY_ENCODING: snprintf(buf, 64, "%s", ENCODINGS[*(const clstm_encoding *)field]); break;
     case KEY_ATTENTION: snprintf(buf, 64, "%s", ATTENTIONS[*(const int *)field]); break;
+    case KEY_GATE: snprintf(buf, 64, "%s", GATES[*(const int *)field]); break;
     }
 }
 
-/* Whether CONFIG_KEYS[i] is config in a file of a model with (or without) a
- * decoder and the reverse flag: the decoder's keys are config only in an
- * encoder-decoder's file, "reverse" only in a reverse model's (format
- * versions 2 and 3); other models may keep user metadata of those names. */
-static int config_key_in(size_t i, int decoder, int reverse) {
-    return i < FIRST_DECODER_KEY || (i < REVERSE_KEY ? decoder : reverse);
+/* Whether CONFIG_KEYS[i] is config in a file of format version `version`
+ * of a model with (or without) a decoder: the decoder's keys where it has
+ * one (version 2, or 3 and 4 with target_vocab), "reverse" from version 3,
+ * the gate keys in version 4; in a lower version those names are user
+ * metadata. */
+static int config_key_in(size_t i, int version, int decoder) {
+    return i < FIRST_DECODER_KEY || (i < REVERSE_KEY    ? decoder
+                                     : i < FIRST_GATE_KEY ? version >= 3
+                                                          : version >= 4);
+}
+
+/* The format version of m's file: the lowest that holds its config. */
+static int file_version(const clstm_config *c) {
+    return c->gate_activation != CLSTM_GATE_SIGMOID ? 4 : c->reverse ? 3 : c->target_vocab ? 2 : 1;
 }
 
 int clstm_metadata_reserved(const clstm_model *m, const char *key) {
     static const char *const file_keys[4] = {"format", "format_version", "vocab", "quantized"};
     for (size_t i = 0; i < N_CONFIG_KEYS; i++)
-        if (config_key_in(i, m->cfg.target_vocab > 0, m->cfg.reverse) &&
+        if (config_key_in(i, file_version(&m->cfg), m->cfg.target_vocab > 0) &&
             strcmp(key, CONFIG_KEYS[i].name) == 0)
             return 1;
     return name_index(key, file_keys, 4) >= 0;
@@ -366,19 +387,20 @@ static int config_from_meta(st_header *h, clstm_config *c, int quantized) {
      * 3: a reverse model ("reverse" is config; the decoder's keys are where
      * target_vocab is given); in version 1 (or none) those names are user
      * metadata */
-    const char *version = meta(h, "format_version");
-    const int v2 = version && strcmp(version, "2") == 0;
-    const int v3 = version && strcmp(version, "3") == 0;
-    if (version && strcmp(version, "1") != 0 && !v2 && !v3)
-        return fail(h, "unsupported __metadata__ format_version");
-    if (v2 && !meta(h, "target_vocab"))
+    const char *vs = meta(h, "format_version");
+    const int version = vs ? name_index(vs, VERSIONS, 4) + 1 : 1;
+    if (version == 0) return fail(h, "unsupported __metadata__ format_version");
+    if (version == 2 && !meta(h, "target_vocab"))
         return fail(h, "format_version 2 (an encoder-decoder) without target_vocab");
-    if (v3 && !meta(h, "reverse"))
-        return fail(h, "format_version 3 (a reverse model) without reverse");
-    const int decoder = v2 || (v3 && meta(h, "target_vocab"));
+    if (version >= 3 && !meta(h, "reverse"))
+        return fail(h, "format_version 3 or 4 without reverse");
+    if (version >= 4 &&
+        !(meta(h, "gate_activation") && meta(h, "gate_alpha") && meta(h, "gate_beta")))
+        return fail(h, "format_version 4 without gate_activation, gate_alpha and gate_beta");
+    const int decoder = version == 2 || (version >= 3 && meta(h, "target_vocab"));
     if (decoder && quantized) return fail(h, "an encoder-decoder cannot be quantized");
     for (size_t i = 0; i < N_CONFIG_KEYS; i++)
-        if (config_key_in(i, decoder, v3) && (v = meta(h, CONFIG_KEYS[i].name)) &&
+        if (config_key_in(i, version, decoder) && (v = meta(h, CONFIG_KEYS[i].name)) &&
             parse_key(&CONFIG_KEYS[i], v, c))
             return fail(h, CONFIG_KEYS[i].bad);
     /* what the metadata leaves out is read off the tensors */
@@ -553,7 +575,7 @@ static clstm_status load_buffer(const unsigned char *buf, size_t size, clstm_mod
         if (st != CLSTM_OK && st != CLSTM_ERR_NOMEM) {
             st = CLSTM_ERR_FORMAT;
             fail(&h, "the __metadata__ config is invalid (sizes, proj_size, dropout, clip, "
-                     "encoding, vocab_size, output_size, softmax or the decoder's)");
+                     "encoding, vocab_size, output_size, softmax, the gate's or the decoder's)");
         } else if (st == CLSTM_OK && fill_params(&h, m, buf + 8 + n)) {
             st = CLSTM_ERR_FORMAT;
         } else if (st == CLSTM_OK && (vocab = meta(&h, "vocab")) &&
@@ -708,9 +730,9 @@ static char *build_header(const clstm_model *m, const st_entry *e, size_t ne, si
     if (!s) return NULL;
     len = (size_t)snprintf(s, cap, "{\"__metadata__\":{\"format\":\"clstm\","
                                    "\"format_version\":\"%s\"",
-                           m->cfg.reverse ? "3" : m->cfg.target_vocab ? "2" : "1");
+                           VERSIONS[file_version(&m->cfg) - 1]);
     for (size_t i = 0; i < N_CONFIG_KEYS; i++) {
-        if (!config_key_in(i, m->cfg.target_vocab > 0, m->cfg.reverse)) continue;
+        if (!config_key_in(i, file_version(&m->cfg), m->cfg.target_vocab > 0)) continue;
         char value[64];
         format_key(&CONFIG_KEYS[i], &m->cfg, value);
         len = put_pair(s, len, CONFIG_KEYS[i].name, value);

@@ -48,6 +48,7 @@ class Case:
     lengths: tuple = None  # per sequence, passed as forward(lengths=...)
     dropout: float = 0.0
     rev: bool = False  # a reverse-only model (reverse=True)
+    hard: tuple = None  # hard sigmoid gates: (gate_alpha, gate_beta)
 
     def __str__(self):
         s = f"T{self.T}B{self.B}D{self.D}H{self.H}L{self.L}-{self.layout}"
@@ -63,6 +64,8 @@ class Case:
             s += f"-p{self.dropout}"
         if self.rev:
             s += "-rev"
+        if self.hard:
+            s += "-hard%g_%g" % self.hard
         return s
 
     @property
@@ -84,6 +87,9 @@ class Case:
             opts["dropout"] = self.dropout
         if self.rev:
             opts["reverse"] = True
+        if self.hard:
+            opts.update(gate_activation="hard_sigmoid", gate_alpha=self.hard[0],
+                        gate_beta=self.hard[1])
         return opts
 
     def model(self, dtype=np.float64, backend="default", seed=1234, **overrides):
@@ -153,6 +159,19 @@ REVERSE_CASES = (
     _c(5, 1, 3, 4, 2, "td", P=2, lengths=(3,), rev=True),
     _c(3, 4, 2, 3, 2, lengths=(0, 3, 1, 0), rev=True),
     _c(6, 32, 20, 33, 2, P=17, lengths=tuple(range(6, 0, -1)) * 5 + (0, 6), rev=True),
+)
+# Hard sigmoid gates (gate_activation="hard_sigmoid"): Keras 2's and 3's
+# (alpha, beta) and steeper ones, whose gates saturate at 0 and 1 on a good
+# share of the steps of these small random models; with bidirectional,
+# reverse, projection, lengths, layouts, and one case for several threads.
+HARD_CASES = (
+    _c(4, 3, 3, 5, 1, hard=(0.2, 0.5)),
+    _c(5, 3, 2, 4, 2, P=3, lengths=(2, 5, 1), hard=(2.0, 0.5)),
+    _c(4, 2, 3, 4, 3, "btd", N=2, lengths=(4, 3), hard=(1.5, 0.3)),
+    _c(5, 1, 3, 4, 2, "td", P=2, rev=True, hard=(1 / 6, 0.5)),
+    _c(3, 4, 2, 3, 2, N=2, P=2, lengths=(0, 3, 1, 2), hard=(3.0, 0.6)),
+    _c(6, 32, 20, 33, 2, N=2, P=17, lengths=tuple(range(6, 0, -1)) * 5 + (0, 6),
+       hard=(2.5, 0.5)),
 )
 # Big enough for clstm to use more than one thread.
 MEDIUM_FEATURES = _c(6, 32, 20, 33, 2, N=2, P=17, lengths=tuple(range(6, 0, -1)) * 5 + (0, 6))
@@ -313,7 +332,10 @@ def expected_forward(lstm, x, state, layout, lengths=None, masks=None):
     masks: the dropout masks (canonical layout), see reference.forward."""
     x64 = as_model_f64(ref.x_from_api(np.asarray(x), layout), lstm.dtype)
     h0, c0 = _state_f64(state, layout, lstm.dtype)
-    return ref.forward(params64(lstm), x64, h0, c0, lengths, masks, getattr(lstm, "reverse", False))
+    gate = ((lstm.gate_alpha, lstm.gate_beta)
+            if getattr(lstm, "gate_activation", "sigmoid") == "hard_sigmoid" else None)
+    return ref.forward(params64(lstm), x64, h0, c0, lengths, masks, getattr(lstm, "reverse", False),
+                       gate)
 
 
 def expected_backward(lstm, cache, dy, dstate, layout):

@@ -6,7 +6,7 @@ Weights: int8 q with one float32 scale per row (w = q * s). Every product's
 input rows are quantized per row, in float32 as the header states:
 s = max|row| / 127, q = rint(row * (127 / max|row|)), and the product is
 float32(exact integer sum) * float32(s_x * s_w). Everything else (gates,
-cell state, biases, peepholes, clip) is float64 here (float32 in C), so the
+sigmoid or hard sigmoid, cell state, biases, peepholes, clip) is float64 here (float32 in C), so the
 two agree to float32 rounding of the gates, except where that rounding
 moves an activation across a quantization step (then by one step).
 """
@@ -42,9 +42,19 @@ def _sigmoid(z):
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
+def _gate(cfg):
+    """The gate activation of cfg: the sigmoid, or (gate_activation 1) the
+    hard sigmoid max(0, min(1, alpha*z + beta))."""
+    if cfg.get("gate_activation", 0) == 0:
+        return _sigmoid
+    alpha, beta = cfg["gate_alpha"], cfg["gate_beta"]
+    return lambda z: np.clip(alpha * z + beta, 0.0, 1.0)
+
+
 def _unit(t8, p, cfg, k, sfx, inp, h, c, lengths, reverse):
     """One direction of layer k over inp (T, B, D_k); returns y (T, B, R), h, c."""
     H = cfg["hidden_size"]
+    sig = _gate(cfg)
     T, B, _ = inp.shape
     name = "_l%d%s" % (k, sfx)
     b = p["bias_ih" + name].astype(np.float64) + p["bias_hh" + name]
@@ -63,13 +73,13 @@ def _unit(t8, p, cfg, k, sfx, inp, h, c, lengths, reverse):
             if ph is not None:
                 zi = zi + ph[:H] * cp
                 zf = zf + ph[H:2 * H] * cp
-            i = _sigmoid(np.clip(zi, -clip, clip))
-            f = 1 - i if cfg.get("input_forget") else _sigmoid(np.clip(zf, -clip, clip))
+            i = sig(np.clip(zi, -clip, clip))
+            f = 1 - i if cfg.get("input_forget") else sig(np.clip(zf, -clip, clip))
             g = np.tanh(np.clip(zg, -clip, clip))
             cn = f * cp + i * g
             if ph is not None:
                 zo = zo + ph[2 * H:] * cn
-            o = _sigmoid(np.clip(zo, -clip, clip))
+            o = sig(np.clip(zo, -clip, clip))
             m = o * np.tanh(cn)
             hn = product(m, *t8["weight_hr" + name]) if "weight_hr" + name in t8 else m
             c[bb], h[bb], y[t, bb] = cn, hn, hn

@@ -25,6 +25,12 @@ a step t >= lengths[b] is skipped for row b (its input ignored, its output 0,
 its state carried through unchanged), so the forward direction's final state
 is the one at the last valid step and the reverse direction starts there.
 
+gate: None for the sigmoid gates above, or (alpha, beta) for hard sigmoid
+gates: sigmoid is replaced (for i, f and o only) by
+max(0, min(1, alpha*z + beta)), whose derivative is alpha where
+0 < alpha*z + beta < 1 and 0 elsewhere (here: where the gate's value lies
+strictly between 0 and 1, which is the same set).
+
 Everything here works on the canonical layout: x (T, B, D), states
 (N*L, B, R) for h and (N*L, B, H) for c, index layer*N + direction.
 """
@@ -60,6 +66,16 @@ def num_params(D, H, L, N=1, P=0):
 def sigmoid(z):
     # 1/(1+exp(-z)) written without overflow for large |z|.
     return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def gate_fn(gate):
+    """The gate activation for `gate` (None or (alpha, beta)), and its
+    derivative as a function of the pre-activation z."""
+    if gate is None:
+        return sigmoid, lambda z: sigmoid(z) * (1.0 - sigmoid(z))
+    alpha, beta = gate
+    return (lambda z: np.clip(alpha * z + beta, 0.0, 1.0),
+            lambda z: np.where((alpha * z + beta > 0) & (alpha * z + beta < 1), alpha, 0.0))
 
 
 def sizes(params):
@@ -99,9 +115,10 @@ def _time_order(T, reverse):
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
-def _direction_forward(p, inp, h, c, active, reverse):
+def _direction_forward(p, inp, h, c, active, reverse, gate=None):
     """One direction of one layer. inp: (T, B, D_k); h: (B, R); c: (B, H).
     Returns out (T, B, R), the final h and c, and per-step caches."""
+    sig = gate_fn(gate)[0]
     w_ih, w_hh, b_ih, b_hh, w_hr = p
     T, B, _ = inp.shape
     H = w_hh.shape[0] // 4
@@ -111,23 +128,23 @@ def _direction_forward(p, inp, h, c, active, reverse):
         act = active[t][:, None]
         x_t = np.where(act, inp[t], 0.0)  # padding (even NaN) never enters
         a = x_t @ w_ih.T + b_ih + h @ w_hh.T + b_hh
-        i = sigmoid(a[:, 0:H])
-        f = sigmoid(a[:, H : 2 * H])
+        i = sig(a[:, 0:H])
+        f = sig(a[:, H : 2 * H])
         g = np.tanh(a[:, 2 * H : 3 * H])
-        o = sigmoid(a[:, 3 * H : 4 * H])
+        o = sig(a[:, 3 * H : 4 * H])
         c_new = f * c + i * g
         tanh_c = np.tanh(c_new)
         m = o * tanh_c
         h_new = m if w_hr is None else m @ w_hr.T
         steps[t] = {"act": act, "x": x_t, "h_prev": h, "c_prev": c, "m": m, "tanh_c": tanh_c}
-        steps[t].update(i=i, f=f, g=g, o=o)
+        steps[t].update(i=i, f=f, g=g, o=o, a=a)
         out[t] = np.where(act, h_new, 0.0)
         h = np.where(act, h_new, h)
         c = np.where(act, c_new, c)
     return out, h, c, steps
 
 
-def forward(params, x, h0=None, c0=None, lengths=None, masks=None, reverse=False):
+def forward(params, x, h0=None, c0=None, lengths=None, masks=None, reverse=False, gate=None):
     """Run the LSTM in float64.
 
     params: dict name -> array (PyTorch names; bidirectional and projection
@@ -135,7 +152,8 @@ def forward(params, x, h0=None, c0=None, lengths=None, masks=None, reverse=False
     c0: (N*L, B, H), or None for zeros; lengths: None (all T) or (B,) ints in
     0..T; masks: None or L-1 arrays (T, B, N*R), masks[k-1] multiplying the
     input of layer k (dropout: 0 or 1/(1-p)); reverse: a reverse-only model
-    (its one direction runs as a bidirectional model's reverse one).
+    (its one direction runs as a bidirectional model's reverse one); gate:
+    None (sigmoid gates) or (alpha, beta) for hard sigmoid gates.
     Returns y (T, B, N*R), hT (N*L, B, R), cT (N*L, B, H) and a cache for
     backward.
     """
@@ -158,13 +176,15 @@ def forward(params, x, h0=None, c0=None, lengths=None, masks=None, reverse=False
         for d in range(N):
             j = k * N + d
             out, hT[j], cT[j], steps = _direction_forward(
-                _direction_params(params, k, d), layer_in, h0[j], c0[j], active, d == 1 or reverse
+                _direction_params(params, k, d), layer_in, h0[j], c0[j], active, d == 1 or reverse,
+                gate,
             )
             outs.append(out)
             caches.append(steps)
         layers.append((layer_in, caches))
         layer_in = np.concatenate(outs, axis=2)
-    return layer_in, hT, cT, {"layers": layers, "masks": masks, "reverse": reverse}
+    return layer_in, hT, cT, {"layers": layers, "masks": masks, "reverse": reverse,
+                              "gate": gate}
 
 
 def _check_masks(masks, L, shape):
@@ -193,6 +213,7 @@ def backward(params, cache, dy=None, dhT=None, dcT=None):
     dhT = np.zeros((N * L, B, R)) if dhT is None else np.asarray(dhT, dtype=np.float64)
     dcT = np.zeros((N * L, B, H)) if dcT is None else np.asarray(dcT, dtype=np.float64)
     grads = {name: np.zeros(np.shape(p)) for name, p in params.items()}
+    dsig = gate_fn(cache["gate"])[1]  # of the pre-activations
     dh0 = np.empty((N * L, B, R))
     dc0 = np.empty((N * L, B, H))
     for k in reversed(range(L)):
@@ -216,10 +237,10 @@ def backward(params, cache, dy=None, dhT=None, dcT=None):
                 dc_t = np.where(act, dc, 0.0) + dm * s["o"] * (1.0 - s["tanh_c"] ** 2)
                 da = np.concatenate(
                     [
-                        dc_t * s["g"] * s["i"] * (1.0 - s["i"]),
-                        dc_t * s["c_prev"] * s["f"] * (1.0 - s["f"]),
+                        dc_t * s["g"] * dsig(s["a"][:, 0:H]),
+                        dc_t * s["c_prev"] * dsig(s["a"][:, H : 2 * H]),
                         dc_t * s["i"] * (1.0 - s["g"] ** 2),
-                        dm * s["tanh_c"] * s["o"] * (1.0 - s["o"]),
+                        dm * s["tanh_c"] * dsig(s["a"][:, 3 * H :]),
                     ],
                     axis=1,
                 )

@@ -7,6 +7,7 @@ from conftest import (
     CASES,
     DTYPES,
     FEATURE_CASES,
+    HARD_CASES,
     MEDIUM,
     MEDIUM_FEATURES,
     REVERSE_CASES,
@@ -69,7 +70,8 @@ def check_backward(lstm, prob, state_mode, which, variant="contig", prior=None):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
-    "case", CASES + (MEDIUM,) + ZERO_LENGTH_CASES + (MEDIUM_FEATURES,) + REVERSE_CASES, ids=str
+    "case", CASES + (MEDIUM,) + ZERO_LENGTH_CASES + (MEDIUM_FEATURES,) + REVERSE_CASES + HARD_CASES,
+    ids=str,
 )
 @pytest.mark.parametrize("state_mode", ("given", "none"))
 def test_backward_matches_reference(case, dtype, backend, num_threads, state_mode):

@@ -33,12 +33,23 @@ FEATURES += [("reverse", proj, k % 2 == 0, k % 3 == 0, (None, 0.5)[k % 2], enc, 
                  [0, 3], [None, "onehot", "embedding"], [0, 4]))]
 
 
-def make_model(i, bi, proj, peep, cf, clip, enc, head):
-    """A random model with these features and three input sequences."""
+# hard sigmoid gates (their gate_alpha last; gate_beta 0.5), steep and
+# Keras 3's, with every direction, encoding and the ONNX options by turns
+FEATURES += [(bi, 3 * (k % 2), k % 2 == 1, k % 3 == 0, (None, 0.5)[k % 3 == 2], enc, 4 * (k % 2),
+              (2.0, 1 / 6)[k % 2])
+             for k, (bi, enc) in enumerate(itertools.product(
+                 [False, True, "reverse"], [None, "onehot", "embedding"]))]
+
+
+def make_model(i, bi, proj, peep, cf, clip, enc, head, hard=None):
+    """A random model with these features (hard: hard sigmoid gates with
+    this gate_alpha) and three input sequences."""
     rng = np.random.default_rng(i)
     kw = dict(hidden_size=5, num_layers=2, bidirectional=bi is True, reverse=bi == "reverse",
               proj_size=proj, peepholes=peep,
               input_forget=cf, clip=clip, output_size=head, softmax=bool(head), seed=i)
+    if hard:
+        kw.update(gate_activation="hard_sigmoid", gate_alpha=hard)
     if enc is None:
         m = clstm.Model(input_size=3, **kw)
         seqs = [rng.standard_normal((T, 3)).astype(np.float32) * 2 for T in (4, 1, 7)]

@@ -7,6 +7,7 @@ from conftest import (
     CASES,
     DTYPES,
     FEATURE_CASES,
+    HARD_CASES,
     MEDIUM,
     MEDIUM_FEATURES,
     REVERSE_CASES,
@@ -27,7 +28,8 @@ STATE_MODES = ("none", "given", "h0_only", "c0_only")
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
-    "case", CASES + (MEDIUM,) + ZERO_LENGTH_CASES + (MEDIUM_FEATURES,) + REVERSE_CASES, ids=str
+    "case", CASES + (MEDIUM,) + ZERO_LENGTH_CASES + (MEDIUM_FEATURES,) + REVERSE_CASES + HARD_CASES,
+    ids=str,
 )
 @pytest.mark.parametrize("state_mode", STATE_MODES)
 def test_forward_matches_reference(case, dtype, backend, num_threads, state_mode):
@@ -60,8 +62,8 @@ def test_forward_input_forms(case, dtype, variant):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CASES + FEATURE_CASES + ZERO_LENGTH_CASES + REVERSE_CASES,
-                         ids=str)
+@pytest.mark.parametrize("case", CASES + FEATURE_CASES + ZERO_LENGTH_CASES + REVERSE_CASES
+                         + HARD_CASES, ids=str)
 def test_call_and_train_flag_agree(case, dtype):
     lstm = case.model(dtype)
     prob = make_problem(case, seed=2)

@@ -71,18 +71,27 @@ def test_from_torch_bad_input():
 
 
 # ------------------------------------------------------------------ Keras
-def keras_forward(kernel, recurrent_kernel, bias, x):
+# Keras's recurrent activations, as each Keras version writes them
+KERAS_GATES = {
+    "sigmoid": reference.sigmoid,
+    "keras2 hard_sigmoid": lambda z: np.clip(0.2 * z + 0.5, 0.0, 1.0),
+    "keras3 hard_sigmoid": lambda z: np.minimum(np.maximum(z + 3.0, 0.0), 6.0) / 6.0,
+}
+
+
+def keras_forward(kernel, recurrent_kernel, bias, x, gate=reference.sigmoid):
     """A Keras LSTM layer in float64 from Keras's own equations (gates
-    i, f, c, o along the kernel's columns; x (T, B, D))."""
+    i, f, c, o along the kernel's columns; x (T, B, D); gate: the
+    recurrent activation)."""
     H = recurrent_kernel.shape[0]
     h = np.zeros((x.shape[1], H))
     c = np.zeros_like(h)
     ys = []
     for x_t in x:
         z = x_t @ kernel + h @ recurrent_kernel + bias
-        i, f = reference.sigmoid(z[:, :H]), reference.sigmoid(z[:, H : 2 * H])
+        i, f = gate(z[:, :H]), gate(z[:, H : 2 * H])
         c = f * c + i * np.tanh(z[:, 2 * H : 3 * H])
-        h = reference.sigmoid(z[:, 3 * H :]) * np.tanh(c)
+        h = gate(z[:, 3 * H :]) * np.tanh(c)
         ys.append(h)
     return np.stack(ys), h, c
 
@@ -104,10 +113,37 @@ def test_from_keras_matches_keras_equations(use_bias):
     assert_close(params64(m)["weight_ih_l0"], kernel.T, np.float64)
 
 
+@pytest.mark.parametrize("version,alpha", [("keras2", 0.2), ("keras3", 1 / 6)])
+def test_from_keras_hard_sigmoid(version, alpha):
+    """recurrent_activation="hard_sigmoid" with Keras 2's or Keras 3's
+    gate_alpha computes that Keras's equations (weights big enough that
+    the gates saturate)."""
+    rng = np.random.default_rng(4)
+    D, H = 4, 6
+    kernel, rk = rng.standard_normal((D, 4 * H)) * 2, rng.standard_normal((H, 4 * H)) * 2
+    bias = rng.standard_normal(4 * H)
+    m = clstm.LSTM.from_keras(kernel, rk, bias, recurrent_activation="hard_sigmoid",
+                              gate_alpha=alpha)
+    assert (m.gate_activation, m.gate_alpha, m.gate_beta) == ("hard_sigmoid", alpha, 0.5)
+    x = rng.standard_normal((7, 3, D))
+    gate = KERAS_GATES[version + " hard_sigmoid"]
+    y_k, h_k, c_k = keras_forward(kernel, rk, bias, x, gate)
+    y, (h, c) = m.forward(x, train=False)
+    assert_close(y, y_k, np.float64, "y")
+    assert_close(c[0], c_k, np.float64, "c")
+    z = x.reshape(-1, D) @ kernel + bias
+    assert np.mean((gate(z) == 0) | (gate(z) == 1)) > 0.2  # saturated gates are tested
+    # the other Keras's hard sigmoid differs
+    other = KERAS_GATES[("keras3" if version == "keras2" else "keras2") + " hard_sigmoid"]
+    assert not np.allclose(keras_forward(kernel, rk, bias, x, other)[0], y, atol=1e-3)
+
+
 def test_from_keras_bad_input():
     k, rk = np.zeros((3, 8)), np.zeros((2, 8))
-    with pytest.raises(ValueError, match="hard_sigmoid"):
+    with pytest.raises(ValueError, match="hard_sigmoid.*gate_alpha=0.2"):
         clstm.LSTM.from_keras(k, rk, recurrent_activation="hard_sigmoid")
+    with pytest.raises(ValueError, match="recurrent_activation"):
+        clstm.LSTM.from_keras(k, rk, recurrent_activation="relu")
     with pytest.raises(ValueError, match="activation"):
         clstm.LSTM.from_keras(k, rk, activation="relu")
     with pytest.raises(ValueError, match="kernel"):

@@ -35,14 +35,22 @@ def _file_metadata(path):
 
 def test_reserved_metadata_is_what_the_c_writer_writes(tmp_path):
     """config.SETTINGS is the one list of setting names: a file's config keys
-    (written by C) are exactly RESERVED_METADATA, "reverse" only where the
-    model is reverse (C writes it only then; Python reserves it always)."""
-    for reverse in (False, True):
-        m = clstm.Model(vocab="abc", hidden_size=4, output_size=3, seed=0, reverse=reverse)
+    (written by C) are exactly RESERVED_METADATA in a version 4 file (hard
+    sigmoid gates: every key), and a subset of it in a version 1 file (a
+    forward model) or 3 (a reverse one, with "reverse")."""
+    for kw, version in (({}, "1"), ({"reverse": True}, "3"),
+                        ({"gate_activation": "hard_sigmoid"}, "4")):
+        m = clstm.Model(vocab="abc", hidden_size=4, output_size=3, seed=0, **kw)
         m.metadata["task"] = "char"
         clstm.save(m, tmp_path / "m.safetensors")
-        keys = set(_file_metadata(tmp_path / "m.safetensors"))
-        assert keys - {"task"} == config.RESERVED_METADATA - (set() if reverse else {"reverse"})
+        meta = _file_metadata(tmp_path / "m.safetensors")
+        assert meta["format_version"] == version
+        keys = set(meta) - {"task"}
+        if version == "4":
+            assert keys == config.RESERVED_METADATA
+        else:
+            assert keys < config.RESERVED_METADATA
+            assert ("reverse" in keys) == (version == "3")
 
 
 @pytest.mark.parametrize("make", [lambda: clstm.LSTM(3, 5, 2, proj_size=2, peepholes=True,

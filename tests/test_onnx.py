@@ -204,7 +204,8 @@ OPTIONS = [
 ]
 OPTION_IDS = ["-".join(o) for o in OPTIONS]
 SETTINGS = ("input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "dtype")
-SETTINGS += ("peepholes", "input_forget", "clip", "reverse")
+SETTINGS += ("peepholes", "input_forget", "clip", "reverse", "gate_activation", "gate_alpha",
+             "gate_beta")
 
 
 def _assert_same_model(got, want):
@@ -239,6 +240,17 @@ def test_export_options_match_onnxruntime(opts, L, bi, bf):
         assert not np.allclose(plain.forward(args[0], args[1], train=False)[0], outs[0])
 
 
+def _runs_and_imports(lstm, model, initial_state, lengths, sizes):
+    """onnxruntime runs the exported `model` as lstm does for each (T, B) of
+    sizes, and the import gives lstm back; the last (args, outputs)."""
+    for T, B in sizes:
+        args, feed = _problem(lstm, T, B, initial_state, lengths)
+        outs = _session(model).run(None, feed)
+        _assert_outputs(outs, lstm, args, F32_TOL)
+    _assert_same_model(lstm_from_onnx(model), lstm)
+    return args, outs
+
+
 @pytest.mark.parametrize("lengths", [False, True], ids=["", "lengths"])
 @pytest.mark.parametrize("initial_state", [False, True], ids=["", "state"])
 @pytest.mark.parametrize("L,bf,opts", [(1, False, {}), (2, True, {}), (3, False, {}),
@@ -253,12 +265,7 @@ def test_reverse_export_matches_onnxruntime(L, bf, opts, initial_state, lengths)
     nodes = [n for n in model.graph.node if n.op_type == "LSTM"]
     assert [onnx.helper.get_attribute_value(a) for n in nodes for a in n.attribute
             if a.name == "direction"] == [b"reverse"] * L
-    for T, B in ((4, 3), (1, 1)):
-        args, feed = _problem(lstm, T, B, initial_state, lengths)
-        outs = _session(model).run(None, feed)
-        _assert_outputs(outs, lstm, args, F32_TOL)
-    back = lstm_from_onnx(model)
-    _assert_same_model(back, lstm)
+    _runs_and_imports(lstm, model, initial_state, lengths, ((4, 3), (1, 1)))
     # not the forward model: reversing the direction changes the outputs
     fwd = clstm.LSTM(3, 5, L, batch_first=bf, **opts)
     fwd.load_state_dict(lstm.state_dict())
@@ -275,9 +282,9 @@ def test_reverse_float64_matches_reference_evaluator(initial_state):
     _assert_outputs(ReferenceEvaluator(model).run(None, feed), lstm, args, F64_TOL)
 
 
-def test_reverse_layers_must_agree():
-    """A stack whose layers mix directions is not one clstm model."""
-    a, b = clstm.LSTM(3, 4, reverse=True, seed=1), clstm.LSTM(4, 4, seed=2)
+def _stacked(a, b):
+    """The ONNX graph of clstm.LSTM a with b's (its input a's output) on top:
+    a two-layer stack whose layers may differ."""
     ma, mb = lstm_to_onnx(a), lstm_to_onnx(b)
     graph = ma.graph
     for n in mb.graph.node:
@@ -287,8 +294,134 @@ def test_reverse_layers_must_agree():
     for t in mb.graph.initializer:
         t.name += "_b"
     graph.initializer.extend(mb.graph.initializer)
+    return ma
+
+
+def test_reverse_layers_must_agree():
+    """A stack whose layers mix directions is not one clstm model."""
+    a, b = clstm.LSTM(3, 4, reverse=True, seed=1), clstm.LSTM(4, 4, seed=2)
     with pytest.raises(ValueError, match="reverse"):
-        lstm_from_onnx(ma)
+        lstm_from_onnx(_stacked(a, b))
+
+
+# Hard sigmoid gates ([HardSigmoid, Tanh, Tanh] per direction): (gate_alpha,
+# gate_beta) whose float32 forms' shortest decimals are themselves, so that
+# the import gives the model back exactly; ONNX's and Keras 2's defaults,
+# and steep ones that saturate the gates often.
+HARD_CONFIGS = [  # L, bidirectional, reverse, batch_first, (alpha, beta), options
+    (1, False, False, False, (0.2, 0.5), {}),
+    (2, True, False, True, (1.5, 0.3), {"peepholes": True}),
+    (2, False, True, False, (2.0, 0.5), {"input_forget": True}),
+    (3, False, False, True, (1.25, 0.6), {"peepholes": True, "clip": 0.75}),
+    (2, True, False, False, (0.25, 0.5), {"input_forget": True}),
+]
+HARD_IDS = ["L%d%s%s%s-a%g-b%g%s" % (L, "-bi" * bi, "-rev" * rev, "-bf" * bf, a, b,
+                                     "".join("-" + k for k in o))
+            for L, bi, rev, bf, (a, b), o in HARD_CONFIGS]
+
+
+@pytest.mark.parametrize("lengths", [False, True], ids=["", "lengths"])
+@pytest.mark.parametrize("initial_state", [False, True], ids=["", "state"])
+@pytest.mark.parametrize("L,bi,rev,bf,gate,opts", HARD_CONFIGS, ids=HARD_IDS)
+def test_hard_sigmoid_export_matches_onnxruntime(L, bi, rev, bf, gate, opts, initial_state,
+                                                 lengths):
+    """A model with hard sigmoid gates exports activations [HardSigmoid, Tanh,
+    Tanh] per direction with its alpha and beta; onnxruntime computes what
+    clstm does, and the import gives the model back exactly."""
+    lstm = clstm.LSTM(3, 5, L, bidirectional=bi, reverse=rev, batch_first=bf, seed=L,
+                      gate_activation="hard_sigmoid", gate_alpha=gate[0], gate_beta=gate[1],
+                      **opts)
+    lstm.flat_parameters[:] *= 3  # big pre-activations: gates saturate at 0 and 1
+    model = lstm_to_onnx(lstm, initial_state=initial_state, lengths=lengths)
+    N = 2 if bi else 1
+    for node in [n for n in model.graph.node if n.op_type == "LSTM"]:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs["activations"] == [b"HardSigmoid", b"Tanh", b"Tanh"] * N
+        assert attrs["activation_alpha"] == pytest.approx([gate[0]] * N)
+        assert attrs["activation_beta"] == pytest.approx([gate[1]] * N)
+    args, outs = _runs_and_imports(lstm, model, initial_state, lengths, ((1, 1), (5, 3)))
+    # the hard sigmoid matters: the sigmoid model with these weights differs
+    sig = clstm.LSTM(3, 5, L, bidirectional=bi, reverse=rev, batch_first=bf, **opts)
+    sig.load_state_dict(lstm.state_dict())
+    x, state, lens = args
+    assert not np.allclose(sig.forward(x, state, lengths=lens, train=False)[0], outs[0],
+                           atol=1e-3)
+
+
+def _hand_built_lstm(acts, alphas, betas, N, H=4, D=3, seed=5):
+    """One LSTM node written by hand (not by lstm_to_onnx) with these
+    activation attributes (None: left out), its weights, sequence_lens and
+    initial state as run-time inputs."""
+    rng = np.random.default_rng(seed)
+    w = {"W": rng.standard_normal((N, 4 * H, D)), "R": rng.standard_normal((N, 4 * H, H)),
+         "B": rng.standard_normal((N, 8 * H))}
+    attrs = dict(hidden_size=H, direction="bidirectional" if N == 2 else "forward")
+    for k, v in (("activations", acts), ("activation_alpha", alphas),
+                 ("activation_beta", betas)):
+        if v is not None:
+            attrs[k] = v
+    node = helper.make_node("LSTM", ["X", "W", "R", "B", "L", "h0", "c0"], ["Y", "Y_h", "Y_c"],
+                            **attrs)
+    f = onnx.TensorProto.FLOAT
+    inputs = [helper.make_tensor_value_info("X", f, ["T", "B", D]),
+              helper.make_tensor_value_info("L", onnx.TensorProto.INT32, ["B"]),
+              helper.make_tensor_value_info("h0", f, [N, "B", H]),
+              helper.make_tensor_value_info("c0", f, [N, "B", H])]
+    outputs = [helper.make_tensor_value_info("Y", f, ["T", N, "B", H]),
+               helper.make_tensor_value_info("Y_h", f, [N, "B", H]),
+               helper.make_tensor_value_info("Y_c", f, [N, "B", H])]
+    graph = helper.make_graph([node], "hand", inputs, outputs, initializer=[
+        numpy_helper.from_array(a.astype(np.float32), k) for k, a in w.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("acts,alphas,betas,want", [
+    (["HardSigmoid", "Tanh", "Tanh"], [0.3], [0.6], (0.3, 0.6)),
+    (["HardSigmoid", "Tanh", "Tanh"], None, None, (0.2, 0.5)),  # ONNX's defaults
+    (["hardsigmoid", "tanh", "TANH"], [1.5], None, (1.5, 0.5)),  # beta's default
+    (["HardSigmoid", "Tanh", "Tanh"] * 2, [0.75, 0.75], [0.4, 0.4], (0.75, 0.4)),
+], ids=["alpha-beta", "defaults", "alpha-only", "bidirectional"])
+def test_hand_built_hard_sigmoid_node_matches_onnxruntime(acts, alphas, betas, want):
+    """An ONNX LSTM node written by hand with HardSigmoid gates (as a Keras
+    converter writes one) imports as gate_activation="hard_sigmoid" with its
+    alpha and beta (ONNX's defaults where absent), and the clstm model
+    computes what onnxruntime does on that node (standard normal weights:
+    pre-activations of a few units, so that the gates often saturate)."""
+    N = len(acts) // 3
+    model = _hand_built_lstm(acts, alphas, betas, N)
+    lstm = lstm_from_onnx(model)
+    assert (lstm.gate_activation, lstm.gate_alpha, lstm.gate_beta) == ("hard_sigmoid",) + want
+    assert lstm.num_directions == N
+    rng = np.random.default_rng(6)
+    T, B, H = 6, 3, 4
+    x = rng.standard_normal((T, B, 3)).astype(np.float32)
+    h0, c0 = (rng.standard_normal((N, B, H)).astype(np.float32) for _ in "hc")
+    lens = np.array([6, 2, 4], np.int32)
+    Y, Y_h, Y_c = _session(model).run(None, {"X": x, "L": lens, "h0": h0, "c0": c0})
+    y, (h, c) = lstm.forward(x, (h0, c0), lengths=lens, train=False)
+    np.testing.assert_allclose(y, Y.transpose(0, 2, 1, 3).reshape(T, B, N * H), **F32_TOL)
+    np.testing.assert_allclose(h, Y_h, **F32_TOL)
+    np.testing.assert_allclose(c, Y_c, **F32_TOL)
+
+
+def test_keras3_hard_sigmoid_imports_as_float32():
+    """Keras 3's hard sigmoid (alpha 1/6) is stored as float32: the import
+    reads the shortest decimal of that float32, and runs as onnxruntime
+    does."""
+    model = _hand_built_lstm(["HardSigmoid", "Tanh", "Tanh"], [1 / 6], [0.5], 1)
+    lstm = lstm_from_onnx(model)
+    assert lstm.gate_alpha == float(str(np.float32(1 / 6))) == 0.16666667
+    assert np.float32(lstm.gate_alpha) == np.float32(1 / 6)
+
+
+def test_hard_sigmoid_layers_must_agree():
+    """A stack whose layers' gate activations differ is not one clstm model."""
+    a = clstm.LSTM(3, 4, seed=1, gate_activation="hard_sigmoid")
+    b = clstm.LSTM(4, 4, seed=2)
+    with pytest.raises(ValueError, match="gate"):
+        lstm_from_onnx(_stacked(a, b))
 
 
 def test_clip_is_stored_as_float32():
@@ -409,6 +542,9 @@ BAD_MODELS = {
     "clip": (_lstm_model(clip=0.0), "clip must be positive"),
     "input_forget": (_lstm_model(input_forget=2), "input_forget must be 0 or 1"),
     "no R": (_lstm_model(inputs=("X", "W")), "expected inputs X, W, R"),
+    "alphas left over": (_lstm_model(activations=["HardSigmoid", "Tanh", "Tanh"],
+                                     activation_alpha=[0.2, 0.3]), "more values"),
+    "alpha for sigmoid": (_lstm_model(activation_alpha=[0.2]), "more values"),
     "reverse with 2 directions' W": (
         _lstm_model(direction="reverse", weights=_replace(W0, W=np.stack([W0["W"][0]] * 2))),
         r"W must be \[1,"),
@@ -425,6 +561,15 @@ def test_bad_model(name):
 
 UNSUPPORTED = {
     "activations": ({"activations": ["Sigmoid", "Relu", "Tanh"]}, "activations"),
+    "hard sigmoid cell": ({"activations": ["HardSigmoid", "HardSigmoid", "Tanh"]},
+                          "activations"),
+    "too few activations": ({"activations": ["HardSigmoid", "Tanh"]}, "activations"),
+    "directions' gates differ": (
+        {"activations": ["HardSigmoid", "Tanh", "Tanh", "Sigmoid", "Tanh", "Tanh"],
+         "direction": "bidirectional"}, "directions' gate activations differ"),
+    "directions' alphas differ": (
+        {"activations": ["HardSigmoid", "Tanh", "Tanh"] * 2, "activation_alpha": [0.2, 0.3],
+         "direction": "bidirectional"}, "directions' gate activations differ"),
     "bidirectional activations": (
         {"activations": ["Sigmoid", "Tanh", "Tanh"], "direction": "bidirectional"},
         "activations",

@@ -58,6 +58,11 @@ OPTIONS = [
     dict(input_forget=True),
     dict(clip=0.5),
     dict(peepholes=True, input_forget=True, clip=0.7),
+    # hard sigmoid gates (ONNX's activations [HardSigmoid, Tanh, Tanh]) with
+    # every other option, and alone at ONNX's defaults
+    dict(gate_activation="hard_sigmoid"),
+    dict(peepholes=True, input_forget=True, clip=0.7, gate_activation="hard_sigmoid",
+         gate_alpha=0.5, gate_beta=0.4),
 ]
 
 
@@ -73,6 +78,10 @@ def test_forward_matches_onnxruntime(opts, dtype):
     attrs = dict(input_forget=int(opts.get("input_forget", False)))
     if "clip" in opts:
         attrs["clip"] = opts["clip"]
+    if opts.get("gate_activation") == "hard_sigmoid":
+        attrs.update(activations=["HardSigmoid", "Tanh", "Tanh"],
+                     activation_alpha=[opts.get("gate_alpha", 0.2)],
+                     activation_beta=[opts.get("gate_beta", 0.5)])
     Y, Y_h, Y_c = run_onnxruntime(W, R, Bias, P, x, h0, c0, **attrs)
     m = clstm.LSTM(D, H, dtype=dtype, **opts)
     sd = {
@@ -97,12 +106,16 @@ def test_forward_matches_onnxruntime(opts, dtype):
         dict(peepholes=True),
         dict(input_forget=True),
         dict(peepholes=True, input_forget=True, bidirectional=True, proj_size=2, num_layers=2),
+        dict(peepholes=True, input_forget=True, gate_activation="hard_sigmoid",
+             gate_alpha=0.8, gate_beta=0.4, num_layers=2),
     ],
     ids=lambda o: "-".join(o),
 )
 def test_gradients_match_finite_differences(opts):
     """Every parameter (peepholes included), x and the initial state, in
-    float64, on a batch with a short sequence."""
+    float64, on a batch with a short sequence. (Hard sigmoid gates: a
+    difference across a kink would need a pre-activation within about 1e-6
+    of one; test_gradcheck.py checks that margin on its cases.)"""
     opts = dict(opts)
     L = opts.pop("num_layers", 1)
     rng = np.random.default_rng(3)

@@ -19,6 +19,10 @@ FEATURES = [
     dict(peepholes=True),
     dict(input_forget=True, clip=1.5),
     dict(num_layers=3, peepholes=True, input_forget=True, proj_size=5),
+    # hard sigmoid gates, steep enough to saturate often; and Keras 3's
+    dict(num_layers=2, bidirectional=True, gate_activation="hard_sigmoid", gate_alpha=2.0),
+    dict(num_layers=2, peepholes=True, input_forget=True, reverse=True,
+         gate_activation="hard_sigmoid", gate_alpha=1 / 6),
 ]
 
 
@@ -120,8 +124,8 @@ def kernels():
         _core.int8_kernel_limit("avx512-vnni")
 
 
-@pytest.mark.parametrize("features", [dict(), FEATURES[3], FEATURES[7]],
-                         ids=["plain", "bidir-proj", "every-option"])
+@pytest.mark.parametrize("features", [dict(), FEATURES[3], FEATURES[7], FEATURES[8]],
+                         ids=["plain", "bidir-proj", "every-option", "hard-sigmoid"])
 def test_every_kernel_and_thread_count_same_bits(kernels, features):
     """Exact int32 sums and the same float operations after them: every
     kernel this CPU has, at 1 and 2 threads, gives the same bits."""

@@ -1663,7 +1663,9 @@ static void compare_models(clstm_model *a, clstm_model *b, const char *ctx)
               ca.num_layers == cb.num_layers && ca.proj_size == cb.proj_size &&
               ca.bidirectional == cb.bidirectional && ca.dtype == cb.dtype &&
               ca.peepholes == cb.peepholes && ca.input_forget == cb.input_forget &&
-              ca.dropout == cb.dropout && ca.clip == cb.clip && ca.reverse == cb.reverse,
+              ca.dropout == cb.dropout && ca.clip == cb.clip && ca.reverse == cb.reverse &&
+              ca.gate_activation == cb.gate_activation && ca.gate_alpha == cb.gate_alpha &&
+              ca.gate_beta == cb.gate_beta,
           "%s: LSTM config differs after the round trip", ctx);
     CHECK(ca.encoding == cb.encoding && ca.vocab_size == cb.vocab_size &&
               ca.output_size == cb.output_size && ca.softmax == cb.softmax,
@@ -1903,6 +1905,62 @@ static int has_text(const unsigned char *f, size_t n, const char *text)
     return 0;
 }
 
+/* Each of the `count` patches {from, to} of file f (n bytes) makes its
+ * load FORMAT. */
+static void check_patches_refused(const unsigned char *f, size_t n,
+                                  const char *const (*patches)[2], size_t count,
+                                  const char *ctx)
+{
+    for (size_t k = 0; k < count; k++) {
+        unsigned char *g = xcalloc(n, 1);
+        memcpy(g, f, n);
+        if (patch(g, n, patches[k][0], patches[k][1])) {
+            clstm_model *l = NULL;
+            CHECK(clstm_load_buffer(g, n, &l) == CLSTM_ERR_FORMAT && l == NULL,
+                  "%s patch %zu: not FORMAT", ctx, k);
+            clstm_free(l);
+        }
+        free(g);
+    }
+}
+
+/* File f (n bytes) with `from` patched to `to`, loaded (checked OK), or NULL. */
+static clstm_model *load_patched(const unsigned char *f, size_t n, const char *from,
+                                 const char *to)
+{
+    unsigned char *g = xcalloc(n, 1);
+    memcpy(g, f, n);
+    clstm_model *l = NULL;
+    if (patch(g, n, from, to)) CHECK_STATUS(clstm_load_buffer(g, n, &l), CLSTM_OK);
+    free(g);
+    return l;
+}
+
+/* A model from config c passed as a caller built with an older header
+ * passes it (struct_size `before`, garbage after it, which must not be
+ * read), checking that get_config at that size writes nothing past it;
+ * the model (NULL on failure) for the caller's checks of the defaults. */
+static clstm_model *create_older(clstm_config c, size_t before, const char *ctx)
+{
+    union {
+        clstm_config c;
+        unsigned char raw[sizeof(clstm_config)];
+    } u;
+    u.c = c;
+    memset(u.raw + before, 0xA5, sizeof u.raw - before);
+    u.c.struct_size = before;
+    clstm_model *m = NULL;
+    if (!CHECK_STATUS(clstm_create(&u.c, 1, &m), CLSTM_OK)) return NULL;
+    memset(u.raw, 0x5A, sizeof u.raw);
+    u.c.struct_size = before;
+    CHECK_STATUS(clstm_get_config(m, &u.c), CLSTM_OK);
+    size_t touched = 0;
+    for (size_t i = before; i < sizeof u.raw; i++) touched += u.raw[i] != 0x5A;
+    CHECK(touched == 0 && u.c.struct_size == before && u.c.hidden_size == c.hidden_size,
+          "get_config(the size before %s) wrote %zu bytes past it", ctx, touched);
+    return m;
+}
+
 /* The reverse flag: its validation, an older caller's config (the one
  * ending before it), no streaming, and its file: version 3 with "reverse",
  * refused when malformed; a forward model may keep user metadata of that
@@ -1924,25 +1982,10 @@ static void test_reverse(void)
           "reverse with bidirectional accepted");
     c.bidirectional = 0;
 
-    const size_t before = offsetof(clstm_config, reverse);
-    union {
-        clstm_config c;
-        unsigned char raw[sizeof(clstm_config)];
-    } u;
-    u.c = c;
-    memset(u.raw + before, 0xA5, sizeof u.raw - before); /* must not be read */
-    u.c.struct_size = before;
-    if (CHECK_STATUS(clstm_create(&u.c, 1, &m), CLSTM_OK)) {
+    if ((m = create_older(c, offsetof(clstm_config, reverse), "reverse"))) {
         clstm_config g;
         CHECK_STATUS(clstm_get_config(m, &g), CLSTM_OK);
         CHECK(g.reverse == 0, "a config that ends before reverse made a reverse model");
-        memset(u.raw, 0x5A, sizeof u.raw);
-        u.c.struct_size = before;
-        CHECK_STATUS(clstm_get_config(m, &u.c), CLSTM_OK);
-        size_t touched = 0;
-        for (size_t i = before; i < sizeof u.raw; i++) touched += u.raw[i] != 0x5A;
-        CHECK(touched == 0 && u.c.struct_size == before && u.c.hidden_size == 4,
-              "get_config(the size before reverse) wrote %zu bytes past it", touched);
     }
     clstm_free(m);
 
@@ -1965,21 +2008,9 @@ static void test_reverse(void)
          * metadata */
         static const char *const patches[][2] = {{"\"reverse\":", "\"reverzz\":"},
                                                  {"\"reverse\":\"1\"", "\"reverse\":\"7\""}};
-        for (size_t k = 0; k < 2; k++) {
-            unsigned char *g = xcalloc(n, 1);
-            memcpy(g, f, n);
-            if (patch(g, n, patches[k][0], patches[k][1])) {
-                l = NULL;
-                CHECK(clstm_load_buffer(g, n, &l) == CLSTM_ERR_FORMAT && l == NULL,
-                      "reverse patch %zu: not FORMAT", k);
-            }
-            free(g);
-        }
-        unsigned char *g = xcalloc(n, 1);
-        memcpy(g, f, n);
-        l = NULL;
-        if (patch(g, n, "\"format_version\":\"3\"", "\"format_version\":\"1\"") &&
-            CHECK_STATUS(clstm_load_buffer(g, n, &l), CLSTM_OK)) {
+        check_patches_refused(f, n, patches, 2, "reverse");
+        l = load_patched(f, n, "\"format_version\":\"3\"", "\"format_version\":\"1\"");
+        if (l) {
             clstm_config g1;
             const char *v = NULL;
             CHECK_STATUS(clstm_get_config(l, &g1), CLSTM_OK);
@@ -1988,7 +2019,6 @@ static void test_reverse(void)
                   "version 1: reverse %d, user metadata %s", g1.reverse, v ? v : "(none)");
         }
         clstm_free(l);
-        free(g);
         free(f);
     }
     clstm_free(m);
@@ -2009,6 +2039,127 @@ static void test_reverse(void)
         free(f);
     }
     clstm_free(m);
+}
+
+/* ------------------------------------------------------ 9c. gate activation */
+
+/* Hard sigmoid gates: validation, an older caller's config (the one ending
+ * at reverse), and the file: version 4 with "reverse" and the gate keys,
+ * refused when they are missing or malformed; a version 1 file (an older
+ * writer's) keeps those names as user metadata. (Their numbers: HARD_CASES
+ * in tests/test_forward.py etc., against the NumPy reference.) */
+static void test_gate_activation(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/m.safetensors", g_dir);
+    clstm_config c = clstm_config_default();
+    CHECK(c.gate_activation == CLSTM_GATE_SIGMOID && c.gate_alpha == 0.2 && c.gate_beta == 0.5,
+          "default gate activation");
+    c.input_size = 3;
+    c.hidden_size = 4;
+    c.num_layers = 2;
+    clstm_model *m = NULL;
+    /* refused: an unknown activation, alpha <= 0 or not finite, beta not
+     * finite, sigmoid with other alpha/beta, a decoder */
+    static const struct {
+        int act;
+        double alpha, beta;
+    } bad[] = {{2, 0.2, 0.5},          {-1, 0.2, 0.5},       {1, 0.0, 0.5},
+               {1, -0.2, 0.5},         {1, INFINITY, 0.5},   {1, NAN, 0.5},
+               {1, 0.2, NAN},          {1, 0.2, -INFINITY},  {0, 0.25, 0.5},
+               {0, 0.2, 0.4}};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        c.gate_activation = bad[k].act;
+        c.gate_alpha = bad[k].alpha;
+        c.gate_beta = bad[k].beta;
+        CHECK(clstm_create(&c, 1, &m) == CLSTM_ERR_ARG && m == NULL,
+              "gate case %zu accepted", k);
+    }
+    clstm_config s = c;
+    s.gate_activation = CLSTM_GATE_HARD_SIGMOID, s.gate_alpha = 0.2, s.gate_beta = 0.5;
+    s.encoding = CLSTM_ENCODING_EMBEDDING, s.vocab_size = 5;
+    s.target_vocab = 7, s.target_embedding = 3, s.decoder_hidden = 5, s.decoder_layers = 1;
+    s.attentional_size = 4;
+    CHECK(clstm_create(&s, 1, &m) == CLSTM_ERR_ARG && m == NULL,
+          "an encoder-decoder with hard sigmoid gates accepted");
+    s.gate_activation = CLSTM_GATE_SIGMOID;
+    if (CHECK_STATUS(clstm_create(&s, 1, &m), CLSTM_OK)) clstm_free(m); /* the control */
+    m = NULL;
+
+    /* the config of the header before the gate activation: its size is the
+     * end of `reverse` rounded up to the struct's alignment */
+    const size_t end = offsetof(clstm_config, reverse) + sizeof(int);
+    const size_t before = (end + _Alignof(clstm_config) - 1) / _Alignof(clstm_config) *
+                          _Alignof(clstm_config);
+    c.gate_activation = CLSTM_GATE_SIGMOID, c.gate_alpha = 0.2, c.gate_beta = 0.5;
+    c.reverse = 1;
+    if ((m = create_older(c, before, "the gate activation"))) {
+        clstm_config g;
+        CHECK_STATUS(clstm_get_config(m, &g), CLSTM_OK);
+        CHECK(g.reverse == 1 && g.gate_activation == CLSTM_GATE_SIGMOID &&
+                  g.gate_alpha == 0.2 && g.gate_beta == 0.5,
+              "a config that ends before the gate activation: reverse %d gate %d",
+              g.reverse, g.gate_activation);
+    }
+    clstm_free(m);
+    m = NULL;
+    clstm_config odd = c;
+    odd.struct_size = end + 1; /* between the two sizes (or past the padding) */
+    if (end + 1 != before)
+        CHECK(clstm_create(&odd, 1, &m) == CLSTM_ERR_ARG && m == NULL,
+              "struct_size %zu accepted", end + 1);
+
+    /* the file: a forward and a reverse model with hard sigmoid gates */
+    for (int rev = 0; rev < 2; rev++) {
+        c.reverse = rev;
+        c.gate_activation = CLSTM_GATE_HARD_SIGMOID, c.gate_alpha = 1.0 / 6, c.gate_beta = 0.5;
+        m = NULL;
+        if (!CHECK_STATUS(clstm_create(&c, 1, &m), CLSTM_OK)) return;
+        CHECK_STATUS(clstm_set_metadata(m, "reverse", "x"), CLSTM_ERR_ARG);
+        CHECK_STATUS(clstm_set_metadata(m, "gate_alpha", "x"), CLSTM_ERR_ARG);
+        size_t n;
+        unsigned char *f;
+        if (!CHECK_STATUS(clstm_save(m, path), CLSTM_OK) || !(f = read_all(path, &n))) {
+            clstm_free(m);
+            return;
+        }
+        CHECK(has_text(f, n, "\"format_version\":\"4\"") &&
+                  has_text(f, n, rev ? "\"reverse\":\"1\"" : "\"reverse\":\"0\"") &&
+                  has_text(f, n, "\"gate_activation\":\"hard_sigmoid\"") &&
+                  has_text(f, n, "\"gate_alpha\":\"0.16666666666666666\"") &&
+                  has_text(f, n, "\"gate_beta\":\"0.5\""),
+              "a hard sigmoid model's file lacks version 4 or a gate key");
+        clstm_model *l = NULL;
+        if (CHECK_STATUS(clstm_load_buffer(f, n, &l), CLSTM_OK)) compare_models(m, l, "gate");
+        clstm_free(l);
+        /* FORMAT: each of the four keys missing (renamed to user metadata),
+         * an unknown activation, alpha 0 (create refuses it), a malformed
+         * number */
+        static const char *const patches[][2] = {
+            {"\"reverse\":", "\"reverzz\":"},
+            {"\"gate_activation\":", "\"gate_activatioz\":"},
+            {"\"gate_alpha\":", "\"gate_alphz\":"},
+            {"\"gate_beta\":", "\"gate_betz\":"},
+            {"\"hard_sigmoid\"", "\"hard_sigmoix\""},
+            {"\"0.16666666666666666\"", "\"0.00000000000000000\""},
+            {"\"gate_beta\":\"0.5\"", "\"gate_beta\":\"0.x\""}};
+        check_patches_refused(f, n, patches, sizeof patches / sizeof patches[0], "gate");
+        /* version 1 (an older writer's): sigmoid gates, forward, and the
+         * four keys as user metadata */
+        l = load_patched(f, n, "\"format_version\":\"4\"", "\"format_version\":\"1\"");
+        if (l) {
+            clstm_config g1;
+            const char *v = NULL;
+            CHECK_STATUS(clstm_get_config(l, &g1), CLSTM_OK);
+            CHECK_STATUS(clstm_get_metadata(l, "gate_activation", &v), CLSTM_OK);
+            CHECK(g1.gate_activation == CLSTM_GATE_SIGMOID && g1.reverse == 0 && v &&
+                      strcmp(v, "hard_sigmoid") == 0,
+                  "version 1: gate %d, user metadata %s", g1.gate_activation, v ? v : "(none)");
+        }
+        clstm_free(l);
+        free(f);
+        clstm_free(m);
+    }
 }
 
 /* ------------------------------------------------------------ 10. tensors */
@@ -2172,6 +2323,7 @@ int main(void)
     test_torch_style_files();
     test_abi();
     test_reverse();
+    test_gate_activation();
     test_tensors_all();
     test_one_path();
     char path[128];

@@ -744,8 +744,9 @@ CLSTM_API clstm_status clstm_vocab_lookup(const clstm_model *m, const char *text
  * "dropout", "peepholes", "input_forget", "clip", "dtype", "encoding",
  * "vocab_size", "output_size", "softmax", "vocab"; for an encoder-decoder
  * also the decoder's config fields, for a reverse model or one with hard
- * sigmoid gates "reverse", and for the latter also "gate_activation",
- * "gate_alpha" and "gate_beta");
+ * sigmoid gates "reverse" and the decoder's field names (in their files a
+ * "target_vocab" means a decoder), and for the latter also
+ * "gate_activation", "gate_alpha" and "gate_beta");
  * value: valid UTF-8 of at
  * most CLSTM_METADATA_VALUE_MAX bytes. Errors: NULL (m or key), ARG (a key
  * or value as above, or a new key past CLSTM_MAX_METADATA), NOMEM.

@@ -201,19 +201,28 @@ clstm_status clstm_param_count(const clstm_config *c, size_t *n) {
 #define REVERSE_CFG_SIZE                                                                   \
     ((offsetof(clstm_config, gate_activation) + CFG_ALIGN - 1) / CFG_ALIGN * CFG_ALIGN)
 
-/* Whether `size` is the struct_size of a config from an older header. */
-static int older_config_size(size_t size) {
-    return size == offsetof(clstm_config, encoding) ||     /* clstm 0.1.0's */
-           size == offsetof(clstm_config, target_vocab) || /* before the decoder */
-           size == offsetof(clstm_config, reverse) ||      /* before reverse */
-           size == REVERSE_CFG_SIZE;                       /* before the gate activation */
+/* The bytes of fields in a config whose struct_size `size` is an older
+ * header's, or 0 for any other size. The one before the gate activation
+ * ends in padding after its int reverse (bytes this struct gives to
+ * gate_activation): only its fields are read or written. */
+static size_t older_config_fields(size_t size) {
+    if (size == offsetof(clstm_config, encoding) ||     /* clstm 0.1.0's */
+        size == offsetof(clstm_config, target_vocab) || /* before the decoder */
+        size == offsetof(clstm_config, reverse))        /* before reverse */
+        return size;
+    if (size == REVERSE_CFG_SIZE) /* before the gate activation */
+        return offsetof(clstm_config, reverse) + sizeof(int);
+    return 0;
 }
 
 clstm_status clstm_config_read(const clstm_config *in, clstm_config *out) {
-    if (!older_config_size(in->struct_size) && in->struct_size < sizeof *out)
-        return CLSTM_ERR_ARG;
+    size_t fields = older_config_fields(in->struct_size);
+    if (!fields) {
+        if (in->struct_size < sizeof *out) return CLSTM_ERR_ARG;
+        fields = sizeof *out;
+    }
     *out = clstm_config_default();
-    memcpy(out, in, in->struct_size < sizeof *out ? in->struct_size : sizeof *out);
+    memcpy(out, in, fields);
     out->struct_size = sizeof *out;
     return CLSTM_OK;
 }
@@ -306,10 +315,10 @@ void clstm_free(clstm_model *m) {
 
 clstm_status clstm_get_config(const clstm_model *m, clstm_config *out) {
     if (!m || !out) return CLSTM_ERR_NULL;
-    const size_t want = out->struct_size;
-    if (older_config_size(want)) {
-        /* a caller built with an older header */
-        memcpy(out, &m->cfg, want);
+    const size_t want = out->struct_size, fields = older_config_fields(want);
+    if (fields) {
+        /* a caller built with an older header: its fields only */
+        memcpy(out, &m->cfg, fields);
         out->struct_size = want;
     } else {
         *out = m->cfg;

@@ -341,8 +341,11 @@ static int file_version(const clstm_config *c) {
 
 int clstm_metadata_reserved(const clstm_model *m, const char *key) {
     static const char *const file_keys[4] = {"format", "format_version", "vocab", "quantized"};
+    /* from version 3 a file's target_vocab makes it an encoder-decoder, so
+     * the decoder's names are reserved there even without a decoder */
+    const int version = file_version(&m->cfg);
     for (size_t i = 0; i < N_CONFIG_KEYS; i++)
-        if (config_key_in(i, file_version(&m->cfg), m->cfg.target_vocab > 0) &&
+        if (config_key_in(i, version, m->cfg.target_vocab > 0 || version >= 3) &&
             strcmp(key, CONFIG_KEYS[i].name) == 0)
             return 1;
     return name_index(key, file_keys, 4) >= 0;

@@ -1940,14 +1940,17 @@ static clstm_model *load_patched(const unsigned char *f, size_t n, const char *f
  * passes it (struct_size `before`, garbage after it, which must not be
  * read), checking that get_config at that size writes nothing past it;
  * the model (NULL on failure) for the caller's checks of the defaults. */
-static clstm_model *create_older(clstm_config c, size_t before, const char *ctx)
+/* A model from a config of an older header: `before` its struct_size,
+ * `fields` the end of its last field (garbage in its padding and past it
+ * must not be read, and get_config must write nothing there). */
+static clstm_model *create_older(clstm_config c, size_t before, size_t fields, const char *ctx)
 {
     union {
         clstm_config c;
         unsigned char raw[sizeof(clstm_config)];
     } u;
     u.c = c;
-    memset(u.raw + before, 0xA5, sizeof u.raw - before);
+    memset(u.raw + fields, 0xA5, sizeof u.raw - fields);
     u.c.struct_size = before;
     clstm_model *m = NULL;
     if (!CHECK_STATUS(clstm_create(&u.c, 1, &m), CLSTM_OK)) return NULL;
@@ -1955,7 +1958,7 @@ static clstm_model *create_older(clstm_config c, size_t before, const char *ctx)
     u.c.struct_size = before;
     CHECK_STATUS(clstm_get_config(m, &u.c), CLSTM_OK);
     size_t touched = 0;
-    for (size_t i = before; i < sizeof u.raw; i++) touched += u.raw[i] != 0x5A;
+    for (size_t i = fields; i < sizeof u.raw; i++) touched += u.raw[i] != 0x5A;
     CHECK(touched == 0 && u.c.struct_size == before && u.c.hidden_size == c.hidden_size,
           "get_config(the size before %s) wrote %zu bytes past it", ctx, touched);
     return m;
@@ -1982,7 +1985,8 @@ static void test_reverse(void)
           "reverse with bidirectional accepted");
     c.bidirectional = 0;
 
-    if ((m = create_older(c, offsetof(clstm_config, reverse), "reverse"))) {
+    if ((m = create_older(c, offsetof(clstm_config, reverse), offsetof(clstm_config, reverse),
+                          "reverse"))) {
         clstm_config g;
         CHECK_STATUS(clstm_get_config(m, &g), CLSTM_OK);
         CHECK(g.reverse == 0, "a config that ends before reverse made a reverse model");
@@ -1994,6 +1998,9 @@ static void test_reverse(void)
     float h[2 * 4], cs[2 * 4];
     CHECK_STATUS(clstm_state_reset(m, 1, h, cs, 0), CLSTM_ERR_ARG);
     CHECK_STATUS(clstm_set_metadata(m, "reverse", "x"), CLSTM_ERR_ARG);
+    /* a version 3 file with target_vocab is an encoder-decoder's: reserved */
+    CHECK_STATUS(clstm_set_metadata(m, "target_vocab", "5"), CLSTM_ERR_ARG);
+    CHECK_STATUS(clstm_set_metadata(m, "attention", "dot"), CLSTM_ERR_ARG);
     size_t n;
     unsigned char *f;
     if (CHECK_STATUS(clstm_save(m, path), CLSTM_OK) && (f = read_all(path, &n))) {
@@ -2093,7 +2100,7 @@ static void test_gate_activation(void)
                           _Alignof(clstm_config);
     c.gate_activation = CLSTM_GATE_SIGMOID, c.gate_alpha = 0.2, c.gate_beta = 0.5;
     c.reverse = 1;
-    if ((m = create_older(c, before, "the gate activation"))) {
+    if ((m = create_older(c, before, end, "the gate activation"))) {
         clstm_config g;
         CHECK_STATUS(clstm_get_config(m, &g), CLSTM_OK);
         CHECK(g.reverse == 1 && g.gate_activation == CLSTM_GATE_SIGMOID &&

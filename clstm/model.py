@@ -13,18 +13,30 @@ clstm.Model is a subclass that adds the encoding, the head and a
 vocabulary to its constructor. A C program loads the same file and runs the
 same model (examples/). Losses and softmax are in clstm.losses.
 """
+from __future__ import annotations
+
 import contextlib
 import secrets
 import threading
 import warnings
+from typing import (TYPE_CHECKING, Any, ItemsView, Iterator, KeysView, Mapping, Optional,
+                    ValuesView, overload)
 
 import numpy as np
+import numpy.typing as npt
 
 from clstm import _core, checks, layout
+from clstm._typing import FloatArray, State
 from clstm.checks import as_int, positive_int
 from clstm.config import ENCODINGS, Metadata, core_settings, settings_of
 from clstm.interop import Interchange
 from clstm.streaming import LSTMState
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+# forward's and backward's state arguments: (h, c), either may be None
+_StateIn = Optional["tuple[Optional[npt.ArrayLike], Optional[npt.ArrayLike]]"]
 
 __all__ = ["LSTM", "Model", "NamedArrays"]
 
@@ -44,34 +56,34 @@ class NamedArrays:
     values(), items(), get(), len() and ``name in`` behave as a dict's."""
     __slots__ = ("_arrays",)
 
-    def __init__(self, arrays):
+    def __init__(self, arrays: dict[str, FloatArray]) -> None:
         self._arrays = arrays
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[str, FloatArray]]:
         return iter(self._arrays.items())
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> FloatArray:
         return self._arrays[name]
 
-    def __contains__(self, name):
+    def __contains__(self, name: object) -> bool:
         return name in self._arrays
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._arrays)
 
-    def keys(self):
+    def keys(self) -> KeysView[str]:
         return self._arrays.keys()
 
-    def values(self):
+    def values(self) -> ValuesView[FloatArray]:
         return self._arrays.values()
 
-    def items(self):
+    def items(self) -> ItemsView[str, FloatArray]:
         return self._arrays.items()
 
-    def get(self, name, default=None):
+    def get(self, name: str, default: Optional[FloatArray] = None) -> Optional[FloatArray]:
         return self._arrays.get(name, default)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "NamedArrays(%s)" % ", ".join("%s=%s%s" % (k, v.dtype, list(v.shape))
                                              for k, v in self._arrays.items())
 
@@ -133,7 +145,7 @@ class LSTM(Interchange):
     # The stages an LSTM leaves out of the pipeline (clstm.Model sets them).
     encoding, vocab_size, output_size, softmax = None, 0, 0, False
     _OUT = "y"  # what forward returns, as its messages name it ("d" + _OUT: backward's)
-    _MORE_SIZES = ()  # a subclass's sizes that a refused config's message names too
+    _MORE_SIZES: tuple[str, ...] = ()  # a subclass's sizes a refused config's message names
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
                  proj_size=0, dropout=0.0, dtype=np.float32, seed=None, batch_first=False,
@@ -201,7 +213,7 @@ class LSTM(Interchange):
         """{clstm_config field: value} of this model (subclasses add theirs)."""
         return core_settings(self)
 
-    def _attach(self, core):
+    def _attach(self, core: _core.Model) -> None:
         """Take `core` (a _core.Model) as this model's C model."""
         self._m = core
         # forward's default (torch's module mode): training, except for a
@@ -216,10 +228,13 @@ class LSTM(Interchange):
         self._tensors = self._m.tensors()
         self._width = self.output_size or self.num_directions * self._R  # out's last axis
         self._lock = threading.Lock()
-        self._pending = None  # (ws, (T, B), layout, thread) of the last training forward
+        # (ws, (T, B), layout, thread) of the last training forward (Seq2Seq: (Ts, Tt, B))
+        self._pending: Optional[tuple[Any, tuple[int, ...], Any, threading.Thread]] = None
+
         self._readers = 0  # calls computing with the parameters now (any thread)
-        self._writer = None  # what is writing the parameters now, or None
-        self._spare_ws = None  # the workspace the last call released, for reuse
+        self._writer: Optional[str] = None  # what is writing the parameters now, or None
+        # the workspace the last call released, for reuse
+        self._spare_ws: Optional[npt.NDArray[np.uint8]] = None
 
     @classmethod
     def _from_core(cls, core, *, batch_first=False):
@@ -231,7 +246,7 @@ class LSTM(Interchange):
         self._attach(core)
         return self
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         """As torch.nn.LSTM shows itself (the sizes, then only the settings
         that differ from their defaults, in torch's order), followed by
         clstm's own settings: LSTM(3, 4, num_layers=2, bidirectional=True)."""
@@ -252,12 +267,12 @@ class LSTM(Interchange):
         return "%s(%s)" % (type(self).__name__, ", ".join(args))
 
     @property
-    def metadata(self):
+    def metadata(self) -> Metadata:
         """User metadata (str -> str), saved with the model; see Metadata."""
         return Metadata(self._m)
 
     @property
-    def quantized(self):
+    def quantized(self) -> bool:
         """True for a quantized (int8) model: inference only (clstm.quantize)."""
         return bool(self._m.quantized)
 
@@ -267,7 +282,7 @@ class LSTM(Interchange):
                              "train or change its float32 original, then quantize again"
                              % what)
 
-    def int8_tensors(self):
+    def int8_tensors(self) -> dict[str, tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]]:
         """{name: (q, scale)} of a quantized model: q the int8 weights (the
         tensor's shape), scale their rows' float32 scales (w = q * scale
         row by row). Copies."""
@@ -282,12 +297,12 @@ class LSTM(Interchange):
         return out
 
     @property
-    def is_bare_lstm(self):
+    def is_bare_lstm(self) -> bool:
         """True when the model is an LSTM alone (no encoding, no head)."""
         return self.encoding is None and self.output_size == 0
 
     @property
-    def out_size(self):
+    def out_size(self) -> int:
         """Width of forward's output: output_size, or N*R without a head."""
         return self._width
 
@@ -298,13 +313,13 @@ class LSTM(Interchange):
 
     # ------------------------------------------------------------ parameters
     @property
-    def flat_parameters(self):
+    def flat_parameters(self) -> FloatArray:
         """1-D view of the whole parameter block (torch's order); writable,
         except for a quantized model (its dequantized weights, to read)."""
         return self._params
 
     @property
-    def flat_grads(self):
+    def flat_grads(self) -> FloatArray:
         """1-D writable view of the whole gradient block (empty for a
         quantized model, which has none)."""
         return self._grads
@@ -313,7 +328,7 @@ class LSTM(Interchange):
         return {name: block[off:off + int(np.prod(shape))].reshape(shape)
                 for name, off, shape in self._tensors}
 
-    def named_parameters(self):
+    def named_parameters(self) -> NamedArrays:
         """The parameters as views with torch.nn.LSTM's names and shapes
         (writable, except for a quantized model), in torch's order.
         Iterating gives (name, view) pairs as torch does (``for name, p in
@@ -323,7 +338,7 @@ class LSTM(Interchange):
         dict (NamedArrays)."""
         return NamedArrays(self._views(self._params))
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Self:
         """Set the mode forward() defaults to (torch.nn.Module.train):
         training (keep what backward needs; dropout between layers) or,
         with mode=False, inference. Returns the model. An explicit
@@ -334,26 +349,27 @@ class LSTM(Interchange):
         self.training = bool(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> Self:
         """Inference mode for forward()'s default: train(False)."""
         return self.train(False)
 
-    def parameters(self):
+    def parameters(self) -> Iterator[FloatArray]:
         """An iterator over the parameter views, in named_parameters' order
         (torch.nn.Module.parameters)."""
         return iter(self._views(self._params).values())
 
-    def named_grads(self):
+    def named_grads(self) -> NamedArrays:
         """The gradients' views, named and ordered as named_parameters (a
         NamedArrays: (name, view) pairs when iterated)."""
         self._refuse_quantized("named_grads")
         return NamedArrays(self._views(self._grads))
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, FloatArray]:
         """{name: copy} of every parameter, loadable by torch.nn.LSTM."""
         return {k: v.copy() for k, v in self.named_parameters().items()}
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Mapping[str, npt.ArrayLike], strict: bool = True
+                        ) -> None:
         """Copy parameters in from a dict of arrays or torch tensors.
 
         Every value is checked before anything is written: on error the model
@@ -385,7 +401,7 @@ class LSTM(Interchange):
             for name, arr in staged.items():
                 views[name][...] = arr
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient to zero."""
         with self._lock:
             self._m.zero_grad()
@@ -480,7 +496,17 @@ class LSTM(Interchange):
         return v
 
     # --------------------------------------------------------------- compute
-    def forward(self, x, state=None, *, lengths=None, train=None, dropout_seed=None):
+    @overload
+    def forward(self, x: npt.ArrayLike, state: LSTMState, *,
+                lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> tuple[FloatArray, LSTMState]: ...
+    @overload
+    def forward(self, x: npt.ArrayLike, state: _StateIn = None, *,
+                lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> tuple[FloatArray, State]: ...
+    def forward(self, x: npt.ArrayLike, state: _StateIn | LSTMState = None, *,
+                lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> tuple[FloatArray, State | LSTMState]:
         """Run the LSTM over x; returns y, (h, c).
 
         x: (T, B, D), (B, T, D) with batch_first, or (T, D) unbatched. Floating
@@ -511,7 +537,7 @@ class LSTM(Interchange):
             x3, (T, B) = None, ids.shape
         stream = isinstance(state, LSTMState)
         NL = self.num_directions * self.num_layers
-        if stream:
+        if isinstance(state, LSTMState):  # (stream, as mypy narrows it)
             state._check(self, B)
             h0, c0 = hT, cT = state.h, state.c
         else:
@@ -525,7 +551,7 @@ class LSTM(Interchange):
         out = checks.empty((T, B, self._width), self.dtype, "%s, the output for %s of T=%d "
                            "steps and B=%d rows (width %d)" % (
                                self._OUT, "x" if ids is None else "ids", T, B, self._width))
-        if stream and not train:
+        if isinstance(state, LSTMState) and not train:
             ws = state._ws
         else:
             ws = self._workspace(self._m.workspace_size(T, B, bool(train)))
@@ -538,13 +564,13 @@ class LSTM(Interchange):
         elif not stream:
             self._release_workspace(ws)
         out = layout.from_time_first(out, lay)
-        if stream:
+        if isinstance(state, LSTMState):
             return out, state
         return out, (layout.state_out(hT, lay), layout.state_out(cT, lay))
 
     __call__ = forward
 
-    def initial_state(self, batch_size):
+    def initial_state(self, batch_size: int) -> LSTMState:
         """A zero LSTMState for batch_size independent streams (unidirectional
         forward models only: a reverse direction needs the end of a sequence)."""
         if self.bidirectional or self.reverse:
@@ -558,7 +584,7 @@ class LSTM(Interchange):
             raise MemoryError("batch_size: cannot allocate the state of %d streams (%s)"
                               % (batch_size, e)) from None
 
-    def step(self, x_t, state):
+    def step(self, x_t: npt.ArrayLike, state: LSTMState) -> tuple[FloatArray, LSTMState]:
         """One time step for every stream: x_t (B, D) -> y_t (B, R) (token
         models: ids (B,) -> out (B, O)).
 
@@ -590,7 +616,8 @@ class LSTM(Interchange):
                          state._ws, ids)
         return y, state
 
-    def backward(self, dy, dstate=None):
+    def backward(self, dy: Optional[npt.ArrayLike], dstate: _StateIn = None
+                 ) -> tuple[Optional[FloatArray], State]:
         """Backpropagate through the last forward(train=True).
 
         dy: gradient w.r.t. y, y's shape (or None for zeros); dstate: None or
@@ -638,7 +665,7 @@ class LSTM(Interchange):
 
     # ---- what the trainer and the CLI need, as public API
     @property
-    def config(self):
+    def config(self) -> dict[str, Any]:
         """The C model's settings as a new dict (a copy: editing it changes
         nothing): input_size, hidden_size, num_layers, float64, proj_size,
         bidirectional, dropout, peepholes, input_forget, clip, encoding (0
@@ -646,20 +673,21 @@ class LSTM(Interchange):
         reverse (and an encoder-decoder's decoder settings)."""
         return self._m.config()
 
-    def next_dropout_seed(self):
+    def next_dropout_seed(self) -> int:
         """The dropout seed the next training forward would draw, drawn now
         from the model's stream (0, drawing nothing, without dropout); pass
         it as forward(..., dropout_seed=) to use it."""
         return self._dropout_seed(None, True)
 
     @property
-    def dropout_rng_state(self):
+    def dropout_rng_state(self) -> Mapping[str, Any]:
         """The state of the model's stream of dropout seeds (a JSON-able
         dict); set it to continue a stream, e.g. from a checkpoint."""
         return self._dropout_rng.bit_generator.state
 
     @dropout_rng_state.setter
-    def dropout_rng_state(self, state):
+    def dropout_rng_state(self, state: Mapping[str, Any]) -> None:
+
         try:
             self._dropout_rng.bit_generator.state = state
         except (TypeError, ValueError, KeyError) as e:
@@ -808,12 +836,12 @@ class Model(LSTM):
             self._m.set_vocab(vocab)
 
     @property
-    def vocab(self):
+    def vocab(self) -> Optional[str]:
         """The character vocabulary (str), or None."""
         return self._m.vocab()
 
     # ------------------------------------------------------------- tokens
-    def encode(self, text):
+    def encode(self, text: str) -> npt.NDArray[np.int32]:
         """Token ids (int32 array) of the characters of `text`; ValueError
         naming the first character not in the vocabulary."""
         vocab = self.vocab
@@ -828,7 +856,7 @@ class Model(LSTM):
             raise ValueError("text: character %r is not in the model's vocabulary"
                              % e.args[0]) from None
 
-    def decode(self, ids):
+    def decode(self, ids: npt.ArrayLike) -> str:
         """The text of a sequence of token ids."""
         vocab = self.vocab
         if vocab is None:
@@ -839,7 +867,17 @@ class Model(LSTM):
         return "".join(vocab[i] for i in ids.tolist())
 
     # ------------------------------------------------------------ compute
-    def forward(self, inputs, state=None, *, lengths=None, train=None, dropout_seed=None):
+    @overload
+    def forward(self, inputs: npt.ArrayLike, state: LSTMState, *,
+                lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> tuple[FloatArray, LSTMState]: ...
+    @overload
+    def forward(self, inputs: npt.ArrayLike, state: _StateIn = None, *,
+                lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> tuple[FloatArray, State]: ...
+    def forward(self, inputs: npt.ArrayLike, state: _StateIn | LSTMState = None, *,
+                lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> tuple[FloatArray, State | LSTMState]:
         """Run the whole model; returns out, (h, c) (or out, state for an
         LSTMState, advanced in place).
 
@@ -851,15 +889,18 @@ class Model(LSTM):
         return LSTM.forward(self, inputs, state, lengths=lengths, train=train,
                             dropout_seed=dropout_seed)
 
-    __call__ = forward
+    # (its argument named inputs, as forward's, where LSTM's is x)
+    __call__ = forward  # type: ignore[assignment]
 
-    def step(self, inputs_t, state):
+    def step(self, inputs_t: npt.ArrayLike, state: LSTMState) -> tuple[FloatArray, LSTMState]:
         """One step for every stream: ids (B,) or x (B, D) -> out (B, O);
         state (an LSTMState) is advanced in place: ``out, state =
         model.step(ids_t, state)``. Inference only."""
         return LSTM.step(self, inputs_t, state)
 
-    def backward(self, dout, dstate=None):
+    def backward(self, dout: Optional[npt.ArrayLike], dstate: _StateIn = None
+                 ) -> tuple[Optional[FloatArray], State]:
+
         """Backpropagate through the last forward(train=True).
 
         dout: gradient w.r.t. out (out's shape) or None; dstate: None or

@@ -20,11 +20,16 @@ trained on pairs keeps its vocabularies and tokenizations in its metadata
 "target_split": "char" or "space"), so `clstm translate`, Seq2Seq.translate
 and examples/translate.c read text.
 """
+from __future__ import annotations
+
 import threading
+from typing import Any, NoReturn, Optional, Sequence, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from clstm import _core, checks, pairs
+from clstm._typing import FloatArray
 from clstm.checks import as_int, positive_int
 from clstm.config import _MAX_VALUE_BYTES
 from clstm.config import core_settings, settings_of
@@ -216,13 +221,13 @@ class Seq2Seq(LSTM):
                    self.dtype.name))
 
     @property
-    def vocab(self):
+    def vocab(self) -> None:
         """None: an encoder-decoder has token vocabularies, not a character
         string (see source_vocabulary, target_vocabulary)."""
         return None
 
     @property
-    def out_size(self):
+    def out_size(self) -> int:
         return self.target_vocab
 
     # ------------------------------------------------------------ arguments
@@ -252,8 +257,11 @@ class Seq2Seq(LSTM):
         return s, slen, t, tlen
 
     # -------------------------------------------------------------- compute
-    def forward(self, src, tgt_in, *, src_lengths=None, tgt_lengths=None, train=None,
-                dropout_seed=None):
+    # (an encoder-decoder's forward: its own arguments, not an LSTM's x and state)
+    def forward(self, src: npt.ArrayLike, tgt_in: npt.ArrayLike, *,  # type: ignore[override]
+                src_lengths: Optional[npt.ArrayLike] = None,
+                tgt_lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> FloatArray:
         """Teacher forcing: the logits (Tt, B, Vt) of every target step.
 
         src (Ts, B) source ids in [0, source_vocab); tgt_in (Tt, B) target ids
@@ -280,9 +288,10 @@ class Seq2Seq(LSTM):
             self._release_workspace(ws)
         return logits
 
-    __call__ = forward
+    __call__ = forward  # type: ignore[assignment]  # (as forward)
 
-    def backward(self, dlogits):
+    # (returns None: the inputs are ids, which have no gradient)
+    def backward(self, dlogits: npt.ArrayLike) -> None:  # type: ignore[override]
         """Backpropagate through the last forward(train=True): dlogits (Tt, B,
         Vt). ADDS every parameter's gradient (decoder, attention, encoder,
         embeddings) into flat_grads; returns None (ids have no gradient)."""
@@ -306,7 +315,11 @@ class Seq2Seq(LSTM):
             self._pending = None
         self._release_workspace(ws)
 
-    def beam_search(self, src, src_lengths=None, *, width=5, max_len=None, alpha=1.0, nbest=1):
+    def beam_search(self, src: npt.ArrayLike, src_lengths: Optional[npt.ArrayLike] = None, *,
+                    width: int = 5, max_len: Optional[int] = None, alpha: float = 1.0,
+                    nbest: int = 1
+                    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64],
+                               npt.NDArray[np.float64]]:
         """Decode every source with its own beam, in C (width 1: greedy).
 
         Returns tokens (B, nbest, max_len) int32 (each hypothesis's target
@@ -341,7 +354,9 @@ class Seq2Seq(LSTM):
                                   "width %d, max_len %d (a smaller max_len or batch needs "
                                   "less)" % (B, width, max_len)) from None
 
-    def greedy(self, src, src_lengths=None, *, max_len=None):
+    def greedy(self, src: npt.ArrayLike, src_lengths: Optional[npt.ArrayLike] = None, *,
+               max_len: Optional[int] = None
+               ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
         """(tokens (B, max_len), lengths (B,)): beam_search of width 1."""
         tokens, lengths, _ = self.beam_search(src, src_lengths, width=1, max_len=max_len)
         return tokens[:, 0], lengths[:, 0]
@@ -353,7 +368,8 @@ class Seq2Seq(LSTM):
                              "Seq2Seq(Vocabulary, Vocabulary, ...) or train it on pairs)")
         return self.source_vocabulary, self.target_vocabulary
 
-    def encode_sources(self, sources):
+    def encode_sources(self, sources: Sequence[Union[str, Sequence[str]]]
+                       ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], int]:
         """src (Ts, B) int32, src_lengths (B,) and the count of tokens that
         became <unk>, for a list of texts (split as source_split says) or
         of token lists."""
@@ -375,7 +391,7 @@ class Seq2Seq(LSTM):
             src[:len(e), b] = e
         return src, lens, unknown
 
-    def default_max_len(self, Ts):
+    def default_max_len(self, Ts: int) -> int:
         """translate's bound on a target's tokens: twice the longest target
         seen in training plus 10 (the "max_target_length" metadata a
         trained model has), so a source's translation does not depend on
@@ -384,7 +400,9 @@ class Seq2Seq(LSTM):
         longest = _metadata_int(self.metadata.get("max_target_length"))
         return 2 * Ts + 10 if longest is None else 2 * longest + 10
 
-    def translate(self, sources, *, beam=5, nbest=1, max_len=None, alpha=1.0, batch_size=64):
+    def translate(self, sources: Sequence[Union[str, Sequence[str]]], *, beam: int = 5,
+                  nbest: int = 1, max_len: Optional[int] = None, alpha: float = 1.0,
+                  batch_size: int = 64) -> list[Any]:
         """The best target text of each source text (nbest=1), or for each a
         list of nbest (text, score) pairs, best first. Texts split and join
         as source_split and target_split say; tokens unseen in training read
@@ -410,20 +428,21 @@ class Seq2Seq(LSTM):
         return out
 
     # ------------------------------------------------ what does not apply
-    def _not_here(self, what):
+    def _not_here(self, what: str) -> NoReturn:
+
         raise NotImplementedError("%s: not available for an encoder-decoder (clstm.Seq2Seq)"
                                   % what)
 
-    def step(self, *args, **kwargs):
+    def step(self, *args: Any, **kwargs: Any) -> NoReturn:
         self._not_here("step (decode with beam_search or translate)")
 
-    def initial_state(self, *args, **kwargs):
+    def initial_state(self, *args: Any, **kwargs: Any) -> NoReturn:
         self._not_here("initial_state")
 
-    def to_onnx(self, *args, **kwargs):
+    def to_onnx(self, *args: Any, **kwargs: Any) -> NoReturn:
         self._not_here("to_onnx")
 
-    def to_torch_state_dict(self):
+    def to_torch_state_dict(self) -> NoReturn:
         self._not_here("to_torch_state_dict (state_dict() has every tensor)")
 
     @classmethod

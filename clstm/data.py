@@ -305,7 +305,6 @@ class LabelledSequences(_Splittable):
 
 
 def windows(series: npt.ArrayLike, window: int, horizon: int = 1) -> Sequences:
-
     """Forecasting as regression: every window of `window` consecutive values
     predicts the `horizon` values after it. Returns Sequences (all of
     length `window`, D = 1, y (N, horizon))."""

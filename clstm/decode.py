@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
-
 import numpy as np
 import numpy.typing as npt
 
@@ -72,7 +71,6 @@ def beam_search(logits: npt.ArrayLike, input_lengths: Optional[npt.ArrayLike] = 
                 lm: Optional[Model] = None, alphabet: Optional[str] = None,
                 lm_weight: float = 0.3, lm_bonus: float = 1.0, lm_start: Optional[str] = "\n"
                 ) -> list[Any]:
-
     """Prefix beam search: the `width` most probable labellings are kept at
     every step, each labelling's probability summed over its paths (CTC's
     definition), so it finds labellings best-path decoding misses. Returns,

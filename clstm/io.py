@@ -109,7 +109,6 @@ def load_bytes(data: Any, *, batch_first: bool = False) -> LSTM:
 
 def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any], mode: Optional[int] = None
                  ) -> None:
-
     """Call write(f) on a binary file that replaces ``path`` only once it is
     whole: a temporary file beside path is written, synced and renamed over
     it, then the directory is synced (best effort). On any failure the

@@ -87,8 +87,8 @@ def _loss(is_mse, out, targets, lengths, last_only, batch_first, grad, smoothing
 @overload
 def cross_entropy(out: npt.ArrayLike, targets: npt.ArrayLike,
                   lengths: Optional[npt.ArrayLike] = None, *, last_only: bool = False,
-                  batch_first: bool = False, grad: Literal[True] = True, label_smoothing: float = 0.0
-                  ) -> tuple[float, FloatArray]: ...
+                  batch_first: bool = False, grad: Literal[True] = True,
+                  label_smoothing: float = 0.0) -> tuple[float, FloatArray]: ...
 
 
 @overload
@@ -281,7 +281,6 @@ def ctc(logits: npt.ArrayLike, targets: Any, input_lengths: Optional[npt.ArrayLi
 
 
 def softmax(z: npt.ArrayLike, temperature: float = 1.0) -> FloatArray:
-
     """softmax(z / temperature) over the last axis of a float array (in C,
     max-subtracted, in double)."""
     a = to_numpy(z)

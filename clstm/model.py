@@ -143,6 +143,7 @@ class LSTM(Interchange):
     directly through flat_parameters views are not guarded.
     """
     # The stages an LSTM leaves out of the pipeline (clstm.Model sets them).
+    encoding: Optional[str]
     encoding, vocab_size, output_size, softmax = None, 0, 0, False
     _OUT = "y"  # what forward returns, as its messages name it ("d" + _OUT: backward's)
     _MORE_SIZES: tuple[str, ...] = ()  # a subclass's sizes a refused config's message names
@@ -687,7 +688,6 @@ class LSTM(Interchange):
 
     @dropout_rng_state.setter
     def dropout_rng_state(self, state: Mapping[str, Any]) -> None:
-
         try:
             self._dropout_rng.bit_generator.state = state
         except (TypeError, ValueError, KeyError) as e:
@@ -900,7 +900,6 @@ class Model(LSTM):
 
     def backward(self, dout: Optional[npt.ArrayLike], dstate: _StateIn = None
                  ) -> tuple[Optional[FloatArray], State]:
-
         """Backpropagate through the last forward(train=True).
 
         dout: gradient w.r.t. out (out's shape) or None; dstate: None or

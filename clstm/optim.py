@@ -259,7 +259,6 @@ class LRSchedule:
 
 def create(name: str, target: Params, *, lr: float, weight_decay: float = 0.0,
            momentum: float = 0.9, nesterov: bool = False) -> Union[SGD, Adam]:
-
     """The optimizer called `name` ("sgd", "adam" or "adamw") over target,
     with the settings that apply to it (momentum and nesterov: SGD only)."""
     if name == "sgd":

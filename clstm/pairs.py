@@ -97,7 +97,7 @@ class Pairs(_Splittable):
         """(train, val) after a shuffle by rng, with every pair of one source
         on the same side (a word's several pronunciations all held out, or
         none)."""
-        groups = {}
+        groups: dict[tuple[str, ...], list[int]] = {}
         for i, src in enumerate(self.sources):
             groups.setdefault(tuple(src), []).append(i)
         keys = list(groups)
@@ -194,7 +194,6 @@ def token_error_rate(predictions: Sequence[Sequence[str]],
 
 def sequence_error_rate(predictions: Sequence[Sequence[str]],
                         references: Sequence[Sequence[str]]) -> float:
-
     """The share of sequences not exactly right."""
     if len(predictions) != len(references):
         raise ValueError("predictions: expected %d sequences (one per reference), got %d"

@@ -42,7 +42,6 @@ def quantize(model: _M) -> _M:
 
 
 def int8_kernel() -> str:
-
     """The int8 kernel in use: "avx512-vnni", "avx-vnni", "avx2" or "portable"."""
     from clstm import _core
     return _core.int8_kernel()

@@ -429,7 +429,6 @@ class Seq2Seq(LSTM):
 
     # ------------------------------------------------ what does not apply
     def _not_here(self, what: str) -> NoReturn:
-
         raise NotImplementedError("%s: not available for an encoder-decoder (clstm.Seq2Seq)"
                                   % what)
 

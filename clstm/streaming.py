@@ -61,6 +61,5 @@ class LSTMState:
                                 self.h.shape, self.c.shape, self.h.dtype))
 
     def __repr__(self) -> str:
-
         return "LSTMState(batch_size=%d, h=%s, c=%s)" % (self.batch_size, self.h.shape,
                                                           self.c.shape)

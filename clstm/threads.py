@@ -44,6 +44,5 @@ def get_min_thread_work() -> int:
 
 
 def has_blas() -> bool:
-
     """True when the C core was built with BLAS (it always is for the wheel)."""
     return _core.has_blas()

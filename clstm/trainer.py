@@ -159,7 +159,8 @@ class Trainer:
         self.step, self.epoch, self.k = 0, 0, 0
         self.order: Optional[np.ndarray[Any, Any]] = None
         self.state: Optional[tuple[Any, ...]] = None
-        self.best_val, self.bad_evals = None, 0
+        self.best_val: Any = None  # the best validation score (a list: several, in order)
+        self.bad_evals = 0
         self.history: list[dict[str, Any]] = []
         self.losses: list[float] = []  # every step's training loss (losses[i]: step i + 1)
         self._stop = False
@@ -383,7 +384,6 @@ class Trainer:
 
     def fit(self, max_steps: Optional[int] = None, max_seconds: Optional[float] = None
             ) -> list[dict[str, Any]]:
-
         """Train until the last epoch ends, early stopping triggers, max_steps
         total steps are done, or max_seconds of wall time have passed in this
         call (for the last two a checkpoint is written, so resume continues;

@@ -369,8 +369,8 @@ class LSTM(Interchange):
         """{name: copy} of every parameter, loadable by torch.nn.LSTM."""
         return {k: v.copy() for k, v in self.named_parameters().items()}
 
-    def load_state_dict(self, state_dict: Mapping[str, npt.ArrayLike], strict: bool = True
-                        ) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, npt.ArrayLike] | NamedArrays,
+                        strict: bool = True) -> None:
         """Copy parameters in from a dict of arrays or torch tensors.
 
         Every value is checked before anything is written: on error the model

@@ -93,7 +93,8 @@ class Pairs(_Splittable):
 [self.sources[i] for i in idx], [self.targets[i] for i in idx],
                      [self.where[i] for i in idx])
 
-    def split(self, val_fraction, rng):
+    def split(self, val_fraction: float, rng: np.random.Generator
+              ) -> tuple[Pairs, Optional[Pairs]]:
         """(train, val) after a shuffle by rng, with every pair of one source
         on the same side (a word's several pronunciations all held out, or
         none)."""

@@ -41,7 +41,7 @@ _StateIn = Optional["tuple[Optional[npt.ArrayLike], Optional[npt.ArrayLike]]"]
 __all__ = ["LSTM", "Model", "NamedArrays"]
 
 
-def _flat(a):
+def _flat(a: Optional[npt.NDArray[Any]]) -> Optional[npt.NDArray[Any]]:
     return None if a is None else a.reshape(-1)
 
 
@@ -210,7 +210,7 @@ class LSTM(Interchange):
                                                      if settings[k]))) from None
         self._attach(core)
 
-    def _core_settings(self):
+    def _core_settings(self) -> dict[str, Any]:
         """{clstm_config field: value} of this model (subclasses add theirs)."""
         return core_settings(self)
 
@@ -238,7 +238,7 @@ class LSTM(Interchange):
         self._spare_ws: Optional[npt.NDArray[np.uint8]] = None
 
     @classmethod
-    def _from_core(cls, core, *, batch_first=False):
+    def _from_core(cls, core: _core.Model, *, batch_first: bool = False) -> Self:
         """A model around an existing _core.Model (e.g. from _core.load), its
         settings read from the C config; the backend is the default one and
         ``seed`` (used for dropout masks only) a fresh one."""
@@ -277,7 +277,7 @@ class LSTM(Interchange):
         """True for a quantized (int8) model: inference only (clstm.quantize)."""
         return bool(self._m.quantized)
 
-    def _refuse_quantized(self, what):
+    def _refuse_quantized(self, what: str) -> None:
         if self._m.quantized:
             raise ValueError("%s: the model is quantized (int8) and runs inference only; "
                              "train or change its float32 original, then quantize again"
@@ -308,7 +308,7 @@ class LSTM(Interchange):
         return self._width
 
     @property
-    def _R(self):
+    def _R(self) -> int:
         """The width of h: proj_size, or hidden_size without projection."""
         return self.proj_size or self.hidden_size
 
@@ -325,7 +325,7 @@ class LSTM(Interchange):
         quantized model, which has none)."""
         return self._grads
 
-    def _views(self, block):
+    def _views(self, block: FloatArray) -> dict[str, FloatArray]:
         return {name: block[off:off + int(np.prod(shape))].reshape(shape)
                 for name, off, shape in self._tensors}
 
@@ -408,7 +408,7 @@ class LSTM(Interchange):
             self._m.zero_grad()
 
     # ------------------------------------------------- workspaces and guards
-    def _workspace(self, nbytes):
+    def _workspace(self, nbytes: int) -> npt.NDArray[np.uint8]:
         """A workspace of at least nbytes: the one the last inference or
         backward released, if big enough, else a new one. (A new one per call
         made the kernel zero the pages of every training step's ~100 MB at
@@ -422,14 +422,14 @@ class LSTM(Interchange):
                               "less)")
         return ws
 
-    def _release_workspace(self, ws):
+    def _release_workspace(self, ws: npt.NDArray[np.uint8]) -> None:
         """Keep ws for the next call (the larger, if one is kept already)."""
         with self._lock:
             if self._spare_ws is None or self._spare_ws.nbytes < ws.nbytes:
                 self._spare_ws = ws
 
     @contextlib.contextmanager
-    def _writing(self, what):
+    def _writing(self, what: str) -> Iterator[None]:
         """`what` (e.g. "load_state_dict") writes the parameters: alone.
         RuntimeError if another thread computes with them or writes them."""
         with self._lock:
@@ -446,7 +446,7 @@ class LSTM(Interchange):
                 self._writer = None
 
     # ------------------------------------------------------------- arguments
-    def _input(self, x):
+    def _input(self, x: npt.ArrayLike) -> tuple[npt.NDArray[Any], str]:
         """x as a C-contiguous (T, B, D) array of the model's dtype, and its layout."""
         a = checks.floats(x, "x")
         x3, lay = layout.split(a, self.batch_first, "x", ("D",))
@@ -456,7 +456,7 @@ class LSTM(Interchange):
                              % (layout.shape_text(lay, (str(self.input_size),)), a.shape))
         return checks.contiguous(x3, "x", a.shape, self.dtype), lay
 
-    def _tokens(self, ids, name):
+    def _tokens(self, ids: npt.ArrayLike, name: str) -> tuple[npt.NDArray[Any], str]:
         """ids as a C-contiguous (T, B) integer array (its own dtype), and its layout."""
         a = checks.integers(ids, name, "an integer array of token ids")
         a2, lay = layout.split(a, self.batch_first, name, ())
@@ -465,7 +465,8 @@ class LSTM(Interchange):
         # in their own dtype: checks.token_ids reports the values as given
         return checks.contiguous(a2, name, a.shape), lay
 
-    def _state(self, v, name, B, width, lay):
+    def _state(self, v: Optional[npt.ArrayLike], name: str, B: int, width: int, lay: str
+               ) -> Optional[npt.NDArray[Any]]:
         """An (N*L, B, width) state from the caller's layout; None stays."""
         if v is None:
             return None
@@ -476,7 +477,8 @@ class LSTM(Interchange):
             raise ValueError("%s: expected shape %s, got %s" % (name, want, a.shape))
         return np.ascontiguousarray(a.reshape(NL, B, width), dtype=self.dtype)
 
-    def _pair(self, v, name, B, lay):
+    def _pair(self, v: _StateIn, name: str, B: int, lay: str
+              ) -> tuple[Optional[npt.NDArray[Any]], Optional[npt.NDArray[Any]]]:
         """(h, c) states: h is R wide, c is H wide."""
         if v is None:
             return None, None
@@ -486,7 +488,7 @@ class LSTM(Interchange):
         return (self._state(v[0], name + "[0]", B, self._R, lay),
                 self._state(v[1], name + "[1]", B, self.hidden_size, lay))
 
-    def _dropout_seed(self, dropout_seed, train):
+    def _dropout_seed(self, dropout_seed: Optional[int], train: bool) -> int:
         if dropout_seed is None:
             if not (train and self.dropout > 0):
                 return 0
@@ -530,6 +532,8 @@ class LSTM(Interchange):
             train = self.training
         elif train:
             self._refuse_quantized("forward(train=True)")
+        x3: Optional[npt.NDArray[Any]]
+        ids: Optional[npt.NDArray[Any]]
         if self.encoding is None:
             x3, lay = self._input(x)
             ids, (T, B) = None, x3.shape[:2]
@@ -556,7 +560,8 @@ class LSTM(Interchange):
             ws = state._ws
         else:
             ws = self._workspace(self._m.workspace_size(T, B, bool(train)))
-        with _Guard(self, state if stream else None):
+        with _Guard(self, state if isinstance(state, LSTMState) else None):
+
             self._m.forward(T, B, out.reshape(-1), _flat(x3), _flat(ids), _flat(h0), _flat(c0),
                             hT.reshape(-1), cT.reshape(-1), bool(train), ws, lens, dseed)
         if train:
@@ -705,10 +710,10 @@ class _Guard:
     a contextlib generator, which cost 3 us of a 25 us streaming step."""
     __slots__ = ("lstm", "state")
 
-    def __init__(self, lstm, state):
+    def __init__(self, lstm: LSTM, state: Optional[LSTMState]) -> None:
         self.lstm, self.state = lstm, state
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         lstm, state = self.lstm, self.state
         if state is not None and not state._busy.acquire(blocking=False):
             raise RuntimeError("state: this LSTMState is being advanced by another thread; a "
@@ -722,14 +727,15 @@ class _Guard:
                                    "wait for it before computing" % lstm._writer)
             lstm._readers += 1
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         with self.lstm._lock:
             self.lstm._readers -= 1
         if self.state is not None:
             self.state._busy.release()
 
 
-def _check_vocab(vocab):
+def _check_vocab(vocab: object) -> str:
+
     if not isinstance(vocab, str):
         raise TypeError("vocab: expected a str of distinct characters, got %s"
                         % type(vocab).__name__)

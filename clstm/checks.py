@@ -7,7 +7,8 @@ cannot see; C checks memory safety and returns a status.
 from __future__ import annotations
 
 import operator
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, overload
+
 
 import numpy as np
 import numpy.typing as npt
@@ -118,7 +119,12 @@ def contiguous(a: npt.NDArray[Any], name: str, shape: Sequence[int],
                              tuple(shape))) from None
 
 
-def lengths(v: Any, T: int, B: int, name: str = "lengths", bound: str = "T"
+@overload
+def lengths(v: None, T: int, B: int, name: str = ..., bound: str = ...) -> None: ...
+@overload
+def lengths(v: npt.ArrayLike, T: int, B: int, name: str = ..., bound: str = ...
+            ) -> npt.NDArray[np.int64]: ...
+def lengths(v: Optional[npt.ArrayLike], T: int, B: int, name: str = "lengths", bound: str = "T"
             ) -> Optional[npt.NDArray[np.int64]]:
     """Sequence lengths as a C-contiguous int64 (B,) array with
     0 <= length <= T, or None: the one check of lengths on the Python side

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from clstm.model import Model
 
 
-def _args(logits, input_lengths, blank, batch_first):
+def _args(logits: npt.ArrayLike, input_lengths: Optional[npt.ArrayLike], blank: int,
+          batch_first: bool) -> tuple[npt.NDArray[Any], str, int, Optional[npt.NDArray[np.int64]]]:
+
     z, lay = _out3(logits, batch_first, "logits", "C")
     T, B, C = z.shape
     b = checks.as_int(blank, "blank")

@@ -28,7 +28,7 @@ __all__ = ["save", "load", "save_bytes", "load_bytes", "atomic_write"]
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _fspath(path):
+def _fspath(path: PathLike) -> str:
     try:
         return os.fspath(path)
     except TypeError:
@@ -36,7 +36,7 @@ def _fspath(path):
                         % type(path).__name__) from None
 
 
-def _check_model(model):
+def _check_model(model: object) -> None:
     if not isinstance(model, LSTM):
         raise TypeError("model: expected a clstm.LSTM, got %s" % type(model).__name__)
 
@@ -75,7 +75,8 @@ def load(path: PathLike, *, batch_first: bool = False) -> LSTM:
     return _wrap(_core.load(path), batch_first)
 
 
-def _wrap(core, batch_first):
+def _wrap(core: _core.Model, batch_first: bool) -> LSTM:
+
     """The user-facing class for a loaded _core.Model: LSTM when bare,
     Seq2Seq for an encoder-decoder, else Model."""
     c = core.config()

@@ -22,7 +22,8 @@ __all__ = ["cross_entropy", "mse", "ctc", "softmax"]
 REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}  # clstm_reduction
 
 
-def _out3(out, batch_first, name="out", last="O"):
+def _out3(out: npt.ArrayLike, batch_first: bool, name: str = "out", last: str = "O"
+          ) -> tuple[npt.NDArray[Any], str]:
     """out as a C-contiguous float (T, B, last) array, and its layout."""
     a = to_numpy(out)
     if a.dtype not in (np.float32, np.float64):
@@ -34,7 +35,9 @@ def _out3(out, batch_first, name="out", last="O"):
     return checks.contiguous(a3, name, a.shape), lay
 
 
-def _per_step(targets, name, T, B, tail, lay, last_only, lens, dtype):
+def _per_step(targets: npt.NDArray[Any], name: str, T: int, B: int, tail: tuple[int, ...],
+              lay: str, last_only: bool, lens: Optional[npt.NDArray[np.int64]],
+              dtype: npt.DTypeLike) -> npt.NDArray[Any]:
     """targets as the (T, B) + tail array the C loss reads: per step in the
     out's layout, or with last_only (B,) + tail placed at each last step."""
     a = to_numpy(targets)
@@ -55,7 +58,9 @@ def _per_step(targets, name, T, B, tail, lay, last_only, lens, dtype):
     return np.ascontiguousarray(layout.to_time_first(a, lay), dtype=dtype)
 
 
-def _loss(is_mse, out, targets, lengths, last_only, batch_first, grad, smoothing=0.0):
+def _loss(is_mse: bool, out: npt.ArrayLike, targets: npt.ArrayLike,
+          lengths: Optional[npt.ArrayLike], last_only: bool, batch_first: bool, grad: bool,
+          smoothing: float = 0.0) -> tuple[float, Optional[FloatArray]]:
     o3, lay = _out3(out, batch_first)
     T, B, O = o3.shape
     lens = checks.lengths(lengths, T, B)
@@ -151,7 +156,9 @@ def mse(out: npt.ArrayLike, targets: npt.ArrayLike, lengths: Optional[npt.ArrayL
     return _loss(True, out, targets, lengths, last_only, batch_first, grad)
 
 
-def _ctc_targets(targets, target_lengths, B, unbatched):
+def _ctc_targets(targets: Any, target_lengths: Optional[npt.ArrayLike], B: int,
+                 unbatched: bool) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
+
     """targets as the padded (B, S) int32 array C reads, and the (B,) int64
     target lengths."""
     if unbatched:

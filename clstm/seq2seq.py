@@ -42,7 +42,7 @@ DECODER_SETTINGS = ("target_vocab", "target_embedding", "decoder_hidden", "decod
                     "attention", "attentional_size")
 
 
-def _vocabulary(v, specials, name):
+def _vocabulary(v: object, specials: Sequence[str], name: str) -> Optional[pairs.Vocabulary]:
     """A pairs.Vocabulary from a Vocabulary or a list of tokens (the specials
     left out; they come first); None for an int (a size alone)."""
     if isinstance(v, pairs.Vocabulary):
@@ -61,7 +61,7 @@ def _vocabulary(v, specials, name):
     return None
 
 
-def _metadata_int(value):
+def _metadata_int(value: Optional[str]) -> Optional[int]:
     """A positive count written in the metadata (1 to 10**6, digits only, as
     examples/translate.c reads it), or None."""
     if value is None or not value.isascii() or not value.isdigit() or len(value) > 7:
@@ -158,13 +158,13 @@ class Seq2Seq(LSTM):
         self._store_vocabularies()
 
     # the C model: LSTM.__init__ creates it from core_settings (see _core_settings)
-    def _core_settings(self):
+    def _core_settings(self) -> dict[str, Any]:
         s = core_settings(self)
         s.update({k: getattr(self, k) for k in DECODER_SETTINGS})
         s["attention"] = ATTENTIONS.index(self.attention)
         return s
 
-    def _store_vocabularies(self):
+    def _store_vocabularies(self) -> None:
         for side, vocab, split in (("source", self.source_vocabulary, self.source_split),
                                    ("target", self.target_vocabulary, self.target_split)):
             self.metadata[side + "_split"] = split
@@ -179,7 +179,7 @@ class Seq2Seq(LSTM):
                 self.metadata[side + "_tokens"] = text
 
     @classmethod
-    def _from_core(cls, core, *, batch_first=False):
+    def _from_core(cls, core: _core.Model, *, batch_first: bool = False) -> Seq2Seq:
         """A Seq2Seq around a loaded _core.Model: settings from its config,
         vocabularies and tokenizations from its metadata (ValueError when
         they do not fit its sizes)."""
@@ -211,7 +211,7 @@ class Seq2Seq(LSTM):
         self._attach(core)
         return self
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return ("Seq2Seq(source_vocab=%d, target_vocab=%d, embedding=%d, hidden_size=%d, "
                 "num_layers=%d, bidirectional=%s, decoder_hidden=%d, decoder_layers=%d, "
                 "attention=%r, attentional_size=%d, dtype=%s)"
@@ -232,13 +232,16 @@ class Seq2Seq(LSTM):
 
     # ------------------------------------------------------------ arguments
     @staticmethod
-    def _ids(v, name):
+    def _ids(v: npt.ArrayLike, name: str) -> npt.NDArray[Any]:
         a = checks.integers(v, name, "an integer array of token ids")
         if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
             raise ValueError("%s: expected shape (T, B) with T, B >= 1, got %s" % (name, a.shape))
         return a
 
-    def _checked(self, src, src_lengths, tgt_in=None, tgt_lengths=None):
+    def _checked(self, src: npt.ArrayLike, src_lengths: Optional[npt.ArrayLike],
+                 tgt_in: Optional[npt.ArrayLike] = None,
+                 tgt_lengths: Optional[npt.ArrayLike] = None
+                 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], Any, Any]:
         """C's arrays: src (Ts, B) int32, src_lens (B,) int64, and the target's."""
         s = self._ids(src, "src")
         Ts, B = s.shape
@@ -362,7 +365,7 @@ class Seq2Seq(LSTM):
         return tokens[:, 0], lengths[:, 0]
 
     # ------------------------------------------------------------- text
-    def _vocabularies(self):
+    def _vocabularies(self) -> tuple[pairs.Vocabulary, pairs.Vocabulary]:
         if self.source_vocabulary is None or self.target_vocabulary is None:
             raise ValueError("this model has no token vocabularies (build it with "
                              "Seq2Seq(Vocabulary, Vocabulary, ...) or train it on pairs)")
@@ -445,18 +448,19 @@ class Seq2Seq(LSTM):
         self._not_here("to_torch_state_dict (state_dict() has every tensor)")
 
     @classmethod
-    def _no_import(cls, what):
+    def _no_import(cls, what: str) -> NoReturn:
         raise NotImplementedError("%s: an encoder-decoder is built with clstm.Seq2Seq(...) and "
                                   "load_state_dict" % what)
 
     @classmethod
-    def from_torch(cls, *args, **kwargs):
+    def from_torch(cls, *args: Any, **kwargs: Any) -> NoReturn:
         cls._no_import("from_torch")
 
     @classmethod
-    def from_keras(cls, *args, **kwargs):
+    def from_keras(cls, *args: Any, **kwargs: Any) -> NoReturn:
         cls._no_import("from_keras")
 
     @classmethod
-    def from_onnx(cls, *args, **kwargs):
+    def from_onnx(cls, *args: Any, **kwargs: Any) -> NoReturn:
+
         cls._no_import("from_onnx")

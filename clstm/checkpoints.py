@@ -8,27 +8,33 @@ The file is an .npz archive (no pickle) of:
     others    the run's arrays (the optimizer's "opt.*" buffers, the epoch's
               batch "order", the carried "state_h"/"state_c")
 """
+from __future__ import annotations
+
 import json
 import os
+from typing import Any, Mapping
 
 import numpy as np
 
 from clstm.data import DataError, file_kind
-from clstm.io import atomic_write, load_bytes, save_bytes
+from clstm.io import PathLike, atomic_write, load_bytes, save_bytes
+from clstm.model import LSTM
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint"]
 
 CHECKPOINT_FORMAT = "clstm-checkpoint-1"
 
 
-def save_checkpoint(path, model, arrays, meta):
+def save_checkpoint(path: PathLike, model: LSTM, arrays: Mapping[str, np.ndarray[Any, Any]],
+                    meta: Mapping[str, Any]) -> None:
     """Write `model`, the run's `arrays` (name -> ndarray) and `meta` (a
     JSON-able dict) to path, atomically: a failed write leaves a previous
     checkpoint as it was."""
     arrays = dict(arrays, model=np.frombuffer(save_bytes(model), np.uint8))
     meta = dict(format=CHECKPOINT_FORMAT, **meta)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    # (mypy takes **arrays for savez's allow_pickle= too; the names are the run's arrays)
+    atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 # what Trainer.resume reads of a checkpoint's meta (besides format)
@@ -36,7 +42,8 @@ META_KEYS = ("step", "epoch", "k", "n_batches", "best_val", "bad_evals", "histor
              "dropout_rng", "opt_scalars", "window", "settings")
 
 
-def load_checkpoint(path):
+def load_checkpoint(path: PathLike
+                    ) -> tuple[LSTM, dict[str, np.ndarray[Any, Any]], dict[str, Any]]:
     """(model, arrays, meta) from a checkpoint written by Trainer; DataError
     naming the problem for anything that is not one."""
     if not os.path.isfile(path):

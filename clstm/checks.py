@@ -4,9 +4,14 @@ The rule (README, Design): Python checks every argument and names it in the
 message; the binding (_core.pyx) checks only buffer element counts, which C
 cannot see; C checks memory safety and returns a status.
 """
+from __future__ import annotations
+
 import operator
+from typing import Any, Optional, Sequence, overload
+
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["DTypeError", "as_int", "positive_int", "probability", "flag", "float_dtype",
            "to_numpy", "floats", "integers", "empty", "contiguous", "lengths", "token_ids"]
@@ -21,7 +26,7 @@ class DTypeError(TypeError, ValueError):
     ValueError and an IndexError)."""
 
 
-def as_int(v, name, what="an int"):
+def as_int(v: Any, name: str, what: str = "an int") -> int:
     """v as a Python int (numpy integers too, never bools), else TypeError."""
     if isinstance(v, (bool, np.bool_)):
         raise TypeError("%s: expected %s, got bool" % (name, what))
@@ -31,14 +36,14 @@ def as_int(v, name, what="an int"):
         raise TypeError("%s: expected %s, got %s" % (name, what, type(v).__name__)) from None
 
 
-def positive_int(v, name):
+def positive_int(v: Any, name: str) -> int:
     v = as_int(v, name)
     if not 1 <= v < 2**63:
         raise ValueError("%s: expected an int in [1, 2**63), got %d" % (name, v))
     return v
 
 
-def probability(v, name):
+def probability(v: Any, name: str) -> float:
     """A float in [0, 1)."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
                                                              np.floating)):
@@ -49,7 +54,7 @@ def probability(v, name):
     return v
 
 
-def real(v, name, what="a finite float"):
+def real(v: Any, name: str, what: str = "a finite float") -> float:
     """v as a finite Python float (numpy floats and ints too, never bools)."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
                                                              np.floating)):
@@ -60,14 +65,14 @@ def real(v, name, what="a finite float"):
     return v
 
 
-def flag(v, name):
+def flag(v: Any, name: str) -> bool:
     """A bool (numpy's too), else TypeError."""
     if not isinstance(v, (bool, np.bool_)):
         raise TypeError("%s: expected a bool, got %s" % (name, type(v).__name__))
     return bool(v)
 
 
-def float_dtype(dtype):
+def float_dtype(dtype: npt.DTypeLike) -> np.dtype[Any]:
     """np.dtype(dtype), float32 or float64, else TypeError."""
     try:
         dt = np.dtype(dtype)
@@ -79,14 +84,14 @@ def float_dtype(dtype):
     return dt
 
 
-def to_numpy(v):
+def to_numpy(v: Any) -> npt.NDArray[Any]:
     """A NumPy array from an array-like or a torch tensor (without importing torch)."""
     if hasattr(v, "detach") and hasattr(v, "cpu"):
         v = v.detach().cpu().numpy()
     return np.asarray(v)
 
 
-def floats(v, name):
+def floats(v: Any, name: str) -> npt.NDArray[Any]:
     """v as an array of a floating dtype (any precision), else TypeError."""
     a = to_numpy(v)
     if a.dtype.kind != "f":
@@ -94,7 +99,7 @@ def floats(v, name):
     return a
 
 
-def integers(v, name, what="an integer array"):
+def integers(v: Any, name: str, what: str = "an integer array") -> npt.NDArray[Any]:
     """v as an array of an integer dtype, else TypeError."""
     a = to_numpy(v)
     if a.dtype.kind not in "iu":
@@ -102,17 +107,19 @@ def integers(v, name, what="an integer array"):
     return a
 
 
-def empty(shape, dtype, what):
+def empty(shape: int | Sequence[int], dtype: npt.DTypeLike, what: str) -> npt.NDArray[Any]:
     """np.empty, with a MemoryError that names the array and its size."""
     try:
         return np.empty(shape, dtype)
     except (MemoryError, ValueError):
-        nbytes = float(np.prod([float(n) for n in shape])) * np.dtype(dtype).itemsize
+        dims = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)  # (a size)
+        nbytes = float(np.prod([float(n) for n in dims])) * np.dtype(dtype).itemsize
         raise MemoryError("%s: cannot allocate an array of shape %s (%s, %.3g GiB)"
-                          % (what, tuple(shape), np.dtype(dtype), nbytes / 2**30)) from None
+                          % (what, dims, np.dtype(dtype), nbytes / 2**30)) from None
 
 
-def contiguous(a, name, shape, dtype=None):
+def contiguous(a: npt.NDArray[Any], name: str, shape: Sequence[int],
+               dtype: Optional[npt.DTypeLike] = None) -> npt.NDArray[Any]:
     """np.ascontiguousarray(a, dtype), with a MemoryError naming the argument
     (e.g. a zero-stride view of petabytes); shape: the caller's, for the message."""
     try:
@@ -123,7 +130,13 @@ def contiguous(a, name, shape, dtype=None):
                              tuple(shape))) from None
 
 
-def lengths(v, T, B, name="lengths", bound="T"):
+@overload
+def lengths(v: None, T: int, B: int, name: str = ..., bound: str = ...) -> None: ...
+@overload
+def lengths(v: npt.ArrayLike, T: int, B: int, name: str = ..., bound: str = ...
+            ) -> npt.NDArray[np.int64]: ...
+def lengths(v: Optional[npt.ArrayLike], T: int, B: int, name: str = "lengths", bound: str = "T"
+            ) -> Optional[npt.NDArray[np.int64]]:
     """Sequence lengths as a C-contiguous int64 (B,) array with
     0 <= length <= T, or None: the one check of lengths on the Python side
     (name: the argument; bound: what T is called in the message)."""
@@ -140,7 +153,8 @@ def lengths(v, T, B, name="lengths", bound="T"):
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
-def token_ids(ids, lens, V, name):
+def token_ids(ids: npt.NDArray[Any], lens: Optional[npt.NDArray[Any]], V: int, name: str
+              ) -> npt.NDArray[Any]:
     """ids (T, B) as the int32 array C reads, every id at a valid step
     (t < length) in [0, V); padding past a length is never read and may hold
     anything (it becomes -1)."""

@@ -5,10 +5,17 @@ Loaders validate their input and raise DataError (a ValueError) with a
 one-line message that names the file and what is wrong; the command line
 prints it and exits with status 2.
 """
+from __future__ import annotations
+
 import csv
 import os
+from typing import Any, Optional, Union
 
 import numpy as np
+import numpy.typing as npt
+
+# what a path argument may be
+PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = ["DataError", "builtin_text", "file_kind", "read_text", "read_csv_column",
            "read_npz", "TextStream", "Sequences", "LabelledSequences", "windows"]
@@ -21,7 +28,7 @@ class DataError(ValueError):
     """Input data that cannot be used, with a message a person can act on."""
 
 
-def file_kind(path):
+def file_kind(path: PathLike) -> Optional[str]:
     """What a file holds, judged by its first bytes: "safetensors" (a model
     file: an 8-byte little-endian header length, then a JSON header), "npz"
     (a zip archive: checkpoints and .npz data), "npy", or None (anything
@@ -41,7 +48,7 @@ def file_kind(path):
     return None
 
 
-def builtin_text():
+def builtin_text() -> str:
     """A real English text that every Python has, with no download: the
     topics of the Python reference manual shipped in the standard library
     (pydoc_data.topics, ~460 kB, ~100 distinct characters). Some
@@ -73,7 +80,7 @@ def _check_file(path, what):
         raise DataError("%s: the file is empty" % path)
 
 
-def read_text(path):
+def read_text(path: PathLike) -> str:
     """The UTF-8 text of `path`; DataError for a missing, empty or non-UTF-8
     file (naming the byte offset of the first bad byte)."""
     _check_file(path, "text")
@@ -91,7 +98,7 @@ def read_text(path):
     return text
 
 
-def read_csv_column(path, column):
+def read_csv_column(path: PathLike, column: str) -> npt.NDArray[np.float64]:
     """The float64 values of one column of a CSV file with a header row.
     DataError for a missing column (listing those present), a value that is
     not a number (naming the row), NaN/inf, or fewer than 3 values."""
@@ -131,7 +138,8 @@ def read_csv_column(path, column):
     return np.array(values)
 
 
-def read_npz(path):
+def read_npz(path: PathLike) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64],
+                                      npt.NDArray[np.int64]]:
     """X (N, T_max, D) float, lengths (N,) ints in [1, T_max], y (N,) ints
     >= 0 from an .npz file. Files needing pickle are refused (never
     loaded); NaN/inf in X at valid steps are refused."""
@@ -185,7 +193,8 @@ class TextStream:
     """A character corpus as token ids, split into a training part (the
     first 1 - val_fraction) and a validation part (the rest)."""
 
-    def __init__(self, text, vocab=None, val_fraction=0.1):
+    def __init__(self, text: str, vocab: Optional[str] = None, val_fraction: float = 0.1
+                 ) -> None:
         if vocab is None:
             vocab = "".join(sorted(set(text)))
         index = {ch: i for i, ch in enumerate(vocab)}
@@ -205,7 +214,8 @@ class TextStream:
             raise DataError("the text is too short to train on (%d characters)" % len(ids))
 
 
-def stream_chunks(ids, batch_size, bptt):
+def stream_chunks(ids: npt.NDArray[Any], batch_size: int, bptt: int
+                  ) -> list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]:
     """The stream cut into batch_size parallel rows and then into chunks of
     at most bptt steps: [(inputs (T, B), targets (T, B))], in order. Each
     row continues where the row's previous chunk ended (carry the state)."""
@@ -240,7 +250,7 @@ class Sequences(_Splittable):
     def __init__(self, X, lengths, y):
         self.X, self.lengths, self.y = X, lengths, y
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.lengths)
 
     def subset(self, idx):
@@ -270,7 +280,7 @@ class LabelledSequences(_Splittable):
             raise DataError("expected 2-D (T, D) sequences of one width D")
         self.D = dims.pop() if dims else 0
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.xs)
 
     def subset(self, idx):
@@ -294,7 +304,7 @@ class LabelledSequences(_Splittable):
         return X, lens, (Y, tl)
 
 
-def windows(series, window, horizon=1):
+def windows(series: npt.ArrayLike, window: int, horizon: int = 1) -> Sequences:
     """Forecasting as regression: every window of `window` consecutive values
     predicts the `horizon` values after it. Returns Sequences (all of
     length `window`, D = 1, y (N, horizon))."""

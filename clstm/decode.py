@@ -6,15 +6,25 @@ Both take unnormalised `logits` (T, B, C) ((B, T, C) with batch_first,
 optional input_lengths (B,) and the blank class. A labelling is read off a
 path by merging repeated classes, then dropping blanks.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
 import numpy as np
+import numpy.typing as npt
 
 from clstm import _core, checks, layout
 from clstm.losses import _out3
 
 __all__ = ["greedy", "beam_search", "lm_tokens"]
 
+if TYPE_CHECKING:
+    from clstm.model import Model
 
-def _args(logits, input_lengths, blank, batch_first):
+
+def _args(logits: npt.ArrayLike, input_lengths: Optional[npt.ArrayLike], blank: int,
+          batch_first: bool) -> tuple[npt.NDArray[Any], str, int, Optional[npt.NDArray[np.int64]]]:
+
     z, lay = _out3(logits, batch_first, "logits", "C")
     T, B, C = z.shape
     b = checks.as_int(blank, "blank")
@@ -25,7 +35,8 @@ def _args(logits, input_lengths, blank, batch_first):
     return z, lay, b, checks.lengths(input_lengths, T, B, "input_lengths")
 
 
-def greedy(logits, input_lengths=None, *, blank=0, batch_first=False):
+def greedy(logits: npt.ArrayLike, input_lengths: Optional[npt.ArrayLike] = None, *,
+           blank: int = 0, batch_first: bool = False) -> list[Any]:
     """Best-path decoding: each step's most likely class (the first of equal
     ones), repeats merged, blanks dropped. Returns a list of B label lists
     (unbatched: one list)."""
@@ -38,7 +49,7 @@ def greedy(logits, input_lengths=None, *, blank=0, batch_first=False):
     return out[0] if lay == layout.UNBATCHED else out
 
 
-def lm_tokens(lm, alphabet, C, blank=0):
+def lm_tokens(lm: Model, alphabet: str, C: int, blank: int = 0) -> npt.NDArray[np.int32]:
     """The (C,) int32 token ids of a language model `lm` (a clstm.Model
     with a vocabulary) for the C classes: class k, other than the blank, is
     the character alphabet[k - (k > blank)]; -1 where lm has no such token
@@ -57,9 +68,11 @@ def lm_tokens(lm, alphabet, C, blank=0):
     return out
 
 
-def beam_search(logits, input_lengths=None, *, blank=0, width=10, nbest=1,
-                batch_first=False, lm=None, alphabet=None, lm_weight=0.3, lm_bonus=1.0,
-                lm_start="\n"):
+def beam_search(logits: npt.ArrayLike, input_lengths: Optional[npt.ArrayLike] = None, *,
+                blank: int = 0, width: int = 10, nbest: int = 1, batch_first: bool = False,
+                lm: Optional[Model] = None, alphabet: Optional[str] = None,
+                lm_weight: float = 0.3, lm_bonus: float = 1.0, lm_start: Optional[str] = "\n"
+                ) -> list[Any]:
     """Prefix beam search: the `width` most probable labellings are kept at
     every step, each labelling's probability summed over its paths (CTC's
     definition), so it finds labellings best-path decoding misses. Returns,
@@ -86,7 +99,7 @@ def beam_search(logits, input_lengths=None, *, blank=0, width=10, nbest=1,
     labels = np.empty((B, n, T), np.int32)
     lens = np.empty((B, n), np.int64)
     scores = np.empty((B, n))
-    fuse = {}
+    fuse: dict[str, Any] = {}
     if lm is not None:
         if alphabet is None:
             raise ValueError("alphabet: required with lm (the characters of the classes)")
@@ -95,7 +108,7 @@ def beam_search(logits, input_lengths=None, *, blank=0, width=10, nbest=1,
                 raise ValueError("%s: expected a finite number, got %r" % (name, v))
         start = -1
         if lm_start is not None:
-            vocab = lm.vocab or []
+            vocab: Sequence[str] = lm.vocab or []
             start = vocab.index(lm_start) if lm_start in vocab else -1
         fuse = dict(lm=lm._m, lm_tokens=lm_tokens(lm, alphabet, C, b), lm_start=start,
                     lm_weight=float(lm_weight), lm_bonus=float(lm_bonus))

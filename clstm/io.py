@@ -13,16 +13,22 @@ torch.nn.LSTM state_dict loads too; missing settings take their defaults
 atomic_write is the one atomic file write of the Python package (the C
 library has its own for model files): checkpoints, logs and ONNX files use it.
 """
+from __future__ import annotations
+
 import os
 import tempfile
+from typing import IO, Any, Callable, Optional, Union
 
 from clstm import _core
 from clstm.model import LSTM, Model
 
 __all__ = ["save", "load", "save_bytes", "load_bytes", "atomic_write"]
 
+# what a path argument may be (os.fspath takes it)
+PathLike = Union[str, "os.PathLike[str]"]
 
-def _fspath(path):
+
+def _fspath(path: PathLike) -> str:
     try:
         return os.fspath(path)
     except TypeError:
@@ -30,12 +36,12 @@ def _fspath(path):
                         % type(path).__name__) from None
 
 
-def _check_model(model):
+def _check_model(model: object) -> None:
     if not isinstance(model, LSTM):
         raise TypeError("model: expected a clstm.LSTM, got %s" % type(model).__name__)
 
 
-def save(model, path):
+def save(model: LSTM, path: PathLike) -> None:
     """Write ``model`` (a clstm.LSTM or clstm.Model) to ``path`` (str or os.PathLike).
 
     The write is atomic: a temporary file in the same directory is written,
@@ -51,7 +57,7 @@ def save(model, path):
     model._m.save(path)
 
 
-def load(path, *, batch_first=False):
+def load(path: PathLike, *, batch_first: bool = False) -> LSTM:
     """The model saved at ``path`` (str or os.PathLike): a clstm.LSTM for a
     bare LSTM, a clstm.Model when the file has an input encoding or a head
     (and then its vocabulary), with every setting of the saved model (sizes,
@@ -70,7 +76,8 @@ def load(path, *, batch_first=False):
     return _wrap(_core.load(path), batch_first)
 
 
-def _wrap(core, batch_first):
+def _wrap(core: _core.Model, batch_first: bool) -> LSTM:
+
     """The user-facing class for a loaded _core.Model: LSTM when bare,
     Seq2Seq for an encoder-decoder, else Model."""
     c = core.config()
@@ -81,13 +88,13 @@ def _wrap(core, batch_first):
     return (LSTM if bare else Model)._from_core(core, batch_first=batch_first)
 
 
-def save_bytes(model):
+def save_bytes(model: LSTM) -> bytes:
     """The bytes of ``model``'s file: exactly what clstm.save writes."""
     _check_model(model)
     return model._m.save_bytes()
 
 
-def load_bytes(data, *, batch_first=False):
+def load_bytes(data: Any, *, batch_first: bool = False) -> LSTM:
     """The model held in ``data`` (bytes, bytearray, memoryview or a uint8
     array: a model file's contents), as clstm.load returns it. Raises
     TypeError when data is not a contiguous buffer, ValueError naming the
@@ -102,7 +109,8 @@ def load_bytes(data, *, batch_first=False):
     return _wrap(_core.load_bytes(view.cast("B")), batch_first)
 
 
-def atomic_write(path, write, mode=None):
+def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any], mode: Optional[int] = None
+                 ) -> None:
     """Call write(f) on a binary file that replaces ``path`` only once it is
     whole: a temporary file beside path is written, synced and renamed over
     it, then the directory is synced (best effort). On any failure the

@@ -6,9 +6,15 @@ float, accumulated in double) and its gradient with respect to `out`, ready
 for Model.backward. Counted steps: every valid step (t < length), or with
 last_only=True only each sequence's last valid step (length - 1).
 """
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, overload
+
 import numpy as np
+import numpy.typing as npt
 
 from clstm import _core, checks, layout
+from clstm._typing import FloatArray
 from clstm.checks import to_numpy
 
 __all__ = ["cross_entropy", "mse", "ctc", "softmax"]
@@ -16,7 +22,8 @@ __all__ = ["cross_entropy", "mse", "ctc", "softmax"]
 REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}  # clstm_reduction
 
 
-def _out3(out, batch_first, name="out", last="O"):
+def _out3(out: npt.ArrayLike, batch_first: bool, name: str = "out", last: str = "O"
+          ) -> tuple[npt.NDArray[Any], str]:
     """out as a C-contiguous float (T, B, last) array, and its layout."""
     a = to_numpy(out)
     if a.dtype not in (np.float32, np.float64):
@@ -28,7 +35,9 @@ def _out3(out, batch_first, name="out", last="O"):
     return checks.contiguous(a3, name, a.shape), lay
 
 
-def _per_step(targets, name, T, B, tail, lay, last_only, lens, dtype):
+def _per_step(targets: npt.NDArray[Any], name: str, T: int, B: int, tail: tuple[int, ...],
+              lay: str, last_only: bool, lens: Optional[npt.NDArray[np.int64]],
+              dtype: npt.DTypeLike) -> npt.NDArray[Any]:
     """targets as the (T, B) + tail array the C loss reads: per step in the
     out's layout, or with last_only (B,) + tail placed at each last step."""
     a = to_numpy(targets)
@@ -49,7 +58,9 @@ def _per_step(targets, name, T, B, tail, lay, last_only, lens, dtype):
     return np.ascontiguousarray(layout.to_time_first(a, lay), dtype=dtype)
 
 
-def _loss(is_mse, out, targets, lengths, last_only, batch_first, grad, smoothing=0.0):
+def _loss(is_mse: bool, out: npt.ArrayLike, targets: npt.ArrayLike,
+          lengths: Optional[npt.ArrayLike], last_only: bool, batch_first: bool, grad: bool,
+          smoothing: float = 0.0) -> tuple[float, Optional[FloatArray]]:
     o3, lay = _out3(out, batch_first)
     T, B, O = o3.shape
     lens = checks.lengths(lengths, T, B)
@@ -78,8 +89,31 @@ def _loss(is_mse, out, targets, lengths, last_only, batch_first, grad, smoothing
     return loss, (None if dout is None else layout.from_time_first(dout, lay))
 
 
-def cross_entropy(out, targets, lengths=None, *, last_only=False, batch_first=False,
-                  grad=True, label_smoothing=0.0):
+@overload
+def cross_entropy(out: npt.ArrayLike, targets: npt.ArrayLike,
+                  lengths: Optional[npt.ArrayLike] = None, *, last_only: bool = False,
+                  batch_first: bool = False, grad: Literal[True] = True,
+                  label_smoothing: float = 0.0) -> tuple[float, FloatArray]: ...
+
+
+@overload
+def cross_entropy(out: npt.ArrayLike, targets: npt.ArrayLike,
+                  lengths: Optional[npt.ArrayLike] = None, *, last_only: bool = False,
+                  batch_first: bool = False, grad: Literal[False], label_smoothing: float = 0.0
+                  ) -> tuple[float, None]: ...
+
+
+@overload
+def cross_entropy(out: npt.ArrayLike, targets: npt.ArrayLike,
+                  lengths: Optional[npt.ArrayLike] = None, *, last_only: bool = False,
+                  batch_first: bool = False, grad: bool, label_smoothing: float = 0.0
+                  ) -> tuple[float, Optional[FloatArray]]: ...
+
+
+def cross_entropy(out: npt.ArrayLike, targets: npt.ArrayLike,
+                  lengths: Optional[npt.ArrayLike] = None, *, last_only: bool = False,
+                  batch_first: bool = False, grad: bool = True, label_smoothing: float = 0.0
+                  ) -> tuple[float, Optional[FloatArray]]:
     """Softmax cross-entropy of logits `out` (T, B, O) ((B, T, O) with
     batch_first, (T, O) unbatched) against integer class ids `targets`:
     (T, B) per step, or (B,) with last_only (one label per sequence, at its
@@ -95,14 +129,36 @@ def cross_entropy(out, targets, lengths=None, *, last_only=False, batch_first=Fa
     return _loss(False, out, targets, lengths, last_only, batch_first, grad, eps)
 
 
-def mse(out, targets, lengths=None, *, last_only=False, batch_first=False, grad=True):
+@overload
+def mse(out: npt.ArrayLike, targets: npt.ArrayLike, lengths: Optional[npt.ArrayLike] = None,
+        *, last_only: bool = False, batch_first: bool = False, grad: Literal[True] = True
+        ) -> tuple[float, FloatArray]: ...
+
+
+@overload
+def mse(out: npt.ArrayLike, targets: npt.ArrayLike, lengths: Optional[npt.ArrayLike] = None,
+        *, last_only: bool = False, batch_first: bool = False, grad: Literal[False]
+        ) -> tuple[float, None]: ...
+
+
+@overload
+def mse(out: npt.ArrayLike, targets: npt.ArrayLike, lengths: Optional[npt.ArrayLike] = None,
+        *, last_only: bool = False, batch_first: bool = False, grad: bool
+        ) -> tuple[float, Optional[FloatArray]]: ...
+
+
+def mse(out: npt.ArrayLike, targets: npt.ArrayLike, lengths: Optional[npt.ArrayLike] = None,
+        *, last_only: bool = False, batch_first: bool = False, grad: bool = True
+        ) -> tuple[float, Optional[FloatArray]]:
     """Mean squared error of `out` (T, B, O) against real `targets` of the
     same shape, or (B, O) with last_only. The mean is over counted steps
     and the O outputs. Returns (loss, d loss / d out or None)."""
     return _loss(True, out, targets, lengths, last_only, batch_first, grad)
 
 
-def _ctc_targets(targets, target_lengths, B, unbatched):
+def _ctc_targets(targets: Any, target_lengths: Optional[npt.ArrayLike], B: int,
+                 unbatched: bool) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
+
     """targets as the padded (B, S) int32 array C reads, and the (B,) int64
     target lengths."""
     if unbatched:
@@ -158,8 +214,31 @@ def _ctc_targets(targets, target_lengths, B, unbatched):
                      "target_lengths, or a list of B sequences; got shape %s" % (a.shape,))
 
 
-def ctc(logits, targets, input_lengths=None, target_lengths=None, *, blank=0,
-        reduction="mean", zero_infinity=False, batch_first=False, grad=True):
+@overload
+def ctc(logits: npt.ArrayLike, targets: Any, input_lengths: Optional[npt.ArrayLike] = None,
+        target_lengths: Optional[npt.ArrayLike] = None, *, blank: int = 0,
+        reduction: str = "mean", zero_infinity: bool = False, batch_first: bool = False,
+        grad: Literal[True] = True) -> tuple[Any, FloatArray]: ...
+
+
+@overload
+def ctc(logits: npt.ArrayLike, targets: Any, input_lengths: Optional[npt.ArrayLike] = None,
+        target_lengths: Optional[npt.ArrayLike] = None, *, blank: int = 0,
+        reduction: str = "mean", zero_infinity: bool = False, batch_first: bool = False,
+        grad: Literal[False]) -> tuple[Any, None]: ...
+
+
+@overload
+def ctc(logits: npt.ArrayLike, targets: Any, input_lengths: Optional[npt.ArrayLike] = None,
+        target_lengths: Optional[npt.ArrayLike] = None, *, blank: int = 0,
+        reduction: str = "mean", zero_infinity: bool = False, batch_first: bool = False,
+        grad: bool) -> tuple[Any, Optional[FloatArray]]: ...
+
+
+def ctc(logits: npt.ArrayLike, targets: Any, input_lengths: Optional[npt.ArrayLike] = None,
+        target_lengths: Optional[npt.ArrayLike] = None, *, blank: int = 0,
+        reduction: str = "mean", zero_infinity: bool = False, batch_first: bool = False,
+        grad: bool = True) -> tuple[Any, Optional[FloatArray]]:
     """Connectionist temporal classification loss (in C: clstm_ctc_loss) of
     unnormalised `logits` (T, B, C) ((B, T, C) with batch_first, (T, C)
     unbatched) against label sequences shorter than the input, with no
@@ -208,7 +287,7 @@ def ctc(logits, targets, input_lengths=None, target_lengths=None, *, blank=0,
     return value, (None if d is None else layout.from_time_first(d, lay))
 
 
-def softmax(z, temperature=1.0):
+def softmax(z: npt.ArrayLike, temperature: float = 1.0) -> FloatArray:
     """softmax(z / temperature) over the last axis of a float array (in C,
     max-subtracted, in double)."""
     a = to_numpy(z)

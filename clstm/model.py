@@ -13,23 +13,35 @@ clstm.Model is a subclass that adds the encoding, the head and a
 vocabulary to its constructor. A C program loads the same file and runs the
 same model (examples/). Losses and softmax are in clstm.losses.
 """
+from __future__ import annotations
+
 import contextlib
 import secrets
 import threading
 import warnings
+from typing import (TYPE_CHECKING, Any, ItemsView, Iterator, KeysView, Mapping, Optional,
+                    ValuesView, overload)
 
 import numpy as np
+import numpy.typing as npt
 
 from clstm import _core, checks, layout
+from clstm._typing import FloatArray, State
 from clstm.checks import as_int, positive_int
 from clstm.config import ENCODINGS, GATES, Metadata, core_settings, settings_of
 from clstm.interop import Interchange
 from clstm.streaming import LSTMState
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+# forward's and backward's state arguments: (h, c), either may be None
+_StateIn = Optional["tuple[Optional[npt.ArrayLike], Optional[npt.ArrayLike]]"]
+
 __all__ = ["LSTM", "Model", "NamedArrays"]
 
 
-def _flat(a):
+def _flat(a: Optional[npt.NDArray[Any]]) -> Optional[npt.NDArray[Any]]:
     return None if a is None else a.reshape(-1)
 
 
@@ -44,34 +56,34 @@ class NamedArrays:
     values(), items(), get(), len() and ``name in`` behave as a dict's."""
     __slots__ = ("_arrays",)
 
-    def __init__(self, arrays):
+    def __init__(self, arrays: dict[str, FloatArray]) -> None:
         self._arrays = arrays
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[str, FloatArray]]:
         return iter(self._arrays.items())
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> FloatArray:
         return self._arrays[name]
 
-    def __contains__(self, name):
+    def __contains__(self, name: object) -> bool:
         return name in self._arrays
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._arrays)
 
-    def keys(self):
+    def keys(self) -> KeysView[str]:
         return self._arrays.keys()
 
-    def values(self):
+    def values(self) -> ValuesView[FloatArray]:
         return self._arrays.values()
 
-    def items(self):
+    def items(self) -> ItemsView[str, FloatArray]:
         return self._arrays.items()
 
-    def get(self, name, default=None):
+    def get(self, name: str, default: Optional[FloatArray] = None) -> Optional[FloatArray]:
         return self._arrays.get(name, default)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "NamedArrays(%s)" % ", ".join("%s=%s%s" % (k, v.dtype, list(v.shape))
                                              for k, v in self._arrays.items())
 
@@ -155,9 +167,10 @@ class LSTM(Interchange):
     directly through flat_parameters views are not guarded.
     """
     # The stages an LSTM leaves out of the pipeline (clstm.Model sets them).
+    encoding: Optional[str]
     encoding, vocab_size, output_size, softmax = None, 0, 0, False
     _OUT = "y"  # what forward returns, as its messages name it ("d" + _OUT: backward's)
-    _MORE_SIZES = ()  # a subclass's sizes that a refused config's message names too
+    _MORE_SIZES: tuple[str, ...] = ()  # a subclass's sizes a refused config's message names
 
     def __init__(self, input_size, hidden_size, num_layers=1, *, bidirectional=False,
                  proj_size=0, dropout=0.0, dtype=np.float32, seed=None, batch_first=False,
@@ -223,11 +236,11 @@ class LSTM(Interchange):
                                                      if settings[k]))) from None
         self._attach(core)
 
-    def _core_settings(self):
+    def _core_settings(self) -> dict[str, Any]:
         """{clstm_config field: value} of this model (subclasses add theirs)."""
         return core_settings(self)
 
-    def _attach(self, core):
+    def _attach(self, core: _core.Model) -> None:
         """Take `core` (a _core.Model) as this model's C model."""
         self._m = core
         # forward's default (torch's module mode): training, except for a
@@ -242,13 +255,16 @@ class LSTM(Interchange):
         self._tensors = self._m.tensors()
         self._width = self.output_size or self.num_directions * self._R  # out's last axis
         self._lock = threading.Lock()
-        self._pending = None  # (ws, (T, B), layout, thread) of the last training forward
+        # (ws, (T, B), layout, thread) of the last training forward (Seq2Seq: (Ts, Tt, B))
+        self._pending: Optional[tuple[Any, tuple[int, ...], Any, threading.Thread]] = None
+
         self._readers = 0  # calls computing with the parameters now (any thread)
-        self._writer = None  # what is writing the parameters now, or None
-        self._spare_ws = None  # the workspace the last call released, for reuse
+        self._writer: Optional[str] = None  # what is writing the parameters now, or None
+        # the workspace the last call released, for reuse
+        self._spare_ws: Optional[npt.NDArray[np.uint8]] = None
 
     @classmethod
-    def _from_core(cls, core, *, batch_first=False):
+    def _from_core(cls, core: _core.Model, *, batch_first: bool = False) -> Self:
         """A model around an existing _core.Model (e.g. from _core.load), its
         settings read from the C config; the backend is the default one and
         ``seed`` (used for dropout masks only) a fresh one."""
@@ -257,7 +273,7 @@ class LSTM(Interchange):
         self._attach(core)
         return self
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         """As torch.nn.LSTM shows itself (the sizes, then only the settings
         that differ from their defaults, in torch's order), followed by
         clstm's own settings: LSTM(3, 4, num_layers=2, bidirectional=True)."""
@@ -280,22 +296,22 @@ class LSTM(Interchange):
         return "%s(%s)" % (type(self).__name__, ", ".join(args))
 
     @property
-    def metadata(self):
+    def metadata(self) -> Metadata:
         """User metadata (str -> str), saved with the model; see Metadata."""
         return Metadata(self._m)
 
     @property
-    def quantized(self):
+    def quantized(self) -> bool:
         """True for a quantized (int8) model: inference only (clstm.quantize)."""
         return bool(self._m.quantized)
 
-    def _refuse_quantized(self, what):
+    def _refuse_quantized(self, what: str) -> None:
         if self._m.quantized:
             raise ValueError("%s: the model is quantized (int8) and runs inference only; "
                              "train or change its float32 original, then quantize again"
                              % what)
 
-    def int8_tensors(self):
+    def int8_tensors(self) -> dict[str, tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]]:
         """{name: (q, scale)} of a quantized model: q the int8 weights (the
         tensor's shape), scale their rows' float32 scales (w = q * scale
         row by row). Copies."""
@@ -310,38 +326,38 @@ class LSTM(Interchange):
         return out
 
     @property
-    def is_bare_lstm(self):
+    def is_bare_lstm(self) -> bool:
         """True when the model is an LSTM alone (no encoding, no head)."""
         return self.encoding is None and self.output_size == 0
 
     @property
-    def out_size(self):
+    def out_size(self) -> int:
         """Width of forward's output: output_size, or N*R without a head."""
         return self._width
 
     @property
-    def _R(self):
+    def _R(self) -> int:
         """The width of h: proj_size, or hidden_size without projection."""
         return self.proj_size or self.hidden_size
 
     # ------------------------------------------------------------ parameters
     @property
-    def flat_parameters(self):
+    def flat_parameters(self) -> FloatArray:
         """1-D view of the whole parameter block (torch's order); writable,
         except for a quantized model (its dequantized weights, to read)."""
         return self._params
 
     @property
-    def flat_grads(self):
+    def flat_grads(self) -> FloatArray:
         """1-D writable view of the whole gradient block (empty for a
         quantized model, which has none)."""
         return self._grads
 
-    def _views(self, block):
+    def _views(self, block: FloatArray) -> dict[str, FloatArray]:
         return {name: block[off:off + int(np.prod(shape))].reshape(shape)
                 for name, off, shape in self._tensors}
 
-    def named_parameters(self):
+    def named_parameters(self) -> NamedArrays:
         """The parameters as views with torch.nn.LSTM's names and shapes
         (writable, except for a quantized model), in torch's order.
         Iterating gives (name, view) pairs as torch does (``for name, p in
@@ -351,7 +367,7 @@ class LSTM(Interchange):
         dict (NamedArrays)."""
         return NamedArrays(self._views(self._params))
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Self:
         """Set the mode forward() defaults to (torch.nn.Module.train):
         training (keep what backward needs; dropout between layers) or,
         with mode=False, inference. Returns the model. An explicit
@@ -362,26 +378,27 @@ class LSTM(Interchange):
         self.training = bool(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> Self:
         """Inference mode for forward()'s default: train(False)."""
         return self.train(False)
 
-    def parameters(self):
+    def parameters(self) -> Iterator[FloatArray]:
         """An iterator over the parameter views, in named_parameters' order
         (torch.nn.Module.parameters)."""
         return iter(self._views(self._params).values())
 
-    def named_grads(self):
+    def named_grads(self) -> NamedArrays:
         """The gradients' views, named and ordered as named_parameters (a
         NamedArrays: (name, view) pairs when iterated)."""
         self._refuse_quantized("named_grads")
         return NamedArrays(self._views(self._grads))
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, FloatArray]:
         """{name: copy} of every parameter, loadable by torch.nn.LSTM."""
         return {k: v.copy() for k, v in self.named_parameters().items()}
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict: Mapping[str, npt.ArrayLike] | NamedArrays,
+                        strict: bool = True) -> None:
         """Copy parameters in from a dict of arrays or torch tensors.
 
         Every value is checked before anything is written: on error the model
@@ -413,13 +430,13 @@ class LSTM(Interchange):
             for name, arr in staged.items():
                 views[name][...] = arr
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient to zero."""
         with self._lock:
             self._m.zero_grad()
 
     # ------------------------------------------------- workspaces and guards
-    def _workspace(self, nbytes):
+    def _workspace(self, nbytes: int) -> npt.NDArray[np.uint8]:
         """A workspace of at least nbytes: the one the last inference or
         backward released, if big enough, else a new one. (A new one per call
         made the kernel zero the pages of every training step's ~100 MB at
@@ -433,14 +450,14 @@ class LSTM(Interchange):
                               "less)")
         return ws
 
-    def _release_workspace(self, ws):
+    def _release_workspace(self, ws: npt.NDArray[np.uint8]) -> None:
         """Keep ws for the next call (the larger, if one is kept already)."""
         with self._lock:
             if self._spare_ws is None or self._spare_ws.nbytes < ws.nbytes:
                 self._spare_ws = ws
 
     @contextlib.contextmanager
-    def _writing(self, what):
+    def _writing(self, what: str) -> Iterator[None]:
         """`what` (e.g. "load_state_dict") writes the parameters: alone.
         RuntimeError if another thread computes with them or writes them."""
         with self._lock:
@@ -457,7 +474,7 @@ class LSTM(Interchange):
                 self._writer = None
 
     # ------------------------------------------------------------- arguments
-    def _input(self, x):
+    def _input(self, x: npt.ArrayLike) -> tuple[npt.NDArray[Any], str]:
         """x as a C-contiguous (T, B, D) array of the model's dtype, and its layout."""
         a = checks.floats(x, "x")
         x3, lay = layout.split(a, self.batch_first, "x", ("D",))
@@ -467,7 +484,7 @@ class LSTM(Interchange):
                              % (layout.shape_text(lay, (str(self.input_size),)), a.shape))
         return checks.contiguous(x3, "x", a.shape, self.dtype), lay
 
-    def _tokens(self, ids, name):
+    def _tokens(self, ids: npt.ArrayLike, name: str) -> tuple[npt.NDArray[Any], str]:
         """ids as a C-contiguous (T, B) integer array (its own dtype), and its layout."""
         a = checks.integers(ids, name, "an integer array of token ids")
         a2, lay = layout.split(a, self.batch_first, name, ())
@@ -476,7 +493,8 @@ class LSTM(Interchange):
         # in their own dtype: checks.token_ids reports the values as given
         return checks.contiguous(a2, name, a.shape), lay
 
-    def _state(self, v, name, B, width, lay):
+    def _state(self, v: Optional[npt.ArrayLike], name: str, B: int, width: int, lay: str
+               ) -> Optional[npt.NDArray[Any]]:
         """An (N*L, B, width) state from the caller's layout; None stays."""
         if v is None:
             return None
@@ -487,7 +505,8 @@ class LSTM(Interchange):
             raise ValueError("%s: expected shape %s, got %s" % (name, want, a.shape))
         return np.ascontiguousarray(a.reshape(NL, B, width), dtype=self.dtype)
 
-    def _pair(self, v, name, B, lay):
+    def _pair(self, v: _StateIn, name: str, B: int, lay: str
+              ) -> tuple[Optional[npt.NDArray[Any]], Optional[npt.NDArray[Any]]]:
         """(h, c) states: h is R wide, c is H wide."""
         if v is None:
             return None, None
@@ -497,7 +516,7 @@ class LSTM(Interchange):
         return (self._state(v[0], name + "[0]", B, self._R, lay),
                 self._state(v[1], name + "[1]", B, self.hidden_size, lay))
 
-    def _dropout_seed(self, dropout_seed, train):
+    def _dropout_seed(self, dropout_seed: Optional[int], train: bool) -> int:
         if dropout_seed is None:
             if not (train and self.dropout > 0):
                 return 0
@@ -508,7 +527,17 @@ class LSTM(Interchange):
         return v
 
     # --------------------------------------------------------------- compute
-    def forward(self, x, state=None, *, lengths=None, train=None, dropout_seed=None):
+    @overload
+    def forward(self, x: npt.ArrayLike, state: LSTMState, *,
+                lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> tuple[FloatArray, LSTMState]: ...
+    @overload
+    def forward(self, x: npt.ArrayLike, state: _StateIn = None, *,
+                lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> tuple[FloatArray, State]: ...
+    def forward(self, x: npt.ArrayLike, state: _StateIn | LSTMState = None, *,
+                lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> tuple[FloatArray, State | LSTMState]:
         """Run the LSTM over x; returns y, (h, c).
 
         x: (T, B, D), (B, T, D) with batch_first, or (T, D) unbatched. Floating
@@ -531,6 +560,8 @@ class LSTM(Interchange):
             train = self.training
         elif train:
             self._refuse_quantized("forward(train=True)")
+        x3: Optional[npt.NDArray[Any]]
+        ids: Optional[npt.NDArray[Any]]
         if self.encoding is None:
             x3, lay = self._input(x)
             ids, (T, B) = None, x3.shape[:2]
@@ -539,7 +570,7 @@ class LSTM(Interchange):
             x3, (T, B) = None, ids.shape
         stream = isinstance(state, LSTMState)
         NL = self.num_directions * self.num_layers
-        if stream:
+        if isinstance(state, LSTMState):  # (stream, as mypy narrows it)
             state._check(self, B)
             h0, c0 = hT, cT = state.h, state.c
         else:
@@ -553,11 +584,12 @@ class LSTM(Interchange):
         out = checks.empty((T, B, self._width), self.dtype, "%s, the output for %s of T=%d "
                            "steps and B=%d rows (width %d)" % (
                                self._OUT, "x" if ids is None else "ids", T, B, self._width))
-        if stream and not train:
+        if isinstance(state, LSTMState) and not train:
             ws = state._ws
         else:
             ws = self._workspace(self._m.workspace_size(T, B, bool(train)))
-        with _Guard(self, state if stream else None):
+        with _Guard(self, state if isinstance(state, LSTMState) else None):
+
             self._m.forward(T, B, out.reshape(-1), _flat(x3), _flat(ids), _flat(h0), _flat(c0),
                             hT.reshape(-1), cT.reshape(-1), bool(train), ws, lens, dseed)
         if train:
@@ -566,13 +598,13 @@ class LSTM(Interchange):
         elif not stream:
             self._release_workspace(ws)
         out = layout.from_time_first(out, lay)
-        if stream:
+        if isinstance(state, LSTMState):
             return out, state
         return out, (layout.state_out(hT, lay), layout.state_out(cT, lay))
 
     __call__ = forward
 
-    def initial_state(self, batch_size):
+    def initial_state(self, batch_size: int) -> LSTMState:
         """A zero LSTMState for batch_size independent streams (unidirectional
         forward models only: a reverse direction needs the end of a sequence)."""
         if self.bidirectional or self.reverse:
@@ -586,7 +618,7 @@ class LSTM(Interchange):
             raise MemoryError("batch_size: cannot allocate the state of %d streams (%s)"
                               % (batch_size, e)) from None
 
-    def step(self, x_t, state):
+    def step(self, x_t: npt.ArrayLike, state: LSTMState) -> tuple[FloatArray, LSTMState]:
         """One time step for every stream: x_t (B, D) -> y_t (B, R) (token
         models: ids (B,) -> out (B, O)).
 
@@ -618,7 +650,8 @@ class LSTM(Interchange):
                          state._ws, ids)
         return y, state
 
-    def backward(self, dy, dstate=None):
+    def backward(self, dy: Optional[npt.ArrayLike], dstate: _StateIn = None
+                 ) -> tuple[Optional[FloatArray], State]:
         """Backpropagate through the last forward(train=True).
 
         dy: gradient w.r.t. y, y's shape (or None for zeros); dstate: None or
@@ -666,7 +699,7 @@ class LSTM(Interchange):
 
     # ---- what the trainer and the CLI need, as public API
     @property
-    def config(self):
+    def config(self) -> dict[str, Any]:
         """The C model's settings as a new dict (a copy: editing it changes
         nothing): input_size, hidden_size, num_layers, float64, proj_size,
         bidirectional, dropout, peepholes, input_forget, clip, encoding (0
@@ -675,20 +708,20 @@ class LSTM(Interchange):
         gate_beta (and an encoder-decoder's decoder settings)."""
         return self._m.config()
 
-    def next_dropout_seed(self):
+    def next_dropout_seed(self) -> int:
         """The dropout seed the next training forward would draw, drawn now
         from the model's stream (0, drawing nothing, without dropout); pass
         it as forward(..., dropout_seed=) to use it."""
         return self._dropout_seed(None, True)
 
     @property
-    def dropout_rng_state(self):
+    def dropout_rng_state(self) -> Mapping[str, Any]:
         """The state of the model's stream of dropout seeds (a JSON-able
         dict); set it to continue a stream, e.g. from a checkpoint."""
         return self._dropout_rng.bit_generator.state
 
     @dropout_rng_state.setter
-    def dropout_rng_state(self, state):
+    def dropout_rng_state(self, state: Mapping[str, Any]) -> None:
         try:
             self._dropout_rng.bit_generator.state = state
         except (TypeError, ValueError, KeyError) as e:
@@ -706,10 +739,10 @@ class _Guard:
     a contextlib generator, which cost 3 us of a 25 us streaming step."""
     __slots__ = ("lstm", "state")
 
-    def __init__(self, lstm, state):
+    def __init__(self, lstm: LSTM, state: Optional[LSTMState]) -> None:
         self.lstm, self.state = lstm, state
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         lstm, state = self.lstm, self.state
         if state is not None and not state._busy.acquire(blocking=False):
             raise RuntimeError("state: this LSTMState is being advanced by another thread; a "
@@ -723,14 +756,15 @@ class _Guard:
                                    "wait for it before computing" % lstm._writer)
             lstm._readers += 1
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         with self.lstm._lock:
             self.lstm._readers -= 1
         if self.state is not None:
             self.state._busy.release()
 
 
-def _check_vocab(vocab):
+def _check_vocab(vocab: object) -> str:
+
     if not isinstance(vocab, str):
         raise TypeError("vocab: expected a str of distinct characters, got %s"
                         % type(vocab).__name__)
@@ -838,12 +872,12 @@ class Model(LSTM):
             self._m.set_vocab(vocab)
 
     @property
-    def vocab(self):
+    def vocab(self) -> Optional[str]:
         """The character vocabulary (str), or None."""
         return self._m.vocab()
 
     # ------------------------------------------------------------- tokens
-    def encode(self, text):
+    def encode(self, text: str) -> npt.NDArray[np.int32]:
         """Token ids (int32 array) of the characters of `text`; ValueError
         naming the first character not in the vocabulary."""
         vocab = self.vocab
@@ -858,7 +892,7 @@ class Model(LSTM):
             raise ValueError("text: character %r is not in the model's vocabulary"
                              % e.args[0]) from None
 
-    def decode(self, ids):
+    def decode(self, ids: npt.ArrayLike) -> str:
         """The text of a sequence of token ids."""
         vocab = self.vocab
         if vocab is None:
@@ -869,7 +903,17 @@ class Model(LSTM):
         return "".join(vocab[i] for i in ids.tolist())
 
     # ------------------------------------------------------------ compute
-    def forward(self, inputs, state=None, *, lengths=None, train=None, dropout_seed=None):
+    @overload
+    def forward(self, inputs: npt.ArrayLike, state: LSTMState, *,
+                lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> tuple[FloatArray, LSTMState]: ...
+    @overload
+    def forward(self, inputs: npt.ArrayLike, state: _StateIn = None, *,
+                lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> tuple[FloatArray, State]: ...
+    def forward(self, inputs: npt.ArrayLike, state: _StateIn | LSTMState = None, *,
+                lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> tuple[FloatArray, State | LSTMState]:
         """Run the whole model; returns out, (h, c) (or out, state for an
         LSTMState, advanced in place).
 
@@ -881,15 +925,17 @@ class Model(LSTM):
         return LSTM.forward(self, inputs, state, lengths=lengths, train=train,
                             dropout_seed=dropout_seed)
 
-    __call__ = forward
+    # (its argument named inputs, as forward's, where LSTM's is x)
+    __call__ = forward  # type: ignore[assignment]
 
-    def step(self, inputs_t, state):
+    def step(self, inputs_t: npt.ArrayLike, state: LSTMState) -> tuple[FloatArray, LSTMState]:
         """One step for every stream: ids (B,) or x (B, D) -> out (B, O);
         state (an LSTMState) is advanced in place: ``out, state =
         model.step(ids_t, state)``. Inference only."""
         return LSTM.step(self, inputs_t, state)
 
-    def backward(self, dout, dstate=None):
+    def backward(self, dout: Optional[npt.ArrayLike], dstate: _StateIn = None
+                 ) -> tuple[Optional[FloatArray], State]:
         """Backpropagate through the last forward(train=True).
 
         dout: gradient w.r.t. out (out's shape) or None; dstate: None or

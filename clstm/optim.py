@@ -5,16 +5,30 @@ Adam and AdamW.
 An optimizer takes a clstm.LSTM (its flat parameter and gradient blocks) or
 a list of (params, grads) pairs of 1-D C-contiguous float arrays of one
 dtype, and updates the parameters in place on step()."""
+from __future__ import annotations
+
 import contextlib
+from typing import (TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Mapping, Optional,
+                    Sequence, Union)
+
 
 import numpy as np
+import numpy.typing as npt
+
 
 from clstm import _core
+from clstm._typing import FloatArray
 
 __all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "LRSchedule", "create"]
 
+if TYPE_CHECKING:
+    from clstm.model import LSTM
 
-def _pairs(target):
+# what an optimizer updates: a model, or (params, grads) pairs of 1-D arrays
+Params = Union["LSTM", "Iterable[tuple[FloatArray, FloatArray]]"]
+
+
+def _pairs(target: Params) -> list[tuple[FloatArray, FloatArray]]:
     if hasattr(target, "flat_parameters") and hasattr(target, "flat_grads"):
         if getattr(target, "quantized", False):
             raise ValueError("params: the model is quantized (int8) and runs inference only; "
@@ -40,7 +54,7 @@ def _pairs(target):
     return pairs
 
 
-def _writes(target):
+def _writes(target: Params) -> Callable[[], ContextManager[Any]]:
     """The guard of a step's parameter write: a model's (RuntimeError while
     another thread computes with it), or none for bare (params, grads)."""
     if hasattr(target, "_writing"):
@@ -48,14 +62,14 @@ def _writes(target):
     return contextlib.nullcontext
 
 
-def _nonneg(v, name):
+def _nonneg(v: float, name: str) -> float:
     v = float(v)
     if not 0.0 <= v < float("inf"):
         raise ValueError("%s: expected a finite number >= 0, got %r" % (name, v))
     return v
 
 
-def _unit(v, name):
+def _unit(v: float, name: str) -> float:
     v = float(v)
     if not 0.0 <= v < 1.0:
         raise ValueError("%s: expected a number in [0, 1), got %r" % (name, v))
@@ -67,8 +81,9 @@ class SGD:
     buf = momentum * buf + (1 - dampening) * d (buf = d on the first step)
     and d = buf (or d + momentum * buf with nesterov); p -= lr * d."""
 
-    def __init__(self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
+    def __init__(self, params: Params, lr: float = 0.01, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False) -> None:
         self.pairs, self._guard = _pairs(params), _writes(params)
         self.lr = _nonneg(lr, "lr")
         self.momentum = _nonneg(momentum, "momentum")
@@ -80,7 +95,7 @@ class SGD:
         self.velocity = [np.zeros_like(p) if self.momentum else None for p, _ in self.pairs]
         self.steps = 0
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """{name: array or number}: everything step() depends on besides
         the parameters (copies)."""
         d = {"steps": self.steps, "lr": self.lr}
@@ -89,10 +104,10 @@ class SGD:
                 d["velocity_%d" % i] = buf.copy()
         return d
 
-    def load_state_dict(self, d):
+    def load_state_dict(self, d: Mapping[str, Any]) -> None:
         _load_buffers(self, d, [("velocity", self.velocity)])
 
-    def step(self):
+    def step(self) -> None:
         with self._guard():
             for (p, g), buf in zip(self.pairs, self.velocity):
                 _core.sgd_step(p, g, buf, self.steps == 0, self.lr, self.momentum,
@@ -107,7 +122,9 @@ class Adam:
 
     decoupled = False
 
-    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params: Params, lr: float = 0.001,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
         self.pairs, self._guard = _pairs(params), _writes(params)
         self.lr = _nonneg(lr, "lr")
         self.betas = (_unit(betas[0], "betas[0]"), _unit(betas[1], "betas[1]"))
@@ -119,7 +136,7 @@ class Adam:
         self.v = [np.zeros_like(p) for p, _ in self.pairs]
         self.steps = 0
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """{name: array or number}: everything step() depends on besides
         the parameters (copies)."""
         d = {"steps": self.steps, "lr": self.lr}
@@ -127,10 +144,10 @@ class Adam:
             d["m_%d" % i], d["v_%d" % i] = m.copy(), v.copy()
         return d
 
-    def load_state_dict(self, d):
+    def load_state_dict(self, d: Mapping[str, Any]) -> None:
         _load_buffers(self, d, [("m", self.m), ("v", self.v)])
 
-    def step(self):
+    def step(self) -> None:
         with self._guard():
             for (p, g), m, v in zip(self.pairs, self.m, self.v):
                 _core.adam_step(p, g, m, v, self.steps + 1, self.lr, self.betas[0],
@@ -144,11 +161,14 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+    def __init__(self, params: Params, lr: float = 0.001,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01) -> None:
         super().__init__(params, lr, betas, eps, weight_decay)
 
 
-def _load_buffers(opt, d, buffers):
+def _load_buffers(opt: Union[SGD, Adam], d: Mapping[str, Any],
+                  buffers: list[tuple[str, Sequence[Optional[FloatArray]]]]) -> None:
     """Restore steps, lr and the named per-pair buffers from a state_dict,
     checking every shape and dtype before anything is written."""
     staged = []
@@ -173,7 +193,7 @@ def _load_buffers(opt, d, buffers):
     opt.steps, opt.lr = steps, lr
 
 
-def _sum_squares(a):
+def _sum_squares(a: npt.ArrayLike) -> float:
     """sum(a**2) accumulated in float64, in C (two whole float64 copies took
     8 ms of a 3.7M-parameter step)."""
     a = np.asarray(a).reshape(-1)
@@ -182,7 +202,7 @@ def _sum_squares(a):
     return _core.sum_squares(np.ascontiguousarray(a)) if a.size else 0.0
 
 
-def clip_grad_norm(grads, max_norm):
+def clip_grad_norm(grads: Union[LSTM, Iterable[FloatArray]], max_norm: float) -> float:
     """Scale the gradient(s) in place so that their global L2 norm is at most
     max_norm (torch.nn.utils.clip_grad_norm_); returns the norm before
     clipping (in float64). grads: a model (its flat_grads) or a list of
@@ -212,8 +232,9 @@ class LRSchedule:
 
     KINDS = ("constant", "step", "cosine")
 
-    def __init__(self, base_lr, kind="constant", total_steps=1, warmup=0, step_size=1000,
-                 gamma=0.5, min_lr=0.0):
+    def __init__(self, base_lr: float, kind: str = "constant", total_steps: int = 1,
+                 warmup: int = 0, step_size: int = 1000, gamma: float = 0.5,
+                 min_lr: float = 0.0) -> None:
         if kind not in self.KINDS:
             raise ValueError("kind: expected one of %s, got %r" % (", ".join(self.KINDS), kind))
         self.base_lr = _nonneg(base_lr, "base_lr")
@@ -228,7 +249,7 @@ class LRSchedule:
         self.gamma = _nonneg(gamma, "gamma")
         self.min_lr = _nonneg(min_lr, "min_lr")
 
-    def __call__(self, step, progress=0.0):
+    def __call__(self, step: int, progress: float = 0.0) -> float:
         step = max(1, int(step))
         if step <= self.warmup:
             return self.base_lr * step / self.warmup
@@ -241,7 +262,8 @@ class LRSchedule:
         return float(self.min_lr + 0.5 * (self.base_lr - self.min_lr) * (1 + np.cos(np.pi * frac)))
 
 
-def create(name, target, *, lr, weight_decay=0.0, momentum=0.9, nesterov=False):
+def create(name: str, target: Params, *, lr: float, weight_decay: float = 0.0,
+           momentum: float = 0.9, nesterov: bool = False) -> Union[SGD, Adam]:
     """The optimizer called `name` ("sgd", "adam" or "adamw") over target,
     with the settings that apply to it (momentum and nesterov: SGD only)."""
     if name == "sgd":

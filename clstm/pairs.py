@@ -9,11 +9,15 @@ vocabulary with <s> (fed before the first token, never predicted), </s>
 (ends every target) and <unk>. A token a vocabulary lacks becomes <unk>,
 and the encoders count how often that happened, so a caller can say so.
 """
+from __future__ import annotations
+
 import os
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
-from clstm.data import DataError, _Splittable, _check_file
+from clstm.data import DataError, PathLike, _Splittable, _check_file
 from clstm.tasks import edit_distance
 
 __all__ = ["TOKENIZATIONS", "SOURCE_SPECIALS", "TARGET_SPECIALS", "BOS", "EOS", "UNK",
@@ -26,7 +30,7 @@ TARGET_SPECIALS = ("<s>", "</s>", "<unk>")
 BOS, EOS, UNK = 0, 1, 2  # target ids; the source's <unk> is 0
 
 
-def tokenize(text, how):
+def tokenize(text: str, how: str) -> list[str]:
     """text's tokens: its characters ("char") or its space-separated words
     ("space")."""
     if how == "char":
@@ -36,7 +40,7 @@ def tokenize(text, how):
     raise ValueError("tokens: expected one of %s, got %r" % (", ".join(TOKENIZATIONS), how))
 
 
-def detokenize(tokens, how):
+def detokenize(tokens: Sequence[str], how: str) -> str:
     """The text of tokens, as tokenize(., how) split it."""
     if how not in TOKENIZATIONS:
         raise ValueError("tokens: expected one of %s, got %r" % (", ".join(TOKENIZATIONS), how))
@@ -46,7 +50,7 @@ def detokenize(tokens, how):
 class Vocabulary:
     """Token <-> id: the specials first, then the tokens in sorted order."""
 
-    def __init__(self, tokens, specials):
+    def __init__(self, tokens: Sequence[str], specials: Sequence[str]) -> None:
         self.specials = tuple(specials)
         clash = sorted(set(self.specials) & set(tokens))
         if clash:
@@ -56,15 +60,15 @@ class Vocabulary:
         self.index = {t: i for i, t in enumerate(self.tokens)}
         self.unk = self.index["<unk>"]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.tokens)
 
-    def encode(self, tokens):
+    def encode(self, tokens: Sequence[str]) -> tuple[npt.NDArray[np.int32], int]:
         """(ids int32, how many tokens became <unk>)."""
         ids = np.array([self.index.get(t, self.unk) for t in tokens], np.int32)
         return ids, int(sum(t not in self.index for t in tokens))
 
-    def decode(self, ids):
+    def decode(self, ids: Sequence[int]) -> list[str]:
         """The tokens of ids, specials left out (an <unk> shows as "<unk>")."""
         n = len(self.specials)
         return [self.tokens[i] for i in ids if i >= n or self.tokens[i] == "<unk>"]
@@ -73,25 +77,28 @@ class Vocabulary:
 class Pairs(_Splittable):
     """Source and target token lists, with where each came from ("FILE:LINE")."""
 
-    def __init__(self, sources, targets, where=None):
+    def __init__(self, sources: Sequence[list[str]], targets: Sequence[list[str]],
+                 where: Optional[Sequence[str]] = None) -> None:
         if len(sources) != len(targets):
             raise DataError("%d sources but %d targets" % (len(sources), len(targets)))
         self.sources, self.targets = list(sources), list(targets)
         self.where = list(where) if where is not None else [str(i + 1)
                                                              for i in range(len(sources))]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.sources)
 
-    def subset(self, idx):
-        return Pairs([self.sources[i] for i in idx], [self.targets[i] for i in idx],
+    def subset(self, idx: Iterable[int]) -> Pairs:
+        return Pairs(
+[self.sources[i] for i in idx], [self.targets[i] for i in idx],
                      [self.where[i] for i in idx])
 
-    def split(self, val_fraction, rng):
+    def split(self, val_fraction: float, rng: np.random.Generator
+              ) -> tuple[Pairs, Optional[Pairs]]:
         """(train, val) after a shuffle by rng, with every pair of one source
         on the same side (a word's several pronunciations all held out, or
         none)."""
-        groups = {}
+        groups: dict[tuple[str, ...], list[int]] = {}
         for i, src in enumerate(self.sources):
             groups.setdefault(tuple(src), []).append(i)
         keys = list(groups)
@@ -104,12 +111,14 @@ class Pairs(_Splittable):
         return (self.subset(pick(order[n_val:])),
                 self.subset(pick(order[:n_val])) if n_val else None)
 
-    def vocabularies(self):
+    def vocabularies(self) -> tuple[Vocabulary, Vocabulary]:
         """(source, target) Vocabulary of these pairs' tokens."""
         return (Vocabulary([t for s in self.sources for t in s], SOURCE_SPECIALS),
                 Vocabulary([t for s in self.targets for t in s], TARGET_SPECIALS))
 
-    def batch(self, idx, source_vocab, target_vocab):
+    def batch(self, idx: Iterable[int], source_vocab: Vocabulary, target_vocab: Vocabulary
+              ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], npt.NDArray[np.int32],
+                         npt.NDArray[np.int32], npt.NDArray[np.int64], int]:
         """Teacher forcing's arrays for pairs idx, time-first and zero-padded:
         src (Ts, B) int32 and src_lens (B,); tgt_in (Tt, B) int32, <s> then
         the target; tgt_out (Tt, B) int32, the target then </s>; tgt_lens
@@ -137,7 +146,8 @@ class Pairs(_Splittable):
         return src, src_lens, tgt_in, tgt_out, tgt_lens, unknown
 
 
-def read_pairs(path, source_tokens="char", target_tokens="char"):
+def read_pairs(path: PathLike, source_tokens: str = "char", target_tokens: str = "char"
+               ) -> Pairs:
     """The pairs of a UTF-8 file of `source<TAB>target` lines (a trailing
     line end and blank lines are skipped). DataError, naming the file and
     line: no tab, more than one tab, an empty side, U+0000, or not UTF-8."""
@@ -173,7 +183,8 @@ def read_pairs(path, source_tokens="char", target_tokens="char"):
     return Pairs(sources, targets, where)
 
 
-def token_error_rate(predictions, references):
+def token_error_rate(predictions: Sequence[Sequence[str]],
+                     references: Sequence[Sequence[str]]) -> float:
     """Sum of token edit distances over the sum of reference lengths."""
     if len(predictions) != len(references):
         raise ValueError("predictions: expected %d sequences (one per reference), got %d"
@@ -182,7 +193,8 @@ def token_error_rate(predictions, references):
     return errors / max(1, sum(len(r) for r in references))
 
 
-def sequence_error_rate(predictions, references):
+def sequence_error_rate(predictions: Sequence[Sequence[str]],
+                        references: Sequence[Sequence[str]]) -> float:
     """The share of sequences not exactly right."""
     if len(predictions) != len(references):
         raise ValueError("predictions: expected %d sequences (one per reference), got %d"

@@ -3,14 +3,20 @@
 The numerics (which tensors, how, and the error to expect) are
 include/clstm.h's "Quantized models"; the C library does the work
 (clstm_quantize), so a C program and Python make the same model."""
+from __future__ import annotations
+
+from typing import TypeVar
+
 import numpy as np
 
 from clstm.model import LSTM
 
+_M = TypeVar("_M", bound=LSTM)
+
 __all__ = ["quantize", "int8_kernel"]
 
 
-def quantize(model):
+def quantize(model: _M) -> _M:
     """A quantized copy of `model` (an LSTM or Model, float32 or float64):
     weight matrices int8 with one scale per row, activations quantized per
     row as they are used, gates and cell state in float32. Inference only;
@@ -35,7 +41,7 @@ def quantize(model):
     return type(model)._from_core(model._m.quantize(), batch_first=model.batch_first)
 
 
-def int8_kernel():
+def int8_kernel() -> str:
     """The int8 kernel in use: "avx512-vnni", "avx-vnni", "avx2" or "portable"."""
     from clstm import _core
     return _core.int8_kernel()

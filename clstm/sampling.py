@@ -1,14 +1,21 @@
 """Sampling from a trained model: text from a character model."""
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from clstm import losses
 
+if TYPE_CHECKING:
+    from clstm.model import Model
+
 __all__ = ["generate_text"]
 
 
-def generate_text(model, prime="", length=200, temperature=1.0, seed=0):
+def generate_text(model: Model, prime: str = "", length: int = 200, temperature: float = 1.0,
+                  seed: Any = 0) -> str:
     """Text from a character model: the prime is fed through the model, then
     `length` characters are drawn one step at a time from softmax(logits /
     temperature) (temperature 0: the most likely one, ties to the lowest

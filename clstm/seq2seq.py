@@ -20,11 +20,16 @@ trained on pairs keeps its vocabularies and tokenizations in its metadata
 "target_split": "char" or "space"), so `clstm translate`, Seq2Seq.translate
 and examples/translate.c read text.
 """
+from __future__ import annotations
+
 import threading
+from typing import Any, NoReturn, Optional, Sequence, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from clstm import _core, checks, pairs
+from clstm._typing import FloatArray
 from clstm.checks import as_int, positive_int
 from clstm.config import _MAX_VALUE_BYTES
 from clstm.config import core_settings, settings_of
@@ -37,7 +42,7 @@ DECODER_SETTINGS = ("target_vocab", "target_embedding", "decoder_hidden", "decod
                     "attention", "attentional_size")
 
 
-def _vocabulary(v, specials, name):
+def _vocabulary(v: object, specials: Sequence[str], name: str) -> Optional[pairs.Vocabulary]:
     """A pairs.Vocabulary from a Vocabulary or a list of tokens (the specials
     left out; they come first); None for an int (a size alone)."""
     if isinstance(v, pairs.Vocabulary):
@@ -56,7 +61,7 @@ def _vocabulary(v, specials, name):
     return None
 
 
-def _metadata_int(value):
+def _metadata_int(value: Optional[str]) -> Optional[int]:
     """A positive count written in the metadata (1 to 10**6, digits only, as
     examples/translate.c reads it), or None."""
     if value is None or not value.isascii() or not value.isdigit() or len(value) > 7:
@@ -153,13 +158,13 @@ class Seq2Seq(LSTM):
         self._store_vocabularies()
 
     # the C model: LSTM.__init__ creates it from core_settings (see _core_settings)
-    def _core_settings(self):
+    def _core_settings(self) -> dict[str, Any]:
         s = core_settings(self)
         s.update({k: getattr(self, k) for k in DECODER_SETTINGS})
         s["attention"] = ATTENTIONS.index(self.attention)
         return s
 
-    def _store_vocabularies(self):
+    def _store_vocabularies(self) -> None:
         for side, vocab, split in (("source", self.source_vocabulary, self.source_split),
                                    ("target", self.target_vocabulary, self.target_split)):
             self.metadata[side + "_split"] = split
@@ -174,7 +179,7 @@ class Seq2Seq(LSTM):
                 self.metadata[side + "_tokens"] = text
 
     @classmethod
-    def _from_core(cls, core, *, batch_first=False):
+    def _from_core(cls, core: _core.Model, *, batch_first: bool = False) -> Seq2Seq:
         """A Seq2Seq around a loaded _core.Model: settings from its config,
         vocabularies and tokenizations from its metadata (ValueError when
         they do not fit its sizes)."""
@@ -206,7 +211,7 @@ class Seq2Seq(LSTM):
         self._attach(core)
         return self
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return ("Seq2Seq(source_vocab=%d, target_vocab=%d, embedding=%d, hidden_size=%d, "
                 "num_layers=%d, bidirectional=%s, decoder_hidden=%d, decoder_layers=%d, "
                 "attention=%r, attentional_size=%d, dtype=%s)"
@@ -216,24 +221,27 @@ class Seq2Seq(LSTM):
                    self.dtype.name))
 
     @property
-    def vocab(self):
+    def vocab(self) -> None:
         """None: an encoder-decoder has token vocabularies, not a character
         string (see source_vocabulary, target_vocabulary)."""
         return None
 
     @property
-    def out_size(self):
+    def out_size(self) -> int:
         return self.target_vocab
 
     # ------------------------------------------------------------ arguments
     @staticmethod
-    def _ids(v, name):
+    def _ids(v: npt.ArrayLike, name: str) -> npt.NDArray[Any]:
         a = checks.integers(v, name, "an integer array of token ids")
         if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
             raise ValueError("%s: expected shape (T, B) with T, B >= 1, got %s" % (name, a.shape))
         return a
 
-    def _checked(self, src, src_lengths, tgt_in=None, tgt_lengths=None):
+    def _checked(self, src: npt.ArrayLike, src_lengths: Optional[npt.ArrayLike],
+                 tgt_in: Optional[npt.ArrayLike] = None,
+                 tgt_lengths: Optional[npt.ArrayLike] = None
+                 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], Any, Any]:
         """C's arrays: src (Ts, B) int32, src_lens (B,) int64, and the target's."""
         s = self._ids(src, "src")
         Ts, B = s.shape
@@ -252,8 +260,11 @@ class Seq2Seq(LSTM):
         return s, slen, t, tlen
 
     # -------------------------------------------------------------- compute
-    def forward(self, src, tgt_in, *, src_lengths=None, tgt_lengths=None, train=None,
-                dropout_seed=None):
+    # (an encoder-decoder's forward: its own arguments, not an LSTM's x and state)
+    def forward(self, src: npt.ArrayLike, tgt_in: npt.ArrayLike, *,  # type: ignore[override]
+                src_lengths: Optional[npt.ArrayLike] = None,
+                tgt_lengths: Optional[npt.ArrayLike] = None, train: Optional[bool] = None,
+                dropout_seed: Optional[int] = None) -> FloatArray:
         """Teacher forcing: the logits (Tt, B, Vt) of every target step.
 
         src (Ts, B) source ids in [0, source_vocab); tgt_in (Tt, B) target ids
@@ -280,9 +291,10 @@ class Seq2Seq(LSTM):
             self._release_workspace(ws)
         return logits
 
-    __call__ = forward
+    __call__ = forward  # type: ignore[assignment]  # (as forward)
 
-    def backward(self, dlogits):
+    # (returns None: the inputs are ids, which have no gradient)
+    def backward(self, dlogits: npt.ArrayLike) -> None:  # type: ignore[override]
         """Backpropagate through the last forward(train=True): dlogits (Tt, B,
         Vt). ADDS every parameter's gradient (decoder, attention, encoder,
         embeddings) into flat_grads; returns None (ids have no gradient)."""
@@ -306,7 +318,11 @@ class Seq2Seq(LSTM):
             self._pending = None
         self._release_workspace(ws)
 
-    def beam_search(self, src, src_lengths=None, *, width=5, max_len=None, alpha=1.0, nbest=1):
+    def beam_search(self, src: npt.ArrayLike, src_lengths: Optional[npt.ArrayLike] = None, *,
+                    width: int = 5, max_len: Optional[int] = None, alpha: float = 1.0,
+                    nbest: int = 1
+                    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64],
+                               npt.NDArray[np.float64]]:
         """Decode every source with its own beam, in C (width 1: greedy).
 
         Returns tokens (B, nbest, max_len) int32 (each hypothesis's target
@@ -341,19 +357,22 @@ class Seq2Seq(LSTM):
                                   "width %d, max_len %d (a smaller max_len or batch needs "
                                   "less)" % (B, width, max_len)) from None
 
-    def greedy(self, src, src_lengths=None, *, max_len=None):
+    def greedy(self, src: npt.ArrayLike, src_lengths: Optional[npt.ArrayLike] = None, *,
+               max_len: Optional[int] = None
+               ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
         """(tokens (B, max_len), lengths (B,)): beam_search of width 1."""
         tokens, lengths, _ = self.beam_search(src, src_lengths, width=1, max_len=max_len)
         return tokens[:, 0], lengths[:, 0]
 
     # ------------------------------------------------------------- text
-    def _vocabularies(self):
+    def _vocabularies(self) -> tuple[pairs.Vocabulary, pairs.Vocabulary]:
         if self.source_vocabulary is None or self.target_vocabulary is None:
             raise ValueError("this model has no token vocabularies (build it with "
                              "Seq2Seq(Vocabulary, Vocabulary, ...) or train it on pairs)")
         return self.source_vocabulary, self.target_vocabulary
 
-    def encode_sources(self, sources):
+    def encode_sources(self, sources: Sequence[Union[str, Sequence[str]]]
+                       ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64], int]:
         """src (Ts, B) int32, src_lengths (B,) and the count of tokens that
         became <unk>, for a list of texts (split as source_split says) or
         of token lists."""
@@ -375,7 +394,7 @@ class Seq2Seq(LSTM):
             src[:len(e), b] = e
         return src, lens, unknown
 
-    def default_max_len(self, Ts):
+    def default_max_len(self, Ts: int) -> int:
         """translate's bound on a target's tokens: twice the longest target
         seen in training plus 10 (the "max_target_length" metadata a
         trained model has), so a source's translation does not depend on
@@ -384,7 +403,9 @@ class Seq2Seq(LSTM):
         longest = _metadata_int(self.metadata.get("max_target_length"))
         return 2 * Ts + 10 if longest is None else 2 * longest + 10
 
-    def translate(self, sources, *, beam=5, nbest=1, max_len=None, alpha=1.0, batch_size=64):
+    def translate(self, sources: Sequence[Union[str, Sequence[str]]], *, beam: int = 5,
+                  nbest: int = 1, max_len: Optional[int] = None, alpha: float = 1.0,
+                  batch_size: int = 64) -> list[Any]:
         """The best target text of each source text (nbest=1), or for each a
         list of nbest (text, score) pairs, best first. Texts split and join
         as source_split and target_split say; tokens unseen in training read
@@ -410,41 +431,42 @@ class Seq2Seq(LSTM):
         return out
 
     # ------------------------------------------------ what does not apply
-    def _not_here(self, what):
+    def _not_here(self, what: str) -> NoReturn:
         raise NotImplementedError("%s: not available for an encoder-decoder (clstm.Seq2Seq)"
                                   % what)
 
-    def step(self, *args, **kwargs):
+    def step(self, *args: Any, **kwargs: Any) -> NoReturn:
         self._not_here("step (decode with beam_search or translate)")
 
-    def initial_state(self, *args, **kwargs):
+    def initial_state(self, *args: Any, **kwargs: Any) -> NoReturn:
         self._not_here("initial_state")
 
-    def to_onnx(self, *args, **kwargs):
+    def to_onnx(self, *args: Any, **kwargs: Any) -> NoReturn:
         self._not_here("to_onnx")
 
-    def to_keras(self):
+    def to_keras(self) -> NoReturn:
         self._not_here("to_keras")
 
-    def keras_model(self, **kwargs):
+    def keras_model(self, **kwargs: Any) -> NoReturn:
         self._not_here("keras_model")
 
-    def to_torch_state_dict(self):
+    def to_torch_state_dict(self) -> NoReturn:
         self._not_here("to_torch_state_dict (state_dict() has every tensor)")
 
     @classmethod
-    def _no_import(cls, what):
+    def _no_import(cls, what: str) -> NoReturn:
         raise NotImplementedError("%s: an encoder-decoder is built with clstm.Seq2Seq(...) and "
                                   "load_state_dict" % what)
 
     @classmethod
-    def from_torch(cls, *args, **kwargs):
+    def from_torch(cls, *args: Any, **kwargs: Any) -> NoReturn:
         cls._no_import("from_torch")
 
     @classmethod
-    def from_keras(cls, *args, **kwargs):
+    def from_keras(cls, *args: Any, **kwargs: Any) -> NoReturn:
         cls._no_import("from_keras")
 
     @classmethod
-    def from_onnx(cls, *args, **kwargs):
+    def from_onnx(cls, *args: Any, **kwargs: Any) -> NoReturn:
+
         cls._no_import("from_onnx")

@@ -1,10 +1,16 @@
 """LSTMState: the carried state of B independent streams (streaming
 inference, one step or one chunk at a time)."""
+from __future__ import annotations
+
 import threading
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from clstm.checks import as_int
+
+if TYPE_CHECKING:
+    from clstm.model import LSTM
 
 __all__ = ["LSTMState"]
 
@@ -19,7 +25,7 @@ class LSTMState:
     thread is advancing at that moment raises RuntimeError (each thread
     keeps its own states; the model itself may be shared)."""
 
-    def __init__(self, lstm, batch_size):
+    def __init__(self, lstm: LSTM, batch_size: int) -> None:
         NL = lstm.num_directions * lstm.num_layers
         self._model = lstm._m
         self.h = np.zeros((NL, batch_size, lstm._R), lstm.dtype)
@@ -28,10 +34,10 @@ class LSTMState:
         self._busy = threading.Lock()  # held by the call advancing this state
 
     @property
-    def batch_size(self):
+    def batch_size(self) -> int:
         return self.h.shape[1]
 
-    def reset(self, i=None):
+    def reset(self, i: Optional[int] = None) -> None:
         """Zero stream i's state (every stream's when i is None)."""
         if i is None:
             self.h[...] = 0
@@ -43,7 +49,7 @@ class LSTMState:
                              % (i, self.batch_size))
         self._model.state_reset(self.batch_size, self.h.reshape(-1), self.c.reshape(-1), i)
 
-    def _check(self, lstm, B):
+    def _check(self, lstm: LSTM, B: int) -> None:
         """This state fits `lstm` and a batch of B."""
         want = (lstm.num_directions * lstm.num_layers, B, lstm._R)
         if (self.h.shape != want or self.c.shape != want[:2] + (lstm.hidden_size,)
@@ -54,6 +60,6 @@ class LSTMState:
                              % (B, want, want[:2] + (lstm.hidden_size,), lstm.dtype,
                                 self.h.shape, self.c.shape, self.h.dtype))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "LSTMState(batch_size=%d, h=%s, c=%s)" % (self.batch_size, self.h.shape,
                                                           self.c.shape)

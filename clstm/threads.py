@@ -1,4 +1,6 @@
 """The process-wide thread settings of the C core, and what it was built with."""
+from __future__ import annotations
+
 from clstm import _core
 from clstm.checks import as_int, positive_int
 
@@ -8,7 +10,7 @@ __all__ = ["set_num_threads", "get_num_threads", "set_min_thread_work",
 _MAX_THREADS = 1024
 
 
-def set_num_threads(n):
+def set_num_threads(n: int) -> None:
     """Set the number of threads clstm uses (process-wide, 1..1024).
 
     clstm runs its own OpenMP team and keeps BLAS single-threaded inside it,
@@ -19,12 +21,12 @@ def set_num_threads(n):
     _core.set_num_threads(n)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The number of threads clstm uses."""
     return _core.get_num_threads()
 
 
-def set_min_thread_work(macs):
+def set_min_thread_work(macs: int) -> None:
     """Tuning: the recurrent multiply-adds per time step (``4*B*H*H``) each
     thread must get, or fewer threads are used (default 65536; 0: use every
     thread whenever hidden_size allows). Process-wide. Small steps on many
@@ -36,11 +38,11 @@ def set_min_thread_work(macs):
     _core.set_min_thread_work(macs)
 
 
-def get_min_thread_work():
+def get_min_thread_work() -> int:
     """See set_min_thread_work."""
     return _core.get_min_thread_work()
 
 
-def has_blas():
+def has_blas() -> bool:
     """True when the C core was built with BLAS (it always is for the wheel)."""
     return _core.has_blas()

@@ -16,11 +16,14 @@ Split by job: the tasks (batches, loss, validation, model metadata) are in
 clstm.tasks, the checkpoint file in clstm.checkpoints, text sampling in
 clstm.sampling; the loop, its MPI data parallelism and its settings are here.
 """
+from __future__ import annotations
+
 import json
 import math
 import os
 import signal
 import time
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 import numpy as np
 
@@ -30,6 +33,10 @@ from clstm.io import atomic_write, save
 from clstm.sampling import generate_text
 
 __all__ = ["Trainer", "TrainingStopped", "NonFiniteLoss", "Interrupted"]
+
+if TYPE_CHECKING:
+    from clstm.distributed import DataParallel
+    from clstm.model import LSTM
 
 
 class TrainingStopped(Exception):
@@ -106,12 +113,17 @@ class Trainer:
     aborts the whole MPI job (MPI_Abort) with a message naming the rank.
     """
 
-    def __init__(self, model, task, *, optimizer="adam", lr=2e-3, weight_decay=0.0,
-                 momentum=0.9, nesterov=False, clip=5.0, schedule="constant", warmup=0,
-                 step_size=1000, gamma=0.5, epochs=1, seed=0, patience=None, eval_every=0,
-                 out=None, checkpoint=None, checkpoint_every=0, log=None, progress=True,
-                 sample_every=0, sample_length=200, sample_prime="", config=None,
-                 distributed=None, verbose=True, on_evaluation=None):
+    def __init__(self, model: LSTM, task: Any, *, optimizer: str = "adam", lr: float = 2e-3,
+                 weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = False,
+                 clip: float = 5.0, schedule: str = "constant", warmup: int = 0,
+                 step_size: int = 1000, gamma: float = 0.5, epochs: int = 1, seed: int = 0,
+                 patience: Optional[int] = None, eval_every: int = 0, out: Optional[str] = None,
+                 checkpoint: Optional[str] = None, checkpoint_every: int = 0,
+                 log: Optional[str] = None, progress: bool = True, sample_every: int = 0,
+                 sample_length: int = 200, sample_prime: str = "",
+                 config: Optional[Mapping[str, Any]] = None,
+                 distributed: Optional[DataParallel] = None, verbose: bool = True,
+                 on_evaluation: Optional[Callable[[dict[str, Any]], Any]] = None) -> None:
         if getattr(model, "quantized", False):
             raise ValueError("model: a quantized (int8) model runs inference only; train its "
                              "float32 original, then quantize it (clstm.quantize)")
@@ -145,27 +157,31 @@ class Trainer:
         self.rng = np.random.default_rng([seed, 0x7A11])
         # the position in the run
         self.step, self.epoch, self.k = 0, 0, 0
-        self.order = None
-        self.state = None
-        self.best_val, self.bad_evals = None, 0
-        self.history = []
-        self.losses = []  # every step's training loss (losses[i]: step i + 1)
+        self.order: Optional[np.ndarray[Any, Any]] = None
+        self.state: Optional[tuple[Any, ...]] = None
+        self.best_val: Any = None  # the best validation score (a list: several, in order)
+        self.bad_evals = 0
+        self.history: list[dict[str, Any]] = []
+        self.losses: list[float] = []  # every step's training loss (losses[i]: step i + 1)
         self._stop = False
-        self._window = []  # recent training losses, for the log and the bar
-        self._interrupted = []  # Ctrl-C seen by this process
-        self._deadline, self._time_up_all = None, False  # fit's max_seconds
+        self._window: list[float] = []  # recent training losses, for the log and the bar
+        self._interrupted: list[bool] = []  # Ctrl-C seen by this process
+        self._deadline: Optional[float] = None  # fit's max_seconds
+        self._time_up_all = False
         # the share of the schedule the clock has used (fit's max_seconds; it
         # carries over a resume, so the rate never climbs back)
         self._progress = 0.0
-        self._budget = None  # (start, seconds, progress at the start) in fit
+        # (start, seconds, progress at the start) in fit
+        self._budget: Optional[tuple[float, float, float]] = None
         self._eval_seconds = 0.0  # how long the last evaluation took
         self._step_seconds = 0.0  # ... and the last training step
         self._interrupt_all = False  # ... by any rank, agreed in a step's allreduce
-        self._saved_step = None  # the step of the last checkpoint written
+        self._saved_step: Optional[int] = None  # the step of the last checkpoint written
+
 
     # ------------------------------------------------------------ resuming
     @classmethod
-    def resume(cls, path, task, **overrides):
+    def resume(cls, path: str, task: Any, **overrides: Any) -> Trainer:
         """A Trainer continuing the checkpoint at `path` on `task` (the same
         data); the settings are the checkpoint's, `overrides` (e.g. progress)
         aside."""
@@ -197,7 +213,7 @@ class Trainer:
         model.dropout_rng_state = meta["dropout_rng"]
         return self
 
-    def save_checkpoint(self, path=None):
+    def save_checkpoint(self, path: Optional[str] = None) -> None:
         """Write the run's complete state (atomically) to path or
         self.checkpoint. Data-parallel: collective (the ranks' rows of the
         carried state are gathered, and the parameters checked equal);
@@ -366,7 +382,8 @@ class Trainer:
         return generate_text(self.model, self.sample_prime, self.sample_length, 0.8,
                              seed=[self.seed, self.step])
 
-    def fit(self, max_steps=None, max_seconds=None):
+    def fit(self, max_steps: Optional[int] = None, max_seconds: Optional[float] = None
+            ) -> list[dict[str, Any]]:
         """Train until the last epoch ends, early stopping triggers, max_steps
         total steps are done, or max_seconds of wall time have passed in this
         call (for the last two a checkpoint is written, so resume continues;

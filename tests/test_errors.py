@@ -679,3 +679,14 @@ def test_backward_wrong_dy_shape_features(name):
             lstm.backward(x_of(shape))
         assert_message(e, ["dy"], (T, B, NR))
     lstm.backward(prob.wy)
+
+
+@pytest.mark.parametrize("shape", [2**62, (2**31, 2**31)])
+def test_an_array_too_large_names_itself(shape):
+    """checks.empty's MemoryError names the array and its shape, for a size
+    (the workspace's bytes, as LSTM._workspace passes it) as for a shape; a
+    size once raised TypeError from the message's own formatting."""
+    from clstm import checks
+    with pytest.raises(MemoryError, match=r"the workspace: cannot allocate an array of "
+                                          r"shape \(\d+(, \d+)*,?\)"):
+        checks.empty(shape, np.uint8, "the workspace")

@@ -1,5 +1,10 @@
 """Interchange with other frameworks: torch.nn.LSTM modules and state_dicts,
 Keras LSTM weights, ONNX (clstm.onnx). Interchange is a mixin of clstm.LSTM."""
+from __future__ import annotations
+
+import os
+from typing import Any, List, Optional, Union
+
 import numpy as np
 
 from clstm.checks import to_numpy
@@ -136,7 +141,7 @@ class Interchange:
                               "bias_hh_l0": np.zeros(4 * H)})
         return lstm
 
-    def to_keras(self):
+    def to_keras(self) -> List[List[np.ndarray]]:
         """This model's weights for Keras 3, one list of arrays per layer in
         set_weights order (see clstm.keras.lstm_to_keras): [kernel,
         recurrent_kernel, bias] for keras.layers.LSTM, six arrays (forward,
@@ -144,7 +149,7 @@ class Interchange:
         from clstm.keras import lstm_to_keras
         return lstm_to_keras(self)
 
-    def keras_model(self, **kwargs):
+    def keras_model(self, **kwargs: Any) -> Any:
         """A keras.Model computing this model's forward (see
         clstm.keras.keras_model); needs Keras 3."""
         from clstm.keras import keras_model
@@ -156,11 +161,9 @@ class Interchange:
         from clstm.onnx import lstm_from_onnx
         return lstm_from_onnx(model_or_path, **kwargs)
 
-    def to_onnx(self, path=None, **kwargs):
+    def to_onnx(self, path: Optional[Union[str, os.PathLike[str]]] = None,
+                **kwargs: Any) -> Any:
         """This model as an onnx.ModelProto, saved atomically to path if given
         (see clstm.onnx). Only a bare LSTM (no encoding, no head) exports so far."""
-        if not self.is_bare_lstm:
-            raise NotImplementedError("to_onnx: only a bare LSTM (no encoding, no head) "
-                                      "exports to ONNX so far")
         from clstm.onnx import lstm_to_onnx
         return lstm_to_onnx(self, path, **kwargs)

@@ -293,12 +293,16 @@ def lstm_to_onnx(lstm, path=None, *, opset=None, initial_state=False, lengths=Fa
     from [T, N, B, H] to [T, B, N*H]. Dropout is a training feature and is
     left out. opset: the ai.onnx opset, 14 up to what the installed onnx knows
     (default 21). path: also save there atomically.
-    Raises NotImplementedError for proj_size > 0 (ONNX's LSTM has no projection).
+    Raises NotImplementedError for proj_size > 0 (ONNX's LSTM has no projection)
+    and for a model with an encoding or a head (only a bare LSTM exports so far).
     """
     onnx = _onnx()
     helper, TP = onnx.helper, onnx.TensorProto
     if not isinstance(lstm, LSTM):
         raise TypeError("lstm: expected a clstm.LSTM, got %s" % type(lstm).__name__)
+    if not lstm.is_bare_lstm:
+        raise NotImplementedError("to_onnx: only a bare LSTM (no encoding, no head) "
+                                  "exports to ONNX so far")
     if lstm.proj_size:
         raise NotImplementedError("proj_size=%d: ONNX's LSTM operator has no projection "
                                   "(weight_hr), so this model cannot be exported"

@@ -22,11 +22,10 @@ pathlib.Path("prices.csv").write_text("close\\n" + "".join("%.3f\\n" % (100 + np
 """, ()),
     "docs/guide/classification.md": ("""
 rng = np.random.default_rng(0)
-X = rng.standard_normal((60, 12, 3)).astype(np.float32) * 5 + 10   # unscaled features
-lengths = rng.integers(6, 13, 60)
-y = (X[:, :, 0].mean(axis=1) > 10).astype(np.int64)
-np.savez("train.npz", X=X, lengths=lengths, y=y)
-X_new, lengths_new = X[:5], lengths[:5]
+X_new = rng.standard_normal((60, 12, 3)) * 5 + 10                    # unscaled features
+lengths_new = rng.integers(6, 13, 60)
+np.savez("train.npz", X=X_new, lengths=lengths_new,
+         y=(X_new[:, :, 0].mean(axis=1) > 10).astype(np.int64))
 """, ()),  # fit() bounded to 3 steps below
     "docs/guide/lstm.md": ("""
 import torch

@@ -53,7 +53,8 @@ def _module_name(page):
 # untyped, and each must still occur, so an entry goes once its function is typed.
 PENDING = ['"LSTM"', '"Model"', '"Seq2Seq"', '"from_torch" of "Interchange"',
            '"from_keras" of "Interchange"', '"from_onnx" of "Interchange"',
-           '"LanguageModelTask"']
+           '"LanguageModelTask"', '"Sequences"', '"split"', '"SequenceTask"',
+           '"predict_sequences"']
 
 
 def test_docs_examples_typecheck(tmp_path, mypy_cache):

@@ -570,6 +570,8 @@ class LSTM(Interchange):
             x3, (T, B) = None, ids.shape
         stream = isinstance(state, LSTMState)
         NL = self.num_directions * self.num_layers
+        h0: Optional[npt.NDArray[Any]]
+        c0: Optional[npt.NDArray[Any]]
         if isinstance(state, LSTMState):  # (stream, as mypy narrows it)
             state._check(self, B)
             h0, c0 = hT, cT = state.h, state.c

@@ -133,7 +133,7 @@ cdef class Model:
         self._read_sizes()
 
     cdef _read_sizes(self):
-        cdef clstm_config cfg
+        cdef clstm_config cfg = clstm_config_default()
         check(clstm_get_config(self.m, &cfg), "config")
         self.float64 = cfg.dtype == CLSTM_FLOAT64
         self.D, self.H, self.L = cfg.input_size, cfg.hidden_size, cfg.num_layers
@@ -172,7 +172,7 @@ cdef class Model:
 
     def config(self):
         """The C config as a dict (the backend left out)."""
-        cdef clstm_config c
+        cdef clstm_config c = clstm_config_default()
         check(clstm_get_config(self.m, &c), "config")
         return dict(input_size=c.input_size, hidden_size=c.hidden_size,
                     num_layers=c.num_layers, float64=c.dtype == CLSTM_FLOAT64,
@@ -371,7 +371,7 @@ cdef class Model:
                         unsigned char[::1] ws not None, uint64_t dropout_seed=0):
         """Teacher forcing: logits (Tt*B*Vt) from flat time-first arrays."""
         cdef clstm_status st
-        cdef clstm_config c
+        cdef clstm_config c = clstm_config_default()
         check(clstm_get_config(self.m, &c), "config")
         _check_dtype(self.float64, sizeof(real))
         for name, arr, n in (("logits", logits, Tt * B * c.target_vocab), ("src", src, Ts * B),
@@ -387,7 +387,7 @@ cdef class Model:
     def seq2seq_backward(self, int64_t Ts, int64_t Tt, int64_t B, const real[::1] dlogits not None,
                          unsigned char[::1] ws not None):
         cdef clstm_status st
-        cdef clstm_config c
+        cdef clstm_config c = clstm_config_default()
         check(clstm_get_config(self.m, &c), "config")
         _check_dtype(self.float64, sizeof(real))
         _check_size(dlogits, Tt * B * c.target_vocab, "dlogits")

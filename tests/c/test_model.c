@@ -1656,7 +1656,7 @@ static int patch(unsigned char *buf, size_t n, const char *from, const char *to)
 
 static void compare_models(clstm_model *a, clstm_model *b, const char *ctx)
 {
-    clstm_config ca, cb;
+    clstm_config ca = clstm_config_default(), cb = clstm_config_default();
     CHECK_STATUS(clstm_get_config(a, &ca), CLSTM_OK);
     CHECK_STATUS(clstm_get_config(b, &cb), CLSTM_OK);
     CHECK(ca.input_size == cb.input_size && ca.hidden_size == cb.hidden_size &&
@@ -1788,7 +1788,7 @@ static void test_torch_style_files(void)
         unsigned char *f = build_file(json, floats, &size);
         clstm_model *m = NULL;
         if (CHECK_STATUS(clstm_load_buffer(f, size, &m), CLSTM_OK)) {
-            clstm_config c;
+            clstm_config c = clstm_config_default();
             CHECK_STATUS(clstm_get_config(m, &c), CLSTM_OK);
             CHECK(c.encoding == CLSTM_ENCODING_EMBEDDING && c.vocab_size == 3 &&
                       c.input_size == 2 && c.hidden_size == 1 && c.dtype == CLSTM_FLOAT32 &&
@@ -1831,7 +1831,7 @@ static void test_abi(void)
     u.c.struct_size = v010;
     clstm_model *m = NULL;
     if (CHECK_STATUS(clstm_create(&u.c, 1, &m), CLSTM_OK)) {
-        clstm_config c;
+        clstm_config c = clstm_config_default();
         CHECK_STATUS(clstm_get_config(m, &c), CLSTM_OK);
         CHECK(c.struct_size == sizeof(clstm_config) && c.encoding == CLSTM_ENCODING_NONE &&
                   c.vocab_size == 0 && c.output_size == 0 && c.softmax == 0 &&
@@ -1886,7 +1886,7 @@ static void test_abi(void)
     c.output_size = 2;
     m = NULL;
     if (CHECK_STATUS(clstm_create(&c, 1, &m), CLSTM_OK)) {
-        clstm_config g;
+        clstm_config g = clstm_config_default();
         CHECK_STATUS(clstm_get_config(m, &g), CLSTM_OK);
         CHECK(g.encoding == CLSTM_ENCODING_ONEHOT && g.vocab_size == 4 && g.output_size == 2,
               "the full config's new fields were not read");
@@ -1987,7 +1987,7 @@ static void test_reverse(void)
 
     if ((m = create_older(c, offsetof(clstm_config, reverse), offsetof(clstm_config, reverse),
                           "reverse"))) {
-        clstm_config g;
+        clstm_config g = clstm_config_default();
         CHECK_STATUS(clstm_get_config(m, &g), CLSTM_OK);
         CHECK(g.reverse == 0, "a config that ends before reverse made a reverse model");
     }
@@ -2018,7 +2018,7 @@ static void test_reverse(void)
         check_patches_refused(f, n, patches, 2, "reverse");
         l = load_patched(f, n, "\"format_version\":\"3\"", "\"format_version\":\"1\"");
         if (l) {
-            clstm_config g1;
+            clstm_config g1 = clstm_config_default();
             const char *v = NULL;
             CHECK_STATUS(clstm_get_config(l, &g1), CLSTM_OK);
             CHECK_STATUS(clstm_get_metadata(l, "reverse", &v), CLSTM_OK);
@@ -2101,7 +2101,7 @@ static void test_gate_activation(void)
     c.gate_activation = CLSTM_GATE_SIGMOID, c.gate_alpha = 0.2, c.gate_beta = 0.5;
     c.reverse = 1;
     if ((m = create_older(c, before, end, "the gate activation"))) {
-        clstm_config g;
+        clstm_config g = clstm_config_default();
         CHECK_STATUS(clstm_get_config(m, &g), CLSTM_OK);
         CHECK(g.reverse == 1 && g.gate_activation == CLSTM_GATE_SIGMOID &&
                   g.gate_alpha == 0.2 && g.gate_beta == 0.5,
@@ -2155,7 +2155,7 @@ static void test_gate_activation(void)
          * four keys as user metadata */
         l = load_patched(f, n, "\"format_version\":\"4\"", "\"format_version\":\"1\"");
         if (l) {
-            clstm_config g1;
+            clstm_config g1 = clstm_config_default();
             const char *v = NULL;
             CHECK_STATUS(clstm_get_config(l, &g1), CLSTM_OK);
             CHECK_STATUS(clstm_get_metadata(l, "gate_activation", &v), CLSTM_OK);

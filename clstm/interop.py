@@ -9,7 +9,13 @@ import numpy as np
 
 from clstm.checks import to_numpy
 
-__all__ = ["Interchange"]
+__all__ = ["Interchange", "unit_suffixes"]
+
+
+def unit_suffixes(k: int, N: int) -> tuple[str, ...]:
+    """The tensor-name suffixes of layer k's N directions: "_l{k}", then
+    "_l{k}_reverse" (ONNX's and Keras's per-direction weights map onto them)."""
+    return ("_l%d" % k, "_l%d_reverse" % k)[:N]
 
 
 def _config_from_state_dict(sd):

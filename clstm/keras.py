@@ -23,6 +23,7 @@ batch-first only: x (B, T, D) whatever the clstm model's batch_first.
 import numpy as np
 
 from clstm.checks import to_numpy
+from clstm.interop import unit_suffixes
 from clstm.model import LSTM
 
 __all__ = ["lstm_to_keras", "lstm_from_keras", "keras_model"]
@@ -41,11 +42,6 @@ def _keras():
     if not keras.__version__.startswith("3."):
         raise ImportError("clstm.keras needs Keras 3, got keras %s" % keras.__version__)
     return keras
-
-
-def _suffixes(k, N):
-    """The name suffixes of layer k's directions: "_l{k}" and "_l{k}_reverse"."""
-    return ("_l%d" % k, "_l%d_reverse" % k)[:N]
 
 
 # ------------------------------------------------------------------ export
@@ -79,7 +75,7 @@ def lstm_to_keras(lstm):
     layers = []
     for k in range(lstm.num_layers):
         weights = []
-        for sfx in _suffixes(k, lstm.num_directions):
+        for sfx in unit_suffixes(k, lstm.num_directions):
             weights += [params["weight_ih" + sfx].T.copy(), params["weight_hh" + sfx].T.copy(),
                         params["bias_ih" + sfx] + params["bias_hh" + sfx]]
         layers.append(weights)
@@ -243,7 +239,7 @@ def lstm_from_keras(layer_or_model, *, dtype=None, batch_first=True, **kwargs):
                              "%s of %d units" % (
                                  dirs[0][1], k, _kind(N, reverse), H,
                                  _kind(len(dirs), dirs[0][0].go_backwards), dirs[0][0].units))
-        for (cell_layer, what), sfx in zip(dirs, _suffixes(k, N)):
+        for (cell_layer, what), sfx in zip(dirs, unit_suffixes(k, N)):
             cell = cell_layer.cell
             check_activations(_activation_name(cell.activation),
                               _activation_name(cell.recurrent_activation), what)

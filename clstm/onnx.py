@@ -26,6 +26,7 @@ import os
 import numpy as np
 
 from clstm._version import __version__
+from clstm.interop import unit_suffixes
 from clstm.io import atomic_write
 from clstm.model import LSTM
 
@@ -52,11 +53,6 @@ def _onnx():
     except ImportError as e:
         raise ImportError("clstm.onnx needs the onnx package: pip install onnx") from e
     return onnx
-
-
-def _suffixes(k, N):
-    """The name suffixes of layer k's directions: "_l{k}" and "_l{k}_reverse"."""
-    return ("_l%d" % k, "_l%d_reverse" % k)[:N]
 
 
 def _blocks(a, order):
@@ -134,7 +130,7 @@ def lstm_from_onnx(model_or_path, *, dtype=None):
                 **dict(zip(("gate_activation", "gate_alpha", "gate_beta"), first["gate"])))
     state = {}
     for k, lay in enumerate(layers):
-        for d, sfx in enumerate(_suffixes(k, N)):
+        for d, sfx in enumerate(unit_suffixes(k, N)):
             for name, a in (("weight_ih", lay["W"][d]), ("weight_hh", lay["R"][d]),
                             ("bias_ih", lay["B"][d, :4 * H]), ("bias_hh", lay["B"][d, 4 * H:])):
                 state[name + sfx] = _blocks(a, _TORCH_FROM_ONNX)
@@ -339,7 +335,7 @@ def lstm_to_onnx(lstm, path=None, *, opset=None, initial_state=False, lengths=Fa
                        activation_alpha=[lstm.gate_alpha] * N,
                        activation_beta=[lstm.gate_beta] * N)
     for k in range(L):
-        sfx = _suffixes(k, N)
+        sfx = unit_suffixes(k, N)
         W, R, Bi, Bh = (np.stack([_blocks(params[p + s], _ONNX_FROM_TORCH) for s in sfx])
                         for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
         ins = [x, const("W_l%d" % k, W), const("R_l%d" % k, R),

@@ -1936,10 +1936,24 @@ static clstm_model *load_patched(const unsigned char *f, size_t n, const char *f
     return l;
 }
 
-/* A model from config c passed as a caller built with an older header
- * passes it (struct_size `before`, garbage after it, which must not be
- * read), checking that get_config at that size writes nothing past it;
- * the model (NULL on failure) for the caller's checks of the defaults. */
+/* File f relabelled from `version` (its "format_version" pair) to version 1,
+ * an older writer's, and loaded: its config into *cfg, and a copy of the
+ * user metadata `key` (malloc'd; NULL when absent or not loaded). */
+static char *as_version1(const unsigned char *f, size_t n, const char *version,
+                         const char *key, clstm_config *cfg)
+{
+    clstm_model *l = load_patched(f, n, version, "\"format_version\":\"1\"");
+    const char *v = NULL;
+    char *copy = NULL;
+    if (l && CHECK_STATUS(clstm_get_config(l, cfg), CLSTM_OK) &&
+        CHECK_STATUS(clstm_get_metadata(l, key, &v), CLSTM_OK) && v) {
+        copy = xcalloc(strlen(v) + 1, 1);
+        strcpy(copy, v);
+    }
+    clstm_free(l);
+    return copy;
+}
+
 /* A model from a config of an older header: `before` its struct_size,
  * `fields` the end of its last field (garbage in its padding and past it
  * must not be read, and get_config must write nothing there). */
@@ -2016,16 +2030,11 @@ static void test_reverse(void)
         static const char *const patches[][2] = {{"\"reverse\":", "\"reverzz\":"},
                                                  {"\"reverse\":\"1\"", "\"reverse\":\"7\""}};
         check_patches_refused(f, n, patches, 2, "reverse");
-        l = load_patched(f, n, "\"format_version\":\"3\"", "\"format_version\":\"1\"");
-        if (l) {
-            clstm_config g1 = clstm_config_default();
-            const char *v = NULL;
-            CHECK_STATUS(clstm_get_config(l, &g1), CLSTM_OK);
-            CHECK_STATUS(clstm_get_metadata(l, "reverse", &v), CLSTM_OK);
-            CHECK(g1.reverse == 0 && v && strcmp(v, "1") == 0,
-                  "version 1: reverse %d, user metadata %s", g1.reverse, v ? v : "(none)");
-        }
-        clstm_free(l);
+        clstm_config g1 = clstm_config_default();
+        char *v = as_version1(f, n, "\"format_version\":\"3\"", "reverse", &g1);
+        CHECK(g1.reverse == 0 && v && strcmp(v, "1") == 0,
+              "version 1: reverse %d, user metadata %s", g1.reverse, v ? v : "(none)");
+        free(v);
         free(f);
     }
     clstm_free(m);
@@ -2153,17 +2162,12 @@ static void test_gate_activation(void)
         check_patches_refused(f, n, patches, sizeof patches / sizeof patches[0], "gate");
         /* version 1 (an older writer's): sigmoid gates, forward, and the
          * four keys as user metadata */
-        l = load_patched(f, n, "\"format_version\":\"4\"", "\"format_version\":\"1\"");
-        if (l) {
-            clstm_config g1 = clstm_config_default();
-            const char *v = NULL;
-            CHECK_STATUS(clstm_get_config(l, &g1), CLSTM_OK);
-            CHECK_STATUS(clstm_get_metadata(l, "gate_activation", &v), CLSTM_OK);
-            CHECK(g1.gate_activation == CLSTM_GATE_SIGMOID && g1.reverse == 0 && v &&
-                      strcmp(v, "hard_sigmoid") == 0,
-                  "version 1: gate %d, user metadata %s", g1.gate_activation, v ? v : "(none)");
-        }
-        clstm_free(l);
+        clstm_config g1 = clstm_config_default();
+        char *v = as_version1(f, n, "\"format_version\":\"4\"", "gate_activation", &g1);
+        CHECK(g1.gate_activation == CLSTM_GATE_SIGMOID && g1.reverse == 0 && v &&
+                  strcmp(v, "hard_sigmoid") == 0,
+              "version 1: gate %d, user metadata %s", g1.gate_activation, v ? v : "(none)");
+        free(v);
         free(f);
         clstm_free(m);
     }
